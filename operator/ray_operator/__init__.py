@@ -1,0 +1,1 @@
+"""OpenRay's KubeRay-compatible operator (kopf)."""

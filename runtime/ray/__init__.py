@@ -1,0 +1,3 @@
+"""OpenRay: a Ray-compatible distributed runtime in Python."""
+
+__version__ = "2.60.0"
