@@ -21,7 +21,7 @@ class Counter:
         self.counter += 1
 
     def get_counter(self):
-        return "{} got {}".format(self.name, self.counter)
+        return f"{self.name} got {self.counter}"
 
 
 counter = Counter.remote()
