@@ -1,5 +1,7 @@
 """`python -m ray.agent`: the per-node agent process.
 
+Also runs the supervisors of jobs the head places on this node (`/api/job_agent/jobs/...`).
+
 Serves the runtime env gRPC service on --grpc-port and HTTP health endpoints on --http-port
 (Ray's --dashboard-agent-listen-port, 52365): `GET /api/healthz` and `GET /api/local_raylet_healthz`
 answer `success` (KubeRay's probes call them with wget on localhost).
@@ -21,6 +23,9 @@ from aiohttp import web
 from ray._private.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
 from ray._private.runtime_env.manager import RuntimeEnvManager
 from ray.agent.runtime_env_service import RuntimeEnvAgentServicer
+from ray.dashboard.modules.job.common import JobInfoStorage
+from ray.dashboard.modules.job.job_agent import JobAgent
+from ray.dashboard.modules.job.job_runner import LocalJobRunner
 from ray.protocol import runtime_env_agent_pb2_grpc
 
 logger = logging.getLogger("ray.agent")
@@ -51,6 +56,16 @@ def _make_gcs_client(gcs_address: str):  # -> GcsClient; imported lazily so the 
     return GcsClient(gcs_address)
 
 
+class _LazyGcs:
+    """The agent's GcsClient, connected on first use (the GCS may start after the agent)."""
+
+    def __init__(self, agent: NodeAgent):
+        self._agent = agent
+
+    def __getattr__(self, name: str):
+        return getattr(self._agent.gcs_client(), name)
+
+
 class NodeAgent:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -60,6 +75,8 @@ class NodeAgent:
         )
         self.grpc_port = args.grpc_port
         self.http_port = args.http_port
+        runner = LocalJobRunner(args.gcs_address, args.session_dir, lambda: f"{args.node_ip_address}:{self.grpc_port}")
+        self.job_agent = JobAgent(runner, JobInfoStorage(_LazyGcs(self)))
 
     def gcs_client(self):
         if self._gcs is None:
@@ -109,6 +126,7 @@ class NodeAgent:
         app = web.Application()
         app.router.add_get("/api/healthz", self._healthz)
         app.router.add_get("/api/local_raylet_healthz", self._local_raylet_healthz)
+        self.job_agent.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, _http_bind_host(self.args.node_ip_address), self.args.http_port)
@@ -118,12 +136,14 @@ class NodeAgent:
 
         address = AgentAddress(self.args.node_id, self.args.node_ip_address, self.http_port, self.grpc_port)
         register_task = asyncio.create_task(self._register(address))
+        reaper = asyncio.create_task(self.job_agent.reap_forever())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         register_task.cancel()
+        reaper.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.to_thread(unregister_agent, self.gcs_client(), address), 3)
         await runner.cleanup()

@@ -13,20 +13,28 @@ import logging
 import os
 import signal
 import sys
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from ray._private.runtime_env.agent_registry import agent_by_ip
+from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._private.runtime_env.packaging import gcs_storage_max_size
 from ray.dashboard.modules import version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
-from ray.dashboard.modules.job.job_manager import JobManager
+from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
+from ray.dashboard.modules.job.job_runner import LocalJobRunner
 
 logger = logging.getLogger("ray.dashboard")
 
 DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 DEFAULT_DASHBOARD_PORT = 8265
+
+
+class GcsLike(InternalKV, Protocol):
+    def internal_kv_exists(self, key: bytes, namespace: bytes | None = None) -> bool: ...
+
+    def get_all_node_info(self) -> list[dict[str, Any]]: ...
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,38 +47,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class LocalAgentLocator:
-    """Finds this node's agent (the one registered with the dashboard's node IP) in the GCS KV."""
+class AgentLocator:
+    """Finds agents in the GCS KV; this node's agent is the one registered with the dashboard's IP."""
 
     def __init__(self, kv: InternalKV, node_ip: str):
         self._kv = kv
         self._node_ip = node_ip
-        self._cached = ""
+        self._local: AgentAddress | None = None
 
-    def __call__(self) -> str:
-        if not self._cached:
+    def local(self) -> AgentAddress | None:
+        if self._local is None:
             try:
-                agent = agent_by_ip(self._kv, self._node_ip)
+                self._local = agent_by_ip(self._kv, self._node_ip)
             except Exception:
                 logger.exception("Looking up the local agent failed.")
-                agent = None
-            if agent is not None:
-                self._cached = agent.grpc_address
-        return self._cached
+        return self._local
+
+    def local_grpc_address(self) -> str:
+        agent = self.local()
+        return agent.grpc_address if agent else ""
+
+    def for_node(self, node_id: str) -> AgentAddress | None:
+        return agent_by_node_id(self._kv, node_id)
 
 
-def build_app(kv: InternalKV, gcs_address: str, session_dir: str, node_ip: str) -> tuple[web.Application, JobManager]:
-    """The aiohttp application with every route; `kv` is a GcsClient (or anything with its KV methods)."""
+def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) -> tuple[web.Application, JobManager]:
+    """The aiohttp application with every route; `gcs` is a GcsClient."""
     # Package uploads arrive as one body: allow the largest package the GCS accepts.
     app = web.Application(client_max_size=gcs_storage_max_size() + 1024 * 1024)
-    manager = JobManager(JobInfoStorage(kv), gcs_address, session_dir, LocalAgentLocator(kv, node_ip))
+    agents = AgentLocator(gcs, node_ip)
+    runner = LocalJobRunner(gcs_address, session_dir, agents.local_grpc_address)
+    cluster = ClusterView(nodes=gcs.get_all_node_info, agent_for_node=agents.for_node, local_agent=agents.local)
+    manager = JobManager(JobInfoStorage(gcs), runner, cluster)
 
     def gcs_alive() -> bool:
-        kv.internal_kv_get(b"__openray_dashboard_healthcheck", b"healthcheck")
+        gcs.internal_kv_get(b"__openray_dashboard_healthcheck", b"healthcheck")
         return True
 
     version.add_routes(app, session_dir, gcs_alive)
-    JobHead(manager, kv).add_routes(app)
+    JobHead(manager, gcs).add_routes(app)
 
     async def on_startup(app: web.Application) -> None:
         manager.start()

@@ -88,6 +88,7 @@ class JobInfo:
     entrypoint_num_gpus: float | None = None
     entrypoint_memory: int | None = None
     entrypoint_resources: dict[str, float] | None = None
+    entrypoint_label_selector: dict[str, str] | None = None
     driver_agent_http_address: str | None = None
     driver_node_id: str | None = None
     driver_exit_code: int | None = None
@@ -103,6 +104,7 @@ class JobInfo:
                 or self.entrypoint_num_gpus
                 or self.entrypoint_memory
                 or self.entrypoint_resources
+                or self.entrypoint_label_selector
             )
             self.message = default_status_message(
                 self.status, has_entrypoint_resources=has_resources, has_runtime_env=bool(self.runtime_env)

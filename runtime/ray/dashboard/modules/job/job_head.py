@@ -128,7 +128,10 @@ class JobHead:
         job_id, info = await self._find(req)
         if info is None:
             return _not_found(job_id)
-        logs = await asyncio.to_thread(self.manager.get_job_logs, job_id)
+        try:
+            logs = await self.manager.get_job_logs(job_id, info)
+        except Exception:
+            return web.Response(text=traceback.format_exc(), status=500)
         return _json({"logs": logs})
 
     async def tail_job_logs(self, req: web.Request) -> web.StreamResponse:
@@ -138,7 +141,7 @@ class JobHead:
         ws = web.WebSocketResponse()
         await ws.prepare(req)
         try:
-            async for chunk in self.manager.tail_job_logs(job_id):
+            async for chunk in self.manager.tail_job_logs(job_id, info):
                 if ws.closed:
                     break
                 await ws.send_str(chunk)
