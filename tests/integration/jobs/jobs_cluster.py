@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +22,8 @@ RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 class HeadNode:
     def __init__(self, root: Path, env_overrides: dict[str, str] | None = None):
         self.root = root
-        self.temp_dir = str(root / "ray")
+        # Short: raylets put Unix sockets under it, and AF_UNIX paths are limited to 107 bytes.
+        self.temp_dir = tempfile.mkdtemp(prefix="orj-")
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
         self.agent_http_port = free_port()
@@ -45,6 +48,8 @@ class HeadNode:
             f"--dashboard-agent-listen-port={self.agent_http_port}", f"--temp-dir={self.temp_dir}",
             "--num-cpus=2", timeout=120,
         )
+        # Fixed now: a worker node started later in the same temp dir moves `session_latest`.
+        self._session_dir = os.path.realpath(os.path.join(self.temp_dir, "session_latest"))
         self.wait_dashboard()
 
     def wait_dashboard(self, timeout_s: float = 60) -> None:
@@ -61,7 +66,7 @@ class HeadNode:
 
     @property
     def session_dir(self) -> str:
-        return os.path.realpath(os.path.join(self.temp_dir, "session_latest"))
+        return self._session_dir
 
     def log(self, name: str) -> str:
         out = []
@@ -100,6 +105,7 @@ class HeadNode:
         leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
                      if any(self.temp_dir in part for part in (p.info["cmdline"] or []))]
         kill_trees(job_pids + leftovers)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def kill_trees(pids: list[int]) -> None:
