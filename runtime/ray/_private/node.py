@@ -214,7 +214,8 @@ class Node:
             )
             host = "127.0.0.1" if p.dashboard_host in ("0.0.0.0", "localhost", "") else p.dashboard_host
             self.dashboard_url = f"{host}:{port}"
-        if p.head:
+        if p.head and not p.owned_by_driver:
+            # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
             process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
         self._write_node_info()
 
