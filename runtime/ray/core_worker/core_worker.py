@@ -129,6 +129,8 @@ class CoreWorker:
         async def _close():
             if self.submitter is not None:
                 self.submitter.shutdown()
+            if self.actor_submitter is not None:
+                self.actor_submitter.shutdown()
             self.pool.close_all()
             self.raylet.close()
             self._unix_server.close()

@@ -49,11 +49,14 @@ class TaskExecutor:
         self._async_tasks: dict[bytes, asyncio.Future] = {}
         self._main_thread_id = threading.get_ident()
         self.exiting = False
+        self.gcs_conn = None  # the GCS's connection that created our actor
 
     # ------------------------------------------------------------------ io thread
     def handle(self, conn, method: str, body: Any):
         loop = self.cw.loop
         if method == "push_task" or method == "create_actor":
+            if method == "create_actor":
+                self.gcs_conn = conn
             fut = loop.create_future()
             self.queue.put((method, body, fut))
             return fut
@@ -106,6 +109,8 @@ class TaskExecutor:
         self._flush_and_exit()
 
     def _flush_and_exit(self) -> None:
+        if self.gcs_conn is not None:  # an intended exit: the GCS must not restart the actor
+            self.cw.loop.call_soon_threadsafe(_notify_quietly, self.gcs_conn, "actor_exiting")
         # Let the io thread send the last replies before the process goes away.
         try:
             self.cw.run_sync(asyncio.sleep(0.05), timeout=2)
@@ -305,6 +310,13 @@ class TaskExecutor:
                 stored = self.cw._error_object(self._task_error(spec, e))
             returns.append((oid, stored.to_wire()))
         return {"returns": returns, "exit": self.exiting}
+
+
+def _notify_quietly(conn, method: str) -> None:
+    try:
+        conn.notify(method, {})
+    except Exception:
+        pass
 
 
 def _set_result(fut, value) -> None:

@@ -37,6 +37,9 @@ class LeaseRequest:
     future: asyncio.Future
     is_actor: bool = False
     warned_infeasible: bool = False
+    # Actors need their placement resources to be scheduled but hold only these while running (Ray's
+    # default actor: 1 CPU to place, 0 to run).
+    running_resources: ResourceSet | None = None
 
 
 @dataclass
@@ -270,6 +273,7 @@ class NodeManager:
             job_id=body["job_id"], runtime_env=runtime_env, strategy=body.get("strategy") or {},
             grant_or_reject=body.get("grant_or_reject", False), conn=conn, future=fut,
             is_actor=body.get("is_actor", False),
+            running_resources=ResourceSet(body["running_resources"]) if "running_resources" in body else None,
         )
         self._pending.append(req)
         self._schedule()
@@ -324,9 +328,10 @@ class NodeManager:
         self._pending = still_pending
 
     def _grant(self, req: LeaseRequest) -> None:
-        gpu_ids = self._take_gpus(req.resources.get("GPU"))
-        self.available = self.available - req.resources
-        lease = Lease(next(self._lease_ids), None, req.resources, gpu_ids, req.conn, is_actor=req.is_actor)
+        held = req.running_resources if req.running_resources is not None else req.resources
+        gpu_ids = self._take_gpus(held.get("GPU"))
+        self.available = self.available - held
+        lease = Lease(next(self._lease_ids), None, held, gpu_ids, req.conn, is_actor=req.is_actor)
         self._leases[lease.lease_id] = lease
         asyncio.get_running_loop().create_task(self._attach_worker(req, lease))
 
