@@ -132,7 +132,7 @@ class TaskExecutor:
         self.cw.set_task_context(TaskID(spec["task_id"]), lease_id=spec.get("lease_id", 0), is_actor=True,
                                  actor_id=self.actor_id, namespace=spec.get("namespace", ""),
                                  gpu_ids=spec.get("gpu_ids", []), resources=spec.get("resources", {}),
-                                 actor_name=spec.get("name", ""))
+                                 actor_name=spec.get("name", ""), actor_restarted=spec.get("restarted", False))
         self._apply_gpus(spec.get("gpu_ids", []))
         try:
             args, kwargs = self._resolve_args(spec)
@@ -156,8 +156,14 @@ class TaskExecutor:
         self._async_loop = loop
         ready = threading.Event()
 
+        spec = self.actor_spec or {}
+
         def run():
             asyncio.set_event_loop(loop)
+            self.cw.set_task_context(TaskID(spec["task_id"]), is_actor=True, actor_id=self.actor_id,
+                                     namespace=spec.get("namespace", ""), gpu_ids=spec.get("gpu_ids", []),
+                                     resources=spec.get("resources", {}), actor_name=spec.get("name", ""),
+                                     actor_restarted=spec.get("restarted", False))
             self._async_sem = asyncio.Semaphore(max_concurrency)
             ready.set()
             loop.run_forever()
@@ -198,9 +204,11 @@ class TaskExecutor:
         self.cw.set_task_context(TaskID(task_id), lease_id=spec.get("lease_id", 0), is_actor=self.actor is not None,
                                  actor_id=self.actor_id, namespace=spec.get("namespace", ""),
                                  gpu_ids=spec.get("gpu_ids", []) if not is_actor_task else
-                                 self.cw.task_context("gpu_ids", []),
-                                 resources=spec.get("resources", {}),
-                                 actor_name=(self.actor_spec or {}).get("name", ""))
+                                 (self.actor_spec or {}).get("gpu_ids", []),
+                                 resources=spec.get("resources", {}) if not is_actor_task else
+                                 (self.actor_spec or {}).get("resources", {}),
+                                 actor_name=(self.actor_spec or {}).get("name", ""),
+                                 actor_restarted=(self.actor_spec or {}).get("restarted", False))
         try:
             if not is_actor_task:
                 self._apply_gpus(spec.get("gpu_ids", []))

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from ray._private import lifetime
 from ray._private.ids import JobID, WorkerID
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job-id", required=True)
     parser.add_argument("--env-key", default="")
     args = parser.parse_args(argv)
+    lifetime.die_with_parent()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # SIGTERM from the raylet/`ray stop` ends the worker at once; nothing here needs a graceful path.

@@ -172,7 +172,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         try:
             conn = await framing.connect(grant["address"]["tcp"], self._handle_worker_message)
             created = await conn.request("create_actor", {**spec, "lease_id": grant["lease_id"],
-                                                          "gpu_ids": grant["gpu_ids"]})
+                                                          "gpu_ids": grant["gpu_ids"],
+                                                          "restarted": actor.data.num_restarts > 0})
         except (OSError, framing.ConnectionLost, framing.RemoteError) as e:
             logger.warning("Creating actor %s failed: %s; retrying", actor.data.actor_id.hex(), e)
             await asyncio.sleep(0.2)

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 
+from ray._private import lifetime
 from ray.raylet.node_manager import NodeManager
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-export-port", type=int, default=0)
     parser.add_argument("--head", action="store_true")
     args = parser.parse_args(argv)
+    lifetime.die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     asyncio.run(_run(args))

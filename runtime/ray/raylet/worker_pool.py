@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from ray._private import lifetime
 from ray._private.ids import WorkerID
 
 logger = logging.getLogger(__name__)
@@ -33,12 +33,6 @@ def runtime_env_context(runtime_env: dict | None) -> dict:
     """The RuntimeEnvContext (contracts.md) for a runtime env; env_vars are applied locally for now."""
     env_vars = {str(k): str(v) for k, v in ((runtime_env or {}).get("env_vars") or {}).items()}
     return {"env_vars": env_vars, "py_executable": None, "cwd": None, "pythonpath": []}
-
-
-def _pdeathsig_kill() -> None:
-    # Workers die with their raylet (no orphans after a crash or `ray stop --force`).
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 @dataclass
@@ -80,6 +74,7 @@ class WorkerPool:
         if ctx["pythonpath"]:
             env["PYTHONPATH"] = os.pathsep.join([*ctx["pythonpath"], env.get("PYTHONPATH", "")])
         env["RAY_JOB_ID"] = job_id
+        env.update(lifetime.env_for_child(signal.SIGKILL))  # workers die with their raylet
         env["RAY_RUNTIME_ENV_JSON"] = json.dumps(runtime_env or {})
         python = ctx["py_executable"] or sys.executable
         args = [
@@ -99,7 +94,7 @@ class WorkerPool:
         err = open(f"{log_base}.err", "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                    cwd=ctx["cwd"] or os.getcwd(), preexec_fn=_pdeathsig_kill)
+                                    cwd=ctx["cwd"] or os.getcwd(),)
         finally:
             out.close()
             err.close()
