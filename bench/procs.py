@@ -28,6 +28,8 @@ class ProcInfo:
     def short_name(self) -> str:
         """A readable name: the module after `-m`, else the script or executable's basename."""
         args = self.cmdline
+        if len(args) == 1:  # a process that rewrote its title (setproctitle) shows one spaced string
+            args = args[0].split()
         if not args:
             return f"pid {self.pid}"
         if "-m" in args[:-1]:
@@ -35,7 +37,7 @@ class ProcInfo:
         for arg in args[1:]:
             if arg.endswith(".py"):
                 return os.path.basename(arg)
-        return os.path.basename(args[0].split(" ")[0])
+        return os.path.basename(args[0])
 
 
 def _read(path: str) -> bytes | None:

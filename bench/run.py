@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="results JSON whose Ray figures fill Ray's column when Ray is not run")
     parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every workload's timeout")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile each driver with cProfile (results dir profiles/<runtime>-<workload>.txt)")
     parser.add_argument("--self-check", action="store_true",
                         help="check the table logic and run one tiny row per runtime")
     return parser.parse_args(argv)
@@ -102,7 +104,8 @@ def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
         timeout = max(r.timeout_s for r in produced) * args.timeout_scale
         for runtime in runtimes:
             print(f"[{n}/{len(workloads)}] {workload:<24} {runtime.name:<7} ...", end=" ", flush=True)
-            result = run_workload(runtime, workload, args.duration, timeout, log_dir)
+            profile = log_dir.parent / "profiles" / f"{runtime.name.lower()}-{workload}.txt" if args.profile else None
+            result = run_workload(runtime, workload, args.duration, timeout, log_dir, profile)
             print(progress_text(produced, result), flush=True)
             for row in produced:
                 got = result.rows.get(row.key)

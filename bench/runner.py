@@ -18,6 +18,7 @@ from procs import TOKEN_ENV, processes_of_run, terminate
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKLOADS_PY = BENCH_DIR / "workloads.py"
+PROFILE_ENV = "OPENRAY_BENCH_PROFILE"  # read by workloads.py (which cannot import this module)
 
 # Environment variables that would point a fresh driver at some other cluster or interpreter setup.
 _SCRUBBED_ENV = ("RAY_ADDRESS", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "RAY_JOB_CONFIG_JSON_ENV_VAR")
@@ -59,7 +60,7 @@ def workload_env(runtime: Runtime, tmp_root: str, token: str) -> dict[str, str]:
 
 
 def run_workload(runtime: Runtime, workload: str, duration_s: float, timeout_s: float,
-                 log_dir: Path) -> WorkloadResult:
+                 log_dir: Path, profile_path: Path | None = None) -> WorkloadResult:
     """Runs `workload` in a fresh `runtime.python`; never raises for a failing runtime."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{runtime.name.lower()}-{workload}.log"
@@ -68,11 +69,15 @@ def run_workload(runtime: Runtime, workload: str, duration_s: float, timeout_s: 
     token = uuid.uuid4().hex
     out_path = Path(tmp_root) / "result.json"
     result = WorkloadResult(log_path=str(log_path))
+    env = workload_env(runtime, tmp_root, token)
+    if profile_path is not None:
+        profile_path.parent.mkdir(parents=True, exist_ok=True)
+        env[PROFILE_ENV] = str(profile_path)
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [runtime.python, str(WORKLOADS_PY), workload, "--duration", str(duration_s), "--out", str(out_path)],
-            cwd=tmp_root, env=workload_env(runtime, tmp_root, token), stdout=log, stderr=subprocess.STDOUT,
+            cwd=tmp_root, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         try:

@@ -28,6 +28,7 @@ Rows = dict[str, dict[str, Any]]
 BATCH = 1000
 PIP_PACKAGE = "emoji"  # small, pure Python, installed in neither runtime's environment
 MIB = 1024 * 1024
+PROFILE_ENV = "OPENRAY_BENCH_PROFILE"  # set by run.py --profile: where the driver's profile goes
 
 
 @ray.remote
@@ -309,6 +310,28 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
 }
 
 
+def run_maybe_profiled(workload: Callable[[float], Rows], duration_s: float) -> Rows:
+    """Runs the workload; with PROFILE_ENV set, under cProfile, writing the driver's hottest
+    functions (by own and by cumulative time) to that path."""
+    path = os.environ.get(PROFILE_ENV)
+    if not path:
+        return workload(duration_s)
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(workload, duration_s)
+    finally:
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(30)
+        with open(path, "w") as fh:
+            fh.write(text.getvalue())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload", choices=sorted(WORKLOADS))
@@ -316,7 +339,7 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="where to write the result JSON")
     args = parser.parse_args()
     try:
-        result: dict[str, Any] = {"rows": WORKLOADS[args.workload](args.duration)}
+        result: dict[str, Any] = {"rows": run_maybe_profiled(WORKLOADS[args.workload], args.duration)}
     except BaseException as exc:  # any failure becomes a result the table can show
         result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     result["ray_version"] = getattr(ray, "__version__", "?")
