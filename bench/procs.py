@@ -37,7 +37,10 @@ class ProcInfo:
         for arg in args[1:]:
             if arg.endswith(".py"):
                 return os.path.basename(arg)
-        return os.path.basename(args[0])
+        name = os.path.basename(args[0])
+        if name.startswith("python") and len(args) > 1:  # e.g. `python -c ...`: show what it runs
+            return " ".join([name, *args[1:]])[:60]
+        return name
 
 
 def _read(path: str) -> bytes | None:

@@ -92,11 +92,22 @@ def init_ready(duration_s: float) -> Rows:
 
 
 def idle_memory(duration_s: float) -> Rows:
+    """RSS of the runtime's processes once the idle cluster stops starting new ones: at least 10 s
+    after ray.init (Ray starts its agents and prestarted workers some seconds after init returns),
+    then until the set of processes is the same five samples in a row (at most 40 s)."""
     context = ray.init()
-    time.sleep(5.0)  # let the runtime start what it starts on its own (prestarted workers, agents)
     address_info = getattr(context, "address_info", None) or {}
     markers = [m for m in (address_info.get("session_dir"), os.environ.get("OPENRAY_BENCH_TMP")) if m]
-    procs = processes_of_run(os.environ.get(TOKEN_ENV), markers, root_pid=os.getpid())
+    start = time.monotonic()
+    history: list[frozenset[int]] = []
+    while True:
+        time.sleep(1.0)
+        procs = processes_of_run(os.environ.get(TOKEN_ENV), markers, root_pid=os.getpid())
+        history.append(frozenset(p.pid for p in procs))
+        waited = time.monotonic() - start
+        settled = len(history) >= 5 and len(set(history[-5:])) == 1
+        if (waited >= 10.0 and settled) or waited >= 40.0:
+            break
     by_name: dict[str, list[int]] = {}
     for proc in procs:
         by_name.setdefault(proc.short_name, []).append(proc.rss_bytes)
@@ -104,7 +115,7 @@ def idle_memory(duration_s: float) -> Rows:
     breakdown = {name: {"count": len(v), "mib": round(sum(v) / MIB, 1)}
                  for name, v in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))}
     driver = proc_info(os.getpid())
-    return one_row("idle_memory", total / MIB, processes=len(procs),
+    return one_row("idle_memory", total / MIB, processes=len(procs), settled_after_s=round(waited, 1),
                    driver_mib=round(driver.rss_bytes / MIB, 1) if driver else None, by_process=breakdown)
 
 
