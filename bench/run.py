@@ -89,7 +89,9 @@ def runtimes_for(args: argparse.Namespace) -> list[Runtime]:
 
 def progress_text(rows: list[Row], result: WorkloadResult) -> str:
     if result.error:
-        return f"ERR {result.error} (log: {result.log_path})"
+        lines = result.error.strip().splitlines()
+        first = lines[0] + (f" ... {lines[-1].strip()}" if len(lines) > 1 else "")
+        return f"ERR {first} (log: {result.log_path})"
     parts = [f"{cell_text(Cell(value=result.rows[r.key]['value']))} {r.unit}" for r in rows if r.key in result.rows]
     return ", ".join(parts) + f"  [{result.wall_s:.1f} s wall]"
 

@@ -94,14 +94,28 @@ def run_workload(runtime: Runtime, workload: str, duration_s: float, timeout_s: 
     result.leftover_processes = terminate(leftovers)
     proc.wait()
     _read_result(out_path, result, log_path)
+    if result.error:
+        _keep_session_logs(Path(tmp_root), log_dir / f"{runtime.name.lower()}-{workload}-session-logs")
     shutil.rmtree(tmp_root, ignore_errors=True)
     return result
+
+
+def _keep_session_logs(tmp_root: Path, dest: Path, max_file_bytes: int = 5 * 2**20) -> None:
+    """After a failure, the runtime's own logs (any `logs/` dir under the driver's temp dir)
+    are all that explains it; copy them (regular files, capped) before the temp dir goes."""
+    shutil.rmtree(dest, ignore_errors=True)
+    for path in tmp_root.rglob("*"):
+        if "logs" in path.relative_to(tmp_root).parts[:-1] and path.is_file() and not path.is_symlink():
+            target = dest / path.relative_to(tmp_root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as src, open(target, "wb") as out:
+                out.write(src.read(max_file_bytes))
 
 
 def _read_result(out_path: Path, result: WorkloadResult, log_path: Path) -> None:
     if not out_path.exists():
         if result.error is None:
-            result.error = f"no result written; last log line: {_last_line(log_path)}"
+            result.error = f"driver died: {_last_line(log_path)}"
         return
     data = json.loads(out_path.read_text())
     result.ray_version = data.get("ray_version", "")
