@@ -96,7 +96,25 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         settings.posting.enabled = False  # events come from the reconcilers, with KubeRay's reasons
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        settings.scanning.disabled = True  # no cluster-wide CRD watch: works with namespaced RBAC too
         controller.start()
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf uses exactly the credentials the reconcilers use (in-cluster, or --kubeconfig).
+        cfg = controller.kube.api_client.configuration
+        if cfg.refresh_api_key_hook is not None:
+            cfg.refresh_api_key_hook(cfg)
+        auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
+        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else (auth or None)
+        return kopf.ConnectionInfo(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            token=token,
+        )
 
     @kopf.on.cleanup(registry=registry)
     def _cleanup(**_: Any) -> None:
