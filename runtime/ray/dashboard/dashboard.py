@@ -24,6 +24,7 @@ from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
 from ray.dashboard.modules.job.job_runner import LocalJobRunner
+from ray.dashboard.modules.job.sdk import DASHBOARD_ADDRESS_KEY, DASHBOARD_KV_NAMESPACE
 
 logger = logging.getLogger("ray.dashboard")
 
@@ -108,6 +109,11 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     logger.info("Dashboard listening on http://%s:%d (GCS %s)", args.host, args.port, args.gcs_address)
+    # Ray's clients find the dashboard from a cluster address through this key.
+    advertised = args.node_ip_address if args.host in ("0.0.0.0", "::", "") else args.host
+    await asyncio.to_thread(
+        gcs.internal_kv_put, DASHBOARD_ADDRESS_KEY, f"{advertised}:{args.port}".encode(), True, DASHBOARD_KV_NAMESPACE
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

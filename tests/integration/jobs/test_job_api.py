@@ -168,3 +168,11 @@ def test_job_status_survives_a_dashboard_restart(client, head):
         # Leave a dashboard for later tests in this module.
         subprocess.Popen(cmdline, env=head.env, start_new_session=True)
         head.wait_dashboard()
+
+
+def test_cluster_address_finds_the_dashboard(head):
+    """Like Ray: a GCS address (or RAY_ADDRESS) leads to the dashboard the cluster recorded."""
+    assert JobSubmissionClient(head.gcs_address).get_address() == head.dashboard_url
+    assert JobSubmissionClient(head.dashboard_url.removeprefix("http://")).get_address() == head.dashboard_url
+    proc = head.ray("job", "list", env={"RAY_ADDRESS": head.gcs_address})
+    assert f"Job submission server address: {head.dashboard_url}" in proc.stdout
