@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._private.runtime_env.packaging import gcs_storage_max_size
-from ray.dashboard.modules import version
+from ray.dashboard.modules import overview, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
@@ -86,7 +86,9 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
         return True
 
     version.add_routes(app, session_dir, gcs_alive)
-    JobHead(manager, gcs).add_routes(app)
+    job_head = JobHead(manager, gcs)
+    job_head.add_routes(app)
+    overview.add_routes(app, gcs.get_all_node_info, job_head.all_job_details)
 
     async def on_startup(app: web.Application) -> None:
         manager.start()

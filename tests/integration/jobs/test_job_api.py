@@ -210,3 +210,13 @@ def test_openray_cli_flags_output_and_exit_codes(head, tmp_path):
     assert unknown.returncode == 1 and "Unknown runtime_env field 'pipp'" in unknown.stderr
     listed = head.ray("job", "list", address)
     assert "submission_id='cli-job'" in listed.stdout
+
+
+def test_index_page_lists_nodes_and_jobs(client, head):
+    job_id = client.submit_job(entrypoint="echo <b>not html</b>", submission_id="page-job")
+    wait_terminal(client, job_id)
+    page = requests.get(head.dashboard_url + "/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "page-job" in page.text and "SUCCEEDED" in page.text
+    assert "&lt;b&gt;not html&lt;/b&gt;" in page.text  # entrypoints are escaped
+    assert "/api/jobs/page-job/logs" in page.text

@@ -101,13 +101,16 @@ class JobHead:
             details.job_id, details.driver_info = drivers[submission_id]
         return details
 
-    async def list_jobs(self, req: web.Request) -> web.Response:
+    async def all_job_details(self) -> list[dict]:
         jobs = await self.manager.list_jobs()
         by_submission, driver_jobs = await self._driver_jobs()
         submitted = sorted((self._details(sid, info, by_submission) for sid, info in jobs.items()),
                            key=lambda d: d.start_time or 0)
         # Ray's order: submitted jobs first, then drivers started directly.
-        return _json([d.to_json() for d in submitted + sorted(driver_jobs, key=lambda d: d.start_time or 0)])
+        return [d.to_json() for d in submitted + sorted(driver_jobs, key=lambda d: d.start_time or 0)]
+
+    async def list_jobs(self, req: web.Request) -> web.Response:
+        return _json(await self.all_job_details())
 
     async def _find(self, req: web.Request) -> tuple[str, JobInfo | None]:
         job_id = req.match_info["job_or_submission_id"]
