@@ -92,9 +92,7 @@ class CoreWorker:
         from ray._private.net import bind_host
         from ray.core_worker.task_submitter import NormalTaskSubmitter
 
-        sock_dir = os.path.join(self.session_dir, "sockets")
-        os.makedirs(sock_dir, exist_ok=True)
-        self.unix_path = os.path.join(sock_dir, f"worker.{self.worker_id.hex()[:16]}")
+        self.unix_path = framing.abstract_socket_name("worker", self.worker_id.hex()[:24])
         self._unix_server, _ = await framing.serve(self._handle, unix_path=self.unix_path)
         self._tcp_server, port = await framing.serve(self._handle, host=bind_host(self.node_ip), port=0)
         self.address = {"worker_id": self.worker_id.hex(), "node_id": self.node_id,

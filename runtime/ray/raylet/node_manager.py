@@ -70,7 +70,7 @@ class NodeManager:
         from ray._private.process_registry import shm_dir_for_node
 
         self.shm_dir = str(shm_dir_for_node(session_dir, node_id))
-        self.socket_path = os.path.join(session_dir, "sockets", f"raylet.{node_id[:12]}")
+        self.socket_path = framing.abstract_socket_name("raylet", node_id[:24])
         self.tcp_port = 0
         self._pending: list[LeaseRequest] = []
         self._infeasible: list[LeaseRequest] = []
@@ -92,7 +92,6 @@ class NodeManager:
         return {gpu: GRANULARITY for gpu in ids[: int(count)]}
 
     async def start(self) -> None:
-        os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
         os.makedirs(self.shm_dir, exist_ok=True)
         await framing.serve(self._handle, unix_path=self.socket_path, on_close=self._on_conn_closed)
         from ray._private.net import bind_host

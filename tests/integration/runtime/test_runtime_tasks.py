@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 import ray
 from ray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError, WorkerCrashedError
 
