@@ -257,3 +257,31 @@ def test_store_bytes_return_to_zero_when_refs_go_away(tmp_path):
         client.close()
     finally:
         ray.shutdown()
+
+
+def test_gpus_are_assigned_per_task_and_visible_in_cuda_visible_devices(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, _temp_dir=str(tmp_path / "ray"))
+    try:
+        assert ray.cluster_resources()["GPU"] == 2.0
+
+        @ray.remote(num_gpus=1)
+        def whole(barrier_s):
+            import os
+            import time as t
+
+            t.sleep(barrier_s)
+            return ray.get_gpu_ids(), os.environ["CUDA_VISIBLE_DEVICES"]
+
+        @ray.remote(num_gpus=0.5)
+        def half():
+            return ray.get_runtime_context().get_accelerator_ids()["GPU"]
+
+        results = ray.get([whole.remote(1.0), whole.remote(1.0)])
+        ids = sorted(r[0][0] for r in results)
+        assert ids == [0, 1]
+        assert sorted(r[1] for r in results) == ["0", "1"]
+        assert all(len(r) == 1 for r in ray.get([half.remote() for _ in range(4)]))
+        assert ray.get_gpu_ids() == []  # the driver has none
+    finally:
+        ray.shutdown()
