@@ -370,10 +370,7 @@ class CoreWorker:
         if stored.kind == INLINE:
             value = deserialize(stored.data)
         elif stored.node_id == self.node_id or shared_memory.exists(self.shm_dir, oid.hex()):
-            try:
-                value = shared_memory.read(self.shm_dir, oid.hex())
-            except FileNotFoundError:
-                raise exceptions.ObjectLostError(oid.hex()) from None
+            value = self._read_local(oid)
         else:
             value = deserialize(self._pull_remote(oid, stored))
         if stored.is_error:
@@ -381,6 +378,20 @@ class CoreWorker:
                 raise value.as_instanceof_cause()
             raise value
         return value
+
+    def _read_local(self, oid: bytes) -> Any:
+        try:
+            return shared_memory.read(self.shm_dir, oid.hex())
+        except FileNotFoundError:
+            pass
+        # Spilled to disk: ask the raylet to restore it into shared memory.
+        async def _restore():
+            return await self.raylet.request("restore_object", {"object_id": oid.hex()})
+
+        restored = self.run_sync(_restore(), timeout=300)
+        if not restored:
+            raise exceptions.ObjectLostError(oid.hex())
+        return shared_memory.read(self.shm_dir, oid.hex())
 
     def _pull_remote(self, oid: bytes, stored: StoredObject) -> bytes:
         async def _pull():

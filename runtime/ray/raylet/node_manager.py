@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 
 from ray._private import framing
@@ -19,6 +18,7 @@ from ray._private.config import config
 from ray._private.gcs_client import AsyncGcsClient
 from ray._private.resources import GRANULARITY, ResourceSet
 from ray.protocol import gcs_pb2 as pb
+from ray.raylet.object_store import LocalObjectStore
 from ray.raylet.scheduling import policy
 from ray.raylet.worker_pool import LEASED, Worker, WorkerPool, env_key
 
@@ -79,11 +79,12 @@ class NodeManager:
         self._cluster: dict[str, policy.NodeView] = {}
         self._drivers: dict[framing.Connection, str] = {}  # driver connection -> job id
         self._job_envs: dict[str, dict] = {}
-        self._objects: dict[str, int] = {}  # object id hex -> bytes in this node's shared memory
         self._spread_counter = 0
         self._stopping = asyncio.Event()
         self.pool: WorkerPool | None = None
         self.gcs: AsyncGcsClient | None = None
+        self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
+                                      int(resources.get("object_store_memory", 0)))
 
     # ------------------------------------------------------------------ lifecycle
     def _gpu_slots(self, count: float) -> dict[str, int]:
@@ -131,7 +132,7 @@ class NodeManager:
                                                              reason="The raylet was stopped."), timeout_s=2)
             except ConnectionError:
                 pass
-        shutil.rmtree(self.shm_dir, ignore_errors=True)
+        self.store.destroy()
         self._stopping.set()
 
     # ------------------------------------------------------------------ GCS report / cluster view
@@ -154,7 +155,7 @@ class NodeManager:
             req = pb.ReportResourceUsageRequest(
                 node_id=bytes.fromhex(self.node_id), resources_available=self._clamped_available(),
                 resources_total=self.total.to_dict(), demands=self._demands(),
-                object_store_used_bytes=float(sum(self._objects.values())),
+                object_store_used_bytes=float(self.store.used_bytes),
             )
             try:
                 reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req, timeout_s=30)
@@ -442,31 +443,24 @@ class NodeManager:
             "available": self.available.to_dict(),
             "num_workers": sum(1 for w in self.pool.workers.values() if w.state != "DEAD"),
             "worker_pids": [w.proc.pid for w in self.pool.workers.values() if w.state != "DEAD"],
-            "object_store_used_bytes": sum(self._objects.values()),
-            "num_objects": len(self._objects),
+            **self.store.stats(),
             "pending_leases": len(self._pending),
             "infeasible_leases": len(self._infeasible),
         }
 
     # ------------------------------------------------------------------ object store accounting
     def _h_object_created(self, conn, body: dict) -> None:
-        self._objects[body["object_id"]] = body["size"]
+        self.store.on_created(body["object_id"], body["size"])
 
     def _h_free_objects(self, conn, body: dict) -> None:
-        for oid in body["object_ids"]:
-            if self._objects.pop(oid, None) is not None:
-                try:
-                    os.unlink(os.path.join(self.shm_dir, oid))
-                except FileNotFoundError:
-                    pass
+        self.store.free(body["object_ids"])
+
+    def _h_restore_object(self, conn, body: dict) -> bool:
+        return self.store.restore(body["object_id"])
 
     def _h_read_object(self, conn, body: dict) -> bytes | None:
-        """Another node pulls a copy of an object held here."""
-        try:
-            with open(os.path.join(self.shm_dir, body["object_id"]), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        """Another node pulls a copy of an object held here (in memory or spilled)."""
+        return self.store.read(body["object_id"])
 
     def _h_ping(self, conn, body) -> str:
         return "pong"

@@ -285,3 +285,32 @@ def test_gpus_are_assigned_per_task_and_visible_in_cuda_visible_devices(tmp_path
         assert ray.get_gpu_ids() == []  # the driver has none
     finally:
         ray.shutdown()
+
+
+def test_a_full_store_spills_to_disk_and_restores_without_losing_objects(tmp_path):
+    import numpy as np
+
+
+    ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False,
+             _temp_dir=str(tmp_path / "ray"))
+    try:
+        arrays = [np.full(2_500_000, i, dtype=np.float64) for i in range(10)]  # 10 x 20 MB into 100 MB
+        refs = [ray.put(a) for a in arrays]
+
+        @ray.remote
+        def total(a):
+            return float(a.sum())
+
+        assert ray.get([total.remote(r) for r in refs]) == [float(a.sum()) for a in arrays]
+        for ref, arr in zip(refs, arrays, strict=True):
+            assert np.array_equal(ray.get(ref), arr)
+        cw = ray._private.worker.global_worker.core_worker
+
+        async def stats():
+            return await cw.raylet.request("get_node_stats", None)
+
+        s = cw.run_sync(stats())
+        assert s["spilled_bytes_total"] > 0 and s["restored_bytes_total"] > 0
+        assert s["object_store_used_bytes"] <= 100 * 1024 * 1024
+    finally:
+        ray.shutdown()
