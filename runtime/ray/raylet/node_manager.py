@@ -18,6 +18,7 @@ from ray._private.config import config
 from ray._private.gcs_client import AsyncGcsClient
 from ray._private.resources import GRANULARITY, ResourceSet
 from ray.protocol import gcs_pb2 as pb
+from ray.raylet.log_monitor import LogMonitor
 from ray.raylet.object_store import LocalObjectStore
 from ray.raylet.scheduling import policy
 from ray.raylet.worker_pool import LEASED, Worker, WorkerPool, env_key
@@ -114,6 +115,7 @@ class NodeManager:
         await self.gcs.call(self.gcs.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=info))
         self._cluster[self.node_id] = self._local_view()
         asyncio.get_running_loop().create_task(self._report_loop())
+        self._log_monitor_task = asyncio.get_running_loop().create_task(LogMonitor(self).run())
 
     def ready_info(self) -> dict:
         return {"node_id": self.node_id, "socket": self.socket_path, "tcp_port": self.tcp_port,

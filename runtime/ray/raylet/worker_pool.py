@@ -74,6 +74,7 @@ class WorkerPool:
         if ctx["pythonpath"]:
             env["PYTHONPATH"] = os.pathsep.join([*ctx["pythonpath"], env.get("PYTHONPATH", "")])
         env["RAY_JOB_ID"] = job_id
+        env["PYTHONUNBUFFERED"] = "1"  # prints reach the driver promptly through the log monitor
         env.update(lifetime.env_for_child(signal.SIGKILL))  # workers die with their raylet
         env["RAY_RUNTIME_ENV_JSON"] = json.dumps(runtime_env or {})
         python = ctx["py_executable"] or sys.executable

@@ -314,3 +314,37 @@ def test_a_full_store_spills_to_disk_and_restores_without_losing_objects(tmp_pat
         assert s["object_store_used_bytes"] <= 100 * 1024 * 1024
     finally:
         ray.shutdown()
+
+
+def test_worker_output_is_printed_on_the_driver_with_rays_prefix(cli):
+    out = _run_driver(cli, """
+        import sys, time
+        import ray
+        ray.init(num_cpus=1, include_dashboard=False)
+        @ray.remote
+        def hello(i):
+            print("hello from task", i)
+            print("to stderr", file=sys.stderr)
+        @ray.remote
+        class Talker:
+            def say(self):
+                print("actor says hi")
+        ray.get([hello.remote(i) for i in range(2)])
+        ray.get(Talker.remote().say.remote())
+        time.sleep(1.5)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "(hello pid=" in out.stdout and ") hello from task 1" in out.stdout
+    assert "(Talker pid=" in out.stdout and ") actor says hi" in out.stdout
+    assert "(hello pid=" in out.stderr and ") to stderr" in out.stderr
+    quiet = _run_driver(cli, """
+        import time
+        import ray
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        @ray.remote
+        def hello():
+            print("should not appear")
+        ray.get(hello.remote())
+        time.sleep(1)
+    """)
+    assert quiet.returncode == 0 and "should not appear" not in quiet.stdout
