@@ -262,6 +262,8 @@ class Node:
             "--ready-file", ready_file,
             "--metrics-export-port", str(p.metrics_export_port or 0),
         ]
+        if module_exists("ray.agent"):
+            args += ["--runtime-env-agent-address", f"{self.node_ip_address}:{self.agent_grpc_port}"]
         if p.head:
             args.append("--head")
         return self._spawn("raylet", args)

@@ -348,3 +348,32 @@ def test_worker_output_is_printed_on_the_driver_with_rays_prefix(cli):
         time.sleep(1)
     """)
     assert quiet.returncode == 0 and "should not appear" not in quiet.stdout
+
+
+def test_runtime_envs_beyond_env_vars_go_through_the_node_agent(tmp_path):
+    pytest.importorskip("ray.agent")
+    pytest.importorskip("ray._private.runtime_env.packaging")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "shipped_module.py").write_text("VALUE = 'shipped'\n")
+    ray.init(num_cpus=1, runtime_env={"working_dir": str(work), "env_vars": {"FROM_JOB": "yes"}},
+             _temp_dir=str(tmp_path / "ray"))
+    try:
+        @ray.remote
+        def use_it():
+            import os
+
+            import shipped_module
+
+            return shipped_module.VALUE, os.environ["FROM_JOB"]
+
+        assert ray.get(use_it.remote(), timeout=120) == ("shipped", "yes")
+
+        @ray.remote(runtime_env={"pip": ["definitely-not-a-real-package-xyz==9.9"]})
+        def never_runs():
+            return 1
+
+        with pytest.raises(ray.exceptions.RuntimeEnvSetupError, match="definitely-not-a-real-package"):
+            ray.get(never_runs.remote(), timeout=300)
+    finally:
+        ray.shutdown()
