@@ -218,8 +218,29 @@ def test_cluster_utils_places_work_by_resource_and_survives_node_death(two_node_
     actor = Pinned.remote()
     assert ray.get(actor.node.remote()) == worker.node_id.hex()
 
-    replacement = cluster.add_node(num_cpus=2)
+    started = Path(cluster.head_node.session_dir) / "slow-task-started"
+
+    @ray.remote(resources={"special": 1}, max_retries=2)
+    def slow_where(flag):
+        import time as t
+
+        Path(flag).write_text("x")
+        t.sleep(3)
+        return ray.get_runtime_context().get_node_id()
+
+    ref = on_special.remote()
+    ray.get(ref)
+    slow = slow_where.remote(str(started))
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    replacement = cluster.add_node(num_cpus=2, resources={"special": 1})
     cluster.remove_node(worker, allow_graceful=False)
+    # The running task is retried on the node that still has the resource it needs.
+    assert ray.get(slow, timeout=120) == replacement.node_id.hex()
+    # An object whose only copy was on the dead node is gone (no lineage reconstruction here).
+    with pytest.raises(ray.exceptions.ObjectLostError):
+        ray.get(ref, timeout=60)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
