@@ -84,8 +84,12 @@ class Kube:
         namespace = body["metadata"]["namespace"]
         return self.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, body)
 
-    def patch_custom(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name, patch)
+    def patch_custom(self, plural: str, namespace: str, name: str, patch: dict[str, Any] | list[dict]) -> dict[str, Any]:
+        """A merge patch (dict) or a JSON patch (list of operations)."""
+        content_type = "application/json-patch+json" if isinstance(patch, list) else "application/merge-patch+json"
+        return self.custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, plural, name, patch, _content_type=content_type
+        )
 
     def patch_custom_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         return self.custom.patch_namespaced_custom_object_status(
