@@ -8,13 +8,11 @@ is not installed are skipped. Every PID is recorded (see process_registry) so `r
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime
 import importlib.util
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
-from ray._private import process_registry
+from ray._private import lifetime, process_registry
 from ray._private.config import system_config_to_env
 from ray._private.ids import NodeID
 from ray._private.net import free_port, node_ip_address, port_is_free
@@ -72,12 +70,6 @@ def module_exists(name: str) -> bool:
         return False
 
 
-def _set_pdeathsig() -> None:
-    # PR_SET_PDEATHSIG = 1: the child gets SIGTERM when its parent dies, so a crashed driver leaves nothing.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
-
-
 def new_session_dir(temp_dir: str) -> str:
     now = datetime.datetime.now()
     name = f"session_{now:%Y-%m-%d_%H-%M-%S_%f}_{os.getpid()}"
@@ -119,7 +111,8 @@ class Node:
         env = dict(os.environ)
         env.update(system_config_to_env(self.params.system_config))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (RUNTIME_ROOT, env.get("PYTHONPATH", "")) if p)
-        env["RAY_TMPDIR_RESOLVED"] = self.temp_dir
+        if self.params.owned_by_driver:
+            env.update(lifetime.env_for_child())  # a crashed driver leaves nothing behind
         return env
 
     def _spawn(self, name: str, args: list[str], log_name: str | None = None) -> subprocess.Popen:
@@ -134,7 +127,6 @@ class Node:
                 stderr=err,
                 env=self._env(),
                 cwd=self.session_dir,
-                preexec_fn=_set_pdeathsig if self.params.owned_by_driver else None,
                 start_new_session=not self.params.owned_by_driver,
             )
         finally:
@@ -214,7 +206,8 @@ class Node:
             )
             host = "127.0.0.1" if p.dashboard_host in ("0.0.0.0", "localhost", "") else p.dashboard_host
             self.dashboard_url = f"{host}:{port}"
-        if p.head:
+        if p.head and not p.owned_by_driver:
+            # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
             process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
         self._write_node_info()
 

@@ -81,12 +81,14 @@ def kill_tree(procs: list[psutil.Process], force: bool, grace_period_s: float) -
     return len(everyone)
 
 
-def shm_dir_for_session(session_dir: str) -> Path:
-    return SHM_ROOT / (SHM_PREFIX + Path(session_dir).name)
+def shm_dir_for_node(session_dir: str, node_id_hex: str) -> Path:
+    return SHM_ROOT / f"{SHM_PREFIX}{Path(session_dir).name}-{node_id_hex[:12]}"
 
 
 def remove_session_shm(session_dir: str) -> None:
-    shutil.rmtree(shm_dir_for_session(session_dir), ignore_errors=True)
+    """Remove every node's shared-memory dir of the session (one per raylet)."""
+    for path in SHM_ROOT.glob(f"{SHM_PREFIX}{Path(session_dir).name}*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> int:

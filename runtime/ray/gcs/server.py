@@ -12,6 +12,7 @@ import sys
 import grpc
 
 import ray
+from ray._private import lifetime
 from ray._private.net import bind_host
 from ray.gcs.job_manager import JobManager
 from ray.gcs.kv_manager import InternalKVManager
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--session-dir", default=None)
     parser.add_argument("--port-file", default=None, help="write the bound port here once serving")
     args = parser.parse_args(argv)
+    lifetime.die_with_parent()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
