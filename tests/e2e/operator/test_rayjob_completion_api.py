@@ -1,5 +1,5 @@
 """RayJobs run to completion (HTTPMode, and K8sJobMode with its real submitter script): the reconcilers
-OpenRay head on this machine (the pods cannot run without a kubelet, so the head stands in for the
+against a real API server and a real OpenRay head on this machine (the pods cannot run without a kubelet, so the head stands in for the
 cluster's head pod, and the test marks the pods Running)."""
 
 from __future__ import annotations
