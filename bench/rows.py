@@ -1,0 +1,77 @@
+"""The rows of the side-by-side table: what each measures, its unit, and its target (issues 4 and 5).
+
+Shared by the orchestrator (run.py) and the report; the workloads themselves only need the keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # stable identifier, used in results files and by --only
+    title: str  # what the table shows
+    unit: str
+    higher_is_better: bool
+    # Target as a "speedup" over Ray: OpenRay must be this many times better than Ray.
+    # For higher-is-better rows that is ratio >= speedup; for lower-is-better rows ratio <= 1/speedup.
+    target_speedup: float
+    workload: str  # the function in workloads.py that produces this row (one subprocess each)
+    timeout_s: float  # for the whole workload subprocess, ray.init and shutdown included
+    issue: int
+    # An absolute ceiling the OpenRay figure must also stay under (lower-is-better rows only).
+    absolute_max: float | None = None
+
+
+TASK_OR_ACTOR = 2.0  # "at least 2x Ray's figure on every task and actor row"
+AT_LEAST_RAY = 1.0  # "at least Ray's on every other row"
+
+ROWS: tuple[Row, ...] = (
+    Row("init_ready", "ray.init to ready (first task done)", "s", False, 5.0, "init_ready", 180, 5),
+    Row("tasks_sync", "tasks sync", "tasks/s", True, TASK_OR_ACTOR, "tasks_sync", 180, 5),
+    Row("tasks_async", "tasks async (batches of 1000)", "tasks/s", True, TASK_OR_ACTOR, "tasks_async", 180, 5),
+    Row("actor_calls_sync", "1:1 actor calls sync", "calls/s", True, TASK_OR_ACTOR, "actor_calls_sync", 180, 5),
+    Row("actor_calls_async", "1:1 actor calls async (batches of 1000)", "calls/s", True, TASK_OR_ACTOR,
+        "actor_calls_async", 180, 5),
+    Row("async_actor_calls_sync", "1:1 async-actor calls sync", "calls/s", True, TASK_OR_ACTOR,
+        "async_actor_calls_sync", 180, 5),
+    Row("async_actor_calls_async", "1:1 async-actor calls async (batches of 1000)", "calls/s", True,
+        TASK_OR_ACTOR, "async_actor_calls_async", 180, 5),
+    Row("put_small", "ray.put small", "puts/s", True, AT_LEAST_RAY, "put_small", 180, 5),
+    Row("get_small", "ray.get small", "gets/s", True, AT_LEAST_RAY, "get_small", 180, 5),
+    Row("put_get_100mib", "put+get 100 MiB numpy array", "GB/s", True, AT_LEAST_RAY, "put_get_100mib", 240, 5),
+    Row("wait_1k_refs", "ray.wait on 1000 refs (1000 tasks, 1000 waits)", "rounds/s", True, AT_LEAST_RAY,
+        "wait_1k_refs", 240, 5),
+    Row("actors_100", "100 actors created and called", "s", False, TASK_OR_ACTOR, "actors_100", 600, 5),
+    Row("idle_memory", "idle memory (RSS of runtime processes)", "MiB", False, 3.0, "idle_memory", 180, 5),
+    Row("job_submit_running", "job submit -> RUNNING (JobSubmissionClient)", "s", False, AT_LEAST_RAY,
+        "job_submit_running", 300, 4),
+    Row("pip_env_second_task", "pip runtime env: 2nd task on the same env", "s", False, AT_LEAST_RAY,
+        "pip_env", 600, 4, absolute_max=1.0),
+    Row("pip_env_cached_actor", "pip runtime env: new actor on the cached env", "s", False, AT_LEAST_RAY,
+        "pip_env", 600, 4, absolute_max=None),
+)
+
+ROWS_BY_KEY: dict[str, Row] = {row.key: row for row in ROWS}
+
+
+def workloads_for(rows: list[Row]) -> list[str]:
+    """The distinct workloads that produce these rows, in table order."""
+    seen: list[str] = []
+    for row in rows:
+        if row.workload not in seen:
+            seen.append(row.workload)
+    return seen
+
+
+def select_rows(pattern: str | None) -> list[Row]:
+    """Rows whose key or title contains `pattern` (case-insensitive); all rows when it is empty."""
+    if not pattern:
+        return list(ROWS)
+    needles = [p.strip().lower() for p in pattern.split(",") if p.strip()]
+    chosen = [r for r in ROWS if any(n in r.key.lower() or n in r.title.lower() for n in needles)]
+    if not chosen:
+        known = ", ".join(r.key for r in ROWS)
+        raise ValueError(f"--only {pattern!r} matches no row; rows are: {known}")
+    return chosen

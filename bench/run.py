@@ -1,0 +1,190 @@
+"""Side-by-side benchmarks: the same workloads on OpenRay and on the real Ray 2.60.
+
+    python bench/run.py                      # every row, both runtimes
+    python bench/run.py --only tasks,actor   # rows whose key/title contains a pattern
+    python bench/run.py --openray-only       # Ray's column from the committed baseline
+    python bench/run.py --self-check         # one tiny row per runtime, plus the table logic
+
+Each workload runs in a fresh interpreter of each runtime (bench/workloads.py); the table,
+with the ratio OpenRay/Ray and each row's target from issues 4 and 5, is printed and written
+as JSON and Markdown under the results dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+from report import (
+    Cell,
+    Comparison,
+    baseline_cells,
+    cell_text,
+    markdown_table,
+    summary_line,
+    text_table,
+    to_json,
+)
+from rows import Row, select_rows, workloads_for
+from runner import Runtime, WorkloadResult, run_workload
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+DEFAULT_BASELINE = BENCH_DIR / "baseline" / "ray-2.60.json"
+
+
+def real_ray_python() -> str:
+    """The real Ray's interpreter; .ci/real-ray-venv creates its venv on first use (minutes)."""
+    script = REPO_DIR / ".ci" / "real-ray-venv"
+    print("resolving the real Ray's virtualenv (.ci/real-ray-venv; first time installs ray 2.60) ...",
+          file=sys.stderr, flush=True)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"could not create the real Ray's virtualenv:\n{done.stderr[-2000:]}\n"
+                         "fix that, pass --ray-python PATH, or run with --openray-only")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def openray_python() -> str:
+    venv_python = REPO_DIR / ".venv" / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else sys.executable
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--only", metavar="PATTERN", help="comma-separated substrings of row keys/titles")
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="seconds each throughput row measures for (default 5; startup not counted)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--openray-only", action="store_true", help="run OpenRay only; Ray from --baseline")
+    which.add_argument("--ray-only", action="store_true", help="run the real Ray only")
+    parser.add_argument("--ray-python", help="the real Ray's interpreter (default: .ci/real-ray-venv)")
+    parser.add_argument("--openray-python", help="OpenRay's interpreter (default: the repo's .venv)")
+    parser.add_argument("--baseline", default=str(DEFAULT_BASELINE),
+                        help="results JSON whose Ray figures fill Ray's column when Ray is not run")
+    parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
+    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every workload's timeout")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile each driver with cProfile (results dir profiles/<runtime>-<workload>.txt)")
+    parser.add_argument("--self-check", action="store_true",
+                        help="check the table logic and run one tiny row per runtime")
+    return parser.parse_args(argv)
+
+
+def runtimes_for(args: argparse.Namespace) -> list[Runtime]:
+    runtimes = []
+    if not args.ray_only:
+        runtimes.append(Runtime("OpenRay", args.openray_python or openray_python()))
+    if not args.openray_only:
+        runtimes.append(Runtime("Ray", args.ray_python or real_ray_python()))
+    return runtimes
+
+
+def progress_text(rows: list[Row], result: WorkloadResult) -> str:
+    if result.error:
+        lines = result.error.strip().splitlines()
+        first = lines[0] + (f" ... {lines[-1].strip()}" if len(lines) > 1 else "")
+        return f"ERR {first} (log: {result.log_path})"
+    parts = [f"{cell_text(Cell(value=result.rows[r.key]['value']))} {r.unit}" for r in rows if r.key in result.rows]
+    return ", ".join(parts) + f"  [{result.wall_s:.1f} s wall]"
+
+
+def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
+            log_dir: Path) -> dict[str, dict[str, Cell]]:
+    """cells[runtime name][row key]; runtimes alternate per workload so machine noise hits both alike."""
+    cells: dict[str, dict[str, Cell]] = {rt.name: {} for rt in runtimes}
+    workloads = workloads_for(rows)
+    for n, workload in enumerate(workloads, 1):
+        produced = [r for r in rows if r.workload == workload]
+        timeout = max(r.timeout_s for r in produced) * args.timeout_scale
+        for runtime in runtimes:
+            print(f"[{n}/{len(workloads)}] {workload:<24} {runtime.name:<7} ...", end=" ", flush=True)
+            profile = log_dir.parent / "profiles" / f"{runtime.name.lower()}-{workload}.txt" if args.profile else None
+            result = run_workload(runtime, workload, args.duration, timeout, log_dir, profile)
+            print(progress_text(produced, result), flush=True)
+            for row in produced:
+                got = result.rows.get(row.key)
+                if got is not None:
+                    cells[runtime.name][row.key] = Cell(value=float(got["value"]), details=got.get("details"))
+                else:
+                    cells[runtime.name][row.key] = Cell(error=result.error or "row not produced")
+            if result.leftover_processes:
+                print(f"    note: {result.leftover_processes} {runtime.name} process(es) outlived the driver "
+                      f"and were terminated: {', '.join(result.leftover_names)}", flush=True)
+    return cells
+
+
+def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str, object]:
+    commit = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.node()}: {os.cpu_count()} cores, "
+                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "duration_s": args.duration,
+        "openray_commit": commit,
+        "interpreters": {rt.name: rt.python for rt in runtimes},
+    }
+
+
+def write_results(comparisons: list[Comparison], meta: dict[str, object], results_dir: Path) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    body_json = to_json(comparisons, meta)
+    body_md = (f"# OpenRay vs Ray 2.60 — {meta['date']}\n\n{meta['machine']}; load at start "
+               f"{meta['load_average_at_start']}; {meta['duration_s']} s per throughput row; "
+               f"OpenRay at {meta['openray_commit']}.\n\n{markdown_table(comparisons)}\n\n"
+               f"{summary_line(comparisons)}\n")
+    for name in (stamp, "latest"):
+        (results_dir / f"{name}.json").write_text(body_json)
+        (results_dir / f"{name}.md").write_text(body_md)
+    return results_dir / f"{stamp}.md"
+
+
+def compare(rows: list[Row], cells: dict[str, dict[str, Cell]], baseline: dict[str, Cell]) -> list[Comparison]:
+    out = []
+    for row in rows:
+        openray = cells.get("OpenRay", {}).get(row.key, Cell())
+        ray = cells["Ray"].get(row.key, Cell()) if "Ray" in cells else baseline.get(row.key, Cell())
+        out.append(Comparison(row, openray, ray))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.self_check:
+        from selfcheck import self_check
+
+        return self_check(args, runtimes_for(args))
+    try:
+        rows = select_rows(args.only)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    runtimes = runtimes_for(args)
+    baseline: dict[str, Cell] = {}
+    if args.openray_only and Path(args.baseline).exists():
+        baseline = baseline_cells(args.baseline)
+    meta = machine_meta(args, runtimes)
+    results_dir = Path(args.results_dir)
+    log_dir = results_dir / "logs"
+    cells = run_all(rows, runtimes, args, log_dir)
+    comparisons = compare(rows, cells, baseline)
+    print()
+    print(text_table(comparisons))
+    print()
+    print(summary_line(comparisons) + ("  ((b) = Ray figure from the baseline file)" if baseline else ""))
+    written = write_results(comparisons, meta, results_dir)
+    print(f"results: {written} (and latest.json/latest.md); workload logs: {log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The benchmark workloads. One workload runs per fresh interpreter:
+
+    <python> bench/workloads.py WORKLOAD --duration SECONDS --out RESULT.json
+
+The same file runs under OpenRay and under the real Ray, so it only uses Ray's public API
+(plus numpy and psutil). It writes {"rows": {row_key: {"value": float, "details": {...}}}}
+or {"error": "...", "traceback": "..."} to --out, before ray.shutdown() so a slow shutdown
+never loses a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from procs import TOKEN_ENV, proc_info, processes_of_run  # sibling module: bench/ is sys.path[0]
+
+Rows = dict[str, dict[str, Any]]
+BATCH = 1000
+PIP_PACKAGE = "emoji"  # small, pure Python, installed in neither runtime's environment
+MIB = 1024 * 1024
+PROFILE_ENV = "OPENRAY_BENCH_PROFILE"  # set by run.py --profile: where the driver's profile goes
+
+
+@ray.remote
+def noop() -> int:
+    return 0
+
+
+@ray.remote
+class Actor:
+    def small_value(self) -> bytes:
+        return b"ok"
+
+
+@ray.remote
+class AsyncActor:
+    async def small_value(self) -> bytes:
+        return b"ok"
+
+
+def measure_rate(call: Callable[[], None], ops_per_call: float, duration_s: float,
+                 trials: int = 3) -> tuple[float, dict[str, Any]]:
+    """Ops/s of `call`: a short warm-up, then `trials` back-to-back trials sharing `duration_s`.
+    The figure is the mean of the trial rates, as `ray microbenchmark` reports it."""
+    warm_until = time.perf_counter() + min(1.0, duration_s / 10)
+    call()
+    while time.perf_counter() < warm_until:
+        call()
+    rates = []
+    per_trial = duration_s / trials
+    calls = 0
+    for _ in range(trials):
+        count = 0
+        start = time.perf_counter()
+        while True:
+            call()
+            count += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= per_trial:
+                break
+        calls += count
+        rates.append(count * ops_per_call / elapsed)
+    details = {"trials": [round(r, 3) for r in rates], "std": round(statistics.pstdev(rates), 3),
+               "calls": calls}
+    return statistics.fmean(rates), details
+
+
+def one_row(key: str, value: float, **details: Any) -> Rows:
+    return {key: {"value": value, "details": details}}
+
+
+# ---------------------------------------------------------------- startup and memory
+
+def init_ready(duration_s: float) -> Rows:
+    start = time.perf_counter()
+    ray.init()
+    initialized = time.perf_counter()
+    ray.get(noop.remote())
+    ready = time.perf_counter()
+    return one_row("init_ready", ready - start, init_s=round(initialized - start, 3),
+                   first_task_s=round(ready - initialized, 3))
+
+
+def idle_memory(duration_s: float) -> Rows:
+    """RSS of the runtime's processes once the idle cluster stops starting new ones: at least 10 s
+    after ray.init (Ray starts its agents and prestarted workers some seconds after init returns),
+    then until the set of processes is the same five samples in a row (at most 40 s)."""
+    context = ray.init()
+    address_info = getattr(context, "address_info", None) or {}
+    markers = [m for m in (address_info.get("session_dir"), os.environ.get("OPENRAY_BENCH_TMP")) if m]
+    start = time.monotonic()
+    history: list[frozenset[int]] = []
+    while True:
+        time.sleep(1.0)
+        procs = processes_of_run(os.environ.get(TOKEN_ENV), markers, root_pid=os.getpid())
+        history.append(frozenset(p.pid for p in procs))
+        waited = time.monotonic() - start
+        settled = len(history) >= 5 and len(set(history[-5:])) == 1
+        if (waited >= 10.0 and settled) or waited >= 40.0:
+            break
+    by_name: dict[str, list[int]] = {}
+    for proc in procs:
+        by_name.setdefault(proc.short_name, []).append(proc.rss_bytes)
+    total = sum(proc.rss_bytes for proc in procs)
+    breakdown = {name: {"count": len(v), "mib": round(sum(v) / MIB, 1)}
+                 for name, v in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))}
+    driver = proc_info(os.getpid())
+    return one_row("idle_memory", total / MIB, processes=len(procs), settled_after_s=round(waited, 1),
+                   driver_mib=round(driver.rss_bytes / MIB, 1) if driver else None, by_process=breakdown)
+
+
+# ---------------------------------------------------------------- tasks
+
+def tasks_sync(duration_s: float) -> Rows:
+    ray.init()
+    value, details = measure_rate(lambda: ray.get(noop.remote()), 1, duration_s)
+    return one_row("tasks_sync", value, **details)
+
+
+def tasks_async(duration_s: float) -> Rows:
+    ray.init()
+    value, details = measure_rate(lambda: ray.get([noop.remote() for _ in range(BATCH)]), BATCH, duration_s)
+    return one_row("tasks_async", value, **details)
+
+
+def wait_1k_refs(duration_s: float) -> Rows:
+    ray.init()
+
+    def one_round() -> None:
+        not_ready = [noop.remote() for _ in range(BATCH)]
+        for _ in range(BATCH):
+            _ready, not_ready = ray.wait(not_ready)
+
+    value, details = measure_rate(one_round, 1, duration_s)
+    return one_row("wait_1k_refs", value, **details)
+
+
+# ---------------------------------------------------------------- actors
+
+def _actor_rows(key: str, actor_class: Any, batched: bool, duration_s: float) -> Rows:
+    ray.init()
+    actor = actor_class.remote()
+    ray.get(actor.small_value.remote())
+    if batched:
+        value, details = measure_rate(
+            lambda: ray.get([actor.small_value.remote() for _ in range(BATCH)]), BATCH, duration_s)
+    else:
+        value, details = measure_rate(lambda: ray.get(actor.small_value.remote()), 1, duration_s)
+    return one_row(key, value, **details)
+
+
+def actor_calls_sync(duration_s: float) -> Rows:
+    return _actor_rows("actor_calls_sync", Actor, False, duration_s)
+
+
+def actor_calls_async(duration_s: float) -> Rows:
+    return _actor_rows("actor_calls_async", Actor, True, duration_s)
+
+
+def async_actor_calls_sync(duration_s: float) -> Rows:
+    return _actor_rows("async_actor_calls_sync", AsyncActor, False, duration_s)
+
+
+def async_actor_calls_async(duration_s: float) -> Rows:
+    return _actor_rows("async_actor_calls_async", AsyncActor, True, duration_s)
+
+
+def actors_100(duration_s: float) -> Rows:
+    ray.init()
+    ray.get(noop.remote())  # the cluster is ready; only actor creation is timed
+    start = time.perf_counter()
+    actors = [Actor.remote() for _ in range(100)]
+    first = ray.get(actors[0].small_value.remote())
+    first_s = time.perf_counter() - start
+    results = ray.get([a.small_value.remote() for a in actors])
+    total = time.perf_counter() - start
+    if first != b"ok" or results != [b"ok"] * 100:
+        raise AssertionError(f"unexpected actor results: {results[:3]}...")
+    return one_row("actors_100", total, first_actor_s=round(first_s, 3))
+
+
+# ---------------------------------------------------------------- objects
+
+def put_small(duration_s: float) -> Rows:
+    ray.init()
+    value, details = measure_rate(lambda: ray.put(0), 1, duration_s)
+    return one_row("put_small", value, **details)
+
+
+def get_small(duration_s: float) -> Rows:
+    ray.init()
+    ref = ray.put(0)
+    value, details = measure_rate(lambda: ray.get(ref), 1, duration_s)
+    return one_row("get_small", value, **details)
+
+
+def put_get_100mib(duration_s: float) -> Rows:
+    import numpy as np
+
+    ray.init()
+    array = np.random.default_rng(0).integers(0, 255, size=100 * MIB, dtype=np.uint8)
+    put_times: list[float] = []
+    get_times: list[float] = []
+
+    def put_then_get() -> None:
+        start = time.perf_counter()
+        ref = ray.put(array)
+        put_done = time.perf_counter()
+        out = ray.get(ref)
+        got = time.perf_counter()
+        if out.nbytes != array.nbytes or out[12345] != array[12345]:
+            raise AssertionError("ray.get returned a different array")
+        put_times.append(put_done - start)
+        get_times.append(got - put_done)
+        del out, ref
+
+    value, details = measure_rate(put_then_get, array.nbytes / 1e9, duration_s)
+    details.update(put_ms=round(1000 * statistics.median(put_times), 2),
+                   get_ms=round(1000 * statistics.median(get_times), 2))
+    return one_row("put_get_100mib", value, **details)
+
+
+# ---------------------------------------------------------------- jobs and runtime environments
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _job_client(address: str, deadline: float) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    while True:
+        try:
+            return JobSubmissionClient(address)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def job_submit_running(duration_s: float) -> Rows:
+    from ray.job_submission import JobStatus
+
+    port = _free_port()
+    ray.init(include_dashboard=True, dashboard_port=port)
+    client = _job_client(f"http://127.0.0.1:{port}", time.monotonic() + 120)
+    latencies: list[float] = []
+    submit_calls: list[float] = []
+    for _ in range(3 if duration_s >= 3 else 1):
+        start = time.perf_counter()
+        job_id = client.submit_job(entrypoint='python -c "import time; time.sleep(600)"')
+        submit_calls.append(time.perf_counter() - start)
+        deadline = time.monotonic() + 120
+        while (status := client.get_job_status(job_id)) != JobStatus.RUNNING:
+            if status.is_terminal():
+                raise RuntimeError(f"job {job_id} ended {status} before RUNNING: "
+                                   f"{client.get_job_logs(job_id)[-500:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {status} after 120 s")
+            time.sleep(0.005)
+        latencies.append(time.perf_counter() - start)
+        client.stop_job(job_id)
+        deadline = time.monotonic() + 60
+        while not client.get_job_status(job_id).is_terminal() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return one_row("job_submit_running", statistics.median(latencies),
+                   all_s=[round(x, 3) for x in latencies],
+                   submit_call_s=[round(x, 3) for x in submit_calls])
+
+
+@ray.remote
+def pip_package_version() -> str:
+    return __import__(PIP_PACKAGE).__version__
+
+
+@ray.remote
+class PipProbe:
+    def version(self) -> str:
+        return __import__(PIP_PACKAGE).__version__
+
+
+def pip_env(duration_s: float) -> Rows:
+    ray.init()
+    ray.get(noop.remote())
+    env = {"pip": [PIP_PACKAGE]}
+    start = time.perf_counter()
+    version = ray.get(pip_package_version.options(runtime_env=env).remote())
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    ray.get(pip_package_version.options(runtime_env=env).remote())
+    second = time.perf_counter() - start
+    start = time.perf_counter()
+    probe = PipProbe.options(runtime_env=env).remote()
+    ray.get(probe.version.remote())
+    actor = time.perf_counter() - start
+    return {
+        "pip_env_second_task": {"value": second, "details": {"first_task_s": round(first, 3),
+                                                             "package": f"{PIP_PACKAGE}=={version}"}},
+        "pip_env_cached_actor": {"value": actor, "details": {}},
+    }
+
+
+WORKLOADS: dict[str, Callable[[float], Rows]] = {
+    fn.__name__: fn for fn in (
+        init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
+        async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
+        idle_memory, job_submit_running, pip_env,
+    )
+}
+
+
+def run_maybe_profiled(workload: Callable[[float], Rows], duration_s: float) -> Rows:
+    """Runs the workload; with PROFILE_ENV set, under cProfile, writing the driver's hottest
+    functions (by own and by cumulative time) to that path."""
+    path = os.environ.get(PROFILE_ENV)
+    if not path:
+        return workload(duration_s)
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(workload, duration_s)
+    finally:
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(30)
+        with open(path, "w") as fh:
+            fh.write(text.getvalue())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput row")
+    parser.add_argument("--out", required=True, help="where to write the result JSON")
+    args = parser.parse_args()
+    try:
+        result: dict[str, Any] = {"rows": run_maybe_profiled(WORKLOADS[args.workload], args.duration)}
+    except BaseException as exc:  # any failure becomes a result the table can show
+        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    result["ray_version"] = getattr(ray, "__version__", "?")
+    with open(args.out, "w") as fh:
+        json.dump(result, fh)
+    start = time.perf_counter()
+    try:
+        ray.shutdown()
+    finally:
+        print(f"ray.shutdown took {time.perf_counter() - start:.2f}s", file=sys.stderr)
+    return 0 if "rows" in result else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
