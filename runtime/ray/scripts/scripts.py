@@ -1,14 +1,296 @@
-"""The `ray` command line (click). Subcommand groups live in their own modules."""
+"""The `ray` command line (click): start, stop, status, health-check; `ray job` comes from the jobs module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
 
 import click
 
 import ray
+from ray._private import process_registry
+
+logger = logging.getLogger("ray.scripts")
+
+
+def _temp_dir(temp_dir: str | None) -> str:
+    return temp_dir or process_registry.default_temp_dir()
+
+
+def resolve_gcs_address(address: str | None, temp_dir: str | None = None) -> str:
+    """--address, else RAY_ADDRESS, else the cluster `ray start` recorded on this machine."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address != "auto":
+        return address
+    path = process_registry.current_cluster_file(_temp_dir(temp_dir))
+    if path.exists():
+        return path.read_text().strip()
+    raise click.ClickException(
+        "Could not find any running Ray instance. Please specify the one to connect to by setting "
+        "`--address` flag or `RAY_ADDRESS` environment variable."
+    )
 
 
 @click.group()
 @click.version_option(version=ray.__version__, prog_name="ray")
 def cli() -> None:
     """OpenRay command line: start and stop nodes, check status, submit jobs."""
+
+
+def _parse_labels(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        value = json.loads(text)
+        return {str(k): str(v) for k, v in value.items()}
+    labels = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise click.BadParameter(f"Label {item!r} is not of the form key=value.", param_hint="--labels")
+        k, v = item.split("=", 1)
+        labels[k.strip()] = v.strip()
+    return labels
+
+
+_ACCEPTED_BUT_IGNORED = [
+    "ray_client_server_port", "gcs_server_port", "node_manager_port", "object_manager_port",
+    "min_worker_port", "max_worker_port", "worker_port_list", "runtime_env_agent_port",
+    "plasma_directory", "object_spilling_directory", "autoscaling_config", "no_monitor",
+    "disable_usage_stats", "include_log_monitor", "log_style", "log_color", "verbose", "storage",
+    "labels_file", "node_name", "redis_password", "redis_shard_ports", "metrics_export_port",
+]
+
+
+@cli.command()
+@click.option("--head", is_flag=True, default=False, help="Start the head node of a new cluster.")
+@click.option("--address", default=None, help="The GCS address (host:port) of the cluster to join.")
+@click.option("--port", type=int, default=None, help="The GCS port of the head (default 6379; 0 = any free).")
+@click.option("--node-ip-address", default=None, help="The IP address of this node.")
+@click.option("--num-cpus", type=float, default=None)
+@click.option("--num-gpus", type=float, default=None)
+@click.option("--memory", type=int, default=None, help="Memory (bytes) available to tasks and actors.")
+@click.option("--resources", default="{}", help="Custom resources as JSON, e.g. '{\"bob\": 5}'.")
+@click.option("--object-store-memory", type=int, default=None, help="Object store size in bytes.")
+@click.option("--dashboard-host", default="localhost")
+@click.option("--dashboard-port", type=int, default=None)
+@click.option("--dashboard-agent-listen-port", type=int, default=None)
+@click.option("--dashboard-agent-grpc-port", type=int, default=None)
+@click.option("--metrics-export-port", type=int, default=None)
+@click.option("--include-dashboard", type=bool, default=None)
+@click.option("--block", is_flag=True, default=False, help="Stay in the foreground until a Ray process dies.")
+@click.option("--temp-dir", default=None, help="Root of session dirs (default /tmp/ray).")
+@click.option("--labels", default=None, help="Node labels: 'k1=v1,k2=v2' or JSON.")
+@click.option("--system-config", default=None, help="JSON of internal config overrides.")
+@click.option("--ray-client-server-port", type=int, default=None)
+@click.option("--gcs-server-port", type=int, default=None)
+@click.option("--node-manager-port", type=int, default=None)
+@click.option("--object-manager-port", type=int, default=None)
+@click.option("--min-worker-port", type=int, default=None)
+@click.option("--max-worker-port", type=int, default=None)
+@click.option("--worker-port-list", default=None)
+@click.option("--runtime-env-agent-port", type=int, default=None)
+@click.option("--plasma-directory", default=None)
+@click.option("--object-spilling-directory", default=None)
+@click.option("--autoscaling-config", default=None)
+@click.option("--no-monitor", is_flag=True, default=False)
+@click.option("--disable-usage-stats", is_flag=True, default=False)
+@click.option("--include-log-monitor", type=bool, default=None)
+@click.option("--log-style", default=None)
+@click.option("--log-color", default=None)
+@click.option("--storage", default=None)
+@click.option("--labels-file", default=None)
+@click.option("--node-name", default=None)
+@click.option("--redis-password", default=None)
+@click.option("--redis-shard-ports", default=None)
+@click.option("-v", "--verbose", is_flag=True, default=False)
+def start(**kw) -> None:
+    """Start Ray processes on this machine (a head with --head, else a worker joining --address)."""
+    from ray._private.node import Node, NodeParams, ProcessStartError
+    from ray._private.resource_spec import parse_resources_json
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in _ACCEPTED_BUT_IGNORED:
+        if kw.get(name) not in (None, False):
+            logger.info("Note: --%s=%s is accepted but has no effect in OpenRay.", name.replace("_", "-"), kw[name])
+    if not kw["head"] and not kw["address"]:
+        raise click.UsageError("Either --head or --address=<head_ip>:<port> must be given.")
+    if kw["head"] and kw["address"]:
+        raise click.UsageError("--head and --address cannot be used together: the head starts its own GCS.")
+    try:
+        resources = parse_resources_json(kw["resources"])
+        system_config = json.loads(kw["system_config"]) if kw["system_config"] else {}
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    address = None
+    if kw["address"]:
+        address = resolve_gcs_address(kw["address"], kw["temp_dir"])
+        _check_gcs(address)
+    params = NodeParams(
+        head=kw["head"],
+        gcs_address=address,
+        port=6379 if kw["port"] is None else kw["port"],
+        node_ip_address=kw["node_ip_address"],
+        num_cpus=kw["num_cpus"],
+        num_gpus=kw["num_gpus"],
+        memory=kw["memory"],
+        object_store_memory=kw["object_store_memory"],
+        resources=resources,
+        labels=_parse_labels(kw["labels"]),
+        temp_dir=kw["temp_dir"],
+        include_dashboard=kw["include_dashboard"],
+        dashboard_host="127.0.0.1" if kw["dashboard_host"] == "localhost" else kw["dashboard_host"],
+        dashboard_port=kw["dashboard_port"],
+        dashboard_agent_listen_port=kw["dashboard_agent_listen_port"],
+        dashboard_agent_grpc_port=kw["dashboard_agent_grpc_port"],
+        metrics_export_port=kw["metrics_export_port"],
+        system_config=system_config,
+    )
+    node = Node(params)
+    try:
+        node.start()
+    except (ProcessStartError, ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from e
+    _print_started(node, params)
+    if kw["block"]:
+        _block(node)
+
+
+def _check_gcs(address: str) -> None:
+    from ray._private.gcs_client import GcsClient
+
+    client = GcsClient(address, timeout_s=30)
+    try:
+        client.check_alive()
+    except ConnectionError as e:
+        raise click.ClickException(f"Unable to connect to GCS at {address}: {e}") from e
+    finally:
+        client.close()
+
+
+def _print_started(node, params) -> None:
+    click.echo(f"Local node IP: {node.node_ip_address}")
+    click.echo("\n--------------------\nRay runtime started.\n--------------------\n")
+    if params.head:
+        click.echo("Next steps")
+        click.echo("  To add another node to this Ray cluster, run")
+        click.echo(f"    ray start --address='{node.gcs_address}'")
+        click.echo("\n  To connect to this Ray cluster:")
+        click.echo("    import ray")
+        click.echo("    ray.init()")
+        if node.dashboard_url:
+            click.echo("\n  To submit a Ray job using the Ray Jobs CLI:")
+            click.echo(
+                f"    RAY_ADDRESS='http://{node.dashboard_url}' ray job submit --working-dir . -- python my_script.py"
+            )
+        click.echo("\n  To see the status of the cluster, use")
+        click.echo("    ray status")
+        if node.dashboard_url:
+            click.echo("\n  To monitor and debug Ray, view the dashboard at")
+            click.echo(f"    {node.dashboard_url}")
+    click.echo("\n  To terminate the Ray runtime, run")
+    click.echo("    ray stop")
+
+
+def _block(node) -> None:
+    stopping = {"flag": False}
+
+    def _on_signal(signum, frame):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    click.echo("--block\n  This command will now block forever until terminated by a signal.")
+    click.echo("  Running subprocesses are monitored and a message will be printed if any of them terminate unexpectedly.")
+    while not stopping["flag"]:
+        dead = node.dead_processes()
+        if dead:
+            click.echo("Some Ray subprocesses exited unexpectedly:", err=True)
+            click.echo("Ray processes died unexpectedly: " + ", ".join(dead), err=True)
+            node.kill_all()
+            sys.exit(1)
+        time.sleep(0.5)
+    node.kill_all()
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, default=False, help="SIGKILL at once instead of SIGTERM.")
+@click.option("-g", "--grace-period", type=int, default=16, help="Seconds to wait before SIGKILL.")
+@click.option("-v", "--verbose", is_flag=True, default=False)
+@click.option("--temp-dir", default=None, hidden=True)
+def stop(force: bool, grace_period: int, verbose: bool, temp_dir: str | None) -> None:
+    """Stop every Ray process started on this machine and remove their shared memory."""
+    count = process_registry.stop_all(_temp_dir(temp_dir), force=force, grace_period_s=grace_period)
+    if count == 0:
+        click.echo("Did not find any active Ray processes.")
+    else:
+        click.echo(f"Stopped all {count} Ray processes.")
+
+
+@cli.command(name="health-check")
+@click.option("--address", default=None, help="The GCS address (host:port) to check.")
+@click.option("--component", default=None, help="Accepted for compatibility; the GCS is checked.")
+@click.option("--skip-version-check", is_flag=True, default=False)
+@click.option("--timeout", type=float, default=10, hidden=True)
+def health_check(address: str | None, component: str | None, skip_version_check: bool, timeout: float) -> None:
+    """Exit 0 when the GCS at --address answers, 1 otherwise."""
+    from ray._private.gcs_client import GcsClient
+
+    try:
+        gcs_address = resolve_gcs_address(address)
+    except click.ClickException as e:
+        click.echo(e.message, err=True)
+        sys.exit(1)
+    client = GcsClient(gcs_address, timeout_s=timeout)
+    try:
+        reply = client.check_alive()
+    except (ConnectionError, ValueError) as e:
+        click.echo(f"Ray cluster at {gcs_address} is not healthy: {e}", err=True)
+        sys.exit(1)
+    finally:
+        client.close()
+    if not skip_version_check and reply.ray_version != ray.__version__:
+        click.echo(
+            f"Ray version mismatch: the cluster runs {reply.ray_version}, this client is {ray.__version__}.", err=True
+        )
+        sys.exit(1)
+    sys.exit(0)
+
+
+@cli.command()
+@click.option("--address", default=None, help="The GCS address (host:port) of the cluster.")
+@click.option("-v", "--verbose", is_flag=True, default=False)
+def status(address: str | None, verbose: bool) -> None:
+    """Print the cluster's nodes, resource usage and pending demands."""
+    from ray._private.gcs_client import GcsClient
+    from ray._private.status import format_status
+
+    gcs_address = resolve_gcs_address(address)
+    client = GcsClient(gcs_address, timeout_s=10)
+    try:
+        text = format_status(client.get_all_node_info_proto(), client.get_all_resource_usage(), verbose)
+    except ConnectionError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        client.close()
+    click.echo(text)
+
+
+def _add_optional_commands() -> None:
+    try:
+        from ray.dashboard.modules.job.cli import job_cli_group
+    except ImportError:
+        return
+    cli.add_command(job_cli_group, name="job")
+
+
+_add_optional_commands()
 
 
 def main() -> None:

@@ -1,0 +1,137 @@
+"""Wires kopf's watches to the reconcilers through work queues.
+
+kopf watches RayClusters, RayJobs and the pods and Jobs the operator made, and only enqueues keys
+(`on.event` handlers store nothing on the objects: no kopf annotations, no kopf finalizers).
+Worker threads run the level-based reconcilers; a periodic resync re-enqueues every object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+import kopf
+
+from ray_operator import constants as c
+from ray_operator.config import OperatorConfig
+from ray_operator.handlers.raycluster import reconcile_raycluster
+from ray_operator.handlers.rayjob import DashboardFactory, reconcile_rayjob
+from ray_operator.kube import Kube
+from ray_operator.workqueue import WorkQueue, run_workers
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    def __init__(self, kube: Kube, cfg: OperatorConfig, dashboards: DashboardFactory | None = None) -> None:
+        self.kube = kube
+        self.cfg = cfg
+        self.dashboards = dashboards
+        self.clusters = WorkQueue(base_backoff_s=cfg.error_requeue_s)
+        self.jobs = WorkQueue(base_backoff_s=cfg.error_requeue_s)
+        self._stop = threading.Event()
+
+    def _cluster_work(self, key: Hashable) -> tuple[float | None, bool]:
+        namespace, name = key  # type: ignore[misc]
+        result = reconcile_raycluster(self.kube, self.cfg, namespace, name)
+        return result.requeue_after, result.failed
+
+    def _job_work(self, key: Hashable) -> tuple[float | None, bool]:
+        namespace, name = key  # type: ignore[misc]
+        result = reconcile_rayjob(self.kube, self.cfg, namespace, name, self.dashboards)
+        return result.requeue_after, result.failed
+
+    def start(self) -> None:
+        run_workers(self.clusters, self._cluster_work, self.cfg.reconcile_concurrency, "raycluster")
+        run_workers(self.jobs, self._job_work, self.cfg.reconcile_concurrency, "rayjob")
+        threading.Thread(target=self._resync_loop, name="resync", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.clusters.close()
+        self.jobs.close()
+
+    def _resync_loop(self) -> None:
+        """Every object is looked at again now and then, even if no watch event arrives."""
+        while not self._stop.wait(min(self.cfg.raycluster_requeue_s, 60.0)):
+            for namespace in self.cfg.watch_namespaces or [None]:
+                try:
+                    for obj in self.kube.list_custom(c.RAYCLUSTER_PLURAL, namespace):
+                        self.clusters.add(_key(obj))
+                    for obj in self.kube.list_custom(c.RAYJOB_PLURAL, namespace):
+                        self.jobs.add(_key(obj))
+                except Exception as err:  # the next round tries again
+                    log.warning("resync failed: %s", err)
+
+    def on_cluster_event(self, body: dict[str, Any]) -> None:
+        self.clusters.add(_key(body))
+        labels = body.get("metadata", {}).get("labels") or {}
+        if labels.get(c.LABEL_ORIGINATED_FROM_CRD) == "RayJob":
+            self.jobs.add((body["metadata"].get("namespace"), labels[c.LABEL_ORIGINATED_FROM_CR_NAME]))
+
+    def on_pod_event(self, body: dict[str, Any]) -> None:
+        labels = body.get("metadata", {}).get("labels") or {}
+        self.clusters.add((body["metadata"].get("namespace"), labels[c.LABEL_CLUSTER]))
+
+    def on_job_event(self, body: dict[str, Any]) -> None:
+        self.jobs.add(_key(body))
+
+    def on_submitter_event(self, body: dict[str, Any]) -> None:
+        labels = body.get("metadata", {}).get("labels") or {}
+        self.jobs.add((body["metadata"].get("namespace"), labels[c.LABEL_ORIGINATED_FROM_CR_NAME]))
+
+
+def _key(body: dict[str, Any]) -> tuple[str, str]:
+    return (body["metadata"].get("namespace", "default"), body["metadata"]["name"])
+
+
+def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+    """The kopf handlers; each only enqueues work for the controller."""
+
+    @kopf.on.startup(registry=registry)
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.peering.standalone = True  # leader election is ours (a Lease), not kopf's peering CRDs
+        settings.posting.enabled = False  # events come from the reconcilers, with KubeRay's reasons
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.scanning.disabled = True  # no cluster-wide CRD watch: works with namespaced RBAC too
+        controller.start()
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        # kopf uses exactly the credentials the reconcilers use (in-cluster, or --kubeconfig).
+        cfg = controller.kube.api_client.configuration
+        if cfg.refresh_api_key_hook is not None:
+            cfg.refresh_api_key_hook(cfg)
+        auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
+        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else (auth or None)
+        return kopf.ConnectionInfo(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            token=token,
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    def _cleanup(**_: Any) -> None:
+        controller.stop()
+
+    @kopf.on.event(c.GROUP, c.VERSION, c.RAYCLUSTER_PLURAL, registry=registry)
+    async def _cluster(body: kopf.Body, **_: Any) -> None:
+        controller.on_cluster_event(dict(body))
+
+    @kopf.on.event("", "v1", "pods", labels={c.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
+    async def _pod(body: kopf.Body, **_: Any) -> None:
+        controller.on_pod_event(dict(body))
+
+    @kopf.on.event(c.GROUP, c.VERSION, c.RAYJOB_PLURAL, registry=registry)
+    async def _rayjob(body: kopf.Body, **_: Any) -> None:
+        controller.on_job_event(dict(body))
+
+    @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_ORIGINATED_FROM_CRD: "RayJob"}, registry=registry)
+    async def _submitter(body: kopf.Body, **_: Any) -> None:
+        controller.on_submitter_event(dict(body))

@@ -1,0 +1,1 @@
+"""Thin reconcilers: read the world, call the builders, apply the difference, write status."""

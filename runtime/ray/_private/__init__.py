@@ -1,0 +1,1 @@
+"""Common layer shared by every OpenRay process (config, ids, resources, serialization, protocol helpers)."""

@@ -1,0 +1,91 @@
+"""One place for tunables. Every entry can be overridden with a `RAY_<name>` environment variable, as Ray does.
+
+Values are read when a process starts; `_system_config` passed to `ray.init` is exported as environment
+variables to the processes it launches so they see the same values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass
+class RayConfig:
+    # GCS <-> raylet health: the GCS declares a node dead after `health_check_failure_threshold`
+    # missed checks `health_check_period_ms` apart (Ray's defaults).
+    health_check_initial_delay_ms: int = 5000
+    health_check_period_ms: int = 3000
+    health_check_timeout_ms: int = 10000
+    health_check_failure_threshold: int = 5
+    # How often a raylet reports its resource view to the GCS and receives the cluster's.
+    raylet_report_resources_period_ms: int = 100
+    # Objects at most this large travel inline with the task reply instead of through the store.
+    max_direct_call_object_size: int = 100 * 1024
+    # Normal tasks are retried this many times when their worker dies.
+    task_max_retries: int = 3
+    # Hybrid scheduling: prefer the local node until its utilization passes this fraction.
+    scheduler_spread_threshold: float = 0.5
+    scheduler_top_k_fraction: float = 0.2
+    # Idle workers above the soft limit are killed after this long.
+    idle_worker_killing_time_threshold_ms: int = 1000
+    num_workers_soft_limit: int = -1
+    worker_register_timeout_seconds: int = 60
+    # Seconds a driver waits before printing the infeasible / unschedulable task warning.
+    infeasible_task_warning_s: float = 2.0
+    gcs_rpc_server_reconnect_timeout_s: int = 60
+    gcs_server_request_timeout_seconds: int = 60
+    object_spilling_threshold: float = 0.8
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> RayConfig:
+        """Build a config where each field may be overridden by `RAY_<field name>`."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"RAY_{f.name}")
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, raw, type(getattr(cls, f.name)))
+        return cls(**values)
+
+    def as_env(self) -> dict[str, str]:
+        """The `RAY_<name>` variables that reproduce this config in a child process."""
+        return {f"RAY_{f.name}": str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            return raw.strip().lower() in _TRUE
+        return kind(raw)
+    except ValueError as e:
+        raise ValueError(
+            f"Environment variable RAY_{name}={raw!r} is not a valid {kind.__name__}; "
+            f"unset it or give a {kind.__name__} value."
+        ) from e
+
+
+def system_config_to_env(system_config: dict[str, Any] | None) -> dict[str, str]:
+    """Turn `ray.init(_system_config=...)` into `RAY_<name>` variables, rejecting unknown names."""
+    known = {f.name for f in fields(RayConfig)}
+    env: dict[str, str] = {}
+    for key, value in (system_config or {}).items():
+        if key not in known:
+            raise ValueError(f"Unknown _system_config entry {key!r}; known entries: {sorted(known)}")
+        env[f"RAY_{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+_config: RayConfig | None = None
+
+
+def config() -> RayConfig:
+    """The process-wide config, read from the environment on first use."""
+    global _config
+    if _config is None:
+        _config = RayConfig.from_env()
+    return _config

@@ -1,0 +1,217 @@
+"""Clients of the GCS: `GcsClient` (synchronous, thread-safe) and `AsyncGcsClient` (grpc.aio).
+
+Both retry while the GCS is unreachable for up to `timeout_s`, so a client survives a GCS restart,
+then raise `ConnectionError` naming the address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from ray.protocol import gcs_pb2 as pb
+from ray.protocol import gcs_pb2_grpc
+
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 512 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.enable_http_proxy", 0),
+]
+
+
+def node_info_to_dict(info: pb.GcsNodeInfo) -> dict[str, Any]:
+    """A node as `ray.nodes()` shows it (Ray's keys)."""
+    alive = info.state == pb.GcsNodeInfo.ALIVE
+    return {
+        "NodeID": info.node_id.hex(),
+        "Alive": alive,
+        "NodeManagerAddress": info.node_manager_address,
+        "NodeManagerHostname": info.node_manager_hostname,
+        "NodeManagerPort": info.node_manager_port,
+        "ObjectManagerPort": info.object_manager_port,
+        "ObjectStoreSocketName": info.object_store_socket_name,
+        "RayletSocketName": info.raylet_socket_name,
+        "MetricsExportPort": info.metrics_export_port,
+        "NodeName": info.node_name or info.node_manager_address,
+        "RuntimeEnvAgentPort": 0,
+        "DeathReason": 0 if alive else 1,
+        "DeathReasonMessage": info.death_reason,
+        "alive": alive,
+        "Resources": dict(info.resources_total) if alive else {},
+        "Labels": dict(info.labels),
+        "IsHeadNode": info.is_head_node,
+        "StartTimeMs": info.start_time_ms,
+        "EndTimeMs": info.end_time_ms,
+        "SessionDir": info.session_dir,
+        "RayletTcpPort": info.raylet_tcp_port,
+    }
+
+
+def _ns(namespace: bytes | str | None) -> bytes:
+    if namespace is None:
+        return b""
+    return namespace.encode() if isinstance(namespace, str) else namespace
+
+
+class _Stubs:
+    def __init__(self, channel):
+        self.kv = gcs_pb2_grpc.InternalKVGcsServiceStub(channel)
+        self.node = gcs_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        self.job = gcs_pb2_grpc.JobInfoGcsServiceStub(channel)
+        self.pubsub = gcs_pb2_grpc.InternalPubSubGcsServiceStub(channel)
+        try:
+            from ray.protocol import actor_pb2_grpc
+
+            self.actor = actor_pb2_grpc.ActorInfoGcsServiceStub(channel)
+        except ImportError:
+            self.actor = None
+
+
+class GcsClient:
+    """Synchronous GCS client; one gRPC channel shared by all threads."""
+
+    def __init__(self, address: str, timeout_s: float = 30):
+        if not isinstance(address, str) or ":" not in address:
+            raise ValueError(f"GCS address must be 'host:port', got {address!r}.")
+        self.address = address
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.stubs = _Stubs(self._channel)
+
+    def call(self, method: Callable, request, timeout_s: float | None = None):
+        """Call a stub method, retrying while the GCS is unavailable."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return method(request, timeout=max(remaining, 0.1), wait_for_ready=True)
+            except grpc.RpcError as e:
+                if e.code() not in _RETRYABLE or time.monotonic() + delay >= deadline:
+                    raise ConnectionError(
+                        f"Could not reach the GCS at {self.address} ({e.code().name}: {e.details()}). "
+                        "Is the Ray cluster running? Start one with 'ray start --head'."
+                    ) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def check_alive(self, timeout_s: float | None = None) -> pb.CheckAliveReply:
+        return self.call(self.stubs.node.CheckAlive, pb.CheckAliveRequest(), timeout_s)
+
+    def internal_kv_get(self, key: bytes, namespace: bytes | None = None) -> bytes | None:
+        reply = self.call(self.stubs.kv.InternalKVGet, pb.InternalKVGetRequest(key=key, namespace=_ns(namespace)))
+        return reply.value if reply.found else None
+
+    def internal_kv_put(
+        self, key: bytes, value: bytes, overwrite: bool = True, namespace: bytes | None = None
+    ) -> int:
+        req = pb.InternalKVPutRequest(key=key, value=value, overwrite=overwrite, namespace=_ns(namespace))
+        return self.call(self.stubs.kv.InternalKVPut, req).added_num
+
+    def internal_kv_del(self, key: bytes, del_by_prefix: bool = False, namespace: bytes | None = None) -> int:
+        req = pb.InternalKVDelRequest(key=key, del_by_prefix=del_by_prefix, namespace=_ns(namespace))
+        return self.call(self.stubs.kv.InternalKVDel, req).deleted_num
+
+    def internal_kv_keys(self, prefix: bytes, namespace: bytes | None = None) -> list[bytes]:
+        req = pb.InternalKVKeysRequest(prefix=prefix, namespace=_ns(namespace))
+        return list(self.call(self.stubs.kv.InternalKVKeys, req).results)
+
+    def internal_kv_exists(self, key: bytes, namespace: bytes | None = None) -> bool:
+        req = pb.InternalKVExistsRequest(key=key, namespace=_ns(namespace))
+        return self.call(self.stubs.kv.InternalKVExists, req).exists
+
+    def get_all_node_info(self) -> list[dict]:
+        reply = self.call(self.stubs.node.GetAllNodeInfo, pb.GetAllNodeInfoRequest())
+        return [node_info_to_dict(n) for n in reply.node_info_list]
+
+    def get_all_node_info_proto(self) -> list[pb.GcsNodeInfo]:
+        return list(self.call(self.stubs.node.GetAllNodeInfo, pb.GetAllNodeInfoRequest()).node_info_list)
+
+    def get_all_resource_usage(self) -> list[pb.NodeResources]:
+        return list(self.call(self.stubs.node.GetAllResourceUsage, pb.GetAllResourceUsageRequest()).nodes)
+
+    def get_all_job_info(self) -> list[pb.JobTableData]:
+        return list(self.call(self.stubs.job.GetAllJobInfo, pb.GetAllJobInfoRequest()).job_info_list)
+
+    def get_next_job_id(self) -> int:
+        return self.call(self.stubs.job.GetNextJobID, pb.GetNextJobIDRequest()).job_id
+
+    def add_job(self, data: pb.JobTableData) -> None:
+        self.call(self.stubs.job.AddJob, pb.AddJobRequest(data=data))
+
+    def mark_job_finished(self, job_id: bytes) -> None:
+        self.call(self.stubs.job.MarkJobFinished, pb.MarkJobFinishedRequest(job_id=job_id))
+
+    def publish(self, channel: str, key: bytes, data: bytes) -> None:
+        msg = pb.PubMessage(channel=channel, key=key, data=data)
+        self.call(self.stubs.pubsub.GcsPublish, pb.GcsPublishRequest(messages=[msg]))
+
+    def subscribe(self, channels: list[str], key: bytes = b""):
+        """An iterator of `PubMessage`s; call `.cancel()` on it to stop."""
+        return self.stubs.pubsub.GcsSubscribe(pb.GcsSubscribeRequest(channels=channels, key=key))
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class AsyncGcsClient:
+    """The same calls as coroutines, over a grpc.aio channel (create it inside the running loop)."""
+
+    def __init__(self, address: str, timeout_s: float = 30):
+        self.address = address
+        self.timeout_s = timeout_s
+        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.stubs = _Stubs(self._channel)
+
+    async def call(self, method: Callable, request, timeout_s: float | None = None):
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return await method(request, timeout=max(remaining, 0.1), wait_for_ready=True)
+            except grpc.RpcError as e:
+                if e.code() not in _RETRYABLE or time.monotonic() + delay >= deadline:
+                    raise ConnectionError(
+                        f"Could not reach the GCS at {self.address} ({e.code().name}: {e.details()})."
+                    ) from e
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def internal_kv_get(self, key: bytes, namespace: bytes | None = None) -> bytes | None:
+        reply = await self.call(
+            self.stubs.kv.InternalKVGet, pb.InternalKVGetRequest(key=key, namespace=_ns(namespace))
+        )
+        return reply.value if reply.found else None
+
+    async def internal_kv_put(
+        self, key: bytes, value: bytes, overwrite: bool = True, namespace: bytes | None = None
+    ) -> int:
+        req = pb.InternalKVPutRequest(key=key, value=value, overwrite=overwrite, namespace=_ns(namespace))
+        return (await self.call(self.stubs.kv.InternalKVPut, req)).added_num
+
+    async def internal_kv_del(
+        self, key: bytes, del_by_prefix: bool = False, namespace: bytes | None = None
+    ) -> int:
+        req = pb.InternalKVDelRequest(key=key, del_by_prefix=del_by_prefix, namespace=_ns(namespace))
+        return (await self.call(self.stubs.kv.InternalKVDel, req)).deleted_num
+
+    async def internal_kv_keys(self, prefix: bytes, namespace: bytes | None = None) -> list[bytes]:
+        req = pb.InternalKVKeysRequest(prefix=prefix, namespace=_ns(namespace))
+        return list((await self.call(self.stubs.kv.InternalKVKeys, req)).results)
+
+    async def internal_kv_exists(self, key: bytes, namespace: bytes | None = None) -> bool:
+        req = pb.InternalKVExistsRequest(key=key, namespace=_ns(namespace))
+        return (await self.call(self.stubs.kv.InternalKVExists, req)).exists
+
+    async def get_all_node_info(self) -> list[dict]:
+        reply = await self.call(self.stubs.node.GetAllNodeInfo, pb.GetAllNodeInfoRequest())
+        return [node_info_to_dict(n) for n in reply.node_info_list]
+
+    async def close(self) -> None:
+        await self._channel.close()

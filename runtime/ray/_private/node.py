@@ -1,0 +1,304 @@
+"""The node launcher used by `ray start`, `ray.init()` and `ray.cluster_utils`: session dir + processes.
+
+Head: GCS server, raylet, node agent, dashboard. Worker node: raylet, node agent. Components whose module
+is not installed are skipped. Every PID is recorded (see process_registry) so `ray stop` and
+`ray.shutdown()` leave nothing behind; processes started for a driver also die with it (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+from ray._private import lifetime, process_registry
+from ray._private.config import system_config_to_env
+from ray._private.ids import NodeID
+from ray._private.net import free_port, node_ip_address, port_is_free
+from ray._private.resource_spec import node_resources
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_ROOT = str(Path(ray.__file__).resolve().parent.parent)
+DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = 52365
+DEFAULT_DASHBOARD_PORT = 8265
+
+
+@dataclass
+class NodeParams:
+    head: bool
+    gcs_address: str | None = None  # required for worker nodes
+    port: int = 6379
+    node_ip_address: str | None = None
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    memory: int | None = None
+    object_store_memory: int | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    temp_dir: str | None = None
+    include_dashboard: bool | None = None
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int | None = None
+    dashboard_agent_listen_port: int | None = None
+    dashboard_agent_grpc_port: int | None = None
+    metrics_export_port: int | None = None
+    system_config: dict = field(default_factory=dict)
+    # True for clusters `ray.init()` starts: they must die with the driver process.
+    owned_by_driver: bool = False
+    start_timeout_s: float = 60
+
+
+class ProcessStartError(RuntimeError):
+    pass
+
+
+def module_exists(name: str) -> bool:
+    """Optional components (raylet, agent, dashboard) are started only when installed."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def new_session_dir(temp_dir: str) -> str:
+    now = datetime.datetime.now()
+    name = f"session_{now:%Y-%m-%d_%H-%M-%S_%f}_{os.getpid()}"
+    session = Path(temp_dir) / name
+    (session / "logs").mkdir(parents=True, exist_ok=True)
+    latest = Path(temp_dir) / "session_latest"
+    tmp_link = Path(temp_dir) / f".session_latest.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp_link.unlink()
+    tmp_link.symlink_to(session)
+    os.replace(tmp_link, latest)
+    return str(session)
+
+
+class Node:
+    """One node's processes. `start()` launches them; `kill_all()` stops them."""
+
+    def __init__(self, params: NodeParams):
+        self.params = params
+        self.temp_dir = params.temp_dir or process_registry.default_temp_dir()
+        os.makedirs(self.temp_dir, exist_ok=True)
+        self.node_ip_address = params.node_ip_address or node_ip_address(
+            (params.gcs_address or "8.8.8.8:0").split(":")[0]
+        )
+        self.node_id = NodeID.from_random()
+        self.session_dir = ""
+        self.gcs_address = params.gcs_address or ""
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.raylet_info: dict = {}
+        self.dashboard_url = ""
+        self.resources: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def logs_dir(self) -> str:
+        return os.path.join(self.session_dir, "logs")
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(system_config_to_env(self.params.system_config))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (RUNTIME_ROOT, env.get("PYTHONPATH", "")) if p)
+        if self.params.owned_by_driver:
+            env.update(lifetime.env_for_child())  # a crashed driver leaves nothing behind
+        return env
+
+    def _spawn(self, name: str, args: list[str], log_name: str | None = None) -> subprocess.Popen:
+        log_name = log_name or name
+        out = open(os.path.join(self.logs_dir, f"{log_name}.out"), "ab")  # noqa: SIM115 (child owns it)
+        err = open(os.path.join(self.logs_dir, f"{log_name}.err"), "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=self._env(),
+                cwd=self.session_dir,
+                start_new_session=not self.params.owned_by_driver,
+            )
+        finally:
+            out.close()
+            err.close()
+        self.processes[name] = proc
+        process_registry.record(self.temp_dir, proc.pid, name, self.session_dir)
+        return proc
+
+    def _wait_for_file(self, path: str, proc: subprocess.Popen, what: str) -> str:
+        deadline = time.monotonic() + self.params.start_timeout_s
+        while time.monotonic() < deadline:
+            if os.path.exists(path):
+                return Path(path).read_text()
+            if proc.poll() is not None:
+                raise ProcessStartError(f"{what} exited with code {proc.returncode}. {self._tail(what)}")
+            time.sleep(0.02)
+        raise ProcessStartError(f"{what} did not become ready in {self.params.start_timeout_s:.0f} s. {self._tail(what)}")
+
+    def _tail(self, what: str) -> str:
+        path = os.path.join(self.logs_dir, f"{what}.err")
+        try:
+            lines = Path(path).read_text(errors="replace").strip().splitlines()[-15:]
+        except OSError:
+            return ""
+        return f"Last lines of {path}:\n" + "\n".join(lines)
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.kill_all()
+            raise
+
+    def _start(self) -> None:
+        p = self.params
+        self.session_dir = new_session_dir(self.temp_dir)
+        if p.head:
+            self._start_gcs()
+        if not self.gcs_address:
+            raise ValueError("A worker node needs the GCS address of the head (ray start --address=<host>:<port>).")
+        self.resources = node_resources(
+            self.node_ip_address, p.head, p.num_cpus, p.num_gpus, p.memory, p.object_store_memory, p.resources
+        )
+        agent_http_port = self._port_or_free(p.dashboard_agent_listen_port, DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
+        agent_grpc_port = p.dashboard_agent_grpc_port or free_port(self.node_ip_address)
+        self.agent_http_port, self.agent_grpc_port = agent_http_port, agent_grpc_port
+        if module_exists("ray.raylet.main"):
+            self._start_raylet()
+        if module_exists("ray.agent"):
+            self._spawn(
+                "agent",
+                [
+                    "-m", "ray.agent",
+                    "--node-id", self.node_id.hex(),
+                    "--node-ip-address", self.node_ip_address,
+                    "--gcs-address", self.gcs_address,
+                    "--session-dir", self.session_dir,
+                    "--grpc-port", str(agent_grpc_port),
+                    "--http-port", str(agent_http_port),
+                ],
+                log_name="agent",
+            )
+        if p.head and p.include_dashboard is not False and module_exists("ray.dashboard.dashboard"):
+            port = self._port_or_free(p.dashboard_port, DEFAULT_DASHBOARD_PORT, p.dashboard_host)
+            self._spawn(
+                "dashboard",
+                [
+                    "-m", "ray.dashboard.dashboard",
+                    "--host", p.dashboard_host,
+                    "--port", str(port),
+                    "--gcs-address", self.gcs_address,
+                    "--session-dir", self.session_dir,
+                    "--node-ip-address", self.node_ip_address,
+                ],
+            )
+            host = "127.0.0.1" if p.dashboard_host in ("0.0.0.0", "localhost", "") else p.dashboard_host
+            self.dashboard_url = f"{host}:{port}"
+        if p.head and not p.owned_by_driver:
+            # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
+            process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
+        self._write_node_info()
+
+    def _port_or_free(self, requested: int | None, default: int, host: str | None = None) -> int:
+        if requested:
+            return requested
+        if port_is_free(host or self.node_ip_address, default):
+            return default
+        # Several nodes on one machine (cluster_utils, tests): the default is taken by a sibling.
+        return free_port(self.node_ip_address)
+
+    def _start_gcs(self) -> None:
+        port_file = os.path.join(self.session_dir, "gcs_server.port")
+        port = self.params.port
+        if port and not port_is_free(self.node_ip_address, port):
+            raise ProcessStartError(
+                f"Port {port} on {self.node_ip_address} is already in use; is a Ray cluster already running? "
+                "Stop it with 'ray stop' or choose another port with --port."
+            )
+        proc = self._spawn(
+            "gcs_server",
+            [
+                "-m", "ray.gcs.server",
+                "--port", str(port),
+                "--node-ip-address", self.node_ip_address,
+                "--session-dir", self.session_dir,
+                "--port-file", port_file,
+            ],
+        )
+        bound = int(self._wait_for_file(port_file, proc, "gcs_server"))
+        self.gcs_address = f"{self.node_ip_address}:{bound}"
+
+    def _start_raylet(self) -> None:
+        ready_file = os.path.join(self.session_dir, f"raylet_{self.node_id.hex()[:8]}.json")
+        p = self.params
+        args = [
+            "-m", "ray.raylet.main",
+            "--node-id", self.node_id.hex(),
+            "--node-ip-address", self.node_ip_address,
+            "--gcs-address", self.gcs_address,
+            "--session-dir", self.session_dir,
+            "--resources", json.dumps(self.resources),
+            "--labels", json.dumps(p.labels),
+            "--ready-file", ready_file,
+            "--metrics-export-port", str(p.metrics_export_port or 0),
+        ]
+        if p.head:
+            args.append("--head")
+        proc = self._spawn("raylet", args)
+        self.raylet_info = json.loads(self._wait_for_file(ready_file, proc, "raylet"))
+
+    def _write_node_info(self) -> None:
+        info = {
+            "node_id": self.node_id.hex(),
+            "node_ip_address": self.node_ip_address,
+            "gcs_address": self.gcs_address,
+            "session_dir": self.session_dir,
+            "dashboard_url": self.dashboard_url,
+            "raylet": self.raylet_info,
+            "pids": {name: proc.pid for name, proc in self.processes.items()},
+        }
+        Path(self.session_dir, f"node_{self.node_id.hex()[:8]}.json").write_text(json.dumps(info, indent=1))
+
+    # ------------------------------------------------------------------ stop
+    def dead_processes(self) -> list[str]:
+        return [f"{name} (pid={proc.pid}, exit code {proc.returncode})"
+                for name, proc in self.processes.items() if proc.poll() is not None]
+
+    def kill_process(self, name: str, force: bool = False) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None:
+            return
+        self._terminate([proc], force)
+
+    def kill_all(self, force: bool = False) -> None:
+        """Stop this node's processes (raylet and its workers first, the GCS last) and its shared memory."""
+        order = ["raylet", "agent", "dashboard", "gcs_server"]
+        for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else 1):
+            self.kill_process(name, force)
+        if self.session_dir:
+            process_registry.remove_session_shm(self.session_dir)
+
+    def _terminate(self, procs: list[subprocess.Popen], force: bool) -> None:
+        import psutil
+
+        live = []
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                live.append(psutil.Process(proc.pid))
+        process_registry.kill_tree(live, force, grace_period_s=10)
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+            process_registry.forget(self.temp_dir, proc.pid)

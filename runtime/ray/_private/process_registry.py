@@ -1,0 +1,133 @@
+"""Every process a launcher starts is recorded here, so `ray stop` finds exactly those (and nothing of
+another user's) and a crashed driver's cluster can be cleaned up.
+
+Records live in `<temp_dir>/ray_processes/<pid>.json` with the process's create time, which guards
+against killing an unrelated process that reused the pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import psutil
+
+SHM_ROOT = Path("/dev/shm")
+SHM_PREFIX = "openray-"
+
+
+def registry_dir(temp_dir: str) -> Path:
+    return Path(temp_dir) / "ray_processes"
+
+
+def record(temp_dir: str, pid: int, name: str, session_dir: str) -> None:
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return
+    d = registry_dir(temp_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    entry = {"pid": pid, "create_time": created, "name": name, "session_dir": session_dir}
+    (d / f"{pid}.json").write_text(json.dumps(entry))
+
+
+def forget(temp_dir: str, pid: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (registry_dir(temp_dir) / f"{pid}.json").unlink()
+
+
+def recorded_processes(temp_dir: str) -> list[tuple[dict, psutil.Process | None]]:
+    """(record, live process or None when it is gone or the pid was reused)."""
+    out = []
+    d = registry_dir(temp_dir)
+    if not d.is_dir():
+        return out
+    for path in sorted(d.glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        proc = None
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(entry["pid"])
+            if abs(p.create_time() - entry["create_time"]) < 0.01 and p.status() != psutil.STATUS_ZOMBIE:
+                proc = p
+        out.append((entry, proc))
+    return out
+
+
+def kill_tree(procs: list[psutil.Process], force: bool, grace_period_s: float) -> int:
+    """SIGTERM (or SIGKILL with force) the processes and their descendants; returns how many were signalled."""
+    everyone: dict[int, psutil.Process] = {}
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            for child in p.children(recursive=True):
+                everyone[child.pid] = child
+            everyone[p.pid] = p
+    sig = signal.SIGKILL if force else signal.SIGTERM
+    for p in everyone.values():
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
+    _, alive = psutil.wait_procs(list(everyone.values()), timeout=grace_period_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return len(everyone)
+
+
+def shm_dir_for_node(session_dir: str, node_id_hex: str) -> Path:
+    return SHM_ROOT / f"{SHM_PREFIX}{Path(session_dir).name}-{node_id_hex[:12]}"
+
+
+def remove_session_shm(session_dir: str) -> None:
+    """Remove every node's shared-memory dir of the session (one per raylet)."""
+    for path in SHM_ROOT.glob(f"{SHM_PREFIX}{Path(session_dir).name}*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> int:
+    """Stop every recorded process under `temp_dir` and remove their shared memory; returns the count."""
+    entries = recorded_processes(temp_dir)
+    # Raylets (and their workers) first, the GCS last, as `ray stop` does.
+    order = {"raylet": 0, "agent": 1, "dashboard": 2, "gcs_server": 3}
+    live = sorted(((e, p) for e, p in entries if p is not None), key=lambda ep: order.get(ep[0]["name"], 1))
+    count = 0
+    for group in sorted({order.get(e["name"], 1) for e, _ in live}):
+        procs = [p for e, p in live if order.get(e["name"], 1) == group]
+        count += kill_tree(procs, force, grace_period_s)
+    for entry, _ in entries:
+        remove_session_shm(entry["session_dir"])
+        forget(temp_dir, entry["pid"])
+    _wait_gone([p for _, p in live])
+    with contextlib.suppress(FileNotFoundError):
+        current_cluster_file(temp_dir).unlink()
+    return count
+
+
+def _wait_gone(procs: list[psutil.Process], timeout_s: float = 5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_alive(p) for p in procs):
+        time.sleep(0.05)
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def current_cluster_file(temp_dir: str) -> Path:
+    return Path(temp_dir) / "ray_current_cluster"
+
+
+def default_temp_dir() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), "ray")

@@ -1,0 +1,99 @@
+"""Serialization of values: cloudpickle with pickle protocol 5 out-of-band buffers.
+
+`serialize` returns the pickled header plus the raw buffers, so large numpy arrays can be written into
+shared memory as-is and read back as zero-copy views (`deserialize` accepts memoryviews of an mmap).
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from collections.abc import Callable, Sequence
+
+import cloudpickle
+
+# Layout of one serialized object, so it can live in a single buffer/file:
+#   u32 number of buffers | u64 header length | u64 length of each buffer ... | header | buffers (8-aligned)
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_ALIGN = 64
+
+
+class SerializedObject:
+    __slots__ = ("header", "buffers")
+
+    def __init__(self, header: bytes, buffers: list[pickle.PickleBuffer]):
+        self.header = header
+        self.buffers = buffers
+
+    @property
+    def total_bytes(self) -> int:
+        return _layout_size(len(self.header), [memoryview(b).nbytes for b in self.buffers])
+
+    def to_bytes(self) -> bytes:
+        out = bytearray(self.total_bytes)
+        self.write_into(memoryview(out))
+        return bytes(out)
+
+    def write_into(self, target: memoryview) -> None:
+        raws = [memoryview(b).cast("B") for b in self.buffers]
+        lengths = [r.nbytes for r in raws]
+        pos = 0
+        target[pos : pos + 4] = _U32.pack(len(raws))
+        pos += 4
+        target[pos : pos + 8] = _U64.pack(len(self.header))
+        pos += 8
+        for n in lengths:
+            target[pos : pos + 8] = _U64.pack(n)
+            pos += 8
+        target[pos : pos + len(self.header)] = self.header
+        pos += len(self.header)
+        for raw in raws:
+            pos = _aligned(pos)
+            target[pos : pos + raw.nbytes] = raw
+            pos += raw.nbytes
+
+
+def _aligned(pos: int) -> int:
+    return (pos + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _layout_size(header_len: int, lengths: Sequence[int]) -> int:
+    pos = 4 + 8 + 8 * len(lengths) + header_len
+    for n in lengths:
+        pos = _aligned(pos) + n
+    return pos
+
+
+def serialize(value: object, reducer_override: Callable | None = None) -> SerializedObject:
+    buffers: list[pickle.PickleBuffer] = []
+    header = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return SerializedObject(header, buffers)
+
+
+def dumps(value: object) -> bytes:
+    """Serialize to one contiguous bytes object."""
+    return serialize(value).to_bytes()
+
+
+def deserialize(data: bytes | memoryview) -> object:
+    """Inverse of `SerializedObject.write_into`; buffers stay views of `data` (no copy)."""
+    view = memoryview(data)
+    (count,) = _U32.unpack_from(view, 0)
+    (header_len,) = _U64.unpack_from(view, 4)
+    pos = 12
+    lengths = []
+    for _ in range(count):
+        lengths.append(_U64.unpack_from(view, pos)[0])
+        pos += 8
+    header = view[pos : pos + header_len]
+    pos += header_len
+    buffers = []
+    for n in lengths:
+        pos = _aligned(pos)
+        buffers.append(view[pos : pos + n])
+        pos += n
+    return pickle.loads(header, buffers=buffers)
+
+
+loads = deserialize

@@ -1,0 +1,1 @@
+"""The per-node agent: runtime env service (gRPC) and health endpoints (HTTP)."""

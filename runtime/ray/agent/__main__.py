@@ -1,0 +1,4 @@
+from ray.agent.agent import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""`python -m ray.agent`: the per-node agent process.
+
+Also runs the supervisors of jobs the head places on this node (`/api/job_agent/jobs/...`).
+
+Serves the runtime env gRPC service on --grpc-port and HTTP health endpoints on --http-port
+(Ray's --dashboard-agent-listen-port, 52365): `GET /api/healthz` and `GET /api/local_raylet_healthz`
+answer `success` (KubeRay's probes call them with wget on localhost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+import grpc
+from aiohttp import web
+
+from ray._private.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
+from ray._private.runtime_env.manager import RuntimeEnvManager
+from ray.agent.runtime_env_service import RuntimeEnvAgentServicer
+from ray.dashboard.modules.job.common import JobInfoStorage
+from ray.dashboard.modules.job.job_agent import JobAgent
+from ray.dashboard.modules.job.job_runner import LocalJobRunner
+from ray.protocol import runtime_env_agent_pb2_grpc
+
+logger = logging.getLogger("ray.agent")
+
+DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = 52365
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ray.agent", description="OpenRay node agent")
+    parser.add_argument("--node-id", required=True, help="hex id of the node this agent serves")
+    parser.add_argument("--node-ip-address", required=True)
+    parser.add_argument("--gcs-address", required=True, help="host:port of the GCS")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--grpc-port", type=int, default=0, help="runtime env service port (0 = pick a free one)")
+    parser.add_argument("--http-port", type=int, default=DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
+    return parser.parse_args(argv)
+
+
+def _http_bind_host(node_ip: str) -> str:
+    # Probes reach the agent as http://localhost:52365 inside a pod whose node IP is the pod IP, so
+    # listen everywhere there; on loopback addresses (tests, one-machine clusters) stay on that address.
+    return node_ip if node_ip.startswith("127.") else "0.0.0.0"
+
+
+def _make_gcs_client(gcs_address: str):  # -> GcsClient; imported lazily so the agent starts without it
+    from ray._private.gcs_client import GcsClient
+
+    return GcsClient(gcs_address)
+
+
+class _LazyGcs:
+    """The agent's GcsClient, connected on first use (the GCS may start after the agent)."""
+
+    def __init__(self, agent: NodeAgent):
+        self._agent = agent
+
+    def __getattr__(self, name: str):
+        return getattr(self._agent.gcs_client(), name)
+
+
+class NodeAgent:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._gcs = None
+        self.manager = RuntimeEnvManager(
+            os.path.join(args.session_dir, "runtime_resources"), kv_factory=self.gcs_client
+        )
+        self.grpc_port = args.grpc_port
+        self.http_port = args.http_port
+        runner = LocalJobRunner(args.gcs_address, args.session_dir, lambda: f"{args.node_ip_address}:{self.grpc_port}")
+        self.job_agent = JobAgent(runner, JobInfoStorage(_LazyGcs(self)))
+
+    def gcs_client(self):
+        if self._gcs is None:
+            self._gcs = _make_gcs_client(self.args.gcs_address)
+        return self._gcs
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="success")
+
+    async def _local_raylet_healthz(self, request: web.Request) -> web.Response:
+        # The raylet is unhealthy when the GCS has marked this node dead; anything else counts as up,
+        # because a GCS hiccup must not make Kubernetes restart a healthy worker pod.
+        try:
+            nodes = await asyncio.to_thread(self.gcs_client().get_all_node_info)
+        except Exception as e:
+            logger.warning("local_raylet_healthz could not ask the GCS: %s", e)
+            return web.Response(text="success")
+        for node in nodes:
+            if node.get("NodeID") == self.args.node_id and node.get("Alive") is False:
+                return web.Response(status=503, text="Local Raylet failed: the GCS reports this node as dead.")
+        return web.Response(text="success")
+
+    async def _register(self, address: AgentAddress) -> None:
+        # The GCS may still be starting; keep trying without holding up the servers.
+        for attempt in range(120):
+            try:
+                await asyncio.to_thread(register_agent, self.gcs_client(), address)
+                logger.info("Registered agent %s in the GCS.", address)
+                return
+            except Exception as e:
+                if attempt % 10 == 0:
+                    logger.warning("Could not register the agent in the GCS yet: %s", e)
+                self._gcs = None
+                await asyncio.sleep(1)
+        logger.error("Gave up registering the agent in the GCS at %s.", self.args.gcs_address)
+
+    async def run(self) -> None:
+        server = grpc.aio.server()
+        runtime_env_agent_pb2_grpc.add_RuntimeEnvAgentServiceServicer_to_server(
+            RuntimeEnvAgentServicer(self.manager), server
+        )
+        self.grpc_port = server.add_insecure_port(f"{self.args.node_ip_address}:{self.args.grpc_port}")
+        if self.grpc_port == 0:
+            raise SystemExit(f"Could not bind the runtime env gRPC port {self.args.grpc_port}.")
+        await server.start()
+
+        app = web.Application()
+        app.router.add_get("/api/healthz", self._healthz)
+        app.router.add_get("/api/local_raylet_healthz", self._local_raylet_healthz)
+        self.job_agent.add_routes(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, _http_bind_host(self.args.node_ip_address), self.args.http_port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        logger.info("Agent up: gRPC %s:%d, HTTP %d", self.args.node_ip_address, self.grpc_port, self.http_port)
+
+        address = AgentAddress(self.args.node_id, self.args.node_ip_address, self.http_port, self.grpc_port)
+        register_task = asyncio.create_task(self._register(address))
+        reaper = asyncio.create_task(self.job_agent.reap_forever())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        register_task.cancel()
+        reaper.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.to_thread(unregister_agent, self.gcs_client(), address), 3)
+        await runner.cleanup()
+        await server.stop(grace=1)
+
+
+def setup_logging(session_dir: str, filename: str) -> None:
+    logs_dir = os.path.join(session_dir, "logs")
+    os.makedirs(logs_dir, exist_ok=True)
+    logging.basicConfig(
+        filename=os.path.join(logs_dir, filename),
+        level=logging.INFO,
+        format="%(asctime)s\t%(levelname)s %(filename)s:%(lineno)d -- %(message)s",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.session_dir, "agent.log")
+    try:
+        asyncio.run(NodeAgent(args).run())
+    except Exception:
+        logger.exception("The agent failed.")
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""The core worker: the part of every driver and worker process that owns objects and submits tasks."""

@@ -1,0 +1,187 @@
+"""Calling actors from a caller process: one ordered sender per actor, direct pushes to the actor's worker,
+waiting on the GCS through restarts, and Ray's errors once it is dead. Runs on the io thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+from dataclasses import dataclass, field
+
+from ray import exceptions
+from ray._private import framing
+from ray.core_worker.memory_store import StoredObject
+from ray.core_worker.task_submitter import resolve_dependencies
+from ray.protocol import actor_pb2 as apb
+
+logger = logging.getLogger(__name__)
+State = apb.ActorTableData
+
+
+@dataclass
+class _Call:
+    spec: dict
+    pinned: list[bytes]
+    retries_left: int
+    cancelled: bool = False
+
+
+@dataclass
+class _ActorState:
+    actor_id: bytes
+    queue: asyncio.Queue
+    conn: framing.Connection | None = None
+    data: apb.ActorTableData | None = None
+    inflight: dict = field(default_factory=dict)  # task id -> _Call
+    sender: asyncio.Task | None = None
+    address_version: int = 0
+
+
+class ActorTaskSubmitter:
+    def __init__(self, core_worker):
+        self.cw = core_worker
+        self.loop = core_worker.loop
+        self._actors: dict[bytes, _ActorState] = {}
+
+    def _state(self, actor_id: bytes) -> _ActorState:
+        st = self._actors.get(actor_id)
+        if st is None:
+            st = self._actors[actor_id] = _ActorState(actor_id, asyncio.Queue())
+            st.sender = self.loop.create_task(self._send_loop(st))
+        return st
+
+    def submit(self, actor_id: bytes, spec: dict, pinned: list[bytes], max_task_retries: int) -> None:
+        self._state(actor_id).queue.put_nowait(_Call(spec, pinned, max_task_retries))
+
+    # ------------------------------------------------------------------ sending, in order
+    async def _send_loop(self, st: _ActorState) -> None:
+        while True:
+            call = await st.queue.get()
+            if call.cancelled:
+                self._fail(call, exceptions.TaskCancelledError(call.spec["task_id"].hex()))
+                continue
+            error = await resolve_dependencies(self.cw, call.spec)
+            if error is not None:
+                self._finish(call, [(oid, error.to_wire()) for oid in call.spec["return_ids"]])
+                continue
+            while True:
+                conn = await self._connection(st)
+                if conn is None:  # dead for good
+                    self._fail(call, self._death_error(st))
+                    break
+                st.inflight[call.spec["task_id"]] = call
+                fut = conn.request("push_actor_task", call.spec)
+                fut.add_done_callback(lambda f, st=st, call=call: self._on_reply(st, call, f))
+                break
+
+    async def _connection(self, st: _ActorState) -> framing.Connection | None:
+        while True:
+            if st.conn is not None and not st.conn.closed:
+                return st.conn
+            data = st.data
+            if data is not None and data.state == State.DEAD:
+                return None
+            if data is not None and data.state == State.ALIVE and data.version > st.address_version:
+                st.address_version = data.version
+                try:
+                    address = json.loads(data.address_json)
+                    st.conn = await self.cw.pool.get(self.cw.conn_address(address))
+                    return st.conn
+                except OSError:
+                    pass  # died meanwhile; wait for the GCS to say what happened
+            await self._wait_for_change(st)
+
+    async def _wait_for_change(self, st: _ActorState) -> None:
+        known = st.data.version if st.data is not None else 0
+        stubs = self.cw.gcs.stubs
+        req = apb.WaitActorStateChangeRequest(actor_id=st.actor_id, known_version=known, timeout_s=10)
+        try:
+            reply = await self.loop.run_in_executor(None, self.cw.gcs.call, stubs.actor.WaitActorStateChange, req)
+        except ConnectionError:
+            await asyncio.sleep(0.5)
+            return
+        if reply.found:
+            st.data = reply.actor
+        else:
+            st.data = apb.ActorTableData(actor_id=st.actor_id, state=State.DEAD,
+                                         death_cause="The actor was not found in the GCS.")
+
+    def _death_error(self, st: _ActorState) -> BaseException:
+        data = st.data
+        actor_hex = st.actor_id.hex()
+        if data is not None and data.creation_error:
+            stored = StoredObject.from_wire(pickle.loads(data.creation_error))
+            try:
+                self.cw.materialize(b"\x00" * 28, stored)
+            except exceptions.RayTaskError as cause:
+                return exceptions.ActorDiedError(cause, actor_hex, (
+                    f"The actor died because of an error raised in its creation task, {cause}"))
+            except Exception as cause:  # noqa: BLE001
+                return exceptions.ActorDiedError(cause, actor_hex, str(cause))
+        cause = data.death_cause if data is not None else ""
+        return exceptions.ActorDiedError(None, actor_hex, f"The actor died unexpectedly before finishing this task. "
+                                                          f"{cause}".strip())
+
+    # ------------------------------------------------------------------ replies
+    def _on_reply(self, st: _ActorState, call: _Call, fut: asyncio.Future) -> None:
+        st.inflight.pop(call.spec["task_id"], None)
+        if fut.cancelled() or fut.exception() is not None:
+            err = fut.exception() if not fut.cancelled() else None
+            if isinstance(err, framing.RemoteError):
+                self._fail(call, exceptions.RaySystemError(str(err)))
+                return
+            # The actor's worker went away: retry after a restart if allowed, else fail.
+            st.conn = None
+            if call.retries_left != 0 and not call.cancelled:
+                call.retries_left -= 1 if call.retries_left > 0 else 0
+                self.loop.create_task(self._retry(st, call))
+            else:
+                self.loop.create_task(self._fail_after_state(st, call))
+            return
+        self._finish(call, fut.result()["returns"])
+
+    async def _retry(self, st: _ActorState, call: _Call) -> None:
+        conn = await self._connection(st)
+        if conn is None:
+            self._fail(call, self._death_error(st))
+            return
+        st.inflight[call.spec["task_id"]] = call
+        fut = conn.request("push_actor_task", call.spec)
+        fut.add_done_callback(lambda f: self._on_reply(st, call, f))
+
+    async def _fail_after_state(self, st: _ActorState, call: _Call) -> None:
+        # Give the GCS a moment to record why the actor died, for a better error message.
+        await self._wait_for_change(st)
+        self._fail(call, self._death_error(st))
+
+    def _finish(self, call: _Call, returns: list) -> None:
+        for oid, wire in returns:
+            self.cw.add_owned_result(oid, StoredObject.from_wire(wire))
+        self.cw.unpin_submitted(call.pinned)
+
+    def _fail(self, call: _Call, error: BaseException) -> None:
+        stored = self.cw._error_object(error).to_wire()
+        self._finish(call, [(oid, stored) for oid in call.spec["return_ids"]])
+
+    def shutdown(self) -> None:
+        for st in self._actors.values():
+            if st.sender is not None:
+                st.sender.cancel()
+
+    def cancel(self, task_id: bytes, force: bool) -> bool:
+        for st in self._actors.values():
+            for call in list(st.queue._queue):  # not sent yet: fails with TaskCancelledError when dequeued
+                if call.spec["task_id"] == task_id:
+                    call.cancelled = True
+                    return True
+        for st in self._actors.values():
+            call = st.inflight.get(task_id)
+            if call is not None:
+                if force:
+                    raise ValueError("force=True is not supported for actor tasks.")
+                call.cancelled = True
+                if st.conn is not None and not st.conn.closed:
+                    st.conn.notify("cancel_task", {"task_id": task_id})
+                return True
+        return False

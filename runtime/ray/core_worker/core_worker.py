@@ -1,0 +1,481 @@
+"""The core worker inside every driver and worker: owns objects, submits tasks, serves its objects.
+
+An asyncio (uvloop) io thread runs the framed-protocol server and all connections; user threads call in
+with `call_soon_threadsafe` / `run_coroutine_threadsafe` and wait on thread-safe callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from ray import exceptions
+from ray._private import framing, object_ref
+from ray._private.config import config
+from ray._private.gcs_client import GcsClient
+from ray._private.ids import JobID, ObjectID, TaskID, WorkerID
+from ray._private.object_ref import ObjectRef
+from ray._private.serialization import deserialize, serialize
+from ray.core_worker import shared_memory
+from ray.core_worker.function_manager import FunctionManager
+from ray.core_worker.memory_store import IN_STORE, INLINE, MemoryStore, StoredObject
+
+logger = logging.getLogger(__name__)
+
+DRIVER, WORKER = "driver", "worker"
+
+
+class CoreWorker:
+    def __init__(self, mode: str, gcs_address: str, raylet_socket: str, node_id: str, node_ip: str,
+                 session_dir: str, job_id: JobID, worker_id: WorkerID | None = None, namespace: str = "",
+                 runtime_env: dict | None = None, num_prestart: int = 0):
+        self.mode = mode
+        self.gcs_address = gcs_address
+        self.raylet_socket = raylet_socket
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.session_dir = session_dir
+        self.job_id = job_id
+        self.worker_id = worker_id or WorkerID.from_random()
+        self.namespace = namespace
+        self.runtime_env = runtime_env or {}
+        self.num_prestart = num_prestart
+        self.gcs = GcsClient(gcs_address)
+        self.functions = FunctionManager(self.gcs)
+        self.memory_store = MemoryStore()
+        self.loop = framing.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="ray-core-worker-io", daemon=True)
+        # Reference counting (this process's view): ObjectRef instances, refs pinned by pending tasks,
+        # objects owned here, and owned objects whose ref was serialized (kept until the owner exits).
+        self._ref_lock = threading.Lock()
+        self._local_refs: dict[bytes, int] = {}
+        self._submitted_refs: dict[bytes, int] = {}
+        self._owned: set[bytes] = set()
+        self._escaped: set[bytes] = set()
+        self._fetching: set[bytes] = set()
+        self._put_counter = itertools.count(1)
+        self._task_context = threading.local()
+        self.driver_task_id = TaskID.for_driver(job_id)
+        self.shm_dir = ""
+        self.raylet_tcp = ""
+        self.raylet: framing.Connection | None = None
+        self.pool: framing.ConnectionPool | None = None
+        self.submitter = None
+        self.actor_submitter = None
+        self.executor = None  # set in workers
+        self.current_lease_id = 0
+        self.connected = False
+        self._warned_shapes: set[tuple] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        self.run_sync(self._async_start(), timeout=60)
+        object_ref.set_hooks(self)
+        self.connected = True
+
+    def run_sync(self, coro, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _async_start(self) -> None:
+        from ray._private.net import bind_host
+        from ray.core_worker.task_submitter import NormalTaskSubmitter
+
+        sock_dir = os.path.join(self.session_dir, "sockets")
+        os.makedirs(sock_dir, exist_ok=True)
+        self.unix_path = os.path.join(sock_dir, f"worker.{self.worker_id.hex()[:16]}")
+        self._unix_server, _ = await framing.serve(self._handle, unix_path=self.unix_path)
+        self._tcp_server, port = await framing.serve(self._handle, host=bind_host(self.node_ip), port=0)
+        self.address = {"worker_id": self.worker_id.hex(), "node_id": self.node_id,
+                        "unix": self.unix_path, "tcp": f"{self.node_ip}:{port}"}
+        self.pool = framing.ConnectionPool(self._handle)
+        self.raylet = await framing.connect(f"unix:{self.raylet_socket}", self._handle, self._on_raylet_lost)
+        reply = await self.raylet.request("register_client", {
+            "kind": self.mode, "worker_id": self.worker_id.hex(), "job_id": self.job_id.hex(),
+            "address": self.address, "pid": os.getpid(), "runtime_env": self.runtime_env,
+            "num_prestart": self.num_prestart,
+        })
+        self.shm_dir = reply["shm_dir"]
+        self.raylet_tcp = reply["raylet_tcp"]
+        self.submitter = NormalTaskSubmitter(self)
+        try:
+            from ray.core_worker.actor_submitter import ActorTaskSubmitter
+
+            self.actor_submitter = ActorTaskSubmitter(self)
+        except ImportError:
+            pass
+
+    def _on_raylet_lost(self, conn) -> None:
+        if self.mode == WORKER:
+            os._exit(1)  # a worker without its raylet is useless; the raylet's death kills us anyway
+
+    def shutdown(self) -> None:
+        if not self.connected:
+            return
+        self.connected = False
+        object_ref.set_hooks(None)
+
+        async def _close():
+            if self.submitter is not None:
+                self.submitter.shutdown()
+            if self.actor_submitter is not None:
+                self.actor_submitter.shutdown()
+            self.pool.close_all()
+            self.raylet.close()
+            self._unix_server.close()
+            self._tcp_server.close()
+
+        try:
+            self.run_sync(_close(), timeout=10)
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.gcs.close()
+
+    def conn_address(self, addr: dict) -> str:
+        """How this process reaches a peer: its Unix socket on the same node, TCP otherwise."""
+        if addr.get("node_id") == self.node_id and addr.get("unix"):
+            return "unix:" + addr["unix"]
+        return addr["tcp"]
+
+    # ------------------------------------------------------------------ task context
+    @property
+    def current_task_id(self) -> TaskID:
+        return getattr(self._task_context, "task_id", None) or self.driver_task_id
+
+    def set_task_context(self, task_id: TaskID | None, **extra) -> None:
+        self._task_context.task_id = task_id
+        self._task_context.put_counter = itertools.count(1)
+        for k, v in extra.items():
+            setattr(self._task_context, k, v)
+
+    def task_context(self, name: str, default=None):
+        return getattr(self._task_context, name, default)
+
+    # ------------------------------------------------------------------ reference counting (hooks)
+    def add_local_ref(self, oid: bytes, owner: dict | None) -> None:
+        with self._ref_lock:
+            self._local_refs[oid] = self._local_refs.get(oid, 0) + 1
+
+    def remove_local_ref(self, oid: bytes) -> None:
+        with self._ref_lock:
+            n = self._local_refs.get(oid, 0) - 1
+            if n > 0:
+                self._local_refs[oid] = n
+                return
+            self._local_refs.pop(oid, None)
+            if self._submitted_refs.get(oid):
+                return
+        self._release(oid)
+
+    def on_ref_serialized(self, oid: bytes, owner: dict | None) -> None:
+        # A ref of ours escaped into another value: without borrower tracking it stays alive until we exit.
+        if oid in self._owned:
+            self._escaped.add(oid)
+
+    def on_ref_deserialized(self, ref: ObjectRef) -> None:
+        pass
+
+    def pin_submitted(self, oids: list[bytes]) -> None:
+        with self._ref_lock:
+            for oid in oids:
+                self._submitted_refs[oid] = self._submitted_refs.get(oid, 0) + 1
+
+    def unpin_submitted(self, oids: list[bytes]) -> None:
+        free = []
+        with self._ref_lock:
+            for oid in oids:
+                n = self._submitted_refs.get(oid, 0) - 1
+                if n > 0:
+                    self._submitted_refs[oid] = n
+                    continue
+                self._submitted_refs.pop(oid, None)
+                if not self._local_refs.get(oid):
+                    free.append(oid)
+        for oid in free:
+            self._release(oid)
+
+    def is_referenced(self, oid: bytes) -> bool:
+        return bool(self._local_refs.get(oid) or self._submitted_refs.get(oid))
+
+    def _release(self, oid: bytes) -> None:
+        if oid in self._owned:
+            if oid in self._escaped or not self.memory_store.contains(oid):
+                return  # still pending: freed when the result arrives unreferenced
+            self._owned.discard(oid)
+        stored = self.memory_store.delete(oid)
+        if stored is not None and stored.kind == IN_STORE and self.connected and oid not in self._escaped:
+            self.loop.call_soon_threadsafe(self._free_in_store, oid, stored)
+
+    def _free_in_store(self, oid: bytes, stored: StoredObject) -> None:
+        if stored.node_id == self.node_id:
+            if not self.raylet.closed:
+                self.raylet.notify("free_objects", {"object_ids": [oid.hex()]})
+            return
+
+        async def _remote():
+            try:
+                conn = await self.pool.get(stored.raylet_tcp)
+                conn.notify("free_objects", {"object_ids": [oid.hex()]})
+            except OSError:
+                pass
+
+        self.loop.create_task(_remote())
+
+    def add_owned_result(self, oid: bytes, stored: StoredObject) -> None:
+        """A task's return value arrived (io thread)."""
+        self.memory_store.put(oid, stored)
+        if not self.is_referenced(oid):
+            self._release(oid)
+
+    # ------------------------------------------------------------------ put / serialize values
+    def store_value(self, oid: bytes, value: Any, owned: bool = True, is_error: bool = False) -> StoredObject:
+        ser = serialize(value)
+        size = ser.total_bytes
+        if size <= config().max_direct_call_object_size:
+            stored = StoredObject(INLINE, ser.to_bytes(), is_error, size=size)
+        else:
+            shared_memory.write(self.shm_dir, oid.hex(), ser)
+            stored = StoredObject(IN_STORE, None, is_error, self.node_id, self.raylet_tcp, size)
+            self.loop.call_soon_threadsafe(self._notify_created, oid.hex(), size)
+        return stored
+
+    def _notify_created(self, oid_hex: str, size: int) -> None:
+        if not self.raylet.closed:
+            self.raylet.notify("object_created", {"object_id": oid_hex, "size": size})
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really want to do this, "
+                            "you can wrap the ray.ObjectRef in a list and call 'put' on it.")
+        counter = getattr(self._task_context, "put_counter", None) or self._put_counter
+        oid = ObjectID.for_put(self.current_task_id, next(counter)).binary()
+        self._owned.add(oid)
+        ref = ObjectRef(oid, self.address)
+        self.memory_store.put(oid, self.store_value(oid, value))
+        return ref
+
+    # ------------------------------------------------------------------ get / wait
+    def _ensure_local(self, oid: bytes, owner: dict | None) -> None:
+        """Start fetching a borrowed object from its owner unless it is here or on its way."""
+        if self.memory_store.contains(oid) or oid in self._owned or owner is None:
+            return
+        if owner.get("worker_id") == self.worker_id.hex():
+            return
+        with self._ref_lock:
+            if oid in self._fetching:
+                return
+            self._fetching.add(oid)
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._fetch_from_owner(oid, owner)))
+
+    async def _fetch_from_owner(self, oid: bytes, owner: dict) -> None:
+        try:
+            conn = await self.pool.get(self.conn_address(owner))
+            wire = await conn.request("get_object", {"object_id": oid})
+            if wire is None:
+                stored = self._error_object(exceptions.ObjectLostError(oid.hex(), str(owner.get("tcp"))))
+            else:
+                stored = StoredObject.from_wire(wire)
+        except (OSError, framing.ConnectionLost, framing.RemoteError):
+            stored = self._error_object(exceptions.OwnerDiedError(oid.hex(), str(owner.get("tcp"))))
+        finally:
+            with self._ref_lock:
+                self._fetching.discard(oid)
+        self.memory_store.put(oid, stored)
+
+    def _error_object(self, error: BaseException) -> StoredObject:
+        ser = serialize(error)
+        return StoredObject(INLINE, ser.to_bytes(), True, size=ser.total_bytes)
+
+    def wait_stored(self, items: list[tuple[bytes, dict | None]], num: int, timeout: float | None,
+                    fetch: bool = True) -> list[bool]:
+        """Block until `num` of the objects are available here; returns readiness flags."""
+        for oid, owner in items:
+            if fetch:
+                self._ensure_local(oid, owner)
+        ready = [self.memory_store.contains(oid) for oid, _ in items]
+        if sum(ready) >= num:
+            return ready
+        event = threading.Event()
+        count = [sum(ready)]
+        lock = threading.Lock()
+
+        def arrived():
+            with lock:
+                count[0] += 1
+                if count[0] >= num:
+                    event.set()
+
+        registered = []
+        for (oid, _), is_ready in zip(items, ready, strict=True):
+            if not is_ready:
+                if self.memory_store.add_waiter(oid, arrived):
+                    arrived()
+                else:
+                    registered.append(oid)
+        blocked = self._notify_blocked()
+        try:
+            event.wait(timeout)
+        finally:
+            for oid in registered:
+                self.memory_store.remove_waiter(oid, arrived)
+            if blocked:
+                self._notify_unblocked()
+        return [self.memory_store.contains(oid) for oid, _ in items]
+
+    def _notify_blocked(self) -> bool:
+        lease_id = self.task_context("lease_id", 0)
+        if self.mode != WORKER or not lease_id or self.task_context("is_actor", False):
+            return False
+        self.loop.call_soon_threadsafe(self._raylet_notify, "notify_blocked", {"lease_id": lease_id})
+        return True
+
+    def _notify_unblocked(self) -> None:
+        lease_id = self.task_context("lease_id", 0)
+        self.loop.call_soon_threadsafe(self._raylet_notify, "notify_unblocked", {"lease_id": lease_id})
+
+    def _raylet_notify(self, method: str, body: dict) -> None:
+        if not self.raylet.closed:
+            self.raylet.notify(method, body)
+
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list[Any]:
+        items = [(r._id, r._owner) for r in refs]
+        stored = [self.memory_store.get(oid) for oid, _ in items]
+        if any(s is None for s in stored):
+            start = time.monotonic()
+            ready = self.wait_stored(items, len(items), timeout)
+            if not all(ready):
+                raise exceptions.GetTimeoutError(
+                    f"Get timed out: some object(s) not ready after {timeout} s "
+                    f"(waited {time.monotonic() - start:.1f} s).")
+            stored = [self.memory_store.get(oid) for oid, _ in items]
+        values = []
+        for (oid, _), s in zip(items, stored, strict=True):
+            if s is None:  # freed concurrently; cannot happen while the caller holds the ref
+                raise exceptions.ObjectLostError(oid.hex())
+            values.append(self.materialize(oid, s))
+        return values
+
+    def materialize(self, oid: bytes, stored: StoredObject) -> Any:
+        if stored.kind == INLINE:
+            value = deserialize(stored.data)
+        elif stored.node_id == self.node_id or shared_memory.exists(self.shm_dir, oid.hex()):
+            try:
+                value = shared_memory.read(self.shm_dir, oid.hex())
+            except FileNotFoundError:
+                raise exceptions.ObjectLostError(oid.hex()) from None
+        else:
+            value = deserialize(self._pull_remote(oid, stored))
+        if stored.is_error:
+            if isinstance(value, exceptions.RayTaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def _pull_remote(self, oid: bytes, stored: StoredObject) -> bytes:
+        async def _pull():
+            conn = await self.pool.get(stored.raylet_tcp)
+            return await conn.request("read_object", {"object_id": oid.hex()})
+
+        try:
+            data = self.run_sync(_pull(), timeout=300)
+        except (OSError, framing.ConnectionLost) as e:
+            raise exceptions.ObjectLostError(oid.hex()) from e
+        if data is None:
+            raise exceptions.ObjectLostError(oid.hex())
+        return data
+
+    def future_for(self, ref: ObjectRef) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        oid = ref._id
+
+        def done():
+            try:
+                fut.set_result(self.materialize(oid, self.memory_store.get(oid)))
+            except BaseException as e:
+                fut.set_exception(e)
+
+        self._ensure_local(oid, ref._owner)
+        if self.memory_store.add_waiter(oid, lambda: threading.Thread(target=done, daemon=True).start()):
+            done()
+        return fut
+
+    # ------------------------------------------------------------------ serving peers (io thread)
+    def _handle(self, conn: framing.Connection, method: str, body: Any):
+        if method == "get_object":
+            return self._serve_object(body["object_id"])
+        if method == "lease_infeasible":
+            return self._warn_infeasible(body["resources"])
+        if self.executor is not None:
+            return self.executor.handle(conn, method, body)
+        raise ValueError(f"unknown core worker method {method!r}")
+
+    def _serve_object(self, oid: bytes):
+        stored = self.memory_store.get(oid)
+        if stored is not None:
+            return stored.to_wire()
+        if oid not in self._owned:
+            return None
+        fut = self.loop.create_future()
+
+        def arrived():
+            self.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+
+        if self.memory_store.add_waiter(oid, arrived):
+            fut.set_result(None)
+
+        async def _wait():
+            await fut
+            s = self.memory_store.get(oid)
+            return s.to_wire() if s is not None else None
+
+        return _wait()
+
+    def _warn_infeasible(self, resources: dict) -> None:
+        shape = tuple(sorted(resources.items()))
+        if shape in self._warned_shapes:
+            return
+        self._warned_shapes.add(shape)
+        print(
+            "Warning: The following resource request cannot be scheduled right now: "
+            f"{resources}. This is likely due to all cluster resources being claimed by actors. Consider "
+            "creating fewer actors or adding more nodes to this Ray cluster.\n"
+            f"Error: No available node types can fulfill resource request {resources}. Add suitable node "
+            "types to this cluster to resolve this issue.",
+            file=sys.stderr, flush=True,
+        )
+
+
+def encode_args(cw: CoreWorker, args: tuple, kwargs: dict) -> tuple[list, list[str], list[bytes], list]:
+    """Task arguments for the wire: refs stay refs, small values inline, large values put in the store.
+    Returns (encoded args, kwargs keys, object ids to pin until the task ends, refs to keep alive)."""
+    encoded: list = []
+    pinned: list[bytes] = []
+    keep: list = []
+    limit = config().max_direct_call_object_size
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, ObjectRef):
+            encoded.append(("r", value._id, value._owner))
+            pinned.append(value._id)
+            continue
+        ser = serialize(value)
+        if ser.total_bytes <= limit:
+            encoded.append(("v", ser.to_bytes()))
+        else:
+            ref = cw.put(value)
+            keep.append(ref)
+            encoded.append(("r", ref._id, ref._owner))
+            pinned.append(ref._id)
+    return encoded, list(kwargs), pinned, keep

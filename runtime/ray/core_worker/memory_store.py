@@ -1,0 +1,73 @@
+"""The core worker's in-process store: results of owned tasks, small values, cached copies of borrowed ones.
+
+Entries are `StoredObject`s; waiters are callbacks run (in the setter's thread) when a value arrives.
+Thread-safe: the io thread sets results, user threads read and wait.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+INLINE, IN_STORE = 0, 1
+
+
+@dataclass(slots=True)
+class StoredObject:
+    kind: int  # INLINE: `data` holds the serialized value; IN_STORE: it lives in a node's shared memory
+    data: bytes | None
+    is_error: bool = False
+    node_id: str = ""
+    raylet_tcp: str = ""
+    size: int = 0
+
+    def to_wire(self) -> tuple:
+        return (self.kind, self.data, self.is_error, self.node_id, self.raylet_tcp, self.size)
+
+    @classmethod
+    def from_wire(cls, wire: tuple) -> StoredObject:
+        return cls(*wire)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[bytes, StoredObject] = {}
+        self._waiters: dict[bytes, list[Callable[[], None]]] = {}
+
+    def put(self, oid: bytes, value: StoredObject) -> None:
+        with self._lock:
+            self._values[oid] = value
+            callbacks = self._waiters.pop(oid, ())
+        for cb in callbacks:
+            cb()
+
+    def get(self, oid: bytes) -> StoredObject | None:
+        return self._values.get(oid)
+
+    def contains(self, oid: bytes) -> bool:
+        return oid in self._values
+
+    def add_waiter(self, oid: bytes, callback: Callable[[], None]) -> bool:
+        """Register `callback` for when `oid` arrives; returns True (and registers nothing) if it is here."""
+        with self._lock:
+            if oid in self._values:
+                return True
+            self._waiters.setdefault(oid, []).append(callback)
+            return False
+
+    def remove_waiter(self, oid: bytes, callback: Callable[[], None]) -> None:
+        with self._lock:
+            waiters = self._waiters.get(oid)
+            if waiters and callback in waiters:
+                waiters.remove(callback)
+                if not waiters:
+                    del self._waiters[oid]
+
+    def delete(self, oid: bytes) -> StoredObject | None:
+        with self._lock:
+            return self._values.pop(oid, None)
+
+    def __len__(self) -> int:
+        return len(self._values)

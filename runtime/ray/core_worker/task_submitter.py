@@ -1,0 +1,275 @@
+"""Submitting normal tasks from their owner: dependency resolution, leases per scheduling class, direct
+pushes to leased workers (lease reuse), spillback, retries and cancellation. Runs on the io thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from ray import exceptions
+from ray._private import framing
+from ray._private.config import config
+from ray.core_worker.memory_store import INLINE, StoredObject
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING_LEASE_REQUESTS = 10
+LEASE_IDLE_TIMEOUT_S = 0.25  # keep an idle leased worker this long for the next task of its class
+
+
+@dataclass
+class PendingTask:
+    spec: dict
+    retries_left: int
+    pinned: list[bytes]
+    worker: LeasedWorker | None = None
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class LeasedWorker:
+    conn: framing.Connection
+    lease_id: int
+    raylet: framing.Connection
+    worker_id: str
+    node_id: str
+    gpu_ids: list
+    busy: bool = False
+    idle_handle: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class SchedulingClass:
+    key: tuple
+    request: dict
+    tasks: deque = field(default_factory=deque)
+    idle: list[LeasedWorker] = field(default_factory=list)
+    workers: set = field(default_factory=set)
+    pending_leases: int = 0
+
+
+class NormalTaskSubmitter:
+    def __init__(self, core_worker):
+        self.cw = core_worker
+        self.loop = core_worker.loop
+        self._classes: dict[tuple, SchedulingClass] = {}
+        self._tasks: dict[bytes, PendingTask] = {}  # task id -> pending/running task
+        self._closed = False
+
+    # ------------------------------------------------------------------ entry (io thread)
+    def submit(self, spec: dict, pinned: list[bytes]) -> None:
+        task = PendingTask(spec, spec["max_retries"], pinned)
+        self._tasks[spec["task_id"]] = task
+        self.loop.create_task(self._resolve_and_queue(task))
+
+    async def _resolve_and_queue(self, task: PendingTask) -> None:
+        error = await resolve_dependencies(self.cw, task.spec)
+        if task.cancelled:
+            return
+        if error is not None:
+            self._finish_with_error_object(task, error)
+            return
+        spec = task.spec
+        key = (tuple(sorted(spec["resources"].items())), json.dumps(spec["runtime_env"], sort_keys=True),
+               json.dumps(spec["strategy"], sort_keys=True))
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = SchedulingClass(key, {
+                "resources": spec["resources"], "runtime_env": spec["runtime_env"],
+                "strategy": spec["strategy"], "job_id": self.cw.job_id.hex(),
+            })
+        cls.tasks.append(task)
+        self._pump(cls)
+
+    # ------------------------------------------------------------------ scheduling
+    def _pump(self, cls: SchedulingClass) -> None:
+        while cls.tasks and cls.idle:
+            worker = cls.idle.pop()
+            if worker.idle_handle is not None:
+                worker.idle_handle.cancel()
+                worker.idle_handle = None
+            task = cls.tasks.popleft()
+            if task.cancelled:
+                cls.idle.append(worker)
+                continue
+            self.loop.create_task(self._push(cls, worker, task))
+        wanted = min(len(cls.tasks), MAX_PENDING_LEASE_REQUESTS) - cls.pending_leases
+        for _ in range(max(0, wanted)):
+            cls.pending_leases += 1
+            self.loop.create_task(self._request_lease(cls, self.cw.raylet, grant_or_reject=False))
+
+    async def _request_lease(self, cls: SchedulingClass, raylet: framing.Connection, grant_or_reject: bool) -> None:
+        try:
+            while True:
+                try:
+                    reply = await raylet.request("request_lease", {**cls.request, "grant_or_reject": grant_or_reject})
+                except (framing.ConnectionLost, framing.RemoteError) as e:
+                    self._fail_class(cls, exceptions.LocalRayletDiedError() if raylet is self.cw.raylet else
+                                     exceptions.NodeDiedError(str(e)), only_if_no_workers=True)
+                    return
+                if "spillback" in reply:
+                    try:
+                        raylet = await self.cw.pool.get(reply["spillback"])
+                    except OSError:
+                        raylet = self.cw.raylet
+                    grant_or_reject = True
+                    continue
+                if "failed" in reply:
+                    self._fail_class(cls, exceptions.RuntimeEnvSetupError(reply["failed"]))
+                    return
+                break
+            grant = reply["granted"]
+            try:
+                conn = await self.cw.pool.get(self.cw.conn_address(grant["address"]))
+            except OSError:
+                raylet.notify("return_lease", {"lease_id": grant["lease_id"], "kill": True})
+                return
+            worker = LeasedWorker(conn, grant["lease_id"], raylet, grant["worker_id"], grant["node_id"],
+                                  grant["gpu_ids"])
+            cls.workers.add(worker)
+            self._make_idle(cls, worker)
+        finally:
+            cls.pending_leases -= 1
+            if cls.tasks and not self._closed:
+                self._pump(cls)
+
+    def _make_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
+        worker.busy = False
+        cls.idle.append(worker)
+        if cls.tasks:
+            self._pump(cls)
+        if not worker.busy and worker.idle_handle is None:
+            worker.idle_handle = self.loop.call_later(LEASE_IDLE_TIMEOUT_S, self._return_if_idle, cls, worker)
+
+    def _return_if_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
+        worker.idle_handle = None
+        if worker.busy or worker not in cls.idle:
+            return
+        cls.idle.remove(worker)
+        cls.workers.discard(worker)
+        if not worker.raylet.closed:
+            worker.raylet.notify("return_lease", {"lease_id": worker.lease_id})
+
+    def _drop_worker(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
+        cls.workers.discard(worker)
+        if worker in cls.idle:
+            cls.idle.remove(worker)
+
+    async def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
+        worker.busy = True
+        task.worker = worker
+        spec = task.spec
+        try:
+            reply = await worker.conn.request("push_task", {**spec, "lease_id": worker.lease_id,
+                                                            "gpu_ids": worker.gpu_ids})
+        except (framing.ConnectionLost, OSError):
+            task.worker = None
+            self._drop_worker(cls, worker)
+            if task.cancelled:
+                self._finish_with_error(task, exceptions.TaskCancelledError(spec["task_id"].hex()))
+            elif task.retries_left != 0:
+                task.retries_left -= 1 if task.retries_left > 0 else 0
+                logger.info("Worker died running %s; retrying (%s retries left).", spec["name"], task.retries_left)
+                cls.tasks.appendleft(task)
+                self._pump(cls)
+            else:
+                self._finish_with_error(task, exceptions.WorkerCrashedError())
+            return
+        except framing.RemoteError as e:
+            task.worker = None
+            self._make_idle(cls, worker)
+            self._finish_with_error(task, exceptions.RaySystemError(str(e)))
+            return
+        task.worker = None
+        if reply.get("app_error") and reply.get("retryable") and task.retries_left != 0 and not task.cancelled:
+            task.retries_left -= 1 if task.retries_left > 0 else 0
+            cls.tasks.append(task)
+            self._make_idle(cls, worker)
+            return
+        if reply.get("exit"):  # the worker is exiting (e.g. max_calls reached)
+            self._drop_worker(cls, worker)
+        else:
+            self._make_idle(cls, worker)
+        self._finish(task, reply["returns"])
+
+    # ------------------------------------------------------------------ completion
+    def _finish(self, task: PendingTask, returns: list) -> None:
+        self._tasks.pop(task.spec["task_id"], None)
+        for oid, wire in returns:
+            self.cw.add_owned_result(oid, StoredObject.from_wire(wire))
+        self.cw.unpin_submitted(task.pinned)
+
+    def _finish_with_error(self, task: PendingTask, error: BaseException) -> None:
+        self._finish_with_error_object(task, self.cw._error_object(error))
+
+    def _finish_with_error_object(self, task: PendingTask, stored: StoredObject) -> None:
+        self._finish(task, [(oid, stored.to_wire()) for oid in task.spec["return_ids"]])
+
+    def _fail_class(self, cls: SchedulingClass, error: BaseException, only_if_no_workers: bool = False) -> None:
+        if only_if_no_workers and cls.workers:
+            return
+        while cls.tasks:
+            self._finish_with_error(cls.tasks.popleft(), error)
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, task_id: bytes, force: bool) -> bool:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return False
+        task.cancelled = True
+        for cls in self._classes.values():
+            if task in cls.tasks:
+                cls.tasks.remove(task)
+                self._finish_with_error(task, exceptions.TaskCancelledError(task_id.hex()))
+                return True
+        worker = task.worker
+        if worker is None:  # still resolving dependencies
+            self._finish_with_error(task, exceptions.TaskCancelledError(task_id.hex()))
+            return True
+        if force:
+            worker.raylet.notify("kill_worker", {"worker_id": worker.worker_id, "force": True})
+        else:
+            worker.conn.notify("cancel_task", {"task_id": task_id})
+        return True
+
+    def shutdown(self) -> None:
+        self._closed = True
+        for cls in self._classes.values():
+            for worker in list(cls.idle):
+                if worker.idle_handle is not None:
+                    worker.idle_handle.cancel()
+                if not worker.raylet.closed:
+                    worker.raylet.notify("return_lease", {"lease_id": worker.lease_id})
+            cls.idle.clear()
+
+
+async def resolve_dependencies(cw, spec: dict) -> StoredObject | None:
+    """Wait for this process's own top-level ref args; inline small ones. Returns an error object if an
+    argument failed (the task then fails with it without running)."""
+    args = spec["args"]
+    for i, arg in enumerate(args):
+        if arg[0] != "r" or arg[2].get("worker_id") != cw.address["worker_id"]:
+            continue
+        oid = arg[1]
+        stored = cw.memory_store.get(oid)
+        if stored is None:
+            fut = cw.loop.create_future()
+
+            def arrived(fut=fut):
+                cw.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+
+            if not cw.memory_store.add_waiter(oid, arrived):
+                await fut
+            stored = cw.memory_store.get(oid)
+        if stored is None:
+            return cw._error_object(exceptions.ObjectLostError(oid.hex()))
+        if stored.is_error:
+            return stored
+        if stored.kind == INLINE and stored.size <= config().max_direct_call_object_size:
+            args[i] = ("v", stored.data)
+        else:
+            args[i] = ("s", oid, stored.to_wire())
+    return None

@@ -1,0 +1,141 @@
+"""`python -m ray.dashboard.dashboard`: the dashboard HTTP server on the head node.
+
+    python -m ray.dashboard.dashboard --host H --port P --gcs-address A --session-dir S --node-ip-address IP
+
+Logs to `<session_dir>/logs/dashboard.log`. All state is in the GCS, so it can be restarted freely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
+from ray._private.runtime_env.packaging import gcs_storage_max_size
+from ray.dashboard.modules import version
+from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
+from ray.dashboard.modules.job.job_head import JobHead
+from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
+from ray.dashboard.modules.job.job_runner import LocalJobRunner
+
+logger = logging.getLogger("ray.dashboard")
+
+DEFAULT_DASHBOARD_HOST = "127.0.0.1"
+DEFAULT_DASHBOARD_PORT = 8265
+
+
+class GcsLike(InternalKV, Protocol):
+    def internal_kv_exists(self, key: bytes, namespace: bytes | None = None) -> bool: ...
+
+    def get_all_node_info(self) -> list[dict[str, Any]]: ...
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ray.dashboard.dashboard", description="OpenRay dashboard")
+    parser.add_argument("--host", default=DEFAULT_DASHBOARD_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT)
+    parser.add_argument("--gcs-address", required=True, help="host:port of the GCS")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--node-ip-address", default="127.0.0.1")
+    return parser.parse_args(argv)
+
+
+class AgentLocator:
+    """Finds agents in the GCS KV; this node's agent is the one registered with the dashboard's IP."""
+
+    def __init__(self, kv: InternalKV, node_ip: str):
+        self._kv = kv
+        self._node_ip = node_ip
+        self._local: AgentAddress | None = None
+
+    def local(self) -> AgentAddress | None:
+        if self._local is None:
+            try:
+                self._local = agent_by_ip(self._kv, self._node_ip)
+            except Exception:
+                logger.exception("Looking up the local agent failed.")
+        return self._local
+
+    def local_grpc_address(self) -> str:
+        agent = self.local()
+        return agent.grpc_address if agent else ""
+
+    def for_node(self, node_id: str) -> AgentAddress | None:
+        return agent_by_node_id(self._kv, node_id)
+
+
+def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) -> tuple[web.Application, JobManager]:
+    """The aiohttp application with every route; `gcs` is a GcsClient."""
+    # Package uploads arrive as one body: allow the largest package the GCS accepts.
+    app = web.Application(client_max_size=gcs_storage_max_size() + 1024 * 1024)
+    agents = AgentLocator(gcs, node_ip)
+    runner = LocalJobRunner(gcs_address, session_dir, agents.local_grpc_address)
+    cluster = ClusterView(nodes=gcs.get_all_node_info, agent_for_node=agents.for_node, local_agent=agents.local)
+    manager = JobManager(JobInfoStorage(gcs), runner, cluster)
+
+    def gcs_alive() -> bool:
+        gcs.internal_kv_get(b"__openray_dashboard_healthcheck", b"healthcheck")
+        return True
+
+    version.add_routes(app, session_dir, gcs_alive)
+    JobHead(manager, gcs).add_routes(app)
+
+    async def on_startup(app: web.Application) -> None:
+        manager.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await manager.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app, manager
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from ray._private.gcs_client import GcsClient
+
+    gcs = GcsClient(args.gcs_address)
+    app, _ = build_app(gcs, args.gcs_address, args.session_dir, args.node_ip_address)
+    runner = web.AppRunner(app, access_log=logger)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    logger.info("Dashboard listening on http://%s:%d (GCS %s)", args.host, args.port, args.gcs_address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    gcs.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logs_dir = os.path.join(args.session_dir, "logs")
+    os.makedirs(logs_dir, exist_ok=True)
+    logging.basicConfig(
+        filename=os.path.join(logs_dir, "dashboard.log"),
+        level=logging.INFO,
+        format="%(asctime)s\t%(levelname)s %(filename)s:%(lineno)d -- %(message)s",
+    )
+    try:
+        asyncio.run(serve(args))
+    except OSError as e:
+        logger.error("The dashboard could not start: %s", e)
+        print(f"The dashboard could not listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception:
+        logger.exception("The dashboard failed.")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

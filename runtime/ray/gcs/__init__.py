@@ -1,0 +1,1 @@
+"""The GCS server: cluster metadata (nodes, jobs, actors, internal KV, pub/sub)."""

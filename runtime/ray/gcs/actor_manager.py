@@ -1,0 +1,248 @@
+"""GCS actor management: registration with names/namespaces, creation through raylet leases (bottom-up,
+following spillback), restarts on worker/node death up to `max_restarts`, kill, and cleanup when the
+owning job ends (detached actors survive it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+
+from ray._private import framing
+from ray.protocol import actor_pb2 as apb
+from ray.protocol import actor_pb2_grpc
+from ray.protocol import gcs_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+ACTOR_TABLE = "ACTOR"
+ACTOR_CHANNEL = "ACTOR"
+State = apb.ActorTableData
+
+
+class _Actor:
+    def __init__(self, data: apb.ActorTableData, spec: dict):
+        self.data = data
+        self.spec = spec
+        self.conn: framing.Connection | None = None  # to the worker running it
+        self.raylet: framing.Connection | None = None
+        self.lease_id = 0
+        self.no_restart = False
+        self.exiting = False
+        self.changed = asyncio.Event()
+
+
+class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
+    def __init__(self, gcs_server):
+        self.gcs = gcs_server
+        self._actors: dict[bytes, _Actor] = {}
+        self._names: dict[tuple[str, str], bytes] = {}
+        self._pool = framing.ConnectionPool(self._handle_worker_message)
+        gcs_server.jobs.on_job_finished.append(self._on_job_finished)
+
+    # ------------------------------------------------------------------ state
+    async def _set_state(self, actor: _Actor, state: int, **fields) -> None:
+        actor.data.state = state
+        for k, v in fields.items():
+            setattr(actor.data, k, v)
+        actor.data.version += 1
+        if state == State.DEAD and actor.data.name:
+            self._names.pop((actor.data.ray_namespace, actor.data.name), None)
+        await self.gcs.storage.put(ACTOR_TABLE, actor.data.actor_id, actor.data.SerializeToString())
+        self.gcs.publisher.publish(ACTOR_CHANNEL, actor.data.actor_id, actor.data.SerializeToString())
+        actor.changed.set()
+        actor.changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ rpc
+    async def RegisterActor(self, request, context):
+        spec = pickle.loads(request.creation_spec)
+        name, namespace = spec.get("name") or "", spec.get("namespace") or ""
+        if name:
+            existing = self._names.get((namespace, name))
+            if existing is not None:
+                if request.get_if_exists:
+                    return apb.RegisterActorReply(actor=self._actors[existing].data)
+                return apb.RegisterActorReply(code=1, error_message=(
+                    f"The name {name} (namespace={namespace}) is already taken. Please use a different name or "
+                    f"get the existing actor using ray.get_actor('{name}', namespace='{namespace}')"))
+        data = apb.ActorTableData(
+            actor_id=spec["actor_id"], job_id=bytes.fromhex(spec["job_id"]), name=name, ray_namespace=namespace,
+            class_name=spec["class_name"], state=State.PENDING_CREATION, max_restarts=spec["max_restarts"],
+            is_detached=spec["detached"], owner_address_json=json.dumps(spec["owner"]), version=1,
+            max_task_retries=spec.get("max_task_retries", 0), function_key=spec["function_key"],
+        )
+        actor = _Actor(data, spec)
+        self._actors[data.actor_id] = actor
+        if name:
+            self._names[(namespace, name)] = data.actor_id
+        await self.gcs.storage.put(ACTOR_TABLE, data.actor_id, data.SerializeToString())
+        asyncio.get_running_loop().create_task(self._create(actor))
+        return apb.RegisterActorReply(actor=data)
+
+    async def GetActorInfo(self, request, context):
+        actor = self._actors.get(request.actor_id)
+        return apb.GetActorInfoReply(found=actor is not None, actor=actor.data if actor else None)
+
+    async def GetNamedActorInfo(self, request, context):
+        actor_id = self._names.get((request.ray_namespace, request.name))
+        if actor_id is None:
+            return apb.GetNamedActorInfoReply(found=False)
+        return apb.GetNamedActorInfoReply(found=True, actor=self._actors[actor_id].data)
+
+    async def ListNamedActors(self, request, context):
+        out = [self._actors[a].data for (ns, _), a in self._names.items()
+               if request.all_namespaces or ns == request.ray_namespace]
+        return apb.ListNamedActorsReply(actors=out)
+
+    async def GetAllActorInfo(self, request, context):
+        return apb.GetAllActorInfoReply(actor_table_data=[a.data for a in self._actors.values()])
+
+    async def WaitActorStateChange(self, request, context):
+        actor = self._actors.get(request.actor_id)
+        if actor is None:
+            return apb.WaitActorStateChangeReply(found=False)
+        if actor.data.version <= request.known_version:
+            try:
+                await asyncio.wait_for(actor.changed.wait(), timeout=request.timeout_s or 30)
+            except TimeoutError:
+                pass
+        return apb.WaitActorStateChangeReply(found=True, actor=actor.data)
+
+    async def KillActorViaGcs(self, request, context):
+        actor = self._actors.get(request.actor_id)
+        if actor is None:
+            return apb.KillActorViaGcsReply(code=1, error_message="Actor not found.")
+        await self.kill(actor, no_restart=request.no_restart, reason="The actor was killed by `ray.kill`.")
+        return apb.KillActorViaGcsReply()
+
+    # ------------------------------------------------------------------ creation
+    def _raylet_address_for(self, node_id: bytes) -> str | None:
+        info = self.gcs.nodes.node(node_id)
+        if info is None or info.state != pb.GcsNodeInfo.ALIVE:
+            return None
+        return f"{info.node_manager_address}:{info.raylet_tcp_port}"
+
+    def _any_raylet(self) -> str | None:
+        alive = self.gcs.nodes.alive_nodes()
+        usage = self.gcs.nodes.usage()
+
+        def free_cpu(n):
+            u = usage.get(n.node_id)
+            return u.resources_available.get("CPU", 0) if u else 0
+
+        alive.sort(key=free_cpu, reverse=True)
+        return f"{alive[0].node_manager_address}:{alive[0].raylet_tcp_port}" if alive else None
+
+    async def _create(self, actor: _Actor) -> None:
+        spec = actor.spec
+        owner_node = bytes.fromhex(spec["owner"]["node_id"])
+        address = self._raylet_address_for(owner_node) or self._any_raylet()
+        grant_or_reject = False
+        while True:
+            if actor.data.state == State.DEAD:
+                return
+            if address is None:
+                await asyncio.sleep(0.5)
+                address = self._any_raylet()
+                continue
+            try:
+                raylet = await self._pool.get(address)
+                reply = await raylet.request("request_lease", {
+                    "resources": spec["placement_resources"], "running_resources": spec["resources"],
+                    "runtime_env": spec["runtime_env"], "strategy": spec["strategy"], "job_id": spec["job_id"],
+                    "grant_or_reject": grant_or_reject, "is_actor": True,
+                })
+            except (OSError, framing.ConnectionLost, framing.RemoteError) as e:
+                logger.warning("Lease request for actor %s at %s failed: %s", actor.data.actor_id.hex(), address, e)
+                address, grant_or_reject = self._any_raylet(), False
+                await asyncio.sleep(0.2)
+                continue
+            if "spillback" in reply:
+                address, grant_or_reject = reply["spillback"], True
+                continue
+            if "failed" in reply:
+                await self._set_state(actor, State.DEAD, death_cause=reply["failed"])
+                return
+            grant = reply["granted"]
+            break
+        if actor.data.state == State.DEAD:
+            raylet.notify("return_lease", {"lease_id": grant["lease_id"], "kill": True})
+            return
+        try:
+            conn = await framing.connect(grant["address"]["tcp"], self._handle_worker_message)
+            created = await conn.request("create_actor", {**spec, "lease_id": grant["lease_id"],
+                                                          "gpu_ids": grant["gpu_ids"],
+                                                          "restarted": actor.data.num_restarts > 0})
+        except (OSError, framing.ConnectionLost, framing.RemoteError) as e:
+            logger.warning("Creating actor %s failed: %s; retrying", actor.data.actor_id.hex(), e)
+            await asyncio.sleep(0.2)
+            asyncio.get_running_loop().create_task(self._create(actor))
+            return
+        if not created.get("ok"):
+            conn.close()
+            raylet.notify("return_lease", {"lease_id": grant["lease_id"], "kill": True})
+            await self._set_state(actor, State.DEAD, creation_error=pickle.dumps(created["error"]),
+                                  death_cause="The actor died because of an error raised in its creation task.")
+            return
+        actor.conn, actor.raylet, actor.lease_id = conn, raylet, grant["lease_id"]
+        conn.peer_info["actor_id"] = actor.data.actor_id
+        conn.on_close_callbacks.append(lambda c, a=actor: self._on_worker_lost(a, c))
+        await self._set_state(actor, State.ALIVE, address_json=json.dumps(grant["address"]),
+                              node_id=bytes.fromhex(grant["node_id"]), pid=created.get("pid", 0))
+
+    def _handle_worker_message(self, conn, method: str, body):
+        if method == "actor_exiting":
+            actor = self._actors.get(conn.peer_info.get("actor_id", b""))
+            if actor is not None:
+                actor.exiting = True
+            return None
+        return None
+
+    # ------------------------------------------------------------------ death / restart
+    def _on_worker_lost(self, actor: _Actor, conn) -> None:
+        if actor.conn is not conn:
+            return
+        actor.conn = None
+        asyncio.get_running_loop().create_task(self._after_death(actor))
+
+    async def _after_death(self, actor: _Actor) -> None:
+        if actor.data.state == State.DEAD:
+            return
+        if actor.exiting:
+            await self._set_state(actor, State.DEAD, death_cause=(
+                "The actor is dead because its worker process has died. Worker exit type: INTENDED_USER_EXIT "
+                "Worker exit detail: Worker exits by an user request. exit_actor() is called."))
+            return
+        restarts_left = actor.data.max_restarts == -1 or actor.data.num_restarts < actor.data.max_restarts
+        if restarts_left and not actor.no_restart:
+            await self._set_state(actor, State.RESTARTING, num_restarts=actor.data.num_restarts + 1)
+            await self._create(actor)
+            return
+        await self._set_state(actor, State.DEAD, death_cause=actor.data.death_cause or (
+            "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR"))
+
+    async def kill(self, actor: _Actor, no_restart: bool, reason: str) -> None:
+        if no_restart:
+            actor.no_restart = True
+            actor.data.death_cause = reason
+        if actor.data.state in (State.PENDING_CREATION, State.RESTARTING) and no_restart:
+            await self._set_state(actor, State.DEAD, death_cause=reason)
+            return
+        if actor.raylet is not None and not actor.raylet.closed and actor.conn is not None:
+            actor.raylet.notify("kill_worker", {"worker_id": json.loads(actor.data.address_json)["worker_id"],
+                                                "force": True})
+        elif actor.conn is None and no_restart:
+            await self._set_state(actor, State.DEAD, death_cause=reason)
+
+    async def _on_job_finished(self, job_id: bytes) -> None:
+        for actor in list(self._actors.values()):
+            if actor.data.job_id == job_id and not actor.data.is_detached and actor.data.state != State.DEAD:
+                await self.kill(actor, no_restart=True,
+                                reason="The actor is dead because its owner has died (its job finished).")
+
+
+def add_actor_service(gcs_server, grpc_server):
+    manager = ActorManager(gcs_server)
+    actor_pb2_grpc.add_ActorInfoGcsServiceServicer_to_server(manager, grpc_server)
+    return manager

@@ -1,0 +1,128 @@
+"""Node table: registration, the cluster resource view, and health checks.
+
+Each raylet's periodic `ReportResourceUsage` doubles as its heartbeat. A node that misses
+`health_check_failure_threshold` periods is declared dead, published on the NODE_INFO channel and
+left in the table as DEAD (as Ray keeps dead nodes in `ray.nodes()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ray._private.config import config
+from ray.gcs.pubsub import Publisher
+from ray.gcs.storage import StoreClient
+from ray.protocol import gcs_pb2 as pb
+from ray.protocol import gcs_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+NODE_TABLE = "NODE"
+NODE_CHANNEL = "NODE_INFO"
+
+
+class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
+    def __init__(self, storage: StoreClient, publisher: Publisher, cluster_id: bytes, ray_version: str):
+        self._storage = storage
+        self._publisher = publisher
+        self._cluster_id = cluster_id
+        self._ray_version = ray_version
+        self._nodes: dict[bytes, pb.GcsNodeInfo] = {}
+        self._usage: dict[bytes, pb.NodeResources] = {}
+        self._last_seen: dict[bytes, float] = {}
+        self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
+
+    async def load(self) -> None:
+        for value in (await self._storage.get_all(NODE_TABLE)).values():
+            info = pb.GcsNodeInfo.FromString(value)
+            self._nodes[info.node_id] = info
+            if info.state == pb.GcsNodeInfo.ALIVE:
+                # After a GCS restart every alive node gets a fresh grace period to report in.
+                self._last_seen[info.node_id] = time.monotonic()
+
+    def alive_nodes(self) -> list[pb.GcsNodeInfo]:
+        return [n for n in self._nodes.values() if n.state == pb.GcsNodeInfo.ALIVE]
+
+    def node(self, node_id: bytes) -> pb.GcsNodeInfo | None:
+        return self._nodes.get(node_id)
+
+    def usage(self) -> dict[bytes, pb.NodeResources]:
+        return self._usage
+
+    async def RegisterNode(self, request, context):
+        info = pb.GcsNodeInfo()
+        info.CopyFrom(request.node_info)
+        info.state = pb.GcsNodeInfo.ALIVE
+        info.start_time_ms = int(time.time() * 1000)
+        self._nodes[info.node_id] = info
+        self._last_seen[info.node_id] = time.monotonic()
+        self._usage[info.node_id] = pb.NodeResources(
+            node_id=info.node_id,
+            resources_total=dict(info.resources_total),
+            resources_available=dict(info.resources_total),
+            node_manager_address=info.node_manager_address,
+        )
+        await self._storage.put(NODE_TABLE, info.node_id, info.SerializeToString())
+        self._publisher.publish(NODE_CHANNEL, info.node_id, info.SerializeToString())
+        logger.info("Registered node %s at %s", info.node_id.hex(), info.node_manager_address)
+        return pb.RegisterNodeReply()
+
+    async def UnregisterNode(self, request, context):
+        await self.mark_dead(request.node_id, request.reason or "The node was stopped.")
+        return pb.UnregisterNodeReply()
+
+    async def mark_dead(self, node_id: bytes, reason: str) -> None:
+        info = self._nodes.get(node_id)
+        if info is None or info.state == pb.GcsNodeInfo.DEAD:
+            return
+        info.state = pb.GcsNodeInfo.DEAD
+        info.end_time_ms = int(time.time() * 1000)
+        info.death_reason = reason
+        self._usage.pop(node_id, None)
+        self._last_seen.pop(node_id, None)
+        await self._storage.put(NODE_TABLE, node_id, info.SerializeToString())
+        self._publisher.publish(NODE_CHANNEL, node_id, info.SerializeToString())
+        logger.warning("Node %s is dead: %s", node_id.hex(), reason)
+        for callback in self.on_node_dead:
+            await callback(node_id)
+
+    async def GetAllNodeInfo(self, request, context):
+        return pb.GetAllNodeInfoReply(node_info_list=list(self._nodes.values()))
+
+    async def CheckAlive(self, request, context):
+        return pb.CheckAliveReply(ray_version=self._ray_version, cluster_id=self._cluster_id)
+
+    async def ReportResourceUsage(self, request, context):
+        info = self._nodes.get(request.node_id)
+        if info is None or info.state == pb.GcsNodeInfo.DEAD:
+            # A node declared dead must not come back under the same id; the raylet exits.
+            return pb.ReportResourceUsageReply(node_is_dead=True)
+        self._last_seen[request.node_id] = time.monotonic()
+        self._usage[request.node_id] = pb.NodeResources(
+            node_id=request.node_id,
+            resources_available=dict(request.resources_available),
+            resources_total=dict(request.resources_total),
+            demands=list(request.demands),
+            node_manager_address=info.node_manager_address,
+            object_store_used_bytes=request.object_store_used_bytes,
+        )
+        return pb.ReportResourceUsageReply(nodes=list(self._usage.values()))
+
+    async def GetAllResourceUsage(self, request, context):
+        return pb.GetAllResourceUsageReply(nodes=list(self._usage.values()))
+
+    async def run_health_checks(self) -> None:
+        cfg = config()
+        period = cfg.health_check_period_ms / 1000
+        deadline = period * cfg.health_check_failure_threshold
+        while True:
+            await asyncio.sleep(min(period, 1.0))
+            now = time.monotonic()
+            for node_id, seen in list(self._last_seen.items()):
+                if now - seen > deadline:
+                    await self.mark_dead(
+                        node_id,
+                        f"Health check failed: no report from the raylet for {now - seen:.1f} s.",
+                    )

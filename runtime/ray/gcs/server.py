@@ -1,0 +1,106 @@
+"""The GCS server process: `python -m ray.gcs.server --port P --node-ip-address IP --session-dir S`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import grpc
+
+import ray
+from ray._private import lifetime
+from ray._private.net import bind_host
+from ray.gcs.job_manager import JobManager
+from ray.gcs.kv_manager import InternalKVManager
+from ray.gcs.node_manager import NodeManager
+from ray.gcs.pubsub import Publisher, PubSubService
+from ray.gcs.storage import InMemoryStoreClient, StoreClient
+from ray.protocol import gcs_pb2_grpc
+
+logger = logging.getLogger("ray.gcs")
+
+
+class GcsServer:
+    def __init__(self, storage: StoreClient | None = None):
+        self.storage = storage or InMemoryStoreClient()
+        self.publisher = Publisher()
+        self.cluster_id = os.urandom(28)
+        self.kv = InternalKVManager(self.storage)
+        self.nodes = NodeManager(self.storage, self.publisher, self.cluster_id, ray.__version__)
+        self.jobs = JobManager(self.storage, self.publisher)
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._extra = []  # services added by later modules (actors, ...)
+
+    async def start(self, host: str, port: int) -> int:
+        await self.nodes.load()
+        await self.jobs.load()
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        gcs_pb2_grpc.add_InternalKVGcsServiceServicer_to_server(self.kv, self.server)
+        gcs_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(self.nodes, self.server)
+        gcs_pb2_grpc.add_JobInfoGcsServiceServicer_to_server(self.jobs, self.server)
+        gcs_pb2_grpc.add_InternalPubSubGcsServiceServicer_to_server(PubSubService(self.publisher), self.server)
+        for add in _extra_services():
+            self._extra.append(add(self, self.server))
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"GCS could not bind {host}:{port}; is another Ray cluster using that port?")
+        await self.server.start()
+        self._health_task = asyncio.get_running_loop().create_task(self.nodes.run_health_checks())
+        return self.port
+
+    async def stop(self) -> None:
+        self._health_task.cancel()
+        if self.server:
+            await self.server.stop(grace=0.5)
+
+
+def _extra_services() -> list:
+    """Services living in their own modules (kept optional so the core GCS starts without them)."""
+    adders = []
+    try:
+        from ray.gcs.actor_manager import add_actor_service
+
+        adders.append(add_actor_service)
+    except ImportError:
+        pass
+    return adders
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = GcsServer()
+    port = await server.start(bind_host(args.node_ip_address), args.port)
+    logger.info("GCS server listening on %s:%d", args.node_ip_address, port)
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(port))
+        os.replace(tmp, args.port_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="OpenRay GCS server")
+    parser.add_argument("--port", type=int, default=6379)
+    parser.add_argument("--node-ip-address", default="127.0.0.1")
+    parser.add_argument("--session-dir", default=None)
+    parser.add_argument("--port-file", default=None, help="write the bound port here once serving")
+    args = parser.parse_args(argv)
+    lifetime.die_with_parent()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Scheduling policies (pure functions over the cluster resource view)."""

@@ -1,0 +1,166 @@
+"""Worker processes of one node, keyed by (job, runtime env): a worker never serves two runtime envs.
+
+Workers are started with a clean copy of the raylet's environment plus the runtime env's context
+(env vars, python executable, cwd, PYTHONPATH), register back over the raylet socket, and are handed out
+to leases. Idle workers are kept for reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from ray._private import lifetime
+from ray._private.ids import WorkerID
+
+logger = logging.getLogger(__name__)
+
+STARTING, IDLE, LEASED, DEAD = "STARTING", "IDLE", "LEASED", "DEAD"
+
+
+def env_key(job_id: str, runtime_env: dict | None) -> str:
+    return job_id + "|" + json.dumps(runtime_env or {}, sort_keys=True)
+
+
+def runtime_env_context(runtime_env: dict | None) -> dict:
+    """The RuntimeEnvContext (contracts.md) for a runtime env; env_vars are applied locally for now."""
+    env_vars = {str(k): str(v) for k, v in ((runtime_env or {}).get("env_vars") or {}).items()}
+    return {"env_vars": env_vars, "py_executable": None, "cwd": None, "pythonpath": []}
+
+
+@dataclass
+class Worker:
+    worker_id: str
+    env_key: str
+    job_id: str
+    proc: subprocess.Popen
+    state: str = STARTING
+    conn: object = None  # the worker's registration connection to the raylet
+    address: dict = field(default_factory=dict)
+    lease_id: int = 0
+    registered: asyncio.Future | None = None
+    is_actor: bool = False
+
+
+class WorkerPool:
+    def __init__(self, raylet_address: str, node_id: str, node_ip: str, gcs_address: str, session_dir: str,
+                 shm_dir: str, on_worker_dead):
+        self.raylet_address = raylet_address
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.gcs_address = gcs_address
+        self.session_dir = session_dir
+        self.shm_dir = shm_dir
+        self.workers: dict[str, Worker] = {}
+        self._idle: dict[str, list[Worker]] = {}
+        self._on_worker_dead = on_worker_dead
+
+    @property
+    def logs_dir(self) -> str:
+        return os.path.join(self.session_dir, "logs")
+
+    def start_worker(self, key: str, job_id: str, runtime_env: dict | None) -> Worker:
+        ctx = runtime_env_context(runtime_env)
+        worker_id = WorkerID.from_random().hex()
+        env = dict(os.environ)
+        env.update(ctx["env_vars"])
+        if ctx["pythonpath"]:
+            env["PYTHONPATH"] = os.pathsep.join([*ctx["pythonpath"], env.get("PYTHONPATH", "")])
+        env["RAY_JOB_ID"] = job_id
+        env.update(lifetime.env_for_child(signal.SIGKILL))  # workers die with their raylet
+        env["RAY_RUNTIME_ENV_JSON"] = json.dumps(runtime_env or {})
+        python = ctx["py_executable"] or sys.executable
+        args = [
+            python, "-m", "ray.core_worker.worker_main",
+            "--worker-id", worker_id,
+            "--raylet-address", self.raylet_address,
+            "--node-id", self.node_id,
+            "--node-ip-address", self.node_ip,
+            "--gcs-address", self.gcs_address,
+            "--session-dir", self.session_dir,
+            "--shm-dir", self.shm_dir,
+            "--job-id", job_id,
+            "--env-key", key,
+        ]
+        log_base = os.path.join(self.logs_dir, f"worker-{worker_id}-{job_id}")
+        out = open(f"{log_base}.out", "ab")  # noqa: SIM115
+        err = open(f"{log_base}.err", "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                    cwd=ctx["cwd"] or os.getcwd(),)
+        finally:
+            out.close()
+            err.close()
+        worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future())
+        self.workers[worker_id] = worker
+        return worker
+
+    def on_registered(self, worker_id: str, conn, address: dict) -> Worker | None:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return None
+        worker.conn = conn
+        worker.address = address
+        if worker.registered and not worker.registered.done():
+            worker.registered.set_result(worker)
+        return worker
+
+    def pop_idle(self, key: str) -> Worker | None:
+        idle = self._idle.get(key)
+        while idle:
+            worker = idle.pop()
+            if worker.state == IDLE:
+                return worker
+        return None
+
+    def num_starting(self, key: str) -> int:
+        return sum(1 for w in self.workers.values() if w.env_key == key and w.state == STARTING)
+
+    def push_idle(self, worker: Worker) -> None:
+        worker.state = IDLE
+        worker.lease_id = 0
+        self._idle.setdefault(worker.env_key, []).append(worker)
+
+    def kill(self, worker: Worker, force: bool = True) -> None:
+        if worker.state == DEAD:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            worker.proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
+        self.mark_dead(worker)
+
+    def mark_dead(self, worker: Worker) -> None:
+        if worker.state == DEAD:
+            return
+        worker.state = DEAD
+        if worker.registered and not worker.registered.done():
+            worker.registered.set_exception(RuntimeError(
+                f"Worker {worker.worker_id} exited before registering (exit code {worker.proc.poll()}); "
+                f"see {self.logs_dir}/worker-{worker.worker_id}-*.err"))
+            worker.registered.exception()  # mark retrieved
+        self._on_worker_dead(worker)
+
+    def reap(self) -> None:
+        """Notice workers that exited (including those that never registered) and forget them."""
+        for worker in list(self.workers.values()):
+            if worker.proc.poll() is not None:
+                self.mark_dead(worker)
+                del self.workers[worker.worker_id]
+
+    def kill_job(self, job_id: str) -> None:
+        for worker in list(self.workers.values()):
+            if worker.job_id == job_id and worker.state in (IDLE, STARTING):
+                self.kill(worker)
+
+    def kill_all(self) -> None:
+        for worker in list(self.workers.values()):
+            self.kill(worker)
+        for worker in list(self.workers.values()):
+            with contextlib.suppress(Exception):
+                worker.proc.wait(timeout=5)

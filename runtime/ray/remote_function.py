@@ -1,0 +1,91 @@
+"""`@ray.remote` functions: `.remote()`, `.options()`."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ray._private import options as opts
+from ray._private.ids import ObjectID, TaskID
+from ray._private.object_ref import ObjectRef
+from ray.util.scheduling_strategies import to_wire
+
+
+class RemoteFunction:
+    def __init__(self, function, options: dict[str, Any]):
+        opts.validate(options, for_actor=False)
+        self._function = function
+        self._options = options
+        self._key: bytes | None = None
+        self._exported_by = None
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args, **kwargs):
+        name = f"{self._function.__module__}.{self._function.__qualname__}"
+        raise TypeError(
+            f"Remote functions cannot be called directly. Instead of running '{name}()', try '{name}.remote()'."
+        )
+
+    def options(self, **task_options) -> _OptionsWrapper:
+        opts.validate(task_options, for_actor=False)
+        return _OptionsWrapper(self, {**self._options, **task_options})
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._options)
+
+    def _remote(self, args: tuple, kwargs: dict, options: dict[str, Any]):
+        from ray._private.worker import global_worker
+
+        cw = global_worker.ensure_connected()
+        if self._key is None or self._exported_by is not cw:
+            self._key = cw.functions.export(self._function)
+            self._exported_by = cw
+        num_returns = options.get("num_returns", 1)
+        task_id = TaskID.for_task(cw.job_id)
+        return_ids = [ObjectID.for_return(task_id, i).binary() for i in range(num_returns)]
+        encoded, kwargs_keys, pinned, keep = cw_encode(cw, args, kwargs)
+        max_retries = options.get("max_retries")
+        spec = {
+            "task_id": task_id.binary(),
+            "name": options.get("name") or self._function.__name__,
+            "function_key": self._key,
+            "args": encoded,
+            "kwargs_keys": kwargs_keys,
+            "return_ids": return_ids,
+            "resources": opts.resources_of(options, default_cpus=1),
+            "runtime_env": opts.merge_runtime_env(cw.runtime_env, options.get("runtime_env")),
+            "strategy": to_wire(options.get("scheduling_strategy")),
+            "max_retries": cw_config().task_max_retries if max_retries is None else max_retries,
+            "retry_exceptions": opts.retry_exceptions_wire(options.get("retry_exceptions")),
+            "namespace": cw.namespace,
+            "owner": cw.address,
+        }
+        cw._owned.update(return_ids)
+        refs = [ObjectRef(oid, cw.address) for oid in return_ids]
+        cw.pin_submitted(pinned)
+        cw.loop.call_soon_threadsafe(cw.submitter.submit, spec, pinned)
+        del keep  # the pins hold large arguments from here on
+        if num_returns == 1:
+            return refs[0]
+        return refs
+
+
+def cw_encode(cw, args, kwargs):
+    from ray.core_worker.core_worker import encode_args
+
+    return encode_args(cw, args, kwargs)
+
+
+def cw_config():
+    from ray._private.config import config
+
+    return config()
+
+
+class _OptionsWrapper:
+    def __init__(self, remote_function: RemoteFunction, options: dict[str, Any]):
+        self._rf = remote_function
+        self._options = options
+
+    def remote(self, *args, **kwargs):
+        return self._rf._remote(args, kwargs, self._options)

@@ -1,0 +1,1 @@
+"""Public utilities (scheduling strategies, ...)."""

@@ -1,0 +1,170 @@
+"""Jobs against a real head node: REST API, OpenRay's SDK, statuses, logs, stop, delete, bad input, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+from jobs_cluster import alive, wait_for
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def client(head):
+    return JobSubmissionClient(head.dashboard_url)
+
+
+def wait_terminal(client, job_id, timeout_s=120):
+    return wait_for(lambda: client.get_job_status(job_id).is_terminal() and client.get_job_status(job_id),
+                    timeout_s, what=f"job {job_id} to finish")
+
+
+def test_version_and_health(head):
+    version = requests.get(head.dashboard_url + "/api/version").json()
+    assert version["version"] == "4" and version["ray_version"].startswith("2.")
+    assert version["session_name"].startswith("session_")
+    assert requests.get(head.dashboard_url + "/api/gcs_healthz").text == "success"
+    agent = f"http://127.0.0.1:{head.agent_http_port}"
+    assert requests.get(agent + "/api/healthz").text == "success"
+    assert requests.get(agent + "/api/local_raylet_healthz").text == "success"
+
+
+def test_job_succeeds_with_metadata_env_and_logs(client, head):
+    script = (
+        "import json, os; print('hello from the job'); "
+        "print('address', os.environ['RAY_ADDRESS']); "
+        "print('config', os.environ['RAY_JOB_CONFIG_JSON_ENV_VAR']); print('A', os.environ['A'])"
+    )
+    job_id = client.submit_job(
+        entrypoint=f"{sys.executable} -c \"{script}\"",
+        submission_id="my-first-job",
+        metadata={"owner": "tests"},
+        runtime_env={"env_vars": {"A": "from-runtime-env"}},
+    )
+    assert job_id == "my-first-job"
+    assert wait_terminal(client, job_id) == JobStatus.SUCCEEDED
+    info = client.get_job_info(job_id)
+    assert info.status == JobStatus.SUCCEEDED and info.message == "Job finished successfully."
+    assert info.type == "SUBMISSION" and info.submission_id == job_id
+    assert info.metadata == {"owner": "tests"} and info.runtime_env == {"env_vars": {"A": "from-runtime-env"}}
+    assert info.driver_exit_code == 0 and info.end_time >= info.start_time
+    logs = client.get_job_logs(job_id)
+    assert "hello from the job" in logs
+    assert f"address {head.gcs_address}" in logs
+    assert "A from-runtime-env" in logs
+    config = json.loads(logs.split("config ", 1)[1].splitlines()[0])
+    assert config["metadata"] == {"owner": "tests", "job_submission_id": job_id}
+    assert job_id in [job.submission_id for job in client.list_jobs()]
+    raw = requests.get(f"{head.dashboard_url}/api/jobs/{job_id}").json()
+    assert raw["status"] == "SUCCEEDED" and raw["job_id"] is None and raw["type"] == "SUBMISSION"
+    log_file = f"{head.session_dir}/logs/job-driver-{job_id}.log"
+    assert "hello from the job" in open(log_file).read()
+
+
+def test_failed_entrypoint_reports_exit_code_and_last_logs(client):
+    job_id = client.submit_job(entrypoint="echo some context; echo the-error >&2; exit 3")
+    assert job_id.startswith("raysubmit_")
+    assert wait_terminal(client, job_id) == JobStatus.FAILED
+    info = client.get_job_info(job_id)
+    assert info.message.startswith("Job entrypoint command failed with exit code 3, last available logs")
+    assert "the-error" in info.message and info.driver_exit_code == 3
+    assert info.error_type == "JOB_ENTRYPOINT_COMMAND_ERROR"
+
+
+def test_entrypoint_not_found_fails_with_the_reason(client):
+    job_id = client.submit_job(entrypoint="definitely-not-a-command-xyz --flag")
+    assert wait_terminal(client, job_id) == JobStatus.FAILED
+    message = client.get_job_info(job_id).message
+    assert "exit code 127" in message and "definitely-not-a-command-xyz" in message and "not found" in message
+
+
+def test_stop_kills_the_whole_process_tree(client):
+    job_id = client.submit_job(
+        entrypoint="sleep 1000 & echo child $!; sh -c 'sleep 1001 & echo grandchild $!; wait' & wait"
+    )
+    pids = wait_for(
+        lambda: (lines := [ln for ln in client.get_job_logs(job_id).splitlines() if "child " in ln])
+        and len(lines) == 2 and [int(ln.split()[-1]) for ln in lines],
+        what="job to start its children",
+    )
+    assert client.get_job_status(job_id) == JobStatus.RUNNING and all(alive(pid) for pid in pids)
+    assert client.stop_job(job_id) is True
+    assert wait_terminal(client, job_id) == JobStatus.STOPPED
+    assert client.get_job_info(job_id).message == "Job was intentionally stopped."
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s=30, what="the job's processes to exit")
+    assert client.stop_job(job_id) is False  # already stopped
+
+
+def test_tail_streams_logs_until_the_job_ends(client):
+    job_id = client.submit_job(entrypoint="for i in 1 2 3 4 5; do echo line-$i; sleep 0.5; done")
+
+    async def collect():
+        return "".join([chunk async for chunk in client.tail_job_logs(job_id)])
+
+    text = asyncio.run(collect())
+    assert [f"line-{i}" for i in range(1, 6)] == [line for line in text.split() if line.startswith("line-")]
+    assert client.get_job_status(job_id) == JobStatus.SUCCEEDED
+
+
+def test_delete_only_terminal_jobs(client, head):
+    job_id = client.submit_job(entrypoint="sleep 30")
+    with pytest.raises(RuntimeError, match="status code 400.*non-terminal state"):
+        client.delete_job(job_id)
+    client.stop_job(job_id)
+    wait_terminal(client, job_id)
+    assert client.delete_job(job_id) is True
+    response = requests.get(f"{head.dashboard_url}/api/jobs/{job_id}")
+    assert response.status_code == 404 and response.text == f"Job {job_id} does not exist"
+    with pytest.raises(RuntimeError, match="status code 404"):
+        client.get_job_status(job_id)
+
+
+def test_bad_input_gets_clear_errors_and_the_dashboard_keeps_working(client, head):
+    url = head.dashboard_url + "/api/jobs/"
+    bad = requests.post(url, json={"entrypoint": "echo hi", "runtime_env": {"env_var": {"A": "1"}}})
+    assert bad.status_code == 400 and "Unknown runtime_env field 'env_var'" in bad.text
+    assert requests.post(url, data="{not json").status_code == 400
+    missing = requests.post(url, json={"runtime_env": {}})
+    assert missing.status_code == 400 and "entrypoint" in missing.text
+    local = requests.post(url, json={"entrypoint": "ls", "runtime_env": {"working_dir": "/some/local/dir"}})
+    assert local.status_code == 400 and "Upload it first" in local.text
+    client.submit_job(entrypoint="true", submission_id="dup")
+    with pytest.raises(RuntimeError, match="Job with submission_id dup already exists"):
+        client.submit_job(entrypoint="true", submission_id="dup")
+    with pytest.raises(ValueError, match="Unknown runtime_env field 'pipp'"):
+        client.submit_job(entrypoint="true", runtime_env={"pipp": ["emoji"]})
+    assert requests.post(head.dashboard_url + "/api/jobs/nope/stop").status_code == 404
+    assert requests.get(head.dashboard_url + "/api/version").status_code == 200
+    assert wait_terminal(client, "dup") == JobStatus.SUCCEEDED
+
+
+def test_job_status_survives_a_dashboard_restart(client, head):
+    finished = client.submit_job(entrypoint="echo done-before-restart")
+    wait_terminal(client, finished)
+    running = client.submit_job(entrypoint="echo begin; sleep 6; echo end")
+    wait_for(lambda: client.get_job_status(running) == JobStatus.RUNNING, what="job to run")
+    [dashboard] = head.processes("ray.dashboard.dashboard")
+    cmdline = dashboard.cmdline()
+    dashboard.send_signal(signal.SIGKILL)
+    dashboard.wait(10)
+    restarted = subprocess.Popen(cmdline, env=head.env, start_new_session=True)
+    try:
+        head.wait_dashboard()
+        fresh = JobSubmissionClient(head.dashboard_url)
+        assert fresh.get_job_status(finished) == JobStatus.SUCCEEDED
+        assert wait_terminal(fresh, running) == JobStatus.SUCCEEDED  # the job kept running meanwhile
+        assert "end" in fresh.get_job_logs(running)
+        assert fresh.stop_job(running) is False
+    finally:
+        restarted.terminate()
+        restarted.wait(10)
+        # Leave a dashboard for later tests in this module.
+        subprocess.Popen(cmdline, env=head.env, start_new_session=True)
+        head.wait_dashboard()

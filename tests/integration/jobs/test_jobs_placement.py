@@ -1,0 +1,55 @@
+"""Entrypoint resources place a job's entrypoint on the node that has them (two nodes on this machine)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from jobs_cluster import HeadNode, wait_for
+from ray._private.net import free_port
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+pytest.importorskip("ray.raylet.main", reason="placement needs raylets registering nodes in the GCS")
+pytestmark = pytest.mark.timeout(600)
+
+
+def add_worker_node(head: HeadNode, resources: str) -> None:
+    head.ray(
+        "start", f"--address={head.gcs_address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+        f"--resources={resources}", f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={head.temp_dir}",
+        timeout=120,
+    )
+
+
+def test_entrypoint_resources_choose_the_node_and_wait_for_it(tmp_path):
+    head = HeadNode(tmp_path)
+    try:
+        head.start()
+        client = JobSubmissionClient(head.dashboard_url)
+        waiting = client.submit_job(entrypoint="echo ran-on-special; sleep 1", entrypoint_resources={"special": 1})
+        info = client.get_job_info(waiting)
+        assert info.status == JobStatus.PENDING
+        assert "It may be waiting for resources" in info.message
+        assert info.driver_node_id is None
+
+        add_worker_node(head, '{"special": 2}')
+        assert wait_for(lambda: client.get_job_status(waiting).is_terminal() and client.get_job_status(waiting),
+                        what="the waiting job to run once its node joined") == JobStatus.SUCCEEDED
+        info = client.get_job_info(waiting)
+        head_agent = f"http://127.0.0.1:{head.agent_http_port}"
+        assert info.driver_agent_http_address != head_agent  # ran on the new node, through its agent
+        assert "ran-on-special" in client.get_job_logs(waiting)
+        # The log file lives in the worker node's session dir, not the head's.
+        assert not os.path.exists(os.path.join(head.session_dir, "logs", f"job-driver-{waiting}.log"))
+
+        long = client.submit_job(entrypoint="echo start; sleep 300", entrypoint_resources={"special": 1})
+        wait_for(lambda: "start" in client.get_job_logs(long), what="remote job to start")
+        assert client.stop_job(long) is True
+        assert wait_for(lambda: client.get_job_status(long).is_terminal() and client.get_job_status(long),
+                        what="remote job to stop") == JobStatus.STOPPED
+
+        local = client.submit_job(entrypoint="echo on-head", entrypoint_num_cpus=1)
+        wait_for(lambda: client.get_job_status(local).is_terminal(), what="head job")
+        assert client.get_job_info(local).driver_agent_http_address == head_agent
+    finally:
+        head.stop()

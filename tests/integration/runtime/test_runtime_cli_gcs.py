@@ -1,0 +1,182 @@
+"""M1: `ray start --head`, the GCS (KV, nodes, health checks, jobs, pub/sub), `ray health-check`, `ray stop`."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import pytest
+from ray._private.gcs_client import GcsClient
+from ray.protocol import gcs_pb2 as pb
+
+
+def _start_head(cli, port: int, *extra: str, **env: str):
+    return cli.ray(
+        "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=false",
+        *extra, **env,
+    )
+
+
+def test_start_head_health_check_kv_and_stop(cli, port):
+    out = _start_head(cli, port, '--resources={"bob": 5}', "--num-cpus=5").stdout
+    assert "Ray runtime started." in out
+    assert f"ray start --address='127.0.0.1:{port}'" in out
+    assert cli.ray("health-check", "--address", f"127.0.0.1:{port}").returncode == 0
+
+    client = GcsClient(f"127.0.0.1:{port}")
+    try:
+        assert client.internal_kv_put(b"k", b"v1", namespace=b"job") == 1
+        assert client.internal_kv_put(b"k", b"v2", overwrite=False, namespace=b"job") == 0
+        assert client.internal_kv_get(b"k", namespace=b"job") == b"v1"
+        assert client.internal_kv_get(b"k") is None  # namespaces are separate
+        client.internal_kv_put(b"pre_a", b"1")
+        client.internal_kv_put(b"pre_b", b"2")
+        assert sorted(client.internal_kv_keys(b"pre_")) == [b"pre_a", b"pre_b"]
+        assert client.internal_kv_exists(b"pre_a")
+        assert client.internal_kv_del(b"pre_", del_by_prefix=True) == 2
+        assert client.internal_kv_keys(b"pre_") == []
+    finally:
+        client.close()
+
+    pids = cli.recorded_pids()
+    assert pids
+    stopped = cli.ray("stop")
+    assert "Stopped all" in stopped.stdout
+    cli.assert_no_processes(pids)
+    assert cli.ray("health-check", "--address", f"127.0.0.1:{port}", "--timeout", "1", check=False).returncode == 1
+    assert "Did not find any active Ray processes." in cli.ray("stop").stdout
+
+
+def test_start_accepts_every_flag_the_operator_emits(cli, port):
+    proc = _start_head(
+        cli, port, "--num-cpus=1", "--num-gpus=0", "--memory=1000000000", "--resources={}",
+        "--object-store-memory=100000000", "--dashboard-host=0.0.0.0", "--dashboard-agent-listen-port=0",
+        "--metrics-export-port=0", "--disable-usage-stats", "--no-monitor", f"--temp-dir={cli.temp_dir}",
+        "--labels=a=b",
+    )
+    assert "Ray runtime started." in proc.stdout
+
+
+def test_start_rejects_bad_resources_json_clearly(cli, port):
+    proc = _start_head(cli, port, "--resources={bob: 5}", check=False)
+    assert proc.returncode != 0
+    assert "--resources must be a JSON object" in proc.stderr
+
+
+def test_start_block_exits_nonzero_when_a_ray_process_dies(cli, port):
+    import subprocess
+    import sys
+
+    from ray._private import process_registry
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--include-dashboard=false"],
+        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        client = GcsClient(f"127.0.0.1:{port}", timeout_s=60)
+        client.check_alive()
+        client.close()
+        import psutil
+
+        gcs = [p for e, p in process_registry.recorded_processes(cli.temp_dir) if e["name"] == "gcs_server" and p]
+        assert gcs
+        gcs[0].kill()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1
+        assert "Ray processes died unexpectedly" in err
+        assert psutil.pid_exists(gcs[0].pid) is False or gcs[0].status() == psutil.STATUS_ZOMBIE
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _node(node_id: bytes) -> pb.GcsNodeInfo:
+    return pb.GcsNodeInfo(
+        node_id=node_id, node_manager_address="127.0.0.1", node_manager_port=1234,
+        resources_total={"CPU": 2.0}, labels={"zone": "a"},
+    )
+
+
+def test_gcs_declares_a_silent_node_dead_and_publishes_it(cli, port):
+    # Fast health checks so the test waits ~1 s instead of 15 s.
+    _start_head(cli, port, RAY_health_check_period_ms="200", RAY_health_check_failure_threshold="3")
+    client = GcsClient(f"127.0.0.1:{port}")
+    stream = client.subscribe(["NODE_INFO"])
+    events: list[pb.GcsNodeInfo] = []
+
+    def read_events() -> None:
+        try:
+            for m in stream:
+                events.append(pb.GcsNodeInfo.FromString(m.data))
+        except grpc.RpcError:
+            pass  # cancelled at the end of the test
+
+    reader = threading.Thread(target=read_events, daemon=True)
+    reader.start()
+    try:
+        time.sleep(0.3)  # let the subscription register before publishing
+        healthy, silent = b"h" * 28, b"s" * 28
+        for nid in (healthy, silent):
+            client.call(client.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=_node(nid)))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            client.call(
+                client.stubs.node.ReportResourceUsage,
+                pb.ReportResourceUsageRequest(node_id=healthy, resources_available={"CPU": 1.0},
+                                              resources_total={"CPU": 2.0}),
+            )
+            nodes = {n["NodeID"]: n for n in client.get_all_node_info()}
+            if not nodes[silent.hex()]["Alive"]:
+                break
+            time.sleep(0.1)
+        assert nodes[silent.hex()]["Alive"] is False
+        assert "Health check failed" in nodes[silent.hex()]["DeathReasonMessage"]
+        assert nodes[healthy.hex()]["Alive"] is True
+        assert nodes[healthy.hex()]["Resources"] == {"CPU": 2.0}
+        assert nodes[healthy.hex()]["Labels"] == {"zone": "a"}
+        # A dead node is told so when it reports again, instead of coming back.
+        reply = client.call(client.stubs.node.ReportResourceUsage, pb.ReportResourceUsageRequest(node_id=silent))
+        assert reply.node_is_dead
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(e.state == pb.GcsNodeInfo.DEAD for e in events):
+            time.sleep(0.05)
+        assert [e.node_id for e in events if e.state == pb.GcsNodeInfo.DEAD] == [silent]
+        status = cli.ray("status", "--address", f"127.0.0.1:{port}").stdout
+        assert "Node status" in status and f" 1 node_{healthy.hex()}" in status
+        assert " 1.0/2.0 CPU" in status
+        assert f"node_{silent.hex()}: NodeTerminated" in status
+    finally:
+        stream.cancel()
+        client.close()
+
+
+def test_job_table_assigns_ids_and_records_finish(cli, port):
+    _start_head(cli, port)
+    client = GcsClient(f"127.0.0.1:{port}")
+    try:
+        first, second = client.get_next_job_id(), client.get_next_job_id()
+        assert second == first + 1
+        job_id = first.to_bytes(4, "little")
+        client.add_job(pb.JobTableData(job_id=job_id, driver_pid=123, namespace="ns", entrypoint="python x.py"))
+        (job,) = [j for j in client.get_all_job_info() if j.job_id == job_id]
+        assert not job.is_dead and job.start_time > 0 and job.namespace == "ns"
+        client.mark_job_finished(job_id)
+        (job,) = [j for j in client.get_all_job_info() if j.job_id == job_id]
+        assert job.is_dead and job.end_time >= job.start_time
+    finally:
+        client.close()
+
+
+def test_health_check_fails_without_a_cluster(cli, port):
+    proc = cli.ray("health-check", "--address", f"127.0.0.1:{port}", "--timeout", "1", check=False)
+    assert proc.returncode == 1
+    assert "not healthy" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["start"], ["start", "--head", "--address=1.2.3.4:1"]])
+def test_start_usage_errors(cli, args):
+    proc = cli.ray(*args, check=False)
+    assert proc.returncode == 2
