@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             kopf.operator(
                 registry=registry,
                 clusterwide=not cfg.watch_namespaces,
-                namespaces=cfg.watch_namespaces or None,
+                namespaces=cfg.watch_namespaces,
                 standalone=True,
             )
         )
