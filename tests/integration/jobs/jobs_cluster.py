@@ -142,7 +142,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(predicate, timeout_s: float = 120, interval_s: float = 0.3, what: str = "condition"):
+def wait_for(predicate, timeout_s: float = 300, interval_s: float = 0.3, what: str = "condition"):
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()

@@ -21,7 +21,7 @@ def client(head):
     return JobSubmissionClient(head.dashboard_url)
 
 
-def wait_terminal(client, job_id, timeout_s=120):
+def wait_terminal(client, job_id, timeout_s=300):
     return wait_for(lambda: client.get_job_status(job_id).is_terminal() and client.get_job_status(job_id),
                     timeout_s, what=f"job {job_id} to finish")
 
