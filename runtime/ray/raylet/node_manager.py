@@ -156,8 +156,11 @@ class NodeManager:
 
     async def _report_loop(self) -> None:
         period = config().raylet_report_resources_period_ms / 1000
+        cfg = config()
+        soft_limit = cfg.num_workers_soft_limit if cfg.num_workers_soft_limit >= 0 else int(self.total.get("CPU"))
         while not self._stopping.is_set():
             self.pool.reap()
+            self.pool.kill_idle_above(soft_limit, cfg.idle_worker_killing_time_threshold_ms / 1000)
             req = pb.ReportResourceUsageRequest(
                 node_id=bytes.fromhex(self.node_id), resources_available=self._clamped_available(),
                 resources_total=self.total.to_dict(), demands=self._demands(),
