@@ -352,6 +352,9 @@ class NodeManager:
             if req.future.done():
                 continue
             decision = self._decide(req)
+            if decision.node_id is None and req.grant_or_reject:
+                req.future.set_result({"rejected": True})  # the owner asks its own raylet again
+                continue
             if decision.node_id is None:
                 self._infeasible.append(req)
                 if not req.warned_infeasible:
