@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +48,21 @@ class Comparison:
         if self.row.absolute_max is not None:
             meets = meets and self.openray.value <= self.row.absolute_max
         return meets
+
+
+def merge_runs(runs: list[Cell]) -> Cell:
+    """One cell from repeated runs: the median of the figures (the details of the run nearest to
+    it, plus every run's figure); an error only when no run produced a figure."""
+    good = [c for c in runs if c.ok]
+    if not good:
+        return runs[0] if runs else Cell()
+    if len(runs) == 1:
+        return good[0]
+    median = statistics.median(c.value for c in good)
+    nearest = min(good, key=lambda c: abs(c.value - median))
+    details = dict(nearest.details or {})
+    details["runs"] = [c.value if c.ok else f"ERR {c.error}" for c in runs]
+    return Cell(value=median, details=details)
 
 
 def ratio_meets(row: Row, ratio: float) -> bool:

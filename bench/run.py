@@ -27,6 +27,7 @@ from report import (
     baseline_cells,
     cell_text,
     markdown_table,
+    merge_runs,
     summary_line,
     text_table,
     to_json,
@@ -65,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--openray-only", action="store_true", help="run OpenRay only; Ray from --baseline")
     which.add_argument("--ray-only", action="store_true", help="run the real Ray only")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each workload N times per runtime; the figure is the median (default 1)")
     parser.add_argument("--ray-python", help="the real Ray's interpreter (default: .ci/real-ray-venv)")
     parser.add_argument("--openray-python", help="OpenRay's interpreter (default: the repo's .venv)")
     parser.add_argument("--baseline", default=str(DEFAULT_BASELINE),
@@ -98,27 +101,30 @@ def progress_text(rows: list[Row], result: WorkloadResult) -> str:
 
 def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
             log_dir: Path) -> dict[str, dict[str, Cell]]:
-    """cells[runtime name][row key]; runtimes alternate per workload so machine noise hits both alike."""
-    cells: dict[str, dict[str, Cell]] = {rt.name: {} for rt in runtimes}
+    """cells[runtime name][row key]; runtimes alternate per workload so machine noise hits both
+    alike, and with --repeat the figure is the median of the runs."""
+    samples: dict[str, dict[str, list[Cell]]] = {rt.name: {r.key: [] for r in rows} for rt in runtimes}
     workloads = workloads_for(rows)
     for n, workload in enumerate(workloads, 1):
         produced = [r for r in rows if r.workload == workload]
         timeout = max(r.timeout_s for r in produced) * args.timeout_scale
-        for runtime in runtimes:
-            print(f"[{n}/{len(workloads)}] {workload:<24} {runtime.name:<7} ...", end=" ", flush=True)
-            profile = log_dir.parent / "profiles" / f"{runtime.name.lower()}-{workload}.txt" if args.profile else None
-            result = run_workload(runtime, workload, args.duration, timeout, log_dir, profile)
-            print(progress_text(produced, result), flush=True)
-            for row in produced:
-                got = result.rows.get(row.key)
-                if got is not None:
-                    cells[runtime.name][row.key] = Cell(value=float(got["value"]), details=got.get("details"))
-                else:
-                    cells[runtime.name][row.key] = Cell(error=result.error or "row not produced")
-            if result.leftover_processes:
-                print(f"    note: {result.leftover_processes} {runtime.name} process(es) outlived the driver "
-                      f"and were terminated: {', '.join(result.leftover_names)}", flush=True)
-    return cells
+        for rep in range(args.repeat):
+            for runtime in runtimes:
+                run_label = f" run {rep + 1}/{args.repeat}" if args.repeat > 1 else ""
+                print(f"[{n}/{len(workloads)}] {workload:<24} {runtime.name:<7}{run_label} ...", end=" ", flush=True)
+                profile = (log_dir.parent / "profiles" / f"{runtime.name.lower()}-{workload}.txt"
+                           if args.profile else None)
+                result = run_workload(runtime, workload, args.duration, timeout, log_dir, profile)
+                print(progress_text(produced, result), flush=True)
+                for row in produced:
+                    got = result.rows.get(row.key)
+                    samples[runtime.name][row.key].append(
+                        Cell(value=float(got["value"]), details=got.get("details")) if got is not None
+                        else Cell(error=result.error or "row not produced"))
+                if result.leftover_processes:
+                    print(f"    note: {result.leftover_processes} {runtime.name} process(es) outlived the "
+                          f"driver and were terminated: {', '.join(result.leftover_names)}", flush=True)
+    return {name: {key: merge_runs(runs) for key, runs in by_row.items()} for name, by_row in samples.items()}
 
 
 def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str, object]:
@@ -130,6 +136,7 @@ def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str,
                    f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "duration_s": args.duration,
+        "repeat": args.repeat,
         "openray_commit": commit,
         "interpreters": {rt.name: rt.python for rt in runtimes},
     }

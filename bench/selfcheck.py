@@ -9,7 +9,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from report import Cell, Comparison, format_value, markdown_table, ratio_meets, text_table
+from report import Cell, Comparison, format_value, markdown_table, merge_runs, ratio_meets, text_table
 from rows import ROWS, ROWS_BY_KEY, select_rows, workloads_for
 from runner import Runtime, run_workload
 
@@ -43,6 +43,10 @@ def check_logic() -> list[str]:
     expect("select by pattern", [r.key for r in select_rows("put_small,wait")], ["put_small", "wait_1k_refs"])
     expect("pip rows share one workload", workloads_for([pip, ROWS_BY_KEY["pip_env_cached_actor"]]), ["pip_env"])
     expect("row keys unique", len({r.key for r in ROWS}), len(ROWS))
+    merged = merge_runs([Cell(3.0), Cell(error="boom"), Cell(1.0), Cell(2.0)])
+    expect("median of repeated runs", merged.value, 2.0)
+    expect("every run listed", merged.details["runs"], [3.0, "ERR boom", 1.0, 2.0])
+    expect("all runs failed keeps the error", merge_runs([Cell(error="x"), Cell(error="y")]).error, "x")
     comparisons = [Comparison(tasks, Cell(error="a|b " * 30), Cell(450.0))]
     expect("markdown escapes pipes", "a\\|b" in markdown_table(comparisons), True)
     expect("text table cuts long errors", max(len(x) for x in text_table(comparisons).splitlines()) < 140, True)

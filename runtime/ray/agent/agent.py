@@ -31,6 +31,9 @@ from ray.protocol import runtime_env_agent_pb2_grpc
 logger = logging.getLogger("ray.agent")
 
 DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = 52365
+# On shutdown, how long the agent waits for this node's jobs to stop (SIGTERM, then the supervisor's
+# own SIGKILL after RAY_JOB_STOP_WAIT_TIME_S) before it exits.
+_JOB_STOP_BUDGET_S = 6.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -143,6 +146,11 @@ class NodeAgent:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         register_task.cancel()
+        try:
+            await asyncio.wait_for(self.job_agent.stop_node_jobs(self.args.node_id, _JOB_STOP_BUDGET_S),
+                                   _JOB_STOP_BUDGET_S + 2)
+        except Exception as e:
+            logger.warning("Stopping this node's jobs on shutdown failed: %s", e)
         reaper.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.to_thread(unregister_agent, self.gcs_client(), address), 3)

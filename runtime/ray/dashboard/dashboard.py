@@ -19,11 +19,12 @@ from aiohttp import web
 
 from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._private.runtime_env.packaging import gcs_storage_max_size
-from ray.dashboard.modules import version
+from ray.dashboard.modules import overview, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
 from ray.dashboard.modules.job.job_runner import LocalJobRunner
+from ray.dashboard.modules.job.sdk import DASHBOARD_ADDRESS_KEY, DASHBOARD_KV_NAMESPACE
 
 logger = logging.getLogger("ray.dashboard")
 
@@ -85,7 +86,9 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
         return True
 
     version.add_routes(app, session_dir, gcs_alive)
-    JobHead(manager, gcs).add_routes(app)
+    job_head = JobHead(manager, gcs)
+    job_head.add_routes(app)
+    overview.add_routes(app, gcs.get_all_node_info, job_head.all_job_details)
 
     async def on_startup(app: web.Application) -> None:
         manager.start()
@@ -108,6 +111,11 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     logger.info("Dashboard listening on http://%s:%d (GCS %s)", args.host, args.port, args.gcs_address)
+    # Ray's clients find the dashboard from a cluster address through this key.
+    advertised = args.node_ip_address if args.host in ("0.0.0.0", "::", "") else args.host
+    await asyncio.to_thread(
+        gcs.internal_kv_put, DASHBOARD_ADDRESS_KEY, f"{advertised}:{args.port}".encode(), True, DASHBOARD_KV_NAMESPACE
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

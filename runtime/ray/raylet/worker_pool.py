@@ -29,10 +29,14 @@ def env_key(job_id: str, runtime_env: dict | None) -> str:
     return job_id + "|" + json.dumps(runtime_env or {}, sort_keys=True)
 
 
-def runtime_env_context(runtime_env: dict | None) -> dict:
-    """The RuntimeEnvContext (contracts.md) for a runtime env; env_vars are applied locally for now."""
+def local_runtime_env_context(runtime_env: dict | None) -> dict:
+    """The RuntimeEnvContext (contracts.md) of a runtime env that only sets env_vars: no agent needed."""
     env_vars = {str(k): str(v) for k, v in ((runtime_env or {}).get("env_vars") or {}).items()}
     return {"env_vars": env_vars, "py_executable": None, "cwd": None, "pythonpath": []}
+
+
+def needs_agent(runtime_env: dict | None) -> bool:
+    return any(k != "env_vars" and v for k, v in (runtime_env or {}).items())
 
 
 @dataclass
@@ -66,14 +70,15 @@ class WorkerPool:
     def logs_dir(self) -> str:
         return os.path.join(self.session_dir, "logs")
 
-    def start_worker(self, key: str, job_id: str, runtime_env: dict | None) -> Worker:
-        ctx = runtime_env_context(runtime_env)
+    def start_worker(self, key: str, job_id: str, runtime_env: dict | None, ctx: dict | None = None) -> Worker:
+        ctx = ctx or local_runtime_env_context(runtime_env)
         worker_id = WorkerID.from_random().hex()
         env = dict(os.environ)
         env.update(ctx["env_vars"])
         if ctx["pythonpath"]:
             env["PYTHONPATH"] = os.pathsep.join([*ctx["pythonpath"], env.get("PYTHONPATH", "")])
         env["RAY_JOB_ID"] = job_id
+        env["PYTHONUNBUFFERED"] = "1"  # prints reach the driver promptly through the log monitor
         env.update(lifetime.env_for_child(signal.SIGKILL))  # workers die with their raylet
         env["RAY_RUNTIME_ENV_JSON"] = json.dumps(runtime_env or {})
         python = ctx["py_executable"] or sys.executable
