@@ -145,6 +145,14 @@ def test_suspend_resume_and_deadline(operator, kubectl, namespace):
     assert status["jobDeploymentStatus"] == "Failed"
     assert "activeDeadlineSeconds" in status["message"]
 
+    pre = copy.deepcopy(SEED_DOCS[0])
+    pre["metadata"]["name"] = "pre-running"
+    pre["spec"]["preRunningDeadlineSeconds"] = 3
+    kubectl.apply(pre, namespace)
+    status = wait_for("PreRunningDeadlineExceeded", lambda: _status(kubectl, namespace, "pre-running").get("reason")
+                      == "PreRunningDeadlineExceeded" and _status(kubectl, namespace, "pre-running"))
+    assert status["jobDeploymentStatus"] == "Failed" and "preRunningDeadlineSeconds" in status["message"]
+
 
 def test_backoff_limit_retries_on_a_new_cluster(operator, kubectl, namespace):
     job = copy.deepcopy(SEED_DOCS[0])
