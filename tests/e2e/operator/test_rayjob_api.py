@@ -170,3 +170,25 @@ def test_backoff_limit_retries_on_a_new_cluster(operator, kubectl, namespace):
     assert _status(kubectl, namespace, "retry")["failed"] == 1
     wait_for("the first cluster deleted", lambda: kubectl.get("raycluster", first, namespace) is None)
     wait_for("the second cluster", lambda: kubectl.get("raycluster", second, namespace))
+
+
+def test_cluster_selector_uses_an_existing_cluster_and_never_deletes_it(operator, kubectl, namespace):
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    _make_cluster_ready(kubectl, namespace, "raycluster-sample")
+    job = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "on-shared"},
+        "spec": {"entrypoint": "python -c 'print(1)'", "clusterSelector": {"ray.io/cluster": "raycluster-sample"},
+                 "shutdownAfterJobFinishes": True},
+    }
+    kubectl.apply(job, namespace)
+    status = wait_for("Running", lambda: _status(kubectl, namespace, "on-shared").get("jobDeploymentStatus") == "Running"
+                      and _status(kubectl, namespace, "on-shared"))
+    assert status["rayClusterName"] == "raycluster-sample"
+    assert [c["metadata"]["name"] for c in kubectl.items("rayclusters", namespace)] == ["raycluster-sample"]
+    submitter = kubectl.get("job", "on-shared", namespace)
+    assert submitter["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/openray-head:dev"
+    _fail_submitter(kubectl, namespace, "on-shared")
+    wait_for("Failed", lambda: _status(kubectl, namespace, "on-shared").get("jobDeploymentStatus") == "Failed")
+    assert kubectl.get("raycluster", "raycluster-sample", namespace) is not None
