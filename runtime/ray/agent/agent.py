@@ -20,6 +20,7 @@ import sys
 import grpc
 from aiohttp import web
 
+from ray._private import lifetime
 from ray._private.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
 from ray._private.runtime_env.manager import RuntimeEnvManager
 from ray.agent.runtime_env_service import RuntimeEnvAgentServicer
@@ -169,6 +170,7 @@ def setup_logging(session_dir: str, filename: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     args = parse_args(argv)
     setup_logging(args.session_dir, "agent.log")
     try:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from ray._private import lifetime
 from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._private.runtime_env.packaging import gcs_storage_max_size
 from ray.dashboard.modules import overview, version
@@ -126,6 +127,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     args = parse_args(argv)
     logs_dir = os.path.join(args.session_dir, "logs")
     os.makedirs(logs_dir, exist_ok=True)
