@@ -528,5 +528,13 @@ class NodeManager:
         """Another node pulls a copy of an object held here (in memory or spilled)."""
         return self.store.read(body["object_id"])
 
+    async def _h_kv_get(self, conn, body: dict) -> bytes | None:
+        """Workers read the function table through their raylet, so they need no gRPC of their own."""
+        return await self.gcs.internal_kv_get(body["key"], namespace=body.get("namespace"))
+
+    async def _h_kv_put(self, conn, body: dict) -> int:
+        return await self.gcs.internal_kv_put(body["key"], body["value"], overwrite=body.get("overwrite", True),
+                                              namespace=body.get("namespace"))
+
     def _h_ping(self, conn, body) -> str:
         return "pong"
