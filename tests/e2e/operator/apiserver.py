@@ -175,7 +175,7 @@ class Kubectl:
         return self("apply", "-n", namespace, "-f", "-", stdin=text)
 
 
-def wait_for(description: str, check: Callable[[], Any], timeout_s: float = 90, interval_s: float = 0.5) -> Any:
+def wait_for(description: str, check: Callable[[], Any], timeout_s: float = 150, interval_s: float = 0.5) -> Any:
     """Poll `check` until it returns something truthy; fail with `description` and the last value."""
     deadline = time.monotonic() + timeout_s
     last: Any = None

@@ -64,8 +64,10 @@ def operator(api_server: ApiServer, kubectl: Kubectl, tmp_path_factory: pytest.T
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     try:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the operator exited with {proc.returncode}:\n{log_path.read_text()[-5000:]}")
         wait_for("the operator to take the leader lease",
-                 lambda: kubectl("get", "lease", "ray-operator-leader", "-n", "default", check=False), 60)
+                 lambda: kubectl("get", "lease", "ray-operator-leader", "-n", "default", check=False), 240)
         yield OperatorProcess(log_path, metrics_port)
     finally:
         proc.terminate()

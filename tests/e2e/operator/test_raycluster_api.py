@@ -193,3 +193,17 @@ def test_operator_metrics(operator, kubectl, namespace):
 
     text = wait_for("kuberay_cluster_info for the cluster", scrape)
     assert "kuberay_cluster_info{" in text and "kuberay_cluster_condition_provisioned{" in text
+
+
+def test_failed_or_deleted_head_is_recreated(operator, kubectl, namespace):
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    first = wait_for("the head pod", lambda: _pods(kubectl, namespace, "raycluster-sample", "head"))[0]["metadata"]["name"]
+    kubectl("patch", "pod", first, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", '{"status": {"phase": "Failed"}}')
+    second = wait_for("a new head", lambda: [p["metadata"]["name"] for p in
+                      _pods(kubectl, namespace, "raycluster-sample", "head") if p["metadata"]["name"] != first])
+    assert kubectl.get("pod", first, namespace) is None
+    kubectl("delete", "pod", second[0], "-n", namespace, "--wait=false")
+    wait_for("a third head", lambda: [p["metadata"]["name"] for p in _pods(kubectl, namespace, "raycluster-sample", "head")
+                                      if p["metadata"]["name"] not in (first, second[0])])
+    assert len(_pods(kubectl, namespace, "raycluster-sample", "head")) == 1
