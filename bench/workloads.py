@@ -28,6 +28,7 @@ Rows = dict[str, dict[str, Any]]
 BATCH = 1000
 PIP_PACKAGE = "emoji"  # small, pure Python, installed in neither runtime's environment
 MIB = 1024 * 1024
+AGENT_PORT = 52365  # --dashboard-agent-listen-port's default, in Ray and in OpenRay
 PROFILE_ENV = "OPENRAY_BENCH_PROFILE"  # set by run.py --profile: where the driver's profile goes
 
 
@@ -91,10 +92,33 @@ def init_ready(duration_s: float) -> Rows:
                    first_task_s=round(ready - initialized, 3))
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_port_free(port: int, timeout_s: float) -> float | str:
+    """Seconds waited until `port` could be bound, or 'still busy' after `timeout_s`."""
+    start = time.monotonic()
+    while not _port_free(port):
+        if time.monotonic() - start > timeout_s:
+            return "still busy"
+        time.sleep(0.5)
+    return round(time.monotonic() - start, 1)
+
+
 def idle_memory(duration_s: float) -> Rows:
     """RSS of the runtime's processes once the idle cluster stops starting new ones: at least 10 s
     after ray.init (Ray starts its agents and prestarted workers some seconds after init returns),
     then until the set of processes is the same five samples in a row (at most 40 s)."""
+    # Both runtimes' node agents listen on 52365 by default and ray.init cannot move it; when some
+    # other cluster on this shared machine holds it, Ray's agent fails and the figure is short of it.
+    port_wait = _wait_port_free(AGENT_PORT, timeout_s=20)
     context = ray.init()
     address_info = getattr(context, "address_info", None) or {}
     markers = [m for m in (address_info.get("session_dir"), os.environ.get("OPENRAY_BENCH_TMP")) if m]
@@ -116,6 +140,7 @@ def idle_memory(duration_s: float) -> Rows:
                  for name, v in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))}
     driver = proc_info(os.getpid())
     return one_row("idle_memory", total / MIB, processes=len(procs), settled_after_s=round(waited, 1),
+                   agent_port_wait_s=port_wait,
                    driver_mib=round(driver.rss_bytes / MIB, 1) if driver else None, by_process=breakdown)
 
 

@@ -119,6 +119,8 @@ class Node:
         log_name = log_name or name
         out = open(os.path.join(self.logs_dir, f"{log_name}.out"), "ab")  # noqa: SIM115 (child owns it)
         err = open(os.path.join(self.logs_dir, f"{log_name}.err"), "ab")  # noqa: SIM115
+        if self.params.owned_by_driver and args[:2] in (["-m", "ray.agent"], ["-m", "ray.dashboard.dashboard"]):
+            args = ["-m", "ray._private.lifetime", *args[1:]]  # these do not arm die-with-parent themselves
         try:
             proc = subprocess.Popen(
                 [sys.executable, *args],

@@ -48,10 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _http_bind_host(node_ip: str) -> str:
-    # Probes reach the agent as http://localhost:52365 inside a pod whose node IP is the pod IP, so
-    # listen everywhere there; on loopback addresses (tests, one-machine clusters) stay on that address.
-    return node_ip if node_ip.startswith("127.") else "0.0.0.0"
+def _http_bind_hosts(node_ip: str) -> list[str]:
+    # Other nodes reach the agent on the node IP; KubeRay's probes call http://localhost:52365 inside
+    # the pod, so listen on loopback too (not on every interface).
+    return [node_ip] if node_ip.startswith("127.") else [node_ip, "127.0.0.1"]
 
 
 def _make_gcs_client(gcs_address: str):  # -> GcsClient; imported lazily so the agent starts without it
@@ -133,9 +133,15 @@ class NodeAgent:
         self.job_agent.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, _http_bind_host(self.args.node_ip_address), self.args.http_port)
+        hosts = _http_bind_hosts(self.args.node_ip_address)
+        site = web.TCPSite(runner, hosts[0], self.args.http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        for host in hosts[1:]:
+            try:
+                await web.TCPSite(runner, host, self.http_port).start()
+            except OSError as e:
+                logger.warning("Agent HTTP could not also listen on %s:%d: %s", host, self.http_port, e)
         logger.info("Agent up: gRPC %s:%d, HTTP %d", self.args.node_ip_address, self.grpc_port, self.http_port)
 
         address = AgentAddress(self.args.node_id, self.args.node_ip_address, self.http_port, self.grpc_port)

@@ -50,17 +50,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class AgentLocator:
-    """Finds agents in the GCS KV; this node's agent is the one registered with the dashboard's IP."""
+    """Finds node agents in the GCS KV."""
 
-    def __init__(self, kv: InternalKV, node_ip: str):
-        self._kv = kv
+    def __init__(self, gcs: GcsLike, node_ip: str):
+        self._kv = gcs
+        self._gcs = gcs
         self._node_ip = node_ip
         self._local: AgentAddress | None = None
 
     def local(self) -> AgentAddress | None:
+        """The head node's agent: found by the head's node id (several nodes may share this IP on one
+        machine), or by IP while no raylet has registered the head yet."""
         if self._local is None:
             try:
-                self._local = agent_by_ip(self._kv, self._node_ip)
+                heads = [n for n in self._gcs.get_all_node_info() if n.get("IsHeadNode") and n.get("Alive")]
+                if heads:
+                    self._local = agent_by_node_id(self._kv, heads[0]["NodeID"])
+                else:
+                    self._local = agent_by_ip(self._kv, self._node_ip)
             except Exception:
                 logger.exception("Looking up the local agent failed.")
         return self._local

@@ -8,6 +8,7 @@ holds the request's resources until `return_lease`. A worker blocked in `ray.get
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -69,6 +70,7 @@ class NodeManager:
         self.metrics_export_port = metrics_export_port
         self.runtime_env_agent_address = runtime_env_agent_address
         self._agent_client = None
+        self._start_slots = asyncio.Semaphore(max(1, int(resources.get("CPU", 1))))
         self.total = ResourceSet(resources)
         self.available = ResourceSet(resources)
         self._gpu_free = self._gpu_slots(resources.get("GPU", 0))
@@ -156,8 +158,11 @@ class NodeManager:
 
     async def _report_loop(self) -> None:
         period = config().raylet_report_resources_period_ms / 1000
+        cfg = config()
+        soft_limit = cfg.num_workers_soft_limit if cfg.num_workers_soft_limit >= 0 else int(self.total.get("CPU"))
         while not self._stopping.is_set():
             self.pool.reap()
+            self.pool.kill_idle_above(soft_limit, cfg.idle_worker_killing_time_threshold_ms / 1000)
             req = pb.ReportResourceUsageRequest(
                 node_id=bytes.fromhex(self.node_id), resources_available=self._clamped_available(),
                 resources_total=self.total.to_dict(), demands=self._demands(),
@@ -238,8 +243,12 @@ class NodeManager:
             logger.warning("Not prestarting workers for job %s: %s", job_id, e)
             return
         for _ in range(max(0, count - self.pool.num_starting(key))):
-            worker = self.pool.start_worker(key, job_id, runtime_env, ctx)
-            worker.registered.add_done_callback(lambda f, w=worker: self._on_prestarted(w, f))
+            async with self._start_slots:
+                worker = self.pool.start_worker(key, job_id, runtime_env, ctx)
+                worker.registered.add_done_callback(lambda f, w=worker: self._on_prestarted(w, f))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(worker.registered),
+                                           config().worker_register_timeout_seconds)
 
     async def _wait_for_agent(self, timeout_s: float = 60) -> None:
         """The agent starts beside the raylet; the first runtime env may be asked for before it listens."""
@@ -349,6 +358,9 @@ class NodeManager:
             if req.future.done():
                 continue
             decision = self._decide(req)
+            if decision.node_id is None and req.grant_or_reject:
+                req.future.set_result({"rejected": True})  # the owner asks its own raylet again
+                continue
             if decision.node_id is None:
                 self._infeasible.append(req)
                 if not req.warned_infeasible:
@@ -387,11 +399,16 @@ class NodeManager:
         try:
             if worker is None:
                 ctx = await self._env_context(req.runtime_env, req.job_id)
-                worker = self.pool.start_worker(req.env_key, req.job_id, req.runtime_env, ctx)
-                lease.worker = worker
-                worker.lease_id = lease.lease_id
-                worker.state = LEASED
-                await asyncio.wait_for(worker.registered, config().worker_register_timeout_seconds)
+                # At most `maximum_startup_concurrency` (= CPUs) workers boot at once, as in Ray: a burst of
+                # 100 actors must not starve this process (and its GCS heartbeats) of CPU.
+                async with self._start_slots:
+                    worker = self.pool.pop_idle(req.env_key)
+                    if worker is None:
+                        worker = self.pool.start_worker(req.env_key, req.job_id, req.runtime_env, ctx)
+                        lease.worker = worker
+                        worker.lease_id = lease.lease_id
+                        worker.state = LEASED
+                        await asyncio.wait_for(worker.registered, config().worker_register_timeout_seconds)
         except Exception as e:
             if self._leases.pop(lease.lease_id, None) is not None:
                 self._release(lease)

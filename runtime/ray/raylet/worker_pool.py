@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 from ray._private import lifetime
@@ -51,6 +52,7 @@ class Worker:
     lease_id: int = 0
     registered: asyncio.Future | None = None
     is_actor: bool = False
+    idle_since: float = 0.0
 
 
 class WorkerPool:
@@ -131,6 +133,7 @@ class WorkerPool:
     def push_idle(self, worker: Worker) -> None:
         worker.state = IDLE
         worker.lease_id = 0
+        worker.idle_since = time.monotonic()
         self._idle.setdefault(worker.env_key, []).append(worker)
 
     def kill(self, worker: Worker, force: bool = True) -> None:
@@ -157,6 +160,14 @@ class WorkerPool:
             if worker.proc.poll() is not None:
                 self.mark_dead(worker)
                 del self.workers[worker.worker_id]
+
+    def kill_idle_above(self, soft_limit: int, idle_threshold_s: float) -> None:
+        """Idle workers beyond the soft limit are killed once idle long enough (oldest idle first)."""
+        idle = sorted((w for w in self.workers.values() if w.state == IDLE), key=lambda w: w.idle_since)
+        now = time.monotonic()
+        for worker in idle[: max(0, len(idle) - soft_limit)]:
+            if now - worker.idle_since >= idle_threshold_s:
+                self.kill(worker)
 
     def kill_job(self, job_id: str) -> None:
         for worker in list(self.workers.values()):

@@ -21,7 +21,7 @@ def client(head):
     return JobSubmissionClient(head.dashboard_url)
 
 
-def wait_terminal(client, job_id, timeout_s=120):
+def wait_terminal(client, job_id, timeout_s=300):
     return wait_for(lambda: client.get_job_status(job_id).is_terminal() and client.get_job_status(job_id),
                     timeout_s, what=f"job {job_id} to finish")
 
@@ -220,3 +220,19 @@ def test_index_page_lists_nodes_and_jobs(client, head):
     assert "page-job" in page.text and "SUCCEEDED" in page.text
     assert "&lt;b&gt;not html&lt;/b&gt;" in page.text  # entrypoints are escaped
     assert "/api/jobs/page-job/logs" in page.text
+
+
+def test_entrypoint_resources_are_held_while_the_job_runs(client, tmp_path):
+    """The head has 2 CPUs: a job holding both makes the next CPU job wait, as Ray's supervisor does."""
+    release = tmp_path / "release"
+    first = client.submit_job(entrypoint=f"while [ ! -e {release} ]; do sleep 0.2; done", entrypoint_num_cpus=2)
+    wait_for(lambda: client.get_job_status(first) == JobStatus.RUNNING, what="the first job to run")
+    second = client.submit_job(entrypoint="echo second-ran", entrypoint_num_cpus=1)
+    free = client.submit_job(entrypoint="echo needs-nothing")  # no entrypoint resources: not held back
+    assert wait_terminal(client, free) == JobStatus.SUCCEEDED
+    assert client.get_job_status(second) == JobStatus.PENDING
+    assert "waiting for resources" in client.get_job_info(second).message
+    release.touch()
+    assert wait_terminal(client, first) == JobStatus.SUCCEEDED
+    assert wait_terminal(client, second) == JobStatus.SUCCEEDED
+    assert "second-ran" in client.get_job_logs(second)

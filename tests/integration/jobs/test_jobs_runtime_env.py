@@ -38,7 +38,7 @@ def test_same_pip_env_is_created_once_per_node(head):
     client = JobSubmissionClient(head.dashboard_url)
     env = {"pip": ["emoji"]}
     first = client.submit_job(entrypoint="python -c 'import sys; print(sys.prefix)'", runtime_env=env)
-    wait_for(lambda: client.get_job_status(first).is_terminal(), what="first job")
+    wait_for(lambda: client.get_job_status(first).is_terminal(), timeout_s=600, what="first job (creates the pip env)")
     prefix = client.get_job_logs(first).strip()
     marker = os.path.join(os.path.dirname(prefix), ".openray-complete")
     created = os.stat(marker).st_mtime_ns
@@ -52,7 +52,7 @@ def test_same_pip_env_is_created_once_per_node(head):
 def test_missing_pip_package_fails_the_job_with_pips_message(head):
     client = JobSubmissionClient(head.dashboard_url)
     job = client.submit_job(entrypoint="echo never", runtime_env={"pip": ["openray-no-such-package-xyz==1.0"]})
-    wait_for(lambda: client.get_job_status(job).is_terminal(), what="job with a bad pip package")
+    wait_for(lambda: client.get_job_status(job).is_terminal(), timeout_s=600, what="job with a bad pip package")
     info = client.get_job_info(job)
     assert info.status == JobStatus.FAILED and info.error_type == "RUNTIME_ENV_SETUP_FAILURE"
     assert info.message.startswith("runtime_env setup failed:")

@@ -189,3 +189,17 @@ def test_actor_runtime_context_and_resources():
     a = Ctx.remote()
     actor_id, namespace, resources = ray.get(a.info.remote())
     assert actor_id == a._ray_actor_id.hex() and namespace == "test-ns" and resources == {"CPU": 1.0}
+
+
+def test_an_unnamed_actor_ends_when_its_handle_goes_away_after_its_calls():
+    import psutil
+
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    last = c.inc.remote(5)  # still runs although the handle is dropped right after
+    del c
+    assert ray.get(last) == 5
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+        time.sleep(0.1)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"

@@ -71,3 +71,15 @@ def test_placement_prefers_the_head_and_honours_resources_and_labels():
     assert choose_node(nodes, JobInfo(status="PENDING", entrypoint="x",
                                       entrypoint_label_selector={"zone": "in(a,b)"}))["NodeID"] == "g"
     assert choose_node(nodes, JobInfo(status="PENDING", entrypoint="x", entrypoint_resources={"special": 1})) is None
+
+
+def test_resources_of_running_jobs_are_not_offered_again():
+    from ray.dashboard.modules.job.placement import used_by_jobs
+
+    head = {"NodeID": "h", "Alive": True, "IsHeadNode": True, "Resources": {"CPU": 2.0}, "Labels": {}}
+    running = JobInfo(status="RUNNING", entrypoint="x", entrypoint_num_cpus=1.5, driver_node_id="h")
+    done = JobInfo(status="SUCCEEDED", entrypoint="x", entrypoint_num_cpus=2, driver_node_id="h")
+    used = used_by_jobs({"a": running, "b": done})
+    assert used == {"h": {"CPU": 1.5}}
+    assert choose_node([head], JobInfo(status="PENDING", entrypoint="x", entrypoint_num_cpus=1), used) is None
+    assert choose_node([head], JobInfo(status="PENDING", entrypoint="x", entrypoint_num_cpus=0.5), used) is head

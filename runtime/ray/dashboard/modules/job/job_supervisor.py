@@ -177,8 +177,18 @@ class JobSupervisor:
         await self.storage.put(self.submission_id, info)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         open(self.log_path, "a").close()
+        setup = asyncio.create_task(self._setup_runtime_env(info))
+        stopped = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait([setup, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not setup.done():  # stopped while a pip install was still running: don't wait for it
+            setup.cancel()
+            with contextlib.suppress(BaseException):
+                await setup
+            await self.put_status(JobStatus.STOPPED)
+            return
+        stopped.cancel()
         try:
-            context, agent = await self._setup_runtime_env(info)
+            context, agent = setup.result()
         except Exception as e:
             message = f"runtime_env setup failed: {e}"
             self._append_log(message)
