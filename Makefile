@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup demo test test-unit test-integration test-e2e lint bench cluster-up cluster-down protos
+.PHONY: setup demo test test-unit test-integration test-e2e lint bench cluster-up cluster-down protos tools images
 
 setup: $(STAMP)
 
@@ -27,7 +27,32 @@ test-unit: setup
 test-integration: setup
 	$(PY) -m pytest -q tests/integration
 
-test: lint test-unit test-integration
+test: lint test-unit test-integration test-e2e
+
+# ---- the real one-node Kubernetes for tests/e2e (tests/e2e/cluster; needs root) ----
+E2E_CLUSTER := tests/e2e/cluster
+
+# Debian packages, then kube-*, etcd, kubectl, helm and CoreDNS built from the Go module proxy
+# (cached under ${OPENRAY_CACHE:-~/.cache/openray}, keyed by version).
+tools:
+	$(E2E_CLUSTER)/install-packages
+	$(E2E_CLUSTER)/build-binaries
+
+# Base images and images/*/Dockerfile with buildah (rebuilt when their inputs change); loaded
+# into the cluster right away when it is up.
+images: tools
+	$(E2E_CLUSTER)/build-images
+	@if [ -S "$${OPENRAY_E2E_DIR:-/var/tmp/openray-e2e}/containerd/containerd.sock" ]; then $(E2E_CLUSTER)/load-images; fi
+
+cluster-up: images
+	$(E2E_CLUSTER)/cluster-up
+
+cluster-down:
+	$(E2E_CLUSTER)/cluster-down
+
+# cluster-up, pytest tests/e2e, cluster-down (always; unless the cluster was already up).
+test-e2e: setup images
+	$(E2E_CLUSTER)/run-e2e $(PY)
 
 bench: setup
 	$(PY) bench/run.py

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,6 +106,8 @@ def _serve_health(port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf logs every handled watch event at INFO; ours only enqueue work, so that is noise.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     for flag in _IGNORED_FLAGS:
         if getattr(args, flag.lstrip("-").replace("-", "_")) is not None:
             log.warning("%s is accepted for KubeRay compatibility and has no effect", flag)
@@ -133,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             kopf.operator(
                 registry=registry,
                 clusterwide=not cfg.watch_namespaces,
-                namespaces=cfg.watch_namespaces or None,
+                namespaces=cfg.watch_namespaces,
                 standalone=True,
+                # kopf would otherwise ask getpass for a user name, which fails for a uid without a
+                # passwd entry (e.g. OpenShift's random uids).
+                identity=elector.identity if elector else f"{socket.gethostname()}-{os.getpid()}",
             )
         )
     finally:

@@ -96,6 +96,7 @@ DEPLOYMENT_RETRYING = "Retrying"
 
 REASON_SUBMISSION_FAILED = "SubmissionFailed"
 REASON_DEADLINE_EXCEEDED = "DeadlineExceeded"
+REASON_PRE_RUNNING_DEADLINE_EXCEEDED = "PreRunningDeadlineExceeded"
 REASON_APP_FAILED = "AppFailed"
 REASON_TRANSITION_GRACE_PERIOD_EXCEEDED = "JobDeploymentStatusTransitionGracePeriodExceeded"
 REASON_STATUS_CHECK_TIMEOUT_EXCEEDED = "JobStatusCheckTimeoutExceeded"

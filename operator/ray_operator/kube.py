@@ -6,6 +6,7 @@ import datetime
 import logging
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -27,12 +28,17 @@ def parse_time(text: str | None) -> datetime.datetime | None:
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (`$KUBECONFIG` or ~/.kube/config)."""
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()
+        api_client = config.new_client_from_config(config_file=kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+            api_client = client.ApiClient()
+        except config.ConfigException:
+            api_client = config.new_client_from_config()
+    if not api_client.configuration.verify_ssl:
+        # The kubeconfig asked for insecure-skip-tls-verify; warning on every request adds nothing.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    return api_client
 
 
 def is_not_found(err: Exception) -> bool:
@@ -78,8 +84,12 @@ class Kube:
         namespace = body["metadata"]["namespace"]
         return self.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, body)
 
-    def patch_custom(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name, patch)
+    def patch_custom(self, plural: str, namespace: str, name: str, patch: dict[str, Any] | list[dict]) -> dict[str, Any]:
+        """A merge patch (dict) or a JSON patch (list of operations)."""
+        content_type = "application/json-patch+json" if isinstance(patch, list) else "application/merge-patch+json"
+        return self.custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, plural, name, patch, _content_type=content_type
+        )
 
     def patch_custom_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         return self.custom.patch_namespaced_custom_object_status(

@@ -68,10 +68,10 @@ def get_actor(name: str, namespace: str | None = None):
     return _get_actor(name, namespace)
 
 
-def kill(actor, *, no_restart: bool = True) -> None:
+def kill(actor_handle, *, no_restart: bool = True) -> None:
     from ray.actor import kill as _kill
 
-    _kill(actor, no_restart=no_restart)
+    _kill(actor_handle, no_restart=no_restart)
 
 
 def get_runtime_context():
@@ -85,3 +85,5 @@ __all__ = [
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
     "shutdown", "wait",
 ]
+
+from ray import actor  # noqa: E402,F401  (so `ray.actor.exit_actor()` works without an extra import)

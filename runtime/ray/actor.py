@@ -93,7 +93,9 @@ class ActorClass:
         if reply.code != 0:
             raise ValueError(reply.error_message)
         data = reply.actor
-        return ActorHandle(data.actor_id, data.class_name, meta, data.max_task_retries)
+        # Only the creator's handle to an unnamed, non-detached actor ends the actor when it goes away.
+        counted = not name and not detached and data.actor_id == actor_id.binary()
+        return ActorHandle(data.actor_id, data.class_name, meta, data.max_task_retries, _counted=counted)
 
 
 class _ActorClassOptions:
@@ -123,11 +125,31 @@ class ActorMethod:
 
 
 class ActorHandle:
-    def __init__(self, actor_id: bytes, class_name: str, method_meta: dict, max_task_retries: int = 0):
+    def __init__(self, actor_id: bytes, class_name: str, method_meta: dict, max_task_retries: int = 0,
+                 _counted: bool = False):
         self._actor_id = actor_id
         self._class_name = class_name
         self._method_meta = method_meta
         self._max_task_retries = max_task_retries
+        self._counted = False
+        if _counted:
+            from ray._private.worker import global_worker
+
+            cw = global_worker.core_worker
+            if cw is not None and cw.actor_submitter is not None:
+                cw.actor_submitter.add_handle(actor_id)
+                self._counted = True
+
+    def __del__(self):
+        if self._counted:
+            try:
+                from ray._private.worker import global_worker
+
+                cw = global_worker.core_worker
+                if cw is not None and cw.connected:
+                    cw.actor_submitter.remove_handle(self._actor_id)
+            except Exception:  # interpreter shutdown
+                pass
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_"):
@@ -173,6 +195,13 @@ class ActorHandle:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
 
     def __reduce__(self):
+        if self._counted:
+            # Passed elsewhere: without distributed handle counting the actor lives until its job ends.
+            from ray._private.worker import global_worker
+
+            cw = global_worker.core_worker
+            if cw is not None:
+                cw.actor_submitter.escape_handle(self._actor_id)
         return ActorHandle, (self._actor_id, self._class_name, self._method_meta, self._max_task_retries)
 
 

@@ -18,6 +18,7 @@ class RemoteFunction:
         self._options = options
         self._key: bytes | None = None
         self._exported_by = None
+        self._static_cache: dict = {}
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
@@ -44,22 +45,8 @@ class RemoteFunction:
         task_id = TaskID.for_task(cw.job_id)
         return_ids = [ObjectID.for_return(task_id, i).binary() for i in range(num_returns)]
         encoded, kwargs_keys, pinned, keep = cw_encode(cw, args, kwargs)
-        max_retries = options.get("max_retries")
-        spec = {
-            "task_id": task_id.binary(),
-            "name": options.get("name") or self._function.__name__,
-            "function_key": self._key,
-            "args": encoded,
-            "kwargs_keys": kwargs_keys,
-            "return_ids": return_ids,
-            "resources": opts.resources_of(options, default_cpus=1),
-            "runtime_env": opts.merge_runtime_env(cw.runtime_env, options.get("runtime_env")),
-            "strategy": to_wire(options.get("scheduling_strategy")),
-            "max_retries": cw_config().task_max_retries if max_retries is None else max_retries,
-            "retry_exceptions": opts.retry_exceptions_wire(options.get("retry_exceptions")),
-            "namespace": cw.namespace,
-            "owner": cw.address,
-        }
+        spec = dict(self._static_spec(cw, options))
+        spec.update(task_id=task_id.binary(), args=encoded, kwargs_keys=kwargs_keys, return_ids=return_ids)
         cw._owned.update(return_ids)
         refs = [ObjectRef(oid, cw.address) for oid in return_ids]
         cw.pin_submitted(pinned)
@@ -68,6 +55,30 @@ class RemoteFunction:
         if num_returns == 1:
             return refs[0]
         return refs
+
+
+    def _static_spec(self, cw, options: dict[str, Any]) -> dict:
+        """The parts of the task spec that depend only on the options (computed once per options)."""
+        cache_key = (id(cw), id(options))
+        cached = self._static_cache.get(cache_key)
+        if cached is not None and cached[0] is options:
+            return cached[1]
+        max_retries = options.get("max_retries")
+        static = {
+            "name": options.get("name") or self._function.__name__,
+            "function_key": self._key,
+            "resources": opts.resources_of(options, default_cpus=1),
+            "runtime_env": opts.merge_runtime_env(cw.runtime_env, options.get("runtime_env")),
+            "strategy": to_wire(options.get("scheduling_strategy")),
+            "max_retries": cw_config().task_max_retries if max_retries is None else max_retries,
+            "retry_exceptions": opts.retry_exceptions_wire(options.get("retry_exceptions")),
+            "namespace": cw.namespace,
+            "owner": cw.address,
+        }
+        if len(self._static_cache) > 64:
+            self._static_cache.clear()
+        self._static_cache[cache_key] = (options, static)
+        return static
 
 
 def cw_encode(cw, args, kwargs):

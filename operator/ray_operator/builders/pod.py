@@ -144,7 +144,7 @@ def _base_pod(
     _add_metrics_port(container)
     _add_shared_memory(spec, container, params)
     if options.enable_probes_injection:
-        _inject_probes(cluster, container, node_type)
+        _inject_probes(cluster, container, node_type, params)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
@@ -224,18 +224,19 @@ def ray_version_at_least(ray_version: str | None, minimum: tuple[int, int]) -> b
     return parts >= minimum
 
 
-def _inject_probes(cluster: dict, container: dict, node_type: str) -> None:
+def _inject_probes(cluster: dict, container: dict, node_type: str, params: dict[str, str]) -> None:
     """KubeRay's liveness and readiness probes against the node agent (and the head's dashboard)."""
     head = node_type == c.NODE_TYPE_HEAD
     timeout = 5 if head else 2
-    agent = c.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT
+    agent = int(params.get("dashboard-agent-listen-port", c.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT))
+    dashboard = int(params.get("dashboard-port", c.DEFAULT_DASHBOARD_PORT))
     if ray_version_at_least(cluster["spec"].get("rayVersion"), (2, 53)):
         action: dict[str, Any] = {"httpGet": {"path": "/api/healthz", "port": agent}}
     else:
         check = f"wget -T {timeout} -q -O- http://localhost:{agent}/api/local_raylet_healthz | grep success"
         if head:
             check += (
-                f" && wget -T {timeout} -q -O- http://localhost:{c.DEFAULT_DASHBOARD_PORT}/api/gcs_healthz"
+                f" && wget -T {timeout} -q -O- http://localhost:{dashboard}/api/gcs_healthz"
                 " | grep success"
             )
         action = {"exec": {"command": ["bash", "-c", check]}}

@@ -160,6 +160,18 @@ def _new(job: _Job) -> Result:
 def _initializing(job: _Job) -> Result:
     if _suspend_or_deadline(job):
         return Result(0.0)
+    pre_running = job.spec.get("preRunningDeadlineSeconds")
+    started = parse_time(job.status.get("startTime"))
+    if pre_running and started and (_now() - started).total_seconds() >= pre_running:
+        job.to(
+            c.DEPLOYMENT_FAILED,
+            reason=c.REASON_PRE_RUNNING_DEADLINE_EXCEEDED,
+            message=(
+                f"The RayJob did not reach Running within preRunningDeadlineSeconds ({pre_running}s) "
+                f"of its startTime {job.status['startTime']}"
+            ),
+        )
+        return Result(0.0)
     cluster = job.cluster()
     if cluster is None:
         if job.uses_selector:
@@ -273,7 +285,11 @@ def _finished(job: _Job) -> Result:
     """Complete / Failed: retry on a new cluster, or clean up after ttlSecondsAfterFinished."""
     status = job.status
     if status.get("jobDeploymentStatus") == c.DEPLOYMENT_FAILED and not job.uses_selector:
-        no_retry = status.get("reason") in (c.REASON_DEADLINE_EXCEEDED, c.REASON_STATUS_CHECK_TIMEOUT_EXCEEDED)
+        no_retry = status.get("reason") in (
+            c.REASON_DEADLINE_EXCEEDED,
+            c.REASON_PRE_RUNNING_DEADLINE_EXCEEDED,
+            c.REASON_STATUS_CHECK_TIMEOUT_EXCEEDED,
+        )
         if not no_retry and (status.get("failed") or 0) < (job.spec.get("backoffLimit") or 0) + 1:
             job.to(c.DEPLOYMENT_RETRYING)
             return Result(0.0)

@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import pickle
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -189,6 +190,15 @@ class Connection(asyncio.Protocol):
             self.reply(rid, task.result())
 
 
+def _sock_path(path: str) -> str:
+    """`@name` is a Linux abstract socket: no file to clean up and no 108-byte path limit on the session dir."""
+    return "\0" + path[1:] if path.startswith("@") else path
+
+
+def abstract_socket_name(kind: str, unique: str) -> str:
+    return f"@openray-{kind}-{unique}"
+
+
 async def serve(handler: Handler, *, unix_path: str | None = None, host: str | None = None, port: int = 0,
                 on_close: Callable[[Connection], None] | None = None) -> tuple[asyncio.AbstractServer, int]:
     """Listen on a Unix socket or TCP; returns (server, bound TCP port or 0)."""
@@ -198,9 +208,14 @@ async def serve(handler: Handler, *, unix_path: str | None = None, host: str | N
         return Connection(handler, on_close)
 
     if unix_path:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(unix_path)
-        server = await loop.create_unix_server(factory, unix_path)
+        if not unix_path.startswith("@"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(unix_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(_sock_path(unix_path))  # bound here: uvloop refuses abstract names given as paths
+        sock.listen(1024)
+        sock.setblocking(False)
+        server = await loop.create_unix_server(factory, sock=sock)
         return server, 0
     server = await loop.create_server(factory, host, port)
     return server, server.sockets[0].getsockname()[1]
@@ -215,13 +230,18 @@ async def connect(address: str, handler: Handler | None = None,
         return Connection(handler, on_close)
 
     if address.startswith("unix:"):
-        _, conn = await loop.create_unix_connection(factory, address[5:])
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(_sock_path(address[5:]))  # local and immediate
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        _, conn = await loop.create_unix_connection(factory, sock=sock)
     else:
         host, _, port = address.rpartition(":")
         _, conn = await loop.create_connection(factory, host, int(port))
         with contextlib.suppress(Exception):
-            import socket
-
             conn.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
 

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import struct
 from typing import ClassVar
+
+# Task ids need to be unique, not unpredictable: a random per-process base plus a counter is far cheaper
+# than os.urandom per task.
+_TASK_COUNTER = itertools.count(int.from_bytes(os.urandom(8), "little"))
+_U64 = struct.Struct("<Q")
+
+
+def _unique8() -> bytes:
+    return _U64.pack(next(_TASK_COUNTER) & 0xFFFFFFFFFFFFFFFF)
 
 
 class BaseID:
@@ -96,11 +107,11 @@ class TaskID(BaseID):
 
     @classmethod
     def for_task(cls, job_id: JobID) -> TaskID:
-        return cls(os.urandom(8) + b"\x00" * 12 + job_id.binary())
+        return cls(_unique8() + b"\x00" * 12 + job_id.binary())
 
     @classmethod
     def for_actor_task(cls, actor_id: ActorID) -> TaskID:
-        return cls(os.urandom(8) + actor_id.binary())
+        return cls(_unique8() + actor_id.binary())
 
     @classmethod
     def for_driver(cls, job_id: JobID) -> TaskID:

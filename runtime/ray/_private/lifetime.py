@@ -28,3 +28,21 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before we set it up
         os.kill(os.getpid(), sig)
+
+
+def exec_module(argv: list[str]) -> None:
+    """`python -m ray._private.lifetime <module> args...`: arm die-with-parent, then become the module.
+
+    Used for components that do not call `die_with_parent()` themselves (agent, dashboard): the parent-death
+    signal survives `execv`.
+    """
+    import sys
+
+    die_with_parent()
+    os.execv(sys.executable, [sys.executable, "-m", *argv])
+
+
+if __name__ == "__main__":
+    import sys
+
+    exec_module(sys.argv[1:])

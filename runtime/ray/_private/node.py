@@ -119,6 +119,8 @@ class Node:
         log_name = log_name or name
         out = open(os.path.join(self.logs_dir, f"{log_name}.out"), "ab")  # noqa: SIM115 (child owns it)
         err = open(os.path.join(self.logs_dir, f"{log_name}.err"), "ab")  # noqa: SIM115
+        if self.params.owned_by_driver and args[:2] in (["-m", "ray.agent"], ["-m", "ray.dashboard.dashboard"]):
+            args = ["-m", "ray._private.lifetime", *args[1:]]  # these do not arm die-with-parent themselves
         try:
             proc = subprocess.Popen(
                 [sys.executable, *args],
@@ -165,8 +167,7 @@ class Node:
     def _start(self) -> None:
         p = self.params
         self.session_dir = new_session_dir(self.temp_dir)
-        if p.head:
-            self._start_gcs()
+        gcs_proc = self._start_gcs() if p.head else None
         if not self.gcs_address:
             raise ValueError("A worker node needs the GCS address of the head (ray start --address=<host>:<port>).")
         self.resources = node_resources(
@@ -175,8 +176,13 @@ class Node:
         agent_http_port = self._port_or_free(p.dashboard_agent_listen_port, DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
         agent_grpc_port = p.dashboard_agent_grpc_port or free_port(self.node_ip_address)
         self.agent_http_port, self.agent_grpc_port = agent_http_port, agent_grpc_port
-        if module_exists("ray.raylet.main"):
-            self._start_raylet()
+        # The raylet starts while the GCS is still coming up (it retries until the GCS answers): the two
+        # Python start-ups overlap, which is most of `ray.init`'s time.
+        raylet_proc = self._spawn_raylet() if module_exists("ray.raylet.main") else None
+        if gcs_proc is not None:
+            self._wait_for_file(os.path.join(self.session_dir, "gcs_server.port"), gcs_proc, "gcs_server")
+        if raylet_proc is not None:
+            self.raylet_info = json.loads(self._wait_for_file(self._raylet_ready_file, raylet_proc, "raylet"))
         if module_exists("ray.agent"):
             self._spawn(
                 "agent",
@@ -219,10 +225,10 @@ class Node:
         # Several nodes on one machine (cluster_utils, tests): the default is taken by a sibling.
         return free_port(self.node_ip_address)
 
-    def _start_gcs(self) -> None:
+    def _start_gcs(self) -> subprocess.Popen:
         port_file = os.path.join(self.session_dir, "gcs_server.port")
-        port = self.params.port
-        if port and not port_is_free(self.node_ip_address, port):
+        port = self.params.port or free_port(self.node_ip_address)
+        if not port_is_free(self.node_ip_address, port):
             raise ProcessStartError(
                 f"Port {port} on {self.node_ip_address} is already in use; is a Ray cluster already running? "
                 "Stop it with 'ray stop' or choose another port with --port."
@@ -237,11 +243,15 @@ class Node:
                 "--port-file", port_file,
             ],
         )
-        bound = int(self._wait_for_file(port_file, proc, "gcs_server"))
-        self.gcs_address = f"{self.node_ip_address}:{bound}"
+        self.gcs_address = f"{self.node_ip_address}:{port}"
+        return proc
 
-    def _start_raylet(self) -> None:
-        ready_file = os.path.join(self.session_dir, f"raylet_{self.node_id.hex()[:8]}.json")
+    @property
+    def _raylet_ready_file(self) -> str:
+        return os.path.join(self.session_dir, f"raylet_{self.node_id.hex()[:8]}.json")
+
+    def _spawn_raylet(self) -> subprocess.Popen:
+        ready_file = self._raylet_ready_file
         p = self.params
         args = [
             "-m", "ray.raylet.main",
@@ -254,10 +264,11 @@ class Node:
             "--ready-file", ready_file,
             "--metrics-export-port", str(p.metrics_export_port or 0),
         ]
+        if module_exists("ray.agent"):
+            args += ["--runtime-env-agent-address", f"{self.node_ip_address}:{self.agent_grpc_port}"]
         if p.head:
             args.append("--head")
-        proc = self._spawn("raylet", args)
-        self.raylet_info = json.loads(self._wait_for_file(ready_file, proc, "raylet"))
+        return self._spawn("raylet", args)
 
     def _write_node_info(self) -> None:
         info = {

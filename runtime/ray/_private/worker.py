@@ -44,6 +44,7 @@ class Worker:
         self.node = None  # the local cluster this driver started, if any
         self.gcs_address = ""
         self.context: RayContext | None = None
+        self.log_printer = None
         self.lock = threading.RLock()
 
     def attach(self, core_worker, mode: str) -> None:
@@ -160,7 +161,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             node.start()
             gcs_address = node.gcs_address
         try:
-            context = _connect(gcs_address, node, namespace, runtime_env, job_config)
+            context = _connect(gcs_address, node, namespace, runtime_env, job_config, log_to_driver)
         except BaseException:
             if node is not None:
                 node.kill_all()
@@ -176,7 +177,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         return context
 
 
-def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | None, job_config) -> RayContext:
+def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | None, job_config,
+             log_to_driver: bool = True) -> RayContext:
     from ray._private.net import node_ip_address, split_address
     from ray.core_worker.core_worker import DRIVER, CoreWorker
     from ray.protocol import gcs_pb2 as pb
@@ -222,6 +224,10 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
         driver_address=json.dumps(cw.address),
     ))
     gcs.close()
+    if log_to_driver:
+        from ray._private.log_printer import LogPrinter
+
+        global_worker.log_printer = LogPrinter(cw.gcs, job_id.hex(), raylet.node_manager_address)
     global_worker.attach(cw, mode="driver")
     session_dir = raylet.session_dir
     return RayContext({
@@ -251,6 +257,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             return
         global_worker.core_worker = None
         global_worker.mode = None
+        if global_worker.log_printer is not None:
+            global_worker.log_printer.stop()
+            global_worker.log_printer = None
         try:
             cw.shutdown()
         finally:

@@ -20,6 +20,7 @@ import sys
 import grpc
 from aiohttp import web
 
+from ray._private import lifetime
 from ray._private.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
 from ray._private.runtime_env.manager import RuntimeEnvManager
 from ray.agent.runtime_env_service import RuntimeEnvAgentServicer
@@ -31,6 +32,9 @@ from ray.protocol import runtime_env_agent_pb2_grpc
 logger = logging.getLogger("ray.agent")
 
 DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = 52365
+# On shutdown, how long the agent waits for this node's jobs to stop (SIGTERM, then the supervisor's
+# own SIGKILL after RAY_JOB_STOP_WAIT_TIME_S) before it exits.
+_JOB_STOP_BUDGET_S = 6.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,10 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _http_bind_host(node_ip: str) -> str:
-    # Probes reach the agent as http://localhost:52365 inside a pod whose node IP is the pod IP, so
-    # listen everywhere there; on loopback addresses (tests, one-machine clusters) stay on that address.
-    return node_ip if node_ip.startswith("127.") else "0.0.0.0"
+def _http_bind_hosts(node_ip: str) -> list[str]:
+    # Other nodes reach the agent on the node IP; KubeRay's probes call http://localhost:52365 inside
+    # the pod, so listen on loopback too (not on every interface).
+    return [node_ip] if node_ip.startswith("127.") else [node_ip, "127.0.0.1"]
 
 
 def _make_gcs_client(gcs_address: str):  # -> GcsClient; imported lazily so the agent starts without it
@@ -129,9 +133,15 @@ class NodeAgent:
         self.job_agent.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, _http_bind_host(self.args.node_ip_address), self.args.http_port)
+        hosts = _http_bind_hosts(self.args.node_ip_address)
+        site = web.TCPSite(runner, hosts[0], self.args.http_port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        for host in hosts[1:]:
+            try:
+                await web.TCPSite(runner, host, self.http_port).start()
+            except OSError as e:
+                logger.warning("Agent HTTP could not also listen on %s:%d: %s", host, self.http_port, e)
         logger.info("Agent up: gRPC %s:%d, HTTP %d", self.args.node_ip_address, self.grpc_port, self.http_port)
 
         address = AgentAddress(self.args.node_id, self.args.node_ip_address, self.http_port, self.grpc_port)
@@ -143,6 +153,11 @@ class NodeAgent:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         register_task.cancel()
+        try:
+            await asyncio.wait_for(self.job_agent.stop_node_jobs(self.args.node_id, _JOB_STOP_BUDGET_S),
+                                   _JOB_STOP_BUDGET_S + 2)
+        except Exception as e:
+            logger.warning("Stopping this node's jobs on shutdown failed: %s", e)
         reaper.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.to_thread(unregister_agent, self.gcs_client(), address), 3)
@@ -161,6 +176,7 @@ def setup_logging(session_dir: str, filename: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     args = parse_args(argv)
     setup_logging(args.session_dir, "agent.log")
     try:

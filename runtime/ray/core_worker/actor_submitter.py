@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import pickle
+import threading
 from dataclasses import dataclass, field
 
 from ray import exceptions
@@ -34,8 +35,10 @@ class _ActorState:
     conn: framing.Connection | None = None
     data: apb.ActorTableData | None = None
     inflight: dict = field(default_factory=dict)  # task id -> _Call
+    busy: bool = False  # the sender holds a call it has not pushed yet
     sender: asyncio.Task | None = None
     address_version: int = 0
+    out_of_scope: bool = False
 
 
 class ActorTaskSubmitter:
@@ -43,6 +46,53 @@ class ActorTaskSubmitter:
         self.cw = core_worker
         self.loop = core_worker.loop
         self._actors: dict[bytes, _ActorState] = {}
+        # Creator-side handle counts (any thread): the actor ends when they drop to zero, after its calls.
+        self._handle_lock = threading.Lock()
+        self._handles: dict[bytes, int] = {}
+        self._escaped: set[bytes] = set()
+
+    def add_handle(self, actor_id: bytes) -> None:
+        with self._handle_lock:
+            self._handles[actor_id] = self._handles.get(actor_id, 0) + 1
+
+    def escape_handle(self, actor_id: bytes) -> None:
+        with self._handle_lock:
+            self._escaped.add(actor_id)
+
+    def remove_handle(self, actor_id: bytes) -> None:
+        with self._handle_lock:
+            n = self._handles.get(actor_id, 0) - 1
+            if n > 0:
+                self._handles[actor_id] = n
+                return
+            self._handles.pop(actor_id, None)
+            if actor_id in self._escaped:
+                return
+        self.loop.call_soon_threadsafe(self._out_of_scope, actor_id)
+
+    def _out_of_scope(self, actor_id: bytes) -> None:
+        st = self._actors.get(actor_id)
+        if st is None:
+            self._terminate(actor_id)
+            return
+        st.out_of_scope = True
+        self._maybe_terminate(st)
+
+    def _maybe_terminate(self, st: _ActorState) -> None:
+        if st.out_of_scope and not st.inflight and st.queue.empty() and not st.busy:
+            st.out_of_scope = False
+            self._terminate(st.actor_id)
+
+    def _terminate(self, actor_id: bytes) -> None:
+        req = apb.KillActorViaGcsRequest(actor_id=actor_id, force_kill=True, no_restart=True)
+
+        def call():
+            try:
+                self.cw.gcs.call(self.cw.gcs.stubs.actor.KillActorViaGcs, req)
+            except ConnectionError:
+                pass
+
+        self.loop.run_in_executor(None, call)
 
     def _state(self, actor_id: bytes) -> _ActorState:
         st = self._actors.get(actor_id)
@@ -57,7 +107,10 @@ class ActorTaskSubmitter:
     # ------------------------------------------------------------------ sending, in order
     async def _send_loop(self, st: _ActorState) -> None:
         while True:
+            st.busy = False
+            self._maybe_terminate(st)
             call = await st.queue.get()
+            st.busy = True
             if call.cancelled:
                 self._fail(call, exceptions.TaskCancelledError(call.spec["task_id"].hex()))
                 continue
@@ -126,6 +179,7 @@ class ActorTaskSubmitter:
     # ------------------------------------------------------------------ replies
     def _on_reply(self, st: _ActorState, call: _Call, fut: asyncio.Future) -> None:
         st.inflight.pop(call.spec["task_id"], None)
+        self.loop.call_soon(self._maybe_terminate, st)
         if fut.cancelled() or fut.exception() is not None:
             err = fut.exception() if not fut.cancelled() else None
             if isinstance(err, framing.RemoteError):

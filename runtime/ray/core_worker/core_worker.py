@@ -92,9 +92,7 @@ class CoreWorker:
         from ray._private.net import bind_host
         from ray.core_worker.task_submitter import NormalTaskSubmitter
 
-        sock_dir = os.path.join(self.session_dir, "sockets")
-        os.makedirs(sock_dir, exist_ok=True)
-        self.unix_path = os.path.join(sock_dir, f"worker.{self.worker_id.hex()[:16]}")
+        self.unix_path = framing.abstract_socket_name("worker", self.worker_id.hex()[:24])
         self._unix_server, _ = await framing.serve(self._handle, unix_path=self.unix_path)
         self._tcp_server, port = await framing.serve(self._handle, host=bind_host(self.node_ip), port=0)
         self.address = {"worker_id": self.worker_id.hex(), "node_id": self.node_id,
@@ -372,10 +370,7 @@ class CoreWorker:
         if stored.kind == INLINE:
             value = deserialize(stored.data)
         elif stored.node_id == self.node_id or shared_memory.exists(self.shm_dir, oid.hex()):
-            try:
-                value = shared_memory.read(self.shm_dir, oid.hex())
-            except FileNotFoundError:
-                raise exceptions.ObjectLostError(oid.hex()) from None
+            value = self._read_local(oid)
         else:
             value = deserialize(self._pull_remote(oid, stored))
         if stored.is_error:
@@ -383,6 +378,20 @@ class CoreWorker:
                 raise value.as_instanceof_cause()
             raise value
         return value
+
+    def _read_local(self, oid: bytes) -> Any:
+        try:
+            return shared_memory.read(self.shm_dir, oid.hex())
+        except FileNotFoundError:
+            pass
+        # Spilled to disk: ask the raylet to restore it into shared memory.
+        async def _restore():
+            return await self.raylet.request("restore_object", {"object_id": oid.hex()})
+
+        restored = self.run_sync(_restore(), timeout=300)
+        if not restored:
+            raise exceptions.ObjectLostError(oid.hex())
+        return shared_memory.read(self.shm_dir, oid.hex())
 
     def _pull_remote(self, oid: bytes, stored: StoredObject) -> bytes:
         async def _pull():

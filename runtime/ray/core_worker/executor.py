@@ -50,6 +50,7 @@ class TaskExecutor:
         self._main_thread_id = threading.get_ident()
         self.exiting = False
         self.gcs_conn = None  # the GCS's connection that created our actor
+        self._last_task_name = ""
 
     # ------------------------------------------------------------------ io thread
     def handle(self, conn, method: str, body: Any):
@@ -213,6 +214,9 @@ class TaskExecutor:
             if not is_actor_task:
                 self._apply_gpus(spec.get("gpu_ids", []))
                 fn = self.cw.functions.load(spec["function_key"])
+                if spec["name"] != self._last_task_name:  # names the driver's `(name pid=...)` prefix
+                    self._last_task_name = spec["name"]
+                    print(f":task_name:{spec['name']}", flush=True)
             else:
                 fn = getattr(self.actor, spec["method"])
             try:

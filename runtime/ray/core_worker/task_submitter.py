@@ -107,15 +107,25 @@ class NormalTaskSubmitter:
                 try:
                     reply = await raylet.request("request_lease", {**cls.request, "grant_or_reject": grant_or_reject})
                 except (framing.ConnectionLost, framing.RemoteError) as e:
-                    self._fail_class(cls, exceptions.LocalRayletDiedError() if raylet is self.cw.raylet else
-                                     exceptions.NodeDiedError(str(e)), only_if_no_workers=True)
-                    return
+                    if raylet is self.cw.raylet:
+                        self._fail_class(cls, exceptions.LocalRayletDiedError(), only_if_no_workers=True)
+                        return
+                    # The node we were spilled to died: start over at our own raylet.
+                    logger.info("Lost the raylet a lease was spilled to (%s); asking the local raylet again.", e)
+                    raylet, grant_or_reject = self.cw.raylet, False
+                    await asyncio.sleep(0.1)
+                    continue
                 if "spillback" in reply:
                     try:
                         raylet = await self.cw.pool.get(reply["spillback"])
-                    except OSError:
-                        raylet = self.cw.raylet
-                    grant_or_reject = True
+                        grant_or_reject = True
+                    except OSError:  # that node is going away; the local raylet will learn it soon
+                        raylet, grant_or_reject = self.cw.raylet, False
+                        await asyncio.sleep(0.1)
+                    continue
+                if "rejected" in reply:  # the node we were spilled to cannot run it any more
+                    raylet, grant_or_reject = self.cw.raylet, False
+                    await asyncio.sleep(0.1)
                     continue
                 if "failed" in reply:
                     self._fail_class(cls, exceptions.RuntimeEnvSetupError(reply["failed"]))

@@ -17,13 +17,15 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from ray._private import lifetime
 from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._private.runtime_env.packaging import gcs_storage_max_size
-from ray.dashboard.modules import version
+from ray.dashboard.modules import overview, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
 from ray.dashboard.modules.job.job_runner import LocalJobRunner
+from ray.dashboard.modules.job.sdk import DASHBOARD_ADDRESS_KEY, DASHBOARD_KV_NAMESPACE
 
 logger = logging.getLogger("ray.dashboard")
 
@@ -48,17 +50,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class AgentLocator:
-    """Finds agents in the GCS KV; this node's agent is the one registered with the dashboard's IP."""
+    """Finds node agents in the GCS KV."""
 
-    def __init__(self, kv: InternalKV, node_ip: str):
-        self._kv = kv
+    def __init__(self, gcs: GcsLike, node_ip: str):
+        self._kv = gcs
+        self._gcs = gcs
         self._node_ip = node_ip
         self._local: AgentAddress | None = None
 
     def local(self) -> AgentAddress | None:
+        """The head node's agent: found by the head's node id (several nodes may share this IP on one
+        machine), or by IP while no raylet has registered the head yet."""
         if self._local is None:
             try:
-                self._local = agent_by_ip(self._kv, self._node_ip)
+                heads = [n for n in self._gcs.get_all_node_info() if n.get("IsHeadNode") and n.get("Alive")]
+                if heads:
+                    self._local = agent_by_node_id(self._kv, heads[0]["NodeID"])
+                else:
+                    self._local = agent_by_ip(self._kv, self._node_ip)
             except Exception:
                 logger.exception("Looking up the local agent failed.")
         return self._local
@@ -85,7 +94,9 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
         return True
 
     version.add_routes(app, session_dir, gcs_alive)
-    JobHead(manager, gcs).add_routes(app)
+    job_head = JobHead(manager, gcs)
+    job_head.add_routes(app)
+    overview.add_routes(app, gcs.get_all_node_info, job_head.all_job_details)
 
     async def on_startup(app: web.Application) -> None:
         manager.start()
@@ -108,6 +119,11 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     logger.info("Dashboard listening on http://%s:%d (GCS %s)", args.host, args.port, args.gcs_address)
+    # Ray's clients find the dashboard from a cluster address through this key.
+    advertised = args.node_ip_address if args.host in ("0.0.0.0", "::", "") else args.host
+    await asyncio.to_thread(
+        gcs.internal_kv_put, DASHBOARD_ADDRESS_KEY, f"{advertised}:{args.port}".encode(), True, DASHBOARD_KV_NAMESPACE
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -118,6 +134,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     args = parse_args(argv)
     logs_dir = os.path.join(args.session_dir, "logs")
     os.makedirs(logs_dir, exist_ok=True)

@@ -161,6 +161,10 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             if "spillback" in reply:
                 address, grant_or_reject = reply["spillback"], True
                 continue
+            if "rejected" in reply:
+                address, grant_or_reject = self._any_raylet(), False
+                await asyncio.sleep(0.1)
+                continue
             if "failed" in reply:
                 await self._set_state(actor, State.DEAD, death_cause=reply["failed"])
                 return

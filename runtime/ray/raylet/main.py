@@ -19,6 +19,7 @@ async def _run(args: argparse.Namespace) -> None:
         node_id=args.node_id, node_ip=args.node_ip_address, gcs_address=args.gcs_address,
         session_dir=args.session_dir, resources=json.loads(args.resources), labels=json.loads(args.labels),
         is_head=args.head, metrics_export_port=args.metrics_export_port,
+        runtime_env_agent_address=args.runtime_env_agent_address,
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-file", default=None)
     parser.add_argument("--metrics-export-port", type=int, default=0)
     parser.add_argument("--head", action="store_true")
+    parser.add_argument("--runtime-env-agent-address", default="", help="host:port of the node agent's gRPC")
     args = parser.parse_args(argv)
     lifetime.die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",

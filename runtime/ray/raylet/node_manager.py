@@ -8,19 +8,23 @@ holds the request's resources until `return_lease`. A worker blocked in `ray.get
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 
 from ray._private import framing
 from ray._private.config import config
 from ray._private.gcs_client import AsyncGcsClient
 from ray._private.resources import GRANULARITY, ResourceSet
+from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import gcs_pb2 as pb
+from ray.raylet.log_monitor import LogMonitor
+from ray.raylet.object_store import LocalObjectStore
 from ray.raylet.scheduling import policy
-from ray.raylet.worker_pool import LEASED, Worker, WorkerPool, env_key
+from ray.raylet.worker_pool import LEASED, Worker, WorkerPool, env_key, local_runtime_env_context, needs_agent
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ class Lease:
 
 class NodeManager:
     def __init__(self, node_id: str, node_ip: str, gcs_address: str, session_dir: str, resources: dict,
-                 labels: dict, is_head: bool, metrics_export_port: int = 0):
+                 labels: dict, is_head: bool, metrics_export_port: int = 0, runtime_env_agent_address: str = ""):
         self.node_id = node_id
         self.node_ip = node_ip
         self.gcs_address = gcs_address
@@ -64,13 +68,16 @@ class NodeManager:
         self.labels = labels
         self.is_head = is_head
         self.metrics_export_port = metrics_export_port
+        self.runtime_env_agent_address = runtime_env_agent_address
+        self._agent_client = None
+        self._start_slots = asyncio.Semaphore(max(1, int(resources.get("CPU", 1))))
         self.total = ResourceSet(resources)
         self.available = ResourceSet(resources)
         self._gpu_free = self._gpu_slots(resources.get("GPU", 0))
         from ray._private.process_registry import shm_dir_for_node
 
         self.shm_dir = str(shm_dir_for_node(session_dir, node_id))
-        self.socket_path = os.path.join(session_dir, "sockets", f"raylet.{node_id[:12]}")
+        self.socket_path = framing.abstract_socket_name("raylet", node_id[:24])
         self.tcp_port = 0
         self._pending: list[LeaseRequest] = []
         self._infeasible: list[LeaseRequest] = []
@@ -79,11 +86,12 @@ class NodeManager:
         self._cluster: dict[str, policy.NodeView] = {}
         self._drivers: dict[framing.Connection, str] = {}  # driver connection -> job id
         self._job_envs: dict[str, dict] = {}
-        self._objects: dict[str, int] = {}  # object id hex -> bytes in this node's shared memory
         self._spread_counter = 0
         self._stopping = asyncio.Event()
         self.pool: WorkerPool | None = None
         self.gcs: AsyncGcsClient | None = None
+        self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
+                                      int(resources.get("object_store_memory", 0)))
 
     # ------------------------------------------------------------------ lifecycle
     def _gpu_slots(self, count: float) -> dict[str, int]:
@@ -92,7 +100,6 @@ class NodeManager:
         return {gpu: GRANULARITY for gpu in ids[: int(count)]}
 
     async def start(self) -> None:
-        os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
         os.makedirs(self.shm_dir, exist_ok=True)
         await framing.serve(self._handle, unix_path=self.socket_path, on_close=self._on_conn_closed)
         from ray._private.net import bind_host
@@ -114,6 +121,7 @@ class NodeManager:
         await self.gcs.call(self.gcs.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=info))
         self._cluster[self.node_id] = self._local_view()
         asyncio.get_running_loop().create_task(self._report_loop())
+        self._log_monitor_task = asyncio.get_running_loop().create_task(LogMonitor(self).run())
 
     def ready_info(self) -> dict:
         return {"node_id": self.node_id, "socket": self.socket_path, "tcp_port": self.tcp_port,
@@ -132,7 +140,7 @@ class NodeManager:
                                                              reason="The raylet was stopped."), timeout_s=2)
             except ConnectionError:
                 pass
-        shutil.rmtree(self.shm_dir, ignore_errors=True)
+        self.store.destroy()
         self._stopping.set()
 
     # ------------------------------------------------------------------ GCS report / cluster view
@@ -150,12 +158,15 @@ class NodeManager:
 
     async def _report_loop(self) -> None:
         period = config().raylet_report_resources_period_ms / 1000
+        cfg = config()
+        soft_limit = cfg.num_workers_soft_limit if cfg.num_workers_soft_limit >= 0 else int(self.total.get("CPU"))
         while not self._stopping.is_set():
             self.pool.reap()
+            self.pool.kill_idle_above(soft_limit, cfg.idle_worker_killing_time_threshold_ms / 1000)
             req = pb.ReportResourceUsageRequest(
                 node_id=bytes.fromhex(self.node_id), resources_available=self._clamped_available(),
                 resources_total=self.total.to_dict(), demands=self._demands(),
-                object_store_used_bytes=float(sum(self._objects.values())),
+                object_store_used_bytes=float(self.store.used_bytes),
             )
             try:
                 reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req, timeout_s=30)
@@ -222,10 +233,55 @@ class NodeManager:
                 "raylet_tcp": f"{self.node_ip}:{self.tcp_port}"}
 
     def _prestart(self, job_id: str, runtime_env: dict, count: int) -> None:
+        asyncio.get_running_loop().create_task(self._prestart_async(job_id, runtime_env, count))
+
+    async def _prestart_async(self, job_id: str, runtime_env: dict, count: int) -> None:
         key = env_key(job_id, runtime_env)
+        try:
+            ctx = await self._env_context(runtime_env, job_id)
+        except Exception as e:  # reported again, to the task's owner, when a lease needs this env
+            logger.warning("Not prestarting workers for job %s: %s", job_id, e)
+            return
         for _ in range(max(0, count - self.pool.num_starting(key))):
-            worker = self.pool.start_worker(key, job_id, runtime_env)
-            worker.registered.add_done_callback(lambda f, w=worker: self._on_prestarted(w, f))
+            async with self._start_slots:
+                worker = self.pool.start_worker(key, job_id, runtime_env, ctx)
+                worker.registered.add_done_callback(lambda f, w=worker: self._on_prestarted(w, f))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(worker.registered),
+                                           config().worker_register_timeout_seconds)
+
+    async def _wait_for_agent(self, timeout_s: float = 60) -> None:
+        """The agent starts beside the raylet; the first runtime env may be asked for before it listens."""
+        host, _, port = self.runtime_env_agent_address.rpartition(":")
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(host, int(port))
+                writer.close()
+                return
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeEnvSetupError(
+                        f"The node agent at {self.runtime_env_agent_address} did not start listening in "
+                        f"{timeout_s:.0f} s; see agent.log / agent.err in the session's logs.") from None
+                await asyncio.sleep(0.1)
+
+    async def _env_context(self, runtime_env: dict, job_id: str) -> dict:
+        """The worker start-up context for a runtime env: env_vars locally, anything else by the node agent."""
+        if not needs_agent(runtime_env):
+            return local_runtime_env_context(runtime_env)
+        if not self.runtime_env_agent_address:
+            raise RuntimeEnvSetupError(
+                f"The runtime env {json.dumps(runtime_env)} needs the node agent (pip, working_dir, ...), "
+                "but this node runs without one.")
+        if self._agent_client is None:
+            from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient
+
+            await self._wait_for_agent()
+            self._agent_client = RuntimeEnvAgentClient(self.runtime_env_agent_address)
+        ctx = await self._agent_client.get_or_create_runtime_env(json.dumps(runtime_env), job_id)
+        return {"env_vars": dict(ctx.env_vars), "py_executable": ctx.py_executable, "cwd": ctx.cwd,
+                "pythonpath": list(ctx.pythonpath)}
 
     def _on_prestarted(self, worker: Worker, fut: asyncio.Future) -> None:
         if not fut.cancelled() and fut.exception() is None and worker.state != "DEAD":
@@ -302,6 +358,9 @@ class NodeManager:
             if req.future.done():
                 continue
             decision = self._decide(req)
+            if decision.node_id is None and req.grant_or_reject:
+                req.future.set_result({"rejected": True})  # the owner asks its own raylet again
+                continue
             if decision.node_id is None:
                 self._infeasible.append(req)
                 if not req.warned_infeasible:
@@ -339,16 +398,23 @@ class NodeManager:
         worker = self.pool.pop_idle(req.env_key)
         try:
             if worker is None:
-                worker = self.pool.start_worker(req.env_key, req.job_id, req.runtime_env)
-                lease.worker = worker
-                worker.lease_id = lease.lease_id
-                worker.state = LEASED
-                await asyncio.wait_for(worker.registered, config().worker_register_timeout_seconds)
+                ctx = await self._env_context(req.runtime_env, req.job_id)
+                # At most `maximum_startup_concurrency` (= CPUs) workers boot at once, as in Ray: a burst of
+                # 100 actors must not starve this process (and its GCS heartbeats) of CPU.
+                async with self._start_slots:
+                    worker = self.pool.pop_idle(req.env_key)
+                    if worker is None:
+                        worker = self.pool.start_worker(req.env_key, req.job_id, req.runtime_env, ctx)
+                        lease.worker = worker
+                        worker.lease_id = lease.lease_id
+                        worker.state = LEASED
+                        await asyncio.wait_for(worker.registered, config().worker_register_timeout_seconds)
         except Exception as e:
             if self._leases.pop(lease.lease_id, None) is not None:
                 self._release(lease)
             if not req.future.done():
-                req.future.set_result({"failed": f"Could not start a worker: {e}"})
+                message = e.error_message if isinstance(e, RuntimeEnvSetupError) else f"Could not start a worker: {e}"
+                req.future.set_result({"failed": message})
             self._schedule()
             return
         lease.worker = worker
@@ -443,31 +509,24 @@ class NodeManager:
             "available": self.available.to_dict(),
             "num_workers": sum(1 for w in self.pool.workers.values() if w.state != "DEAD"),
             "worker_pids": [w.proc.pid for w in self.pool.workers.values() if w.state != "DEAD"],
-            "object_store_used_bytes": sum(self._objects.values()),
-            "num_objects": len(self._objects),
+            **self.store.stats(),
             "pending_leases": len(self._pending),
             "infeasible_leases": len(self._infeasible),
         }
 
     # ------------------------------------------------------------------ object store accounting
     def _h_object_created(self, conn, body: dict) -> None:
-        self._objects[body["object_id"]] = body["size"]
+        self.store.on_created(body["object_id"], body["size"])
 
     def _h_free_objects(self, conn, body: dict) -> None:
-        for oid in body["object_ids"]:
-            if self._objects.pop(oid, None) is not None:
-                try:
-                    os.unlink(os.path.join(self.shm_dir, oid))
-                except FileNotFoundError:
-                    pass
+        self.store.free(body["object_ids"])
+
+    def _h_restore_object(self, conn, body: dict) -> bool:
+        return self.store.restore(body["object_id"])
 
     def _h_read_object(self, conn, body: dict) -> bytes | None:
-        """Another node pulls a copy of an object held here."""
-        try:
-            with open(os.path.join(self.shm_dir, body["object_id"]), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        """Another node pulls a copy of an object held here (in memory or spilled)."""
+        return self.store.read(body["object_id"])
 
     def _h_ping(self, conn, body) -> str:
         return "pong"

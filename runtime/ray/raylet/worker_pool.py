@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 from ray._private import lifetime
@@ -29,10 +30,14 @@ def env_key(job_id: str, runtime_env: dict | None) -> str:
     return job_id + "|" + json.dumps(runtime_env or {}, sort_keys=True)
 
 
-def runtime_env_context(runtime_env: dict | None) -> dict:
-    """The RuntimeEnvContext (contracts.md) for a runtime env; env_vars are applied locally for now."""
+def local_runtime_env_context(runtime_env: dict | None) -> dict:
+    """The RuntimeEnvContext (contracts.md) of a runtime env that only sets env_vars: no agent needed."""
     env_vars = {str(k): str(v) for k, v in ((runtime_env or {}).get("env_vars") or {}).items()}
     return {"env_vars": env_vars, "py_executable": None, "cwd": None, "pythonpath": []}
+
+
+def needs_agent(runtime_env: dict | None) -> bool:
+    return any(k != "env_vars" and v for k, v in (runtime_env or {}).items())
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Worker:
     lease_id: int = 0
     registered: asyncio.Future | None = None
     is_actor: bool = False
+    idle_since: float = 0.0
 
 
 class WorkerPool:
@@ -66,14 +72,15 @@ class WorkerPool:
     def logs_dir(self) -> str:
         return os.path.join(self.session_dir, "logs")
 
-    def start_worker(self, key: str, job_id: str, runtime_env: dict | None) -> Worker:
-        ctx = runtime_env_context(runtime_env)
+    def start_worker(self, key: str, job_id: str, runtime_env: dict | None, ctx: dict | None = None) -> Worker:
+        ctx = ctx or local_runtime_env_context(runtime_env)
         worker_id = WorkerID.from_random().hex()
         env = dict(os.environ)
         env.update(ctx["env_vars"])
         if ctx["pythonpath"]:
             env["PYTHONPATH"] = os.pathsep.join([*ctx["pythonpath"], env.get("PYTHONPATH", "")])
         env["RAY_JOB_ID"] = job_id
+        env["PYTHONUNBUFFERED"] = "1"  # prints reach the driver promptly through the log monitor
         env.update(lifetime.env_for_child(signal.SIGKILL))  # workers die with their raylet
         env["RAY_RUNTIME_ENV_JSON"] = json.dumps(runtime_env or {})
         python = ctx["py_executable"] or sys.executable
@@ -126,6 +133,7 @@ class WorkerPool:
     def push_idle(self, worker: Worker) -> None:
         worker.state = IDLE
         worker.lease_id = 0
+        worker.idle_since = time.monotonic()
         self._idle.setdefault(worker.env_key, []).append(worker)
 
     def kill(self, worker: Worker, force: bool = True) -> None:
@@ -152,6 +160,14 @@ class WorkerPool:
             if worker.proc.poll() is not None:
                 self.mark_dead(worker)
                 del self.workers[worker.worker_id]
+
+    def kill_idle_above(self, soft_limit: int, idle_threshold_s: float) -> None:
+        """Idle workers beyond the soft limit are killed once idle long enough (oldest idle first)."""
+        idle = sorted((w for w in self.workers.values() if w.state == IDLE), key=lambda w: w.idle_since)
+        now = time.monotonic()
+        for worker in idle[: max(0, len(idle) - soft_limit)]:
+            if now - worker.idle_since >= idle_threshold_s:
+                self.kill(worker)
 
     def kill_job(self, job_id: str) -> None:
         for worker in list(self.workers.values()):

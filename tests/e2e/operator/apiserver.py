@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def find_bin_dir() -> Path | None:
-    """The directory holding kube-apiserver and etcd, or None when they are not built."""
+    """The directory holding kube-apiserver, or None when it is not built."""
     candidates: list[Path] = []
     script = REPO / "tests" / "e2e" / "cluster" / "bin-dir"
     if script.is_file():
@@ -34,9 +34,16 @@ def find_bin_dir() -> Path | None:
     cache = Path(os.environ.get("OPENRAY_CACHE", Path.home() / ".cache" / "openray"))
     candidates += [Path(p) for p in sorted(glob.glob(str(cache / "k8s-*" / "bin")), reverse=True)]
     for candidate in candidates:
-        if (candidate / "kube-apiserver").is_file() and (candidate / "etcd").is_file():
+        if (candidate / "kube-apiserver").is_file():
             return candidate
     return None
+
+
+def find_etcd(bin_dir: Path | None) -> str | None:
+    """The harness's etcd, else `$OPENRAY_TEST_ETCD`, else one on PATH (e.g. Debian's 3.4)."""
+    if bin_dir is not None and (bin_dir / "etcd").is_file():
+        return str(bin_dir / "etcd")
+    return os.environ.get("OPENRAY_TEST_ETCD") or shutil.which("etcd")
 
 
 def find_kubectl(bin_dir: Path | None) -> str | None:
@@ -71,8 +78,9 @@ def make_pki(folder: Path) -> None:
 class ApiServer:
     """etcd + kube-apiserver on free 127.0.0.1 ports under `workdir`; `stop()` removes every trace."""
 
-    def __init__(self, bin_dir: Path, workdir: Path, kubectl: str) -> None:
+    def __init__(self, bin_dir: Path, etcd: str, workdir: Path, kubectl: str) -> None:
         self.bin_dir = bin_dir
+        self.etcd = etcd
         self.workdir = workdir
         self.kubectl_path = kubectl
         self.kubeconfig = workdir / "kubeconfig"
@@ -83,14 +91,15 @@ class ApiServer:
         make_pki(pki)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         etcd_log = open(self.workdir / "etcd.log", "wb")  # noqa: SIM115 — closed with the process
+        version = subprocess.run([self.etcd, "--version"], capture_output=True, text=True).stdout
+        no_fsync = [] if "Version: 3.4." in version else ["--unsafe-no-fsync"]  # a 3.5+ flag
         self._procs.append(subprocess.Popen(
-            [str(self.bin_dir / "etcd"), "--name", "default", "--data-dir", str(self.workdir / "etcd"),
+            [self.etcd, "--name", "default", "--data-dir", str(self.workdir / "etcd"),
              "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
              "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
              "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
-             "--unsafe-no-fsync"],
+             "--initial-cluster", f"default=http://127.0.0.1:{peer_port}", *no_fsync],
             stdout=etcd_log, stderr=subprocess.STDOUT, start_new_session=True,
         ))
         api_log = open(self.workdir / "apiserver.log", "wb")  # noqa: SIM115

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from apiserver import REPO, ApiServer, Kubectl, find_bin_dir, find_kubectl, free_port, wait_for
+from apiserver import REPO, ApiServer, Kubectl, find_bin_dir, find_etcd, find_kubectl, free_port, wait_for
 
 
 def _unavailable(message: str) -> None:
@@ -24,9 +24,10 @@ def _unavailable(message: str) -> None:
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     bin_dir = find_bin_dir()
     kubectl = find_kubectl(bin_dir)
-    if bin_dir is None or kubectl is None:
+    etcd = find_etcd(bin_dir)
+    if bin_dir is None or kubectl is None or etcd is None:
         _unavailable("kube-apiserver/etcd not built: run `make tools` (tests/e2e/cluster/build-binaries)")
-    server = ApiServer(bin_dir, tmp_path_factory.mktemp("apiserver"), kubectl)
+    server = ApiServer(bin_dir, etcd, tmp_path_factory.mktemp("apiserver"), kubectl)
     try:
         server.start()
         yield server

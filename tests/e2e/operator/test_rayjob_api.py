@@ -145,6 +145,14 @@ def test_suspend_resume_and_deadline(operator, kubectl, namespace):
     assert status["jobDeploymentStatus"] == "Failed"
     assert "activeDeadlineSeconds" in status["message"]
 
+    pre = copy.deepcopy(SEED_DOCS[0])
+    pre["metadata"]["name"] = "pre-running"
+    pre["spec"]["preRunningDeadlineSeconds"] = 3
+    kubectl.apply(pre, namespace)
+    status = wait_for("PreRunningDeadlineExceeded", lambda: _status(kubectl, namespace, "pre-running").get("reason")
+                      == "PreRunningDeadlineExceeded" and _status(kubectl, namespace, "pre-running"))
+    assert status["jobDeploymentStatus"] == "Failed" and "preRunningDeadlineSeconds" in status["message"]
+
 
 def test_backoff_limit_retries_on_a_new_cluster(operator, kubectl, namespace):
     job = copy.deepcopy(SEED_DOCS[0])
@@ -162,3 +170,25 @@ def test_backoff_limit_retries_on_a_new_cluster(operator, kubectl, namespace):
     assert _status(kubectl, namespace, "retry")["failed"] == 1
     wait_for("the first cluster deleted", lambda: kubectl.get("raycluster", first, namespace) is None)
     wait_for("the second cluster", lambda: kubectl.get("raycluster", second, namespace))
+
+
+def test_cluster_selector_uses_an_existing_cluster_and_never_deletes_it(operator, kubectl, namespace):
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    _make_cluster_ready(kubectl, namespace, "raycluster-sample")
+    job = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "on-shared"},
+        "spec": {"entrypoint": "python -c 'print(1)'", "clusterSelector": {"ray.io/cluster": "raycluster-sample"},
+                 "shutdownAfterJobFinishes": True},
+    }
+    kubectl.apply(job, namespace)
+    status = wait_for("Running", lambda: _status(kubectl, namespace, "on-shared").get("jobDeploymentStatus") == "Running"
+                      and _status(kubectl, namespace, "on-shared"))
+    assert status["rayClusterName"] == "raycluster-sample"
+    assert [c["metadata"]["name"] for c in kubectl.items("rayclusters", namespace)] == ["raycluster-sample"]
+    submitter = kubectl.get("job", "on-shared", namespace)
+    assert submitter["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost/openray-head:dev"
+    _fail_submitter(kubectl, namespace, "on-shared")
+    wait_for("Failed", lambda: _status(kubectl, namespace, "on-shared").get("jobDeploymentStatus") == "Failed")
+    assert kubectl.get("raycluster", "raycluster-sample", namespace) is not None

@@ -51,6 +51,21 @@ class HeadNode:
         # Fixed now: a worker node started later in the same temp dir moves `session_latest`.
         self._session_dir = os.path.realpath(os.path.join(self.temp_dir, "session_latest"))
         self.wait_dashboard()
+        self.wait_agent()
+
+    def wait_agent(self, timeout_s: float = 60) -> None:
+        """The launcher does not wait for the node agent; tests that talk to it do."""
+        deadline = time.monotonic() + timeout_s
+        url = f"http://127.0.0.1:{self.agent_http_port}/api/healthz"
+        while True:
+            try:
+                if requests.get(url, timeout=2).text == "success":
+                    return
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"agent at {url} did not come up; logs:\n{self.log('agent')}")
+            time.sleep(0.3)
 
     def wait_dashboard(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -127,7 +142,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(predicate, timeout_s: float = 120, interval_s: float = 0.3, what: str = "condition"):
+def wait_for(predicate, timeout_s: float = 300, interval_s: float = 0.3, what: str = "condition"):
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()

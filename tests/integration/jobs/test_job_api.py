@@ -21,7 +21,7 @@ def client(head):
     return JobSubmissionClient(head.dashboard_url)
 
 
-def wait_terminal(client, job_id, timeout_s=120):
+def wait_terminal(client, job_id, timeout_s=300):
     return wait_for(lambda: client.get_job_status(job_id).is_terminal() and client.get_job_status(job_id),
                     timeout_s, what=f"job {job_id} to finish")
 
@@ -168,3 +168,71 @@ def test_job_status_survives_a_dashboard_restart(client, head):
         # Leave a dashboard for later tests in this module.
         subprocess.Popen(cmdline, env=head.env, start_new_session=True)
         head.wait_dashboard()
+
+
+def test_cluster_address_finds_the_dashboard(head):
+    """Like Ray: a GCS address (or RAY_ADDRESS) leads to the dashboard the cluster recorded."""
+    assert JobSubmissionClient(head.gcs_address).get_address() == head.dashboard_url
+    assert JobSubmissionClient(head.dashboard_url.removeprefix("http://")).get_address() == head.dashboard_url
+    proc = head.ray("job", "list", env={"RAY_ADDRESS": head.gcs_address})
+    assert f"Job submission server address: {head.dashboard_url}" in proc.stdout
+
+
+def test_openray_cli_flags_output_and_exit_codes(head, tmp_path):
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("env_vars:\n  GREETING: hello-from-yaml\n")
+    address = f"--address={head.dashboard_url}"
+    submitted = head.ray("job", "submit", address, "--runtime-env", str(env_file), "--submission-id", "cli-job",
+                         "--metadata-json", '{"team": "a"}', "--no-wait", "--", "sh", "-c", "sleep 1; echo $GREETING")
+    assert "Job 'cli-job' submitted successfully" in submitted.stdout
+    assert "ray job logs cli-job" in submitted.stdout and "Tailing logs" not in submitted.stdout
+    followed = head.ray("job", "logs", address, "--follow", "cli-job")
+    assert "hello-from-yaml" in followed.stdout and "Job 'cli-job' succeeded" in followed.stdout
+    status = head.ray("job", "status", address, "cli-job")
+    assert "Job 'cli-job' succeeded" in status.stdout
+
+    head.ray("job", "submit", address, "--submission-id", "cli-long", "--no-wait", "--", "sleep", "300")
+    wait_for(lambda: "RUNNING" in head.ray("job", "status", address, "cli-long").stdout, what="cli-long to run")
+    stopped = head.ray("job", "stop", address, "cli-long")
+    assert "Attempting to stop job 'cli-long'" in stopped.stdout and "Job 'cli-long' was stopped" in stopped.stdout
+    assert "Job 'cli-long' deleted successfully" in head.ray("job", "delete", address, "cli-long").stdout
+
+    failed = head.ray("job", "submit", address, "--", "sh", "-c", "echo boom; exit 2", check=False)
+    assert failed.returncode == 1 and "failed" in failed.stdout and "exit code 2" in failed.stdout
+    missing = head.ray("job", "status", address, "no-such-job", check=False)
+    assert missing.returncode == 1 and "Job no-such-job does not exist" in missing.stderr
+    both = head.ray("job", "submit", address, "--runtime-env", str(env_file), "--runtime-env-json", "{}", "--",
+                    "true", check=False)
+    assert both.returncode == 2 and "Only one of --runtime-env and --runtime-env-json" in both.stderr
+    bad_json = head.ray("job", "submit", address, "--runtime-env-json", "{nope", "--", "true", check=False)
+    assert bad_json.returncode == 2 and "--runtime-env-json" in bad_json.stderr and "not valid JSON" in bad_json.stderr
+    unknown = head.ray("job", "submit", address, "--runtime-env-json", '{"pipp": ["x"]}', "--", "true", check=False)
+    assert unknown.returncode == 1 and "Unknown runtime_env field 'pipp'" in unknown.stderr
+    listed = head.ray("job", "list", address)
+    assert "submission_id='cli-job'" in listed.stdout
+
+
+def test_index_page_lists_nodes_and_jobs(client, head):
+    job_id = client.submit_job(entrypoint="echo <b>not html</b>", submission_id="page-job")
+    wait_terminal(client, job_id)
+    page = requests.get(head.dashboard_url + "/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "page-job" in page.text and "SUCCEEDED" in page.text
+    assert "&lt;b&gt;not html&lt;/b&gt;" in page.text  # entrypoints are escaped
+    assert "/api/jobs/page-job/logs" in page.text
+
+
+def test_entrypoint_resources_are_held_while_the_job_runs(client, tmp_path):
+    """The head has 2 CPUs: a job holding both makes the next CPU job wait, as Ray's supervisor does."""
+    release = tmp_path / "release"
+    first = client.submit_job(entrypoint=f"while [ ! -e {release} ]; do sleep 0.2; done", entrypoint_num_cpus=2)
+    wait_for(lambda: client.get_job_status(first) == JobStatus.RUNNING, what="the first job to run")
+    second = client.submit_job(entrypoint="echo second-ran", entrypoint_num_cpus=1)
+    free = client.submit_job(entrypoint="echo needs-nothing")  # no entrypoint resources: not held back
+    assert wait_terminal(client, free) == JobStatus.SUCCEEDED
+    assert client.get_job_status(second) == JobStatus.PENDING
+    assert "waiting for resources" in client.get_job_info(second).message
+    release.touch()
+    assert wait_terminal(client, first) == JobStatus.SUCCEEDED
+    assert wait_terminal(client, second) == JobStatus.SUCCEEDED
+    assert "second-ran" in client.get_job_logs(second)

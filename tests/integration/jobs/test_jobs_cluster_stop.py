@@ -23,7 +23,7 @@ def test_ray_stop_ends_running_jobs(tmp_path):
         pids = node.job_pids()
         assert len(pids) == 2 and all(alive(pid) for pid in pids + [child])
         node.ray("stop", f"--temp-dir={node.temp_dir}")
-        wait_for(lambda: not any(alive(pid) for pid in pids + [child]), timeout_s=90,
-                 what="the supervisor and the job's processes to exit after `ray stop`")
+        # The node's agent stops its jobs on the way down, before the GCS goes.
+        assert not any(alive(pid) for pid in pids + [child])
     finally:
         node.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -41,6 +42,14 @@ def test_entrypoint_resources_choose_the_node_and_wait_for_it(tmp_path):
         assert "ran-on-special" in client.get_job_logs(waiting)
         # The log file lives in the worker node's session dir, not the head's.
         assert not os.path.exists(os.path.join(head.session_dir, "logs", f"job-driver-{waiting}.log"))
+
+        tailed = client.submit_job(entrypoint="for i in 1 2 3; do echo remote-$i; sleep 0.3; done",
+                                   entrypoint_resources={"special": 1})
+
+        async def tail():
+            return "".join([chunk async for chunk in client.tail_job_logs(tailed)])
+
+        assert [w for w in asyncio.run(tail()).split() if w.startswith("remote-")] == ["remote-1", "remote-2", "remote-3"]
 
         long = client.submit_job(entrypoint="echo start; sleep 300", entrypoint_resources={"special": 1})
         wait_for(lambda: "start" in client.get_job_logs(long), what="remote job to start")

@@ -38,7 +38,7 @@ def test_same_pip_env_is_created_once_per_node(head):
     client = JobSubmissionClient(head.dashboard_url)
     env = {"pip": ["emoji"]}
     first = client.submit_job(entrypoint="python -c 'import sys; print(sys.prefix)'", runtime_env=env)
-    wait_for(lambda: client.get_job_status(first).is_terminal(), what="first job")
+    wait_for(lambda: client.get_job_status(first).is_terminal(), timeout_s=600, what="first job (creates the pip env)")
     prefix = client.get_job_logs(first).strip()
     marker = os.path.join(os.path.dirname(prefix), ".openray-complete")
     created = os.stat(marker).st_mtime_ns
@@ -52,7 +52,7 @@ def test_same_pip_env_is_created_once_per_node(head):
 def test_missing_pip_package_fails_the_job_with_pips_message(head):
     client = JobSubmissionClient(head.dashboard_url)
     job = client.submit_job(entrypoint="echo never", runtime_env={"pip": ["openray-no-such-package-xyz==1.0"]})
-    wait_for(lambda: client.get_job_status(job).is_terminal(), what="job with a bad pip package")
+    wait_for(lambda: client.get_job_status(job).is_terminal(), timeout_s=600, what="job with a bad pip package")
     info = client.get_job_info(job)
     assert info.status == JobStatus.FAILED and info.error_type == "RUNTIME_ENV_SETUP_FAILURE"
     assert info.message.startswith("runtime_env setup failed:")
@@ -174,3 +174,20 @@ def test_agent_working_dir_and_py_modules_from_the_gcs(agent, head, tmp_path):
         cwd=context.cwd, env=context.apply_to_environ(dict(os.environ)), capture_output=True, text=True,
     )
     assert run.stdout.strip() == "payload 42", run.stderr
+
+
+def test_worker_setup_helper_for_the_raylet(agent, head, tmp_path):
+    """The raylet's entry point: env_vars answered locally, node resources through the agent."""
+    from ray._private.runtime_env.worker_setup import prepare_worker_env, release_worker_env
+
+    async def scenario():
+        local = await prepare_worker_env(None, {"env_vars": {"A": "1"}}, "05000000")
+        assert local.env_vars == {"A": "1"} and local.py_executable is None
+        with pytest.raises(RuntimeEnvSetupError, match="no runtime env agent"):
+            await prepare_worker_env(None, {"pip": {"packages": ["emoji"]}}, "05000000")
+        env = {"pip": {"packages": ["emoji"], "pip_check": False}}
+        context = await prepare_worker_env(agent["address"], env, "05000000")
+        assert context.py_executable.endswith("/virtualenv/bin/python")
+        await release_worker_env(agent["address"], env)
+
+    asyncio.run(scenario())

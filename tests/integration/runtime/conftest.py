@@ -63,7 +63,7 @@ def assert_no_processes(pids: list[int]) -> None:
         try:
             p = psutil.Process(pid)
             if p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
+                alive.append(f"{pid} {' '.join(p.cmdline())[:200]}")
         except psutil.NoSuchProcess:
             pass
     assert not alive, f"processes still running: {alive}"

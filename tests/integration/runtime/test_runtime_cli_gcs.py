@@ -76,9 +76,9 @@ def test_start_block_exits_nonzero_when_a_ray_process_dies(cli, port):
         env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        client = GcsClient(f"127.0.0.1:{port}", timeout_s=60)
-        client.check_alive()
-        client.close()
+        for line in proc.stdout:  # wait until every process is up
+            if "Ray runtime started." in line:
+                break
         import psutil
 
         gcs = [p for e, p in process_registry.recorded_processes(cli.temp_dir) if e["name"] == "gcs_server" and p]
@@ -102,7 +102,7 @@ def _node(node_id: bytes) -> pb.GcsNodeInfo:
 
 def test_gcs_declares_a_silent_node_dead_and_publishes_it(cli, port):
     # Fast health checks so the test waits ~1 s instead of 15 s.
-    _start_head(cli, port, RAY_health_check_period_ms="200", RAY_health_check_failure_threshold="3")
+    _start_head(cli, port, "--num-cpus=2", RAY_health_check_period_ms="200", RAY_health_check_failure_threshold="3")
     client = GcsClient(f"127.0.0.1:{port}")
     stream = client.subscribe(["NODE_INFO"])
     events: list[pb.GcsNodeInfo] = []
@@ -121,13 +121,21 @@ def test_gcs_declares_a_silent_node_dead_and_publishes_it(cli, port):
         healthy, silent = b"h" * 28, b"s" * 28
         for nid in (healthy, silent):
             client.call(client.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=_node(nid)))
+        stop_reporting = threading.Event()
+
+        def report_healthy() -> None:
+            while not stop_reporting.is_set():
+                client.call(
+                    client.stubs.node.ReportResourceUsage,
+                    pb.ReportResourceUsageRequest(node_id=healthy, resources_available={"CPU": 1.0},
+                                                  resources_total={"CPU": 2.0}),
+                )
+                time.sleep(0.1)
+
+        reporter = threading.Thread(target=report_healthy, daemon=True)
+        reporter.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            client.call(
-                client.stubs.node.ReportResourceUsage,
-                pb.ReportResourceUsageRequest(node_id=healthy, resources_available={"CPU": 1.0},
-                                              resources_total={"CPU": 2.0}),
-            )
             nodes = {n["NodeID"]: n for n in client.get_all_node_info()}
             if not nodes[silent.hex()]["Alive"]:
                 break
@@ -146,8 +154,10 @@ def test_gcs_declares_a_silent_node_dead_and_publishes_it(cli, port):
         assert [e.node_id for e in events if e.state == pb.GcsNodeInfo.DEAD] == [silent]
         status = cli.ray("status", "--address", f"127.0.0.1:{port}").stdout
         assert "Node status" in status and f" 1 node_{healthy.hex()}" in status
-        assert " 1.0/2.0 CPU" in status
+        assert " 1.0/4.0 CPU" in status  # the real raylet (2 CPUs) + the registered node
         assert f"node_{silent.hex()}: NodeTerminated" in status
+        stop_reporting.set()
+        reporter.join()
     finally:
         stream.cancel()
         client.close()

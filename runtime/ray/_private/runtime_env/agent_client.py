@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import grpc
 from ray._private.runtime_env.context import RuntimeEnvContext
+from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import runtime_env_agent_pb2, runtime_env_agent_pb2_grpc
-
-try:
-    from ray.exceptions import RuntimeEnvSetupError
-except ImportError:  # until the runtime's ray.exceptions lands; the same name and shape as Ray's
-
-    class RuntimeEnvSetupError(Exception):  # type: ignore[no-redef]
-        def __init__(self, error_message: str | None = None):
-            super().__init__(error_message)
-            self.error_message = error_message
-
-        def __str__(self) -> str:
-            return f"Failed to set up runtime environment.\n{self.error_message}"
-
 
 # pip installs can take minutes; the env's own setup_timeout_seconds bounds them in the agent.
 _CREATE_TIMEOUT_S = 3600

@@ -112,5 +112,6 @@ def delete_pip_env(env_dir: str) -> int:
 def pip_env_context(env_dir: str) -> tuple[str, dict[str, str]]:
     """(python executable, env vars) for a process inside the env; `python` on PATH is the venv's."""
     bin_dir = os.path.dirname(venv_python(env_dir))
-    path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    return venv_python(env_dir), {"VIRTUAL_ENV": os.path.dirname(bin_dir), "PATH": f"{bin_dir}{os.pathsep}{path}"}
+    # Then the runtime's own bin dir, so `ray` (not installed in the venv) still resolves.
+    path = os.pathsep.join([bin_dir, os.path.dirname(sys.executable), os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
+    return venv_python(env_dir), {"VIRTUAL_ENV": os.path.dirname(bin_dir), "PATH": path}

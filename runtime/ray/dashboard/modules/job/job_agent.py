@@ -4,8 +4,10 @@ start the supervisor, stop it, and serve the driver logs (full and followed)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
+import psutil
 from aiohttp import web
 
 from ray.dashboard.modules.job.common import JobInfoStorage
@@ -27,6 +29,23 @@ class JobAgent:
         while True:  # exited supervisors must be waited for, or they linger as zombies
             self.runner.reap()
             await asyncio.sleep(1)
+
+    async def stop_node_jobs(self, node_id: str, timeout_s: float) -> None:
+        """The node is going away (`ray stop`): stop the jobs running here while the GCS can still
+        record them as STOPPED, instead of leaving them to notice the GCS is gone."""
+        jobs = await self.storage.list()
+        pids = []
+        for submission_id, info in jobs.items():
+            if info.status.is_terminal() or info.driver_node_id != node_id:
+                continue
+            pid = self.runner.supervisor_pid(submission_id, info)
+            if pid is not None and self.runner.signal_stop(submission_id, info):
+                pids.append(pid)
+        procs = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                procs.append(psutil.Process(pid))
+        await asyncio.to_thread(psutil.wait_procs, procs, timeout_s)
 
     async def supervise(self, req: web.Request) -> web.Response:
         submission_id = req.match_info["submission_id"]

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ray._private.runtime_env.packaging import PackageKV, gcs_storage_max_size
 from ray.dashboard.modules.job.common import JobInfo
+from ray.dashboard.modules.job.driver_jobs import read_driver_jobs
 from ray.dashboard.modules.job.job_manager import JobManager, JobNotFoundError
 from ray.dashboard.modules.job.models import JobDetails, JobSubmitRequest
 
@@ -86,27 +87,56 @@ class JobHead:
             return web.Response(text=traceback.format_exc(), status=500)
         return _json({"job_id": submission_id, "submission_id": submission_id})
 
-    async def list_jobs(self, req: web.Request) -> web.Response:
+    async def _driver_jobs(self) -> tuple[dict, list[JobDetails]]:
+        try:
+            return await asyncio.to_thread(read_driver_jobs, self.kv)
+        except Exception:
+            logger.exception("Reading the GCS job table failed; listing submitted jobs only.")
+            return {}, []
+
+    @staticmethod
+    def _details(submission_id: str, info: JobInfo, drivers: dict) -> JobDetails:
+        details = JobDetails.from_job_info(submission_id, info)
+        if submission_id in drivers:
+            details.job_id, details.driver_info = drivers[submission_id]
+        return details
+
+    async def all_job_details(self) -> list[dict]:
         jobs = await self.manager.list_jobs()
-        details = [JobDetails.from_job_info(sid, info).to_json() for sid, info in jobs.items()]
-        details.sort(key=lambda d: d.get("start_time") or 0)
-        return _json(details)
+        by_submission, driver_jobs = await self._driver_jobs()
+        submitted = sorted((self._details(sid, info, by_submission) for sid, info in jobs.items()),
+                           key=lambda d: d.start_time or 0)
+        # Ray's order: submitted jobs first, then drivers started directly.
+        return [d.to_json() for d in submitted + sorted(driver_jobs, key=lambda d: d.start_time or 0)]
+
+    async def list_jobs(self, req: web.Request) -> web.Response:
+        return _json(await self.all_job_details())
 
     async def _find(self, req: web.Request) -> tuple[str, JobInfo | None]:
         job_id = req.match_info["job_or_submission_id"]
         return job_id, await self.manager.get_job_info(job_id)
 
+    async def _find_driver_job(self, job_id: str) -> JobDetails | None:
+        _, driver_jobs = await self._driver_jobs()
+        return next((d for d in driver_jobs if d.job_id == job_id), None)
+
     async def get_job_info(self, req: web.Request) -> web.Response:
         job_id, info = await self._find(req)
         if info is None:
-            return _not_found(job_id)
-        return _json(JobDetails.from_job_info(job_id, info).to_json())
+            driver_job = await self._find_driver_job(job_id)
+            if driver_job is None:
+                return _not_found(job_id)
+            return _json(driver_job.to_json())
+        by_submission, _ = await self._driver_jobs()
+        return _json(self._details(job_id, info, by_submission).to_json())
 
     async def stop_job(self, req: web.Request) -> web.Response:
         job_id = req.match_info["job_or_submission_id"]
         try:
             stopped = await self.manager.stop_job(job_id)
         except JobNotFoundError:
+            if await self._find_driver_job(job_id) is not None:
+                return web.Response(text="Can only stop submission type jobs", status=400)
             return _not_found(job_id)
         except Exception:
             return web.Response(text=traceback.format_exc(), status=500)
@@ -117,6 +147,8 @@ class JobHead:
         try:
             deleted = await self.manager.delete_job(job_id)
         except JobNotFoundError:
+            if await self._find_driver_job(job_id) is not None:
+                return web.Response(text="Can only delete submission type jobs", status=400)
             return _not_found(job_id)
         except ValueError as e:
             return web.Response(text=str(e), status=400)
@@ -124,10 +156,15 @@ class JobHead:
             return web.Response(text=traceback.format_exc(), status=500)
         return _json({"deleted": deleted})
 
+    async def _missing(self, job_id: str) -> web.Response:
+        if await self._find_driver_job(job_id) is not None:
+            return web.Response(text="Can only get logs of submission type jobs", status=400)
+        return _not_found(job_id)
+
     async def get_job_logs(self, req: web.Request) -> web.Response:
         job_id, info = await self._find(req)
         if info is None:
-            return _not_found(job_id)
+            return await self._missing(job_id)
         try:
             logs = await self.manager.get_job_logs(job_id, info)
         except Exception:
@@ -137,7 +174,7 @@ class JobHead:
     async def tail_job_logs(self, req: web.Request) -> web.StreamResponse:
         job_id, info = await self._find(req)
         if info is None:
-            return _not_found(job_id)
+            return await self._missing(job_id)
         ws = web.WebSocketResponse()
         await ws.prepare(req)
         try:

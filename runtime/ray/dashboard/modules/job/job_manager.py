@@ -125,7 +125,8 @@ class JobManager:
         target_agent = None
         if placement.needs_placement(info):
             nodes = await asyncio.to_thread(self.cluster.nodes)
-            node = placement.choose_node(nodes, info)
+            others = {sid: job for sid, job in (await self.storage.list()).items() if sid != submission_id}
+            node = placement.choose_node(nodes, info, placement.used_by_jobs(others))
             if node is None:
                 logger.info("Job %s waits for a node with %s.", submission_id, placement.describe_requirements(info))
                 return False
@@ -267,7 +268,8 @@ class JobManager:
         if not jobs:
             return
         alive_nodes = None
-        for submission_id, info in jobs.items():
+        # Oldest first, so jobs waiting for the same resources start in the order they were submitted.
+        for submission_id, info in sorted(jobs.items(), key=lambda item: item[1].start_time or 0):
             if self.runner.is_tracked(submission_id):
                 continue  # its supervisor runs here; reap() notices when it exits
             if info.driver_node_id is None and info.supervisor_pid is None:

@@ -107,7 +107,14 @@ class JobSupervisor:
         return context, client
 
     def _driver_env(self, info: JobInfo, context: RuntimeEnvContext) -> dict[str, str]:
-        env = context.apply_to_environ(dict(os.environ))
+        base = dict(os.environ)
+        # `python` and `ray` in the entrypoint mean the runtime's own (as if its venv were activated);
+        # a pip runtime env puts its virtualenv's bin dir in front of this.
+        runtime_bin = os.path.dirname(sys.executable)
+        path = base.get("PATH", "")
+        if path.split(os.pathsep)[0] != runtime_bin:
+            base["PATH"] = os.pathsep.join([runtime_bin, path]) if path else runtime_bin
+        env = context.apply_to_environ(base)
         metadata = dict(info.metadata or {})
         metadata.setdefault(JOB_ID_METADATA_KEY, self.submission_id)
         env[RAY_JOB_CONFIG_JSON_ENV_VAR] = json.dumps({"runtime_env": info.runtime_env or {}, "metadata": metadata})
@@ -170,8 +177,18 @@ class JobSupervisor:
         await self.storage.put(self.submission_id, info)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         open(self.log_path, "a").close()
+        setup = asyncio.create_task(self._setup_runtime_env(info))
+        stopped = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait([setup, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not setup.done():  # stopped while a pip install was still running: don't wait for it
+            setup.cancel()
+            with contextlib.suppress(BaseException):
+                await setup
+            await self.put_status(JobStatus.STOPPED)
+            return
+        stopped.cancel()
         try:
-            context, agent = await self._setup_runtime_env(info)
+            context, agent = setup.result()
         except Exception as e:
             message = f"runtime_env setup failed: {e}"
             self._append_log(message)

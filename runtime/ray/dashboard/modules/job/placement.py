@@ -42,20 +42,40 @@ def _label_matches(labels: dict[str, str], key: str, expression: str) -> bool:
     return matched != negate
 
 
-def node_fits(node: dict[str, Any], required: dict[str, float], label_selector: dict[str, str] | None) -> bool:
+def node_fits(node: dict[str, Any], required: dict[str, float], label_selector: dict[str, str] | None,
+              used: dict[str, float] | None = None) -> bool:
     if not node.get("Alive"):
         return False
     total = node.get("Resources") or {}
-    if any(total.get(name, 0.0) < amount for name, amount in required.items()):
+    used = used or {}
+    if any(total.get(name, 0.0) - used.get(name, 0.0) < amount for name, amount in required.items()):
         return False
     labels = node.get("Labels") or {}
     return all(_label_matches(labels, key, expr) for key, expr in (label_selector or {}).items())
 
 
-def choose_node(nodes: list[dict[str, Any]], info: JobInfo) -> dict[str, Any] | None:
-    """The head if it fits, else the first other node that fits; None if no node can run it (yet)."""
+def used_by_jobs(jobs: dict[str, JobInfo]) -> dict[str, dict[str, float]]:
+    """Entrypoint resources held by the unfinished jobs placed on each node (node id -> resources)."""
+    used: dict[str, dict[str, float]] = {}
+    for info in jobs.values():
+        if info.status.is_terminal() or info.driver_node_id is None:
+            continue
+        node_used = used.setdefault(info.driver_node_id, {})
+        for name, amount in required_resources(info).items():
+            node_used[name] = node_used.get(name, 0.0) + amount
+    return used
+
+
+def choose_node(nodes: list[dict[str, Any]], info: JobInfo,
+                used: dict[str, dict[str, float]] | None = None) -> dict[str, Any] | None:
+    """The head if it fits, else the first other node that fits; None if no node can run it (yet).
+
+    Entrypoint resources are held for the job's lifetime, as Ray holds them for its supervisor
+    actor, so a node runs only as many such jobs at once as its resources allow."""
     required = required_resources(info)
-    fitting = [node for node in nodes if node_fits(node, required, info.entrypoint_label_selector)]
+    used = used or {}
+    fitting = [node for node in nodes
+               if node_fits(node, required, info.entrypoint_label_selector, used.get(node.get("NodeID", "")))]
     fitting.sort(key=lambda node: not node.get("IsHeadNode"))
     return fitting[0] if fitting else None
 

@@ -25,20 +25,57 @@ _MIN_SERVER_VERSION = (2, 0)
 _TIMEOUT_S = 60
 
 
+# Where the dashboard records its address in the GCS KV (Ray's DASHBOARD_ADDRESS / KV_NAMESPACE_DASHBOARD).
+DASHBOARD_ADDRESS_KEY = b"dashboard"
+DASHBOARD_KV_NAMESPACE = b"dashboard"
+
+
+def _local_cluster_gcs_address() -> str | None:
+    """The GCS that `ray start` recorded on this machine, if any."""
+    try:
+        from ray._private import process_registry
+
+        path = process_registry.current_cluster_file(process_registry.default_temp_dir())
+        return path.read_text().strip() if path.exists() else None
+    except Exception:
+        return None
+
+
+def dashboard_url_from_gcs(gcs_address: str) -> str | None:
+    """The dashboard's URL as the cluster at `gcs_address` recorded it; None if that is no GCS."""
+    try:
+        from ray._private.gcs_client import GcsClient
+
+        client = GcsClient(gcs_address, timeout_s=5)
+        try:
+            value = client.internal_kv_get(DASHBOARD_ADDRESS_KEY, DASHBOARD_KV_NAMESPACE)
+        finally:
+            client.close()
+    except Exception:
+        return None
+    return f"http://{value.decode()}" if value else None
+
+
 def resolve_address(address: str | None) -> str:
-    """Ray's rules: the argument, else RAY_API_SERVER_ADDRESS, else RAY_ADDRESS, else localhost:8265."""
-    if not address:
-        address = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-    if not address or address == "auto":
-        return DEFAULT_DASHBOARD_ADDRESS
-    if "://" not in address:
-        address = "http://" + address
-    if address.startswith("ray://"):
-        raise ValueError(
-            f"{address!r} is a Ray Client address; the jobs API needs the dashboard's HTTP address, "
-            "e.g. http://127.0.0.1:8265."
-        )
-    return address.rstrip("/")
+    """Ray's rules: RAY_API_SERVER_ADDRESS, else RAY_ADDRESS, else the argument; an http(s) URL is used
+    as is, a cluster address ("host:port" of the GCS, "auto" or nothing) is looked up in the GCS."""
+    address = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS") or address
+    if address and "://" in address:
+        if address.startswith("ray://"):
+            raise ValueError(
+                f"{address!r} is a Ray Client address; the jobs API needs the dashboard's HTTP address, "
+                "e.g. http://127.0.0.1:8265."
+            )
+        return address.rstrip("/")
+    gcs_address = address if address and address != "auto" else _local_cluster_gcs_address()
+    if gcs_address:
+        url = dashboard_url_from_gcs(gcs_address)
+        if url:
+            return url
+        if address and address != "auto":
+            # Not a GCS: most likely the dashboard's host:port given without a scheme.
+            return "http://" + address.rstrip("/")
+    return DEFAULT_DASHBOARD_ADDRESS
 
 
 class _Response:

@@ -1,0 +1,113 @@
+"""The node's shared-memory object store: accounting, eviction by spilling to disk, and restore.
+
+Objects are files in the node's /dev/shm dir (written by the processes that create them). Once the bytes
+in shared memory pass `object_spilling_threshold` of the store's capacity, the least recently created
+objects move to `<session>/spill/<node>/`; reading a spilled object restores it first. Nothing is lost:
+an object is only removed when its owner frees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import OrderedDict
+
+from ray._private.config import config
+
+logger = logging.getLogger(__name__)
+
+
+class LocalObjectStore:
+    def __init__(self, shm_dir: str, spill_dir: str, capacity: int):
+        self.shm_dir = shm_dir
+        self.spill_dir = spill_dir
+        self.capacity = capacity
+        self._in_memory: OrderedDict[str, int] = OrderedDict()
+        self._spilled: dict[str, int] = {}
+        self.spilled_bytes_total = 0
+        self.restored_bytes_total = 0
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(self._in_memory.values())
+
+    @property
+    def num_objects(self) -> int:
+        return len(self._in_memory) + len(self._spilled)
+
+    def stats(self) -> dict:
+        return {"object_store_used_bytes": self.used_bytes, "num_objects": self.num_objects,
+                "num_spilled": len(self._spilled), "spilled_bytes_total": self.spilled_bytes_total,
+                "restored_bytes_total": self.restored_bytes_total, "capacity": self.capacity}
+
+    def on_created(self, oid: str, size: int) -> None:
+        self._in_memory[oid] = size
+        self._spill_if_needed(keep=oid)
+
+    def _spill_if_needed(self, keep: str | None = None) -> None:
+        limit = self.capacity * config().object_spilling_threshold
+        used = self.used_bytes
+        for oid in list(self._in_memory):
+            if used <= limit:
+                break
+            if oid == keep:
+                continue
+            used -= self._spill(oid)
+
+    def _spill(self, oid: str) -> int:
+        size = self._in_memory.pop(oid)
+        os.makedirs(self.spill_dir, exist_ok=True)
+        src, dst = os.path.join(self.shm_dir, oid), os.path.join(self.spill_dir, oid)
+        try:
+            shutil.copyfile(src, dst)
+            os.unlink(src)  # readers that mapped it keep their mapping
+        except FileNotFoundError:
+            return size
+        self._spilled[oid] = size
+        self.spilled_bytes_total += size
+        return size
+
+    def restore(self, oid: str) -> bool:
+        """Bring a spilled object back into shared memory; True when it is there afterwards."""
+        if oid in self._in_memory:
+            return True
+        size = self._spilled.pop(oid, None)
+        if size is None:
+            return False
+        src, dst = os.path.join(self.spill_dir, oid), os.path.join(self.shm_dir, oid)
+        tmp = dst + ".restore"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        os.unlink(src)
+        self.restored_bytes_total += size
+        self._in_memory[oid] = size
+        self._spill_if_needed(keep=oid)
+        return True
+
+    def free(self, oids: list[str]) -> None:
+        for oid in oids:
+            if self._in_memory.pop(oid, None) is not None:
+                _unlink(os.path.join(self.shm_dir, oid))
+            if self._spilled.pop(oid, None) is not None:
+                _unlink(os.path.join(self.spill_dir, oid))
+
+    def read(self, oid: str) -> bytes | None:
+        for d in (self.shm_dir, self.spill_dir):
+            try:
+                with open(os.path.join(d, oid), "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                continue
+        return None
+
+    def destroy(self) -> None:
+        shutil.rmtree(self.shm_dir, ignore_errors=True)
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

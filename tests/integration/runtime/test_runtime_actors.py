@@ -1,0 +1,205 @@
+"""Actors on a real local cluster: ordering, handles, async/threaded, names, kill, restarts, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+import ray
+from ray.exceptions import RayActorError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster(tmp_path_factory):
+    ray.init(num_cpus=4, include_dashboard=False, namespace="test-ns",
+             runtime_env={"env_vars": {"counter_name": "test_counter"}},
+             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@ray.remote
+class Counter:
+    def __init__(self, start=0):
+        self.value = start
+        self.name = os.getenv("counter_name")
+
+    def inc(self, by=1):
+        self.value += by
+        return self.value
+
+    def get(self):
+        return self.value
+
+    def label(self):
+        return f"{self.name} got {self.value}"
+
+    def pid(self):
+        return os.getpid()
+
+    def die(self):
+        os._exit(1)
+
+
+def test_calls_run_in_submission_order_and_see_the_job_runtime_env():
+    c = Counter.remote(10)
+    refs = [c.inc.remote() for _ in range(50)]
+    assert ray.get(refs) == list(range(11, 61))
+    assert ray.get(c.label.remote()) == "test_counter got 60"
+
+
+def test_actor_cannot_be_instantiated_directly():
+    with pytest.raises(TypeError, match=r"Actors cannot be instantiated directly.*Counter.remote\(\)"):
+        Counter()
+
+
+def test_handles_can_be_passed_to_tasks_and_other_actors():
+    c = Counter.remote()
+
+    @ray.remote
+    def bump(handle, n):
+        return ray.get([handle.inc.remote() for _ in range(n)])[-1]
+
+    assert ray.get(bump.remote(c, 5)) == 5
+    assert ray.get(c.get.remote()) == 5
+
+
+def test_async_actor_runs_calls_concurrently():
+    @ray.remote
+    class AsyncActor:
+        def __init__(self):
+            self.waiting = 0
+
+        async def rendezvous(self, n):
+            # Returns only once n calls are inside at the same time: impossible without concurrency.
+            self.waiting += 1
+            while self.waiting < n:
+                await asyncio.sleep(0.01)
+            return "met"
+
+    a = AsyncActor.options(max_concurrency=10).remote()
+    assert ray.get([a.rendezvous.remote(5) for _ in range(5)], timeout=60) == ["met"] * 5
+
+
+def test_threaded_actor_runs_calls_in_parallel_threads():
+    @ray.remote(max_concurrency=4)
+    class Threaded:
+        def __init__(self):
+            self.barrier = threading.Barrier(4, timeout=30)
+
+        def meet(self):
+            self.barrier.wait()
+            return threading.get_ident()
+
+    t = Threaded.remote()
+    idents = ray.get([t.meet.remote() for _ in range(4)], timeout=60)
+    assert len(set(idents)) == 4
+
+
+def test_named_actors_namespaces_and_get_if_exists():
+    c = Counter.options(name="shared").remote(100)
+    assert ray.get(ray.get_actor("shared").inc.remote()) == 101
+    with pytest.raises(ValueError, match="The name shared .* is already taken"):
+        Counter.options(name="shared").remote()
+    same = Counter.options(name="shared", get_if_exists=True).remote()
+    assert ray.get(same.get.remote()) == 101
+    with pytest.raises(ValueError, match="Failed to look up actor with name 'shared'"):
+        ray.get_actor("shared", namespace="another")
+    other = Counter.options(name="shared", namespace="another").remote(7)
+    assert ray.get(ray.get_actor("shared", namespace="another").get.remote()) == 7
+    ray.kill(other)
+    del c
+
+
+def test_kill_makes_calls_raise_ray_actor_error():
+    c = Counter.remote()
+    assert ray.get(c.inc.remote()) == 1
+    ray.kill(c)
+    with pytest.raises(RayActorError):
+        ray.get(c.inc.remote(), timeout=60)
+    with pytest.raises(ValueError, match=r"ray.kill\(\) only supported for actors"):
+        ray.kill("not an actor")
+
+
+def test_max_restarts_and_max_task_retries():
+    c = Counter.options(max_restarts=1, max_task_retries=1).remote()
+    assert ray.get(c.inc.remote()) == 1
+    first_pid = ray.get(c.pid.remote())
+    with pytest.raises(RayActorError):
+        ray.get(c.die.remote(), timeout=60)  # retried once after the restart, dies again: out of restarts
+    with pytest.raises(RayActorError):
+        ray.get(c.get.remote(), timeout=60)
+
+    r = Counter.options(max_restarts=2).remote()
+    ray.get(r.inc.remote())
+    os.kill(ray.get(r.pid.remote()), 9)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            # State is lost on restart: the counter starts again.
+            assert ray.get(r.inc.remote(), timeout=60) == 1
+            break
+        except RayActorError:
+            time.sleep(0.2)  # calls in flight while it died fail; new ones reach the restarted actor
+    assert ray.get(r.pid.remote()) != first_pid
+
+
+def test_exit_actor_ends_the_actor_without_restart():
+    @ray.remote(max_restarts=3)
+    class Quitter:
+        def quit(self):
+            ray.actor.exit_actor()
+
+        def ping(self):
+            return "pong"
+
+    q = Quitter.remote()
+    assert ray.get(q.ping.remote()) == "pong"
+    ray.get(q.quit.remote())
+    with pytest.raises(RayActorError):
+        ray.get(q.ping.remote(), timeout=60)
+
+
+def test_constructor_error_is_reported_on_calls():
+    @ray.remote
+    class Broken:
+        def __init__(self):
+            raise ZeroDivisionError("bad init")
+
+        def f(self):
+            return 1
+
+    b = Broken.remote()
+    with pytest.raises(RayActorError, match="bad init"):
+        ray.get(b.f.remote(), timeout=60)
+
+
+def test_actor_runtime_context_and_resources():
+    @ray.remote(num_cpus=1)
+    class Ctx:
+        def info(self):
+            c = ray.get_runtime_context()
+            return c.get_actor_id(), c.namespace, c.get_assigned_resources()
+
+    a = Ctx.remote()
+    actor_id, namespace, resources = ray.get(a.info.remote())
+    assert actor_id == a._ray_actor_id.hex() and namespace == "test-ns" and resources == {"CPU": 1.0}
+
+
+def test_an_unnamed_actor_ends_when_its_handle_goes_away_after_its_calls():
+    import psutil
+
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    last = c.inc.remote(5)  # still runs although the handle is dropped right after
+    del c
+    assert ray.get(last) == 5
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
+        time.sleep(0.1)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
