@@ -170,6 +170,28 @@ def baseline_cells(path: str) -> dict[str, Cell]:
     for row in data["rows"]:
         ray = row.get("ray") or {}
         if ray.get("value") is not None and not ray.get("error"):
-            cells[row["key"]] = Cell(value=ray["value"], details=ray.get("details"),
-                                     source=f"baseline {data.get('meta', {}).get('date', path)}")
+            when = ray.get("measured_at") or data.get("meta", {}).get("date", path)
+            cells[row["key"]] = Cell(value=ray["value"], details=ray.get("details"), source=f"baseline {when}")
     return cells
+
+
+def update_baseline(path: str, comparisons: list[Comparison], meta: dict[str, Any]) -> int:
+    """Merges the measured Ray figures into the baseline file (rows not measured now keep their
+    stored figure and date); returns how many rows were updated."""
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        data = {"meta": {}, "rows": []}
+    by_key = {row["key"]: row for row in data["rows"]}
+    updated = 0
+    for c in comparisons:
+        if c.ray.ok and c.ray.source == "measured":
+            by_key[c.row.key] = {"key": c.row.key, "title": c.row.title, "unit": c.row.unit,
+                                 "ray": {**asdict(c.ray), "measured_at": meta.get("date")}}
+            updated += 1
+    data["rows"] = list(by_key.values())
+    data["meta"] = {**data.get("meta", {}), "updated": meta.get("date"), "machine": meta.get("machine")}
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2)
+    return updated

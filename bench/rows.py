@@ -49,8 +49,10 @@ ROWS: tuple[Row, ...] = (
         "job_submit_running", 300, 4),
     Row("pip_env_second_task", "pip runtime env: 2nd task on the same env", "s", False, AT_LEAST_RAY,
         "pip_env", 600, 4, absolute_max=1.0),
-    Row("pip_env_cached_actor", "pip runtime env: new actor on the cached env", "s", False, AT_LEAST_RAY,
-        "pip_env", 600, 4, absolute_max=None),
+    Row("pip_env_cached_actor", "pip runtime env: then an actor on the same env", "s", False, AT_LEAST_RAY,
+        "pip_env", 600, 4, absolute_max=1.0),
+    Row("pip_env_second_job", "pip runtime env: 2nd job submit -> RUNNING", "s", False, AT_LEAST_RAY,
+        "pip_env_job", 900, 4),
 )
 
 ROWS_BY_KEY: dict[str, Row] = {row.key: row for row in ROWS}

@@ -31,6 +31,7 @@ from report import (
     summary_line,
     text_table,
     to_json,
+    update_baseline,
 )
 from rows import Row, select_rows, workloads_for
 from runner import Runtime, WorkloadResult, run_workload
@@ -72,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--openray-python", help="OpenRay's interpreter (default: the repo's .venv)")
     parser.add_argument("--baseline", default=str(DEFAULT_BASELINE),
                         help="results JSON whose Ray figures fill Ray's column when Ray is not run")
+    parser.add_argument("--update-baseline", action="store_true",
+                        help="merge the Ray figures measured now into --baseline")
     parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every workload's timeout")
     parser.add_argument("--profile", action="store_true",
@@ -189,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary_line(comparisons) + ("  ((b) = Ray figure from the baseline file)" if baseline else ""))
     written = write_results(comparisons, meta, results_dir)
+    if args.update_baseline:
+        count = update_baseline(args.baseline, comparisons, meta)
+        print(f"baseline: {count} Ray figure(s) merged into {args.baseline}")
     print(f"results: {written} (and latest.json/latest.md); workload logs: {log_dir}")
     return 0
 

@@ -52,6 +52,10 @@ def workload_env(runtime: Runtime, tmp_root: str, token: str) -> dict[str, str]:
         "RAY_TMPDIR": tmp_root,
         "TMPDIR": tmp_root,
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray 2.60's default for a cluster it starts (ray.init or `ray start`), said explicitly so
+        # that its JobSubmissionClient, whose config is read at import, sends ~/.ray/auth_token
+        # too. OpenRay has no token auth and ignores it.
+        "RAY_AUTH_MODE": "token",
         "PYTHONUNBUFFERED": "1",
         "OPENRAY_BENCH_TMP": tmp_root,
         TOKEN_ENV: token,
