@@ -21,7 +21,8 @@ from .kube import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+# Pods start slowly on a busy 2-core machine: generous per-test limits (pyproject default: 300 s).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
