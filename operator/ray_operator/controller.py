@@ -32,6 +32,28 @@ class Controller:
         self.clusters = WorkQueue(base_backoff_s=cfg.error_requeue_s)
         self.jobs = WorkQueue(base_backoff_s=cfg.error_requeue_s)
         self._stop = threading.Event()
+        self._seen: dict[tuple[str, str, str], tuple] = {}
+        self._seen_lock = threading.Lock()
+
+    def _spec_changed(self, kind: str, body: dict[str, Any], event_type: str | None) -> bool:
+        """Like controller-runtime's GenerationChanged/LabelChanged/AnnotationChanged predicates: our own
+        status writes must not wake the reconciler again (that would defeat the failure back-off)."""
+        meta = body.get("metadata", {})
+        key = (kind, *_key(body))
+        fingerprint = (
+            meta.get("generation"),
+            repr(sorted((meta.get("labels") or {}).items())),
+            repr(sorted((meta.get("annotations") or {}).items())),
+            meta.get("deletionTimestamp"),
+            tuple(meta.get("finalizers") or ()),
+        )
+        with self._seen_lock:
+            if event_type == "DELETED":
+                self._seen.pop(key, None)
+                return True
+            changed = self._seen.get(key) != fingerprint
+            self._seen[key] = fingerprint
+            return changed
 
     def _cluster_work(self, key: Hashable) -> tuple[float | None, bool]:
         namespace, name = key  # type: ignore[misc]
@@ -65,8 +87,10 @@ class Controller:
                 except Exception as err:  # the next round tries again
                     log.warning("resync failed: %s", err)
 
-    def on_cluster_event(self, body: dict[str, Any]) -> None:
-        self.clusters.add(_key(body))
+    def on_cluster_event(self, body: dict[str, Any], event_type: str | None = None) -> None:
+        if self._spec_changed("RayCluster", body, event_type):
+            self.clusters.add(_key(body))
+        # A RayJob waits on its cluster's status, so every change of the cluster wakes it.
         labels = body.get("metadata", {}).get("labels") or {}
         if labels.get(c.LABEL_ORIGINATED_FROM_CRD) == "RayJob":
             self.jobs.add((body["metadata"].get("namespace"), labels[c.LABEL_ORIGINATED_FROM_CR_NAME]))
@@ -75,8 +99,9 @@ class Controller:
         labels = body.get("metadata", {}).get("labels") or {}
         self.clusters.add((body["metadata"].get("namespace"), labels[c.LABEL_CLUSTER]))
 
-    def on_job_event(self, body: dict[str, Any]) -> None:
-        self.jobs.add(_key(body))
+    def on_job_event(self, body: dict[str, Any], event_type: str | None = None) -> None:
+        if self._spec_changed("RayJob", body, event_type):
+            self.jobs.add(_key(body))
 
     def on_submitter_event(self, body: dict[str, Any]) -> None:
         labels = body.get("metadata", {}).get("labels") or {}
@@ -121,16 +146,16 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         controller.stop()
 
     @kopf.on.event(c.GROUP, c.VERSION, c.RAYCLUSTER_PLURAL, registry=registry)
-    async def _cluster(body: kopf.Body, **_: Any) -> None:
-        controller.on_cluster_event(dict(body))
+    async def _cluster(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 — kopf's name
+        controller.on_cluster_event(dict(body), type)
 
     @kopf.on.event("", "v1", "pods", labels={c.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
     async def _pod(body: kopf.Body, **_: Any) -> None:
         controller.on_pod_event(dict(body))
 
     @kopf.on.event(c.GROUP, c.VERSION, c.RAYJOB_PLURAL, registry=registry)
-    async def _rayjob(body: kopf.Body, **_: Any) -> None:
-        controller.on_job_event(dict(body))
+    async def _rayjob(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 — kopf's name
+        controller.on_job_event(dict(body), type)
 
     @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_ORIGINATED_FROM_CRD: "RayJob"}, registry=registry)
     async def _submitter(body: kopf.Body, **_: Any) -> None:

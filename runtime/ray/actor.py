@@ -234,6 +234,9 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     cw = global_worker.ensure_connected()
     cw.gcs.call(cw.gcs.stubs.actor.KillActorViaGcs,
                 apb.KillActorViaGcsRequest(actor_id=actor._actor_id, force_kill=True, no_restart=no_restart))
+    if no_restart:
+        cw.loop.call_soon_threadsafe(cw.actor_submitter.mark_killed, actor._actor_id,
+                                     "The actor was killed by `ray.kill`.")
 
 
 def exit_actor() -> None:

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.slow
 def operator(kube: Kube) -> Iterator[str]:
     """`helm install` of the chart into its own namespace; uninstalled afterwards. Returns the namespace."""
     namespace = f"openray-system-{uuid.uuid4().hex[:6]}"
-    kube.helm("install", "kuberay-operator", str(REPO / "helm"), "--namespace", namespace,
-              "--create-namespace", "--wait", "--timeout", "6m", timeout=420)
     try:
+        kube.helm("install", "kuberay-operator", str(REPO / "helm"), "--namespace", namespace,
+                  "--create-namespace", "--wait", "--timeout", "6m", timeout=420)
         yield namespace
     finally:
         kube.helm("uninstall", "kuberay-operator", "--namespace", namespace, "--wait", check=False)

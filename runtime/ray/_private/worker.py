@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 from ray._private import process_registry
-from ray._private.gcs_client import GcsClient
 from ray._private.ids import JobID
 from ray._private.object_ref import ObjectRef
 
@@ -69,12 +68,18 @@ def is_initialized() -> bool:
     return global_worker.connected
 
 
+def _gcs_client(address: str, timeout_s: float = 30):
+    from ray._private.gcs_client import GcsClient  # gRPC is loaded only where a GCS client is needed
+
+    return GcsClient(address, timeout_s=timeout_s)
+
+
 def _find_existing_cluster(temp_dir: str) -> str | None:
     path = process_registry.current_cluster_file(temp_dir)
     if not path.exists():
         return None
     address = path.read_text().strip()
-    client = GcsClient(address, timeout_s=2)
+    client = _gcs_client(address, timeout_s=2)
     try:
         client.check_alive(timeout_s=2)
         return address
@@ -184,7 +189,7 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
     from ray.protocol import gcs_pb2 as pb
 
     split_address(gcs_address)
-    gcs = GcsClient(gcs_address)
+    gcs = _gcs_client(gcs_address)
     try:
         gcs.check_alive()
     except ConnectionError as e:
@@ -239,7 +244,7 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
     })
 
 
-def _upload_packages(runtime_env: dict, gcs: GcsClient) -> dict:
+def _upload_packages(runtime_env: dict, gcs) -> dict:
     if not (runtime_env.get("working_dir") or runtime_env.get("py_modules")):
         return runtime_env
     try:
@@ -326,7 +331,7 @@ def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> No
 
 
 # ---------------------------------------------------------------------- cluster info
-def _gcs() -> GcsClient:
+def _gcs():
     cw = global_worker.ensure_connected()
     return cw.gcs
 

@@ -218,6 +218,14 @@ class ActorTaskSubmitter:
         stored = self.cw._error_object(error).to_wire()
         self._finish(call, [(oid, stored) for oid in call.spec["return_ids"]])
 
+    def mark_killed(self, actor_id: bytes, reason: str) -> None:
+        """`ray.kill(no_restart=True)` from this process: later calls fail at once, in order."""
+        st = self._state(actor_id)
+        st.data = apb.ActorTableData(actor_id=actor_id, state=State.DEAD, death_cause=reason, version=2**62)
+        if st.conn is not None:
+            st.conn.close()
+            st.conn = None
+
     def shutdown(self) -> None:
         for st in self._actors.values():
             if st.sender is not None:

@@ -19,7 +19,6 @@ from typing import Any
 from ray import exceptions
 from ray._private import framing, object_ref
 from ray._private.config import config
-from ray._private.gcs_client import GcsClient
 from ray._private.ids import JobID, ObjectID, TaskID, WorkerID
 from ray._private.object_ref import ObjectRef
 from ray._private.serialization import deserialize, serialize
@@ -47,8 +46,8 @@ class CoreWorker:
         self.namespace = namespace
         self.runtime_env = runtime_env or {}
         self.num_prestart = num_prestart
-        self.gcs = GcsClient(gcs_address)
-        self.functions = FunctionManager(self.gcs)
+        self._gcs = None  # created on first use: plain task workers never load gRPC (~25 MB each)
+        self.functions = FunctionManager(self)
         self.memory_store = MemoryStore()
         self.loop = framing.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="ray-core-worker-io", daemon=True)
@@ -140,7 +139,37 @@ class CoreWorker:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
-        self.gcs.close()
+        if self._gcs is not None:
+            self._gcs.close()
+
+    @property
+    def gcs(self):
+        if self._gcs is None:
+            from ray._private.gcs_client import GcsClient
+
+            self._gcs = GcsClient(self.gcs_address)
+        return self._gcs
+
+    # The function table's KV: drivers talk to the GCS; workers go through their raylet (no gRPC here).
+    def internal_kv_get(self, key: bytes, namespace: bytes | None = None) -> bytes | None:
+        if self.mode == DRIVER or self._gcs is not None:
+            return self.gcs.internal_kv_get(key, namespace=namespace)
+
+        async def _get():
+            return await self.raylet.request("kv_get", {"key": key, "namespace": namespace})
+
+        return self.run_sync(_get(), timeout=60)
+
+    def internal_kv_put(self, key: bytes, value: bytes, overwrite: bool = True,
+                        namespace: bytes | None = None) -> int:
+        if self.mode == DRIVER or self._gcs is not None:
+            return self.gcs.internal_kv_put(key, value, overwrite=overwrite, namespace=namespace)
+
+        async def _put():
+            return await self.raylet.request("kv_put", {"key": key, "value": value, "overwrite": overwrite,
+                                                        "namespace": namespace})
+
+        return self.run_sync(_put(), timeout=60)
 
     def conn_address(self, addr: dict) -> str:
         """How this process reaches a peer: its Unix socket on the same node, TCP otherwise."""

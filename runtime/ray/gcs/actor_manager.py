@@ -236,8 +236,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         if actor.raylet is not None and not actor.raylet.closed and actor.conn is not None:
             actor.raylet.notify("kill_worker", {"worker_id": json.loads(actor.data.address_json)["worker_id"],
                                                 "force": True})
-        elif actor.conn is None and no_restart:
-            await self._set_state(actor, State.DEAD, death_cause=reason)
+        if no_restart and actor.data.state != State.DEAD:
+            await self._set_state(actor, State.DEAD, death_cause=reason)  # callers learn it at once
 
     async def _on_job_finished(self, job_id: bytes) -> None:
         for actor in list(self._actors.values()):

@@ -108,6 +108,7 @@ class NodeManager:
                                                on_close=self._on_conn_closed)
         self.pool = WorkerPool(f"unix:{self.socket_path}", self.node_id, self.node_ip, self.gcs_address,
                                self.session_dir, self.shm_dir, self._on_worker_dead)
+        await self.pool.start_template()
         self.gcs = AsyncGcsClient(self.gcs_address)
         info = pb.GcsNodeInfo(
             node_id=bytes.fromhex(self.node_id), node_manager_address=self.node_ip,
@@ -244,7 +245,7 @@ class NodeManager:
             return
         for _ in range(max(0, count - self.pool.num_starting(key))):
             async with self._start_slots:
-                worker = self.pool.start_worker(key, job_id, runtime_env, ctx)
+                worker = await self.pool.start_worker(key, job_id, runtime_env, ctx)
                 worker.registered.add_done_callback(lambda f, w=worker: self._on_prestarted(w, f))
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(worker.registered),
@@ -404,7 +405,7 @@ class NodeManager:
                 async with self._start_slots:
                     worker = self.pool.pop_idle(req.env_key)
                     if worker is None:
-                        worker = self.pool.start_worker(req.env_key, req.job_id, req.runtime_env, ctx)
+                        worker = await self.pool.start_worker(req.env_key, req.job_id, req.runtime_env, ctx)
                         lease.worker = worker
                         worker.lease_id = lease.lease_id
                         worker.state = LEASED
@@ -527,6 +528,14 @@ class NodeManager:
     def _h_read_object(self, conn, body: dict) -> bytes | None:
         """Another node pulls a copy of an object held here (in memory or spilled)."""
         return self.store.read(body["object_id"])
+
+    async def _h_kv_get(self, conn, body: dict) -> bytes | None:
+        """Workers read the function table through their raylet, so they need no gRPC of their own."""
+        return await self.gcs.internal_kv_get(body["key"], namespace=body.get("namespace"))
+
+    async def _h_kv_put(self, conn, body: dict) -> int:
+        return await self.gcs.internal_kv_put(body["key"], body["value"], overwrite=body.get("overwrite", True),
+                                              namespace=body.get("namespace"))
 
     def _h_ping(self, conn, body) -> str:
         return "pong"

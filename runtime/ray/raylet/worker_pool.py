@@ -40,6 +40,34 @@ def needs_agent(runtime_env: dict | None) -> bool:
     return any(k != "env_vars" and v for k, v in (runtime_env or {}).items())
 
 
+class ForkedProcess:
+    """A worker forked by the template (not our child): the Popen calls the pool uses, by pid."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+                with open(f"/proc/{self.pid}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                        self.returncode = -1
+            except (ProcessLookupError, FileNotFoundError):
+                self.returncode = -1
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = time.monotonic() + (timeout or 0)
+        while self.poll() is None and (timeout is None or time.monotonic() < deadline):
+            time.sleep(0.01)
+        return self.returncode
+
+
 @dataclass
 class Worker:
     worker_id: str
@@ -66,13 +94,15 @@ class WorkerPool:
         self.shm_dir = shm_dir
         self.workers: dict[str, Worker] = {}
         self._idle: dict[str, list[Worker]] = {}
+        self._template: subprocess.Popen | None = None
+        self._template_ready = False
         self._on_worker_dead = on_worker_dead
 
     @property
     def logs_dir(self) -> str:
         return os.path.join(self.session_dir, "logs")
 
-    def start_worker(self, key: str, job_id: str, runtime_env: dict | None, ctx: dict | None = None) -> Worker:
+    async def start_worker(self, key: str, job_id: str, runtime_env: dict | None, ctx: dict | None = None) -> Worker:
         ctx = ctx or local_runtime_env_context(runtime_env)
         worker_id = WorkerID.from_random().hex()
         env = dict(os.environ)
@@ -97,17 +127,58 @@ class WorkerPool:
             "--env-key", key,
         ]
         log_base = os.path.join(self.logs_dir, f"worker-{worker_id}-{job_id}")
-        out = open(f"{log_base}.out", "ab")  # noqa: SIM115
-        err = open(f"{log_base}.err", "ab")  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                    cwd=ctx["cwd"] or os.getcwd(),)
-        finally:
-            out.close()
-            err.close()
+        proc = None
+        if ctx["py_executable"] is None:
+            proc = await self._fork_from_template(args[3:], env, ctx, log_base)
+        if proc is None:
+            proc = self._spawn(args, env, ctx, log_base)
         worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future())
         self.workers[worker_id] = worker
         return worker
+
+    async def start_template(self) -> None:
+        """Start the fork server early (it imports the worker code while the cluster comes up)."""
+        env = dict(os.environ)
+        env.update(lifetime.env_for_child(signal.SIGKILL))
+        err = open(os.path.join(self.logs_dir, "worker_template.err"), "ab")  # noqa: SIM115
+        try:
+            self._template = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ray.raylet.worker_template", stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=err, env=env, cwd=self.session_dir)
+        finally:
+            err.close()
+        self._template_ready = False
+        self._template_lock = asyncio.Lock()
+
+    async def _fork_from_template(self, args: list[str], env: dict, ctx: dict, log_base: str) -> ForkedProcess | None:
+        template = self._template
+        if template is None or template.returncode is not None:
+            return None
+        # Requests and replies are lines on one pipe pair: one at a time. Awaited, never blocking the loop.
+        async with self._template_lock:
+            try:
+                if not self._template_ready:
+                    json.loads(await template.stdout.readline())  # {"ready": true} once its imports are done
+                    self._template_ready = True
+                request = {"args": args, "env": env, "cwd": ctx["cwd"] or os.getcwd(),
+                           "pythonpath": ctx["pythonpath"], "out": f"{log_base}.out", "err": f"{log_base}.err"}
+                template.stdin.write((json.dumps(request) + "\n").encode())
+                await template.stdin.drain()
+                return ForkedProcess(json.loads(await template.stdout.readline())["pid"])
+            except (OSError, ValueError, KeyError) as e:
+                logger.warning("The worker fork server failed (%s); starting workers the slow way.", e)
+                self._template = None
+                return None
+
+    def _spawn(self, args: list[str], env: dict, ctx: dict, log_base: str) -> subprocess.Popen:
+        out = open(f"{log_base}.out", "ab")  # noqa: SIM115
+        err = open(f"{log_base}.err", "ab")  # noqa: SIM115
+        try:
+            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                    cwd=ctx["cwd"] or os.getcwd())
+        finally:
+            out.close()
+            err.close()
 
     def on_registered(self, worker_id: str, conn, address: dict) -> Worker | None:
         worker = self.workers.get(worker_id)
@@ -177,6 +248,9 @@ class WorkerPool:
     def kill_all(self) -> None:
         for worker in list(self.workers.values()):
             self.kill(worker)
+        if self._template is not None and self._template.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._template.kill()
         for worker in list(self.workers.values()):
             with contextlib.suppress(Exception):
                 worker.proc.wait(timeout=5)

@@ -53,9 +53,19 @@ def find_kubectl(bin_dir: Path | None) -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all held open while choosing, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -86,10 +96,10 @@ class ApiServer:
         self.kubeconfig = workdir / "kubeconfig"
         self._procs: list[subprocess.Popen] = []
 
-    def start(self, timeout_s: float = 180) -> None:
+    def start(self, timeout_s: float = 300) -> None:
         pki = self.workdir / "pki"
         make_pki(pki)
-        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_port, peer_port, api_port = free_ports(3)
         etcd_log = open(self.workdir / "etcd.log", "wb")  # noqa: SIM115 — closed with the process
         version = subprocess.run([self.etcd, "--version"], capture_output=True, text=True).stdout
         no_fsync = [] if "Version: 3.4." in version else ["--unsafe-no-fsync"]  # a 3.5+ flag
@@ -175,7 +185,7 @@ class Kubectl:
         return self("apply", "-n", namespace, "-f", "-", stdin=text)
 
 
-def wait_for(description: str, check: Callable[[], Any], timeout_s: float = 90, interval_s: float = 0.5) -> Any:
+def wait_for(description: str, check: Callable[[], Any], timeout_s: float = 150, interval_s: float = 0.5) -> Any:
     """Poll `check` until it returns something truthy; fail with `description` and the last value."""
     deadline = time.monotonic() + timeout_s
     last: Any = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from apiserver import REPO, ApiServer, Kubectl, find_bin_dir, find_etcd, find_kubectl, free_port, wait_for
+from apiserver import REPO, ApiServer, Kubectl, find_bin_dir, find_etcd, find_kubectl, free_ports, wait_for
 
 
 def _unavailable(message: str) -> None:
@@ -55,7 +55,7 @@ def operator(api_server: ApiServer, kubectl: Kubectl, tmp_path_factory: pytest.T
     """`python -m ray_operator` against the API server (as the chart runs it, with leader election)."""
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     env = {**os.environ, "RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV": "10", "PYTHONUNBUFFERED": "1"}
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = free_ports(2)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ray_operator", "--kubeconfig", str(api_server.kubeconfig),
@@ -64,8 +64,12 @@ def operator(api_server: ApiServer, kubectl: Kubectl, tmp_path_factory: pytest.T
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     try:
-        wait_for("the operator to take the leader lease",
-                 lambda: kubectl("get", "lease", "ray-operator-leader", "-n", "default", check=False), 60)
+        def leader() -> str:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the operator exited with {proc.returncode}:\n{log_path.read_text()[-5000:]}")
+            return kubectl("get", "lease", "ray-operator-leader", "-n", "default", check=False)
+
+        wait_for("the operator to take the leader lease", leader, 240)
         yield OperatorProcess(log_path, metrics_port)
     finally:
         proc.terminate()

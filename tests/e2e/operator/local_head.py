@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from apiserver import free_port
+from apiserver import free_ports
 from ray_operator.builders.pod import PodOptions, build_head_pod
 from ray_operator.dashboard_client import DashboardClient, DashboardError
 
@@ -23,10 +23,10 @@ def local_head(log_dir: Path) -> Iterator[DashboardClient]:
     """Yields a client of the head's dashboard; the head's whole process group is gone afterwards."""
     # Short: the session dir holds Unix sockets, whose paths are limited to 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="opr-", dir="/tmp")
-    dashboard = free_port()
-    params = {"port": str(free_port()), "dashboard-port": str(dashboard), "node-ip-address": "127.0.0.1",
-              "dashboard-host": "127.0.0.1", "dashboard-agent-listen-port": str(free_port()),
-              "metrics-export-port": str(free_port()), "temp-dir": temp_dir}
+    gcs, dashboard, agent, metrics = free_ports(4)
+    params = {"port": str(gcs), "dashboard-port": str(dashboard), "node-ip-address": "127.0.0.1",
+              "dashboard-host": "127.0.0.1", "dashboard-agent-listen-port": str(agent),
+              "metrics-export-port": str(metrics), "temp-dir": temp_dir}
     cluster = {"kind": "RayCluster", "metadata": {"name": "local", "namespace": "default", "uid": "u"},
                "spec": {"headGroupSpec": {"rayStartParams": params, "template": {"spec": {"containers": [
                    {"name": "ray-head", "resources": {"limits": {"cpu": "1"}}}]}}}}}

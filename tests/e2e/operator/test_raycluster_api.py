@@ -193,3 +193,38 @@ def test_operator_metrics(operator, kubectl, namespace):
 
     text = wait_for("kuberay_cluster_info for the cluster", scrape)
     assert "kuberay_cluster_info{" in text and "kuberay_cluster_condition_provisioned{" in text
+
+
+def test_failed_or_deleted_head_is_recreated(operator, kubectl, namespace):
+    kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    first = wait_for("the head pod", lambda: _pods(kubectl, namespace, "raycluster-sample", "head"))[0]["metadata"]["name"]
+    kubectl("patch", "pod", first, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", '{"status": {"phase": "Failed"}}')
+    second = wait_for("a new head", lambda: [p["metadata"]["name"] for p in
+                      _pods(kubectl, namespace, "raycluster-sample", "head") if p["metadata"]["name"] != first])
+    assert kubectl.get("pod", first, namespace) is None
+    kubectl("delete", "pod", second[0], "-n", namespace, "--wait=false")
+    wait_for("a third head", lambda: [p["metadata"]["name"] for p in _pods(kubectl, namespace, "raycluster-sample", "head")
+                                      if p["metadata"]["name"] not in (first, second[0])])
+    assert len(_pods(kubectl, namespace, "raycluster-sample", "head")) == 1
+
+
+def test_pod_the_api_server_rejects_is_reported(operator, kubectl, namespace):
+    bad = copy.deepcopy(SAMPLE)
+    bad["metadata"]["name"] = "rejected"
+    bad["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["name"] = "Not_A_DNS_Label"
+    kubectl.apply(bad, namespace)
+    condition = wait_for("a ReplicaFailure condition", lambda: next(
+        (c for c in (_cluster(kubectl, namespace, "rejected") or {}).get("status", {}).get("conditions", [])
+         if c["type"] == "ReplicaFailure"), None))
+    assert condition["reason"] == "FailedToCreateWorkerPod"
+    assert "Not_A_DNS_Label" in condition["message"]
+    assert len(_pods(kubectl, namespace, "rejected", "head")) == 1  # the head is still made
+    events = json.loads(kubectl("get", "events", "-n", namespace, "--field-selector",
+                                "involvedObject.name=rejected,reason=FailedToCreateWorkerPod", "-o", "json"))["items"]
+    assert events and events[0]["type"] == "Warning"
+    # Backing off, not hot-looping: a handful of attempts in ten seconds, not hundreds.
+    time.sleep(10)
+    events = json.loads(kubectl("get", "events", "-n", namespace, "--field-selector",
+                                "involvedObject.name=rejected,reason=FailedToCreateWorkerPod", "-o", "json"))["items"]
+    assert len(events) < 15

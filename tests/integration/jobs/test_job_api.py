@@ -236,3 +236,14 @@ def test_entrypoint_resources_are_held_while_the_job_runs(client, tmp_path):
     assert wait_terminal(client, first) == JobStatus.SUCCEEDED
     assert wait_terminal(client, second) == JobStatus.SUCCEEDED
     assert "second-ran" in client.get_job_logs(second)
+
+
+def test_package_endpoints(head):
+    url = head.dashboard_url + "/api/packages/gcs/_ray_pkg_0123456789abcdef.zip"
+    missing = requests.get(url)
+    assert missing.status_code == 404
+    assert missing.text == "Package gcs://_ray_pkg_0123456789abcdef.zip does not exist"
+    assert requests.put(url, data=b"PK\x05\x06" + b"\0" * 18).status_code == 200
+    assert requests.get(url).status_code == 200
+    other = requests.put(head.dashboard_url + "/api/packages/s3/x.zip", data=b"x")
+    assert other.status_code == 400 and "Only gcs:// packages" in other.text

@@ -14,11 +14,11 @@ pytest.importorskip("ray.raylet.main", reason="placement needs raylets registeri
 pytestmark = pytest.mark.timeout(600)
 
 
-def add_worker_node(head: HeadNode, resources: str) -> None:
+def add_worker_node(head: HeadNode, resources: str, *extra: str) -> None:
     head.ray(
         "start", f"--address={head.gcs_address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
         f"--resources={resources}", f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={head.temp_dir}",
-        timeout=120,
+        *extra, timeout=120,
     )
 
 
@@ -60,5 +60,28 @@ def test_entrypoint_resources_choose_the_node_and_wait_for_it(tmp_path):
         local = client.submit_job(entrypoint="echo on-head", entrypoint_num_cpus=1)
         wait_for(lambda: client.get_job_status(local).is_terminal(), what="head job")
         assert client.get_job_info(local).driver_agent_http_address == head_agent
+    finally:
+        head.stop()
+
+
+def test_gpu_entrypoints_get_their_own_devices(tmp_path):
+    """Like Ray's supervisor, a job asking for GPUs sees CUDA_VISIBLE_DEVICES; devices are not shared."""
+    head = HeadNode(tmp_path)
+    try:
+        head.start()
+        add_worker_node(head, "{}", "--num-gpus=2")  # declared GPUs: none are touched
+        client = JobSubmissionClient(head.dashboard_url)
+        hold = tmp_path / "hold"
+        jobs = [client.submit_job(entrypoint=f"echo devices=$CUDA_VISIBLE_DEVICES; while [ ! -e {hold} ]; do sleep 0.2; done",
+                                  entrypoint_num_gpus=1) for _ in range(3)]
+        wait_for(lambda: all("devices=" in client.get_job_logs(j) for j in jobs[:2]), what="two GPU jobs to start")
+        devices = sorted(client.get_job_logs(j).split("devices=")[1].split()[0] for j in jobs[:2])
+        assert devices == ["0", "1"]
+        assert client.get_job_status(jobs[2]) == JobStatus.PENDING  # both GPUs are held
+        hold.touch()
+        for job in jobs:
+            assert wait_for(lambda j=job: client.get_job_status(j).is_terminal() and client.get_job_status(j),
+                            what="GPU jobs to finish") == JobStatus.SUCCEEDED
+        assert "devices=0" in client.get_job_logs(jobs[2]) or "devices=1" in client.get_job_logs(jobs[2])
     finally:
         head.stop()

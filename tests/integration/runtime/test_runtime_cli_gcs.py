@@ -102,7 +102,7 @@ def _node(node_id: bytes) -> pb.GcsNodeInfo:
 
 def test_gcs_declares_a_silent_node_dead_and_publishes_it(cli, port):
     # Fast health checks so the test waits ~1 s instead of 15 s.
-    _start_head(cli, port, "--num-cpus=2", RAY_health_check_period_ms="200", RAY_health_check_failure_threshold="3")
+    _start_head(cli, port, "--num-cpus=2", RAY_health_check_period_ms="200", RAY_health_check_failure_threshold="10")
     client = GcsClient(f"127.0.0.1:{port}")
     stream = client.subscribe(["NODE_INFO"])
     events: list[pb.GcsNodeInfo] = []

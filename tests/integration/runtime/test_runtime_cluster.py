@@ -176,7 +176,7 @@ def test_detached_actor_outlives_its_driver(cli, port):
 def two_node_cluster(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "_temp_dir": str(tmp_path / "ray"),
-        "_system_config": {"health_check_period_ms": 200, "health_check_failure_threshold": 5},
+        "_system_config": {"health_check_period_ms": 200, "health_check_failure_threshold": 25},
     })
     try:
         yield cluster

@@ -83,3 +83,16 @@ def test_resources_of_running_jobs_are_not_offered_again():
     assert used == {"h": {"CPU": 1.5}}
     assert choose_node([head], JobInfo(status="PENDING", entrypoint="x", entrypoint_num_cpus=1), used) is None
     assert choose_node([head], JobInfo(status="PENDING", entrypoint="x", entrypoint_num_cpus=0.5), used) is head
+
+
+def test_gpu_ids_are_the_lowest_free_ones_on_the_node():
+    from ray.dashboard.modules.job.placement import assign_gpu_ids
+
+    node = {"NodeID": "g", "Resources": {"GPU": 4.0}}
+    holding = JobInfo(status="RUNNING", entrypoint="x", entrypoint_num_gpus=2, driver_node_id="g",
+                      entrypoint_gpu_ids=[0, 2])
+    elsewhere = JobInfo(status="RUNNING", entrypoint="x", driver_node_id="other", entrypoint_gpu_ids=[1])
+    job = JobInfo(status="PENDING", entrypoint="x", entrypoint_num_gpus=2)
+    assert assign_gpu_ids(job, node, {"a": holding, "b": elsewhere}) == [1, 3]
+    assert assign_gpu_ids(JobInfo(status="PENDING", entrypoint="x", entrypoint_num_gpus=0.5), node, {}) == [0]
+    assert assign_gpu_ids(JobInfo(status="PENDING", entrypoint="x"), node, {}) is None

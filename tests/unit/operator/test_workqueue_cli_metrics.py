@@ -93,3 +93,20 @@ def test_kuberay_gauges(monkeypatch):
     metrics.forget_cluster("ns", "m1")
     metrics.forget_job("ns", "j1")
     assert 'name="m1"' not in generate_latest().decode()
+
+
+def test_own_status_writes_do_not_wake_the_reconciler():
+    from ray_operator.config import OperatorConfig
+    from ray_operator.controller import Controller
+
+    controller = Controller(kube=None, cfg=OperatorConfig())  # type: ignore[arg-type]
+    body = {"metadata": {"name": "c", "namespace": "n", "generation": 1, "labels": {"a": "b"}}, "status": {}}
+    controller.on_cluster_event(body)
+    assert controller.clusters.get(timeout_s=1) == ("n", "c")
+    controller.clusters.done(("n", "c"))
+    body["status"] = {"state": "ready"}  # only the status moved
+    controller.on_cluster_event(body)
+    assert controller.clusters.get(timeout_s=0.2) is None
+    body["metadata"]["generation"] = 2  # the user edited the spec
+    controller.on_cluster_event(body)
+    assert controller.clusters.get(timeout_s=1) == ("n", "c")

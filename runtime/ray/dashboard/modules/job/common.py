@@ -89,6 +89,8 @@ class JobInfo:
     entrypoint_memory: int | None = None
     entrypoint_resources: dict[str, float] | None = None
     entrypoint_label_selector: dict[str, str] | None = None
+    # GPU indices held for the entrypoint on its node (CUDA_VISIBLE_DEVICES), as Ray gives its supervisor.
+    entrypoint_gpu_ids: list[int] | None = None
     driver_agent_http_address: str | None = None
     driver_node_id: str | None = None
     driver_exit_code: int | None = None

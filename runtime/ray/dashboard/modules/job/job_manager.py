@@ -123,6 +123,8 @@ class JobManager:
         """Starts the supervisor where the job fits; False if no node fits yet (the job stays PENDING)."""
         local_agent = await asyncio.to_thread(self.cluster.local_agent)
         target_agent = None
+        node: dict[str, Any] = {}
+        others: dict[str, JobInfo] = {}
         if placement.needs_placement(info):
             nodes = await asyncio.to_thread(self.cluster.nodes)
             others = {sid: job for sid, job in (await self.storage.list()).items() if sid != submission_id}
@@ -136,6 +138,8 @@ class JobManager:
                 if target_agent is None:
                     logger.info("Job %s: node %s has no agent yet.", submission_id, node["NodeID"])
                     return False
+        if placement.needs_placement(info):
+            info.entrypoint_gpu_ids = placement.assign_gpu_ids(info, node, others)
         agent = target_agent or local_agent
         info.driver_node_id = agent.node_id if agent else None
         info.driver_agent_http_address = agent.http_address if agent else None

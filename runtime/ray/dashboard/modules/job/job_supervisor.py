@@ -115,6 +115,8 @@ class JobSupervisor:
         if path.split(os.pathsep)[0] != runtime_bin:
             base["PATH"] = os.pathsep.join([runtime_bin, path]) if path else runtime_bin
         env = context.apply_to_environ(base)
+        if info.entrypoint_gpu_ids is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in info.entrypoint_gpu_ids)
         metadata = dict(info.metadata or {})
         metadata.setdefault(JOB_ID_METADATA_KEY, self.submission_id)
         env[RAY_JOB_CONFIG_JSON_ENV_VAR] = json.dumps({"runtime_env": info.runtime_env or {}, "metadata": metadata})

@@ -85,3 +85,16 @@ def describe_requirements(info: JobInfo) -> str:
     if info.entrypoint_label_selector:
         parts.append(f"labels {info.entrypoint_label_selector}")
     return ", ".join(parts)
+
+
+def assign_gpu_ids(info: JobInfo, node: dict[str, Any], jobs: dict[str, JobInfo]) -> list[int] | None:
+    """The lowest GPU indices of `node` not held by another unfinished job there (whole GPUs only)."""
+    wanted = info.entrypoint_num_gpus or 0
+    if wanted <= 0:
+        return None
+    total = int((node.get("Resources") or {}).get("GPU", 0))
+    held = {gpu for job in jobs.values()
+            if not job.status.is_terminal() and job.driver_node_id == node.get("NodeID")
+            for gpu in (job.entrypoint_gpu_ids or [])}
+    free = [gpu for gpu in range(total) if gpu not in held]
+    return free[: max(1, int(wanted))]  # a fraction of a GPU still sees one device
