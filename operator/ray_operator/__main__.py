@@ -89,10 +89,15 @@ def _own_namespace() -> str:
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 — http.server's naming
         ok = self.path in ("/healthz", "/readyz")
-        self.send_response(200 if ok else 404)
-        self.send_header("Content-Type", "text/plain")
-        self.end_headers()
-        self.wfile.write(b"ok" if ok else b"not found")
+        body = b"ok" if ok else b"not found"
+        try:
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the prober hung up first (e.g. its timeout); nothing to report
 
     def log_message(self, *_: object) -> None:
         return

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -119,15 +120,19 @@ class Node:
         log_name = log_name or name
         out = open(os.path.join(self.logs_dir, f"{log_name}.out"), "ab")  # noqa: SIM115 (child owns it)
         err = open(os.path.join(self.logs_dir, f"{log_name}.err"), "ab")  # noqa: SIM115
+        env = self._env()
         if self.params.owned_by_driver and args[:2] in (["-m", "ray.agent"], ["-m", "ray.dashboard.dashboard"]):
-            args = ["-m", "ray._private.lifetime", *args[1:]]  # these do not arm die-with-parent themselves
+            # These do not arm die-with-parent themselves: a wrapper does, then execs them. SIGKILL, because
+            # their graceful shutdown is not ours to rely on when the driver has crashed.
+            args = ["-m", "ray._private.lifetime", *args[1:]]
+            env.update(lifetime.env_for_child(signal.SIGKILL))
         try:
             proc = subprocess.Popen(
                 [sys.executable, *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                env=self._env(),
+                env=env,
                 cwd=self.session_dir,
                 start_new_session=not self.params.owned_by_driver,
             )
@@ -173,7 +178,12 @@ class Node:
         self.resources = node_resources(
             self.node_ip_address, p.head, p.num_cpus, p.num_gpus, p.memory, p.object_store_memory, p.resources
         )
-        agent_http_port = self._port_or_free(p.dashboard_agent_listen_port, DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
+        if p.owned_by_driver and not p.dashboard_agent_listen_port:
+            # A driver's private cluster takes any free port: concurrent local clusters (tests) would race
+            # for 52365 between our check and the agent's bind.
+            agent_http_port = free_port(self.node_ip_address)
+        else:
+            agent_http_port = self._port_or_free(p.dashboard_agent_listen_port, DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
         agent_grpc_port = p.dashboard_agent_grpc_port or free_port(self.node_ip_address)
         self.agent_http_port, self.agent_grpc_port = agent_http_port, agent_grpc_port
         # The raylet starts while the GCS is still coming up (it retries until the GCS answers): the two

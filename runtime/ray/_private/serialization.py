@@ -6,6 +6,7 @@ shared memory as-is and read back as zero-copy views (`deserialize` accepts memo
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 from collections.abc import Callable, Sequence
@@ -34,6 +35,23 @@ class SerializedObject:
         out = bytearray(self.total_bytes)
         self.write_into(memoryview(out))
         return bytes(out)
+
+    def write_to_fd(self, fd: int) -> None:
+        """Write the layout into a file with pwrite: the kernel copies into tmpfs pages, which is several
+        times faster than faulting in a fresh mmap page by page."""
+        raws = [memoryview(b).cast("B") for b in self.buffers]
+        prefix = bytearray(_U32.pack(len(raws)) + _U64.pack(len(self.header)))
+        for r in raws:
+            prefix += _U64.pack(r.nbytes)
+        prefix += self.header
+        os.pwrite(fd, prefix, 0)
+        pos = len(prefix)
+        for raw in raws:
+            pos = _aligned(pos)
+            written = 0
+            while written < raw.nbytes:
+                written += os.pwrite(fd, raw[written:], pos + written)
+            pos += raw.nbytes
 
     def write_into(self, target: memoryview) -> None:
         raws = [memoryview(b).cast("B") for b in self.buffers]

@@ -177,7 +177,10 @@ class TaskExecutor:
             method = getattr(self.actor, spec["method"])
             task_id = spec["task_id"]
             try:
-                args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._resolve_args, spec)
+                if any(arg[0] == "r" for arg in spec["args"]):  # fetching from owners may block: off the loop
+                    args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._resolve_args, spec)
+                else:
+                    args, kwargs = self._resolve_args(spec)
                 if inspect.iscoroutinefunction(method):
                     task = asyncio.ensure_future(method(*args, **kwargs))
                     self._async_tasks[task_id] = task

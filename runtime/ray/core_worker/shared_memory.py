@@ -23,12 +23,7 @@ def write(shm_dir: str, oid_hex: str, ser: SerializedObject) -> int:
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.ftruncate(fd, size)
-        with mmap.mmap(fd, size) as m:
-            view = memoryview(m)
-            try:
-                ser.write_into(view)
-            finally:
-                view.release()
+        ser.write_to_fd(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -280,7 +280,15 @@ class NodeManager:
 
             await self._wait_for_agent()
             self._agent_client = RuntimeEnvAgentClient(self.runtime_env_agent_address)
-        ctx = await self._agent_client.get_or_create_runtime_env(json.dumps(runtime_env), job_id)
+        for attempt in range(4):
+            try:
+                ctx = await self._agent_client.get_or_create_runtime_env(json.dumps(runtime_env), job_id)
+                break
+            except RuntimeEnvSetupError as e:
+                # A transport hiccup (agent still starting, loaded machine) is retried; setup errors are not.
+                if "could not be reached" not in str(e) or attempt == 3:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
         return {"env_vars": dict(ctx.env_vars), "py_executable": ctx.py_executable, "cwd": ctx.cwd,
                 "pythonpath": list(ctx.pythonpath)}
 

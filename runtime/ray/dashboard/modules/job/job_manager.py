@@ -65,6 +65,7 @@ class JobManager:
         self._placing: set[str] = set()  # submissions being placed right now (skip them in the monitor)
         self._monitor_task: asyncio.Task | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._placement_lock = asyncio.Lock()
 
     def start(self) -> None:
         self._monitor_task = asyncio.create_task(self._monitor_loop())
@@ -121,6 +122,11 @@ class JobManager:
 
     async def _place_and_start(self, submission_id: str, info: JobInfo) -> bool:
         """Starts the supervisor where the job fits; False if no node fits yet (the job stays PENDING)."""
+        # One placement at a time: two concurrent submissions must not both take the last free GPU.
+        async with self._placement_lock:
+            return await self._place_and_start_locked(submission_id, info)
+
+    async def _place_and_start_locked(self, submission_id: str, info: JobInfo) -> bool:
         local_agent = await asyncio.to_thread(self.cluster.local_agent)
         target_agent = None
         node: dict[str, Any] = {}
@@ -141,7 +147,8 @@ class JobManager:
         if placement.needs_placement(info):
             info.entrypoint_gpu_ids = placement.assign_gpu_ids(info, node, others)
         agent = target_agent or local_agent
-        info.driver_node_id = agent.node_id if agent else None
+        # The chosen node (held resources count against it) even if its agent is not registered yet.
+        info.driver_node_id = node.get("NodeID") or (agent.node_id if agent else None)
         info.driver_agent_http_address = agent.http_address if agent else None
         await self.storage.put(submission_id, info)
         try:
@@ -155,9 +162,16 @@ class JobManager:
                              JobErrorType.JOB_SUPERVISOR_ACTOR_DIED)
         return True
 
-    def _is_remote(self, info: JobInfo) -> bool:
+    def _head_node_id(self) -> str | None:
         local = self.cluster.local_agent()
-        return info.driver_node_id is not None and (local is None or info.driver_node_id != local.node_id)
+        if local is not None:
+            return local.node_id
+        heads = [n["NodeID"] for n in self.cluster.nodes() if n.get("IsHeadNode") and n.get("Alive")]
+        return heads[0] if heads else None
+
+    def _is_remote(self, info: JobInfo) -> bool:
+        """Whether the job's supervisor runs on another node (through that node's agent)."""
+        return info.driver_node_id is not None and info.driver_node_id != self._head_node_id()
 
     async def _driver_agent(self, info: JobInfo) -> AgentAddress:
         agent = await asyncio.to_thread(self.cluster.agent_for_node, info.driver_node_id)
