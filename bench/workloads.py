@@ -116,9 +116,10 @@ def _wait_port_free(port: int, timeout_s: float) -> float | str:
 
 
 def idle_memory(duration_s: float) -> Rows:
-    """RSS of the runtime's processes once the idle cluster stops starting new ones: at least 10 s
-    after ray.init (Ray starts its agents and prestarted workers some seconds after init returns),
-    then until the set of processes is the same five samples in a row (at most 40 s)."""
+    """RSS of the runtime's processes once the idle cluster stops starting new ones: at least 20 s
+    after ray.init (both runtimes start their node agents and prestarted workers some seconds after
+    init returns, 7-10 s on this loaded machine), then until the set of processes is the same five
+    samples in a row (at most 60 s)."""
     # Both runtimes' node agents listen on 52365 by default and ray.init cannot move it; when some
     # other cluster on this shared machine holds it, Ray's agent fails and the figure is short of it.
     port_wait = _wait_port_free(AGENT_PORT, timeout_s=20)
@@ -133,7 +134,7 @@ def idle_memory(duration_s: float) -> Rows:
         history.append(frozenset(p.pid for p in procs))
         waited = time.monotonic() - start
         settled = len(history) >= 5 and len(set(history[-5:])) == 1
-        if (waited >= 10.0 and settled) or waited >= 40.0:
+        if (waited >= 20.0 and settled) or waited >= 60.0:
             break
     by_name: dict[str, list[int]] = {}
     for proc in procs:
