@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 
+from ray._private.runtime_env.context import needs_agent
 from ray.exceptions import RuntimeEnvSetupError
 
 logger = logging.getLogger(__name__)
@@ -21,11 +22,6 @@ def local_runtime_env_context(runtime_env: dict | None) -> dict:
     """The RuntimeEnvContext (contracts.md) of a runtime env that only sets env_vars: no agent needed."""
     env_vars = {str(k): str(v) for k, v in ((runtime_env or {}).get("env_vars") or {}).items()}
     return {"env_vars": env_vars, "py_executable": None, "cwd": None, "pythonpath": []}
-
-
-def needs_agent(runtime_env: dict | None) -> bool:
-    # Unknown fields go to the agent too: it validates them and says what is wrong.
-    return any(k != "env_vars" and v for k, v in (runtime_env or {}).items())
 
 
 class RuntimeEnvProvider:

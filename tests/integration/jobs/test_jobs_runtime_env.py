@@ -7,9 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
-from jobs_cluster import kill_trees, wait_for
+from jobs_cluster import HeadNode, kill_trees, wait_for
 from ray._private.gcs_client import GcsClient
 from ray._private.net import free_port
 from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient, RuntimeEnvSetupError
@@ -175,3 +176,28 @@ def test_agent_working_dir_and_py_modules_from_the_gcs(agent, head, tmp_path):
     )
     assert run.stdout.strip() == "payload 42", run.stderr
 
+
+
+def test_job_needing_the_agent_waits_for_it_instead_of_failing(tmp_path):
+    """Right after `ray start --head` the node agent may not have registered yet; a job whose runtime env
+    needs it stays PENDING until it does (Ray answers 'No available agent' there; OpenRay just waits)."""
+    node = HeadNode(tmp_path)
+    try:
+        node.start()
+        [agent] = node.processes("ray.agent")
+        cmdline = agent.cmdline()
+        env = {k: v for k, v in agent.environ().items() if k != "RAY_DIE_WITH_PARENT"}
+        agent.terminate()  # it unregisters itself from the GCS on the way out
+        agent.wait(30)
+        client = JobSubmissionClient(node.dashboard_url)
+        job = client.submit_job(entrypoint="python -c \"import emoji; print('emoji', 'ok')\"",
+                                runtime_env={"pip": ["emoji"]})
+        time.sleep(3)
+        assert client.get_job_status(job) == JobStatus.PENDING
+        subprocess.Popen(cmdline, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: client.get_job_status(job).is_terminal(), timeout_s=600, what="job after the agent came back")
+        assert client.get_job_status(job) == JobStatus.SUCCEEDED, client.get_job_info(job).message
+        assert "emoji ok" in client.get_job_logs(job)
+    finally:
+        node.stop()

@@ -40,3 +40,10 @@ class RuntimeEnvContext:
                 parts.append(env["PYTHONPATH"])
             env["PYTHONPATH"] = os.pathsep.join(parts)
         return env
+
+
+def needs_agent(runtime_env: dict[str, Any] | None) -> bool:
+    """Whether a runtime env needs the node agent: anything beyond `env_vars` (working_dir, pip, ...).
+
+    Unknown fields count too: the agent validates them and says what is wrong."""
+    return any(key != "env_vars" and value for key, value in (runtime_env or {}).items())

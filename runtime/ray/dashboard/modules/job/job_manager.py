@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from ray._private.runtime_env.agent_registry import AgentAddress
+from ray._private.runtime_env.context import needs_agent
 from ray._private.runtime_env.validation import is_remote_uri, validate_runtime_env
 from ray.dashboard.modules.job import placement
 from ray.dashboard.modules.job.common import (
@@ -146,6 +147,11 @@ class JobManager:
                     return False
         if placement.needs_placement(info):
             info.entrypoint_gpu_ids = placement.assign_gpu_ids(info, node, others)
+        if target_agent is None and local_agent is None and needs_agent(info.runtime_env):
+            # Just after `ray start --head` the agent may not have registered yet: wait (PENDING, retried
+            # until RAY_JOB_START_TIMEOUT_SECONDS) instead of failing the job's runtime env setup.
+            logger.info("Job %s waits for the head node's agent to set up its runtime env.", submission_id)
+            return False
         agent = target_agent or local_agent
         # The chosen node (held resources count against it) even if its agent is not registered yet.
         info.driver_node_id = node.get("NodeID") or (agent.node_id if agent else None)

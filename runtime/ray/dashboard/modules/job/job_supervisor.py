@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient
-from ray._private.runtime_env.context import RuntimeEnvContext
+from ray._private.runtime_env.context import RuntimeEnvContext, needs_agent
 from ray.dashboard.modules.job.common import (
     DEFAULT_JOB_STOP_WAIT_TIME_S,
     JOB_ID_METADATA_KEY,
@@ -40,7 +40,6 @@ logger = logging.getLogger("ray.job_supervisor")
 
 RAY_JOB_CONFIG_JSON_ENV_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 # Fields that need the node agent (downloads, venvs); env_vars alone are applied here.
-_AGENT_FIELDS = ("working_dir", "py_modules", "pip", "uv")
 # How long the GCS may be unreachable before the supervisor assumes the cluster is gone (`ray stop`)
 # and stops the job, so no entrypoint outlives its cluster.
 GCS_LOST_TIMEOUT_S = float(os.environ.get("RAY_JOB_SUPERVISOR_GCS_LOST_TIMEOUT_S", "15"))
@@ -97,11 +96,11 @@ class JobSupervisor:
 
     async def _setup_runtime_env(self, info: JobInfo) -> tuple[RuntimeEnvContext, RuntimeEnvAgentClient | None]:
         runtime_env = info.runtime_env or {}
-        if not any(runtime_env.get(field) for field in _AGENT_FIELDS):
+        if not needs_agent(runtime_env):
             return RuntimeEnvContext(env_vars=dict(runtime_env.get("env_vars") or {})), None
         if not self.args.agent_address:
             raise RuntimeError("no runtime env agent is registered for this node, so it cannot set up "
-                               f"{sorted(f for f in _AGENT_FIELDS if runtime_env.get(f))}.")
+                               f"{sorted(f for f, v in runtime_env.items() if f != 'env_vars' and v)}.")
         client = RuntimeEnvAgentClient(self.args.agent_address)
         context = await client.get_or_create_runtime_env(json.dumps(runtime_env), self.submission_id)
         return context, client
