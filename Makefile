@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[operator,test]'
+	# Path entries (not only the editable finder) so that a stray ray/ directory beside a script, such as
+	# the default temp dir /tmp/ray, cannot shadow the package as a namespace package.
+	printf '%s\n' "$(CURDIR)/runtime" "$(CURDIR)/operator" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/openray-src.pth"
 	rm -f $(VENV)/.installed-*; touch $@
 
 demo: setup

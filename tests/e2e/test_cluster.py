@@ -20,7 +20,7 @@ from .kube import Kube
 # Built by tests/e2e/cluster/build-images from tests/e2e/cluster/images/probe/Dockerfile.
 PROBE_IMAGE = "localhost/openray-e2e-probe:dev"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def pod_manifest(name: str, command: list[str], restart: str = "Never") -> dict:

@@ -7,7 +7,10 @@ the pods; a RayCluster's head and workers form one Ray cluster that scales with 
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +21,8 @@ from .kube import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+# Pods start slowly on a busy 2-core machine: generous per-test limits (pyproject default: 300 s).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,98 @@ def test_seed_rayjob_runs_to_success(kube: Kube, operator: str, namespace: str) 
     assert re.search(r"rayjob-sample\s+SUCCEEDED\s+Complete\s+rayjob-sample-raycluster-", table), table
     clusters = kube.kubectl("get", "raycluster", "-n", namespace)
     assert re.search(r"DESIRED WORKERS\s+AVAILABLE WORKERS", clusters), clusters
+
+
+def _pods(kube: Kube, namespace: str, cluster: str, node_type: str | None = None) -> list[dict]:
+    selector = f"ray.io/cluster={cluster}" + (f",ray.io/node-type={node_type}" if node_type else "")
+    pods = kube.kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def _ray_status_nodes(kube: Kube, namespace: str, head: str) -> int:
+    """How many live nodes `ray status`, run in the head pod, lists (Ray says "Active:" or, before 2.10, "Healthy:")."""
+    out = kube.kubectl("exec", "-n", namespace, head, "--", "ray", "status", check=False, timeout=60)
+    match = re.search(r"^(?:Active|Healthy):\n(.*?)^Pending:", out, re.MULTILINE | re.DOTALL)
+    return len(re.findall(r"^\s*1 node_[0-9a-f]+", match.group(1), re.MULTILINE)) if match else 0
+
+
+def _set_replicas(kube: Kube, namespace: str, replicas: int, workers_to_delete: list[str] | None = None) -> None:
+    ops = [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": replicas}]
+    if workers_to_delete is not None:
+        ops.append({"op": "add", "path": "/spec/workerGroupSpecs/0/scaleStrategy",
+                    "value": {"workersToDelete": workers_to_delete}})
+    kube.kubectl("patch", "raycluster", "raycluster-sample", "-n", namespace, "--type=json", "-p", json.dumps(ops))
+
+
+def test_raycluster_is_one_ray_cluster_that_scales(kube: Kube, operator: str, namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    kube.wait_for("the head pod", lambda: len(_pods(kube, namespace, "raycluster-sample", "head")) == 1, timeout=300)
+    head = _pods(kube, namespace, "raycluster-sample", "head")[0]["metadata"]["name"]
+    kube.kubectl("wait", "--for=condition=Ready", f"pod/{head}", "-n", namespace, "--timeout=300s", timeout=320)
+    kube.wait_for("head + 1 worker in `ray status`", lambda: _ray_status_nodes(kube, namespace, head) == 2, timeout=300)
+
+    _set_replicas(kube, namespace, 3)
+    kube.wait_for("3 workers in `ray status`", lambda: _ray_status_nodes(kube, namespace, head) == 4, timeout=400)
+    assert len(_pods(kube, namespace, "raycluster-sample", "worker")) == 3
+
+    victim = _pods(kube, namespace, "raycluster-sample", "worker")[0]["metadata"]["name"]
+    _set_replicas(kube, namespace, 2, workers_to_delete=[victim])
+    kube.wait_for(f"{victim} to be deleted", lambda: victim not in {
+        p["metadata"]["name"] for p in _pods(kube, namespace, "raycluster-sample", "worker")}, timeout=300)
+    assert len(_pods(kube, namespace, "raycluster-sample", "worker")) == 2
+
+    _set_replicas(kube, namespace, 1)
+    kube.wait_for("1 worker pod", lambda: len(_pods(kube, namespace, "raycluster-sample", "worker")) == 1, timeout=300)
+    kube.wait_for("head + 1 worker in `ray status`", lambda: _ray_status_nodes(kube, namespace, head) == 2, timeout=300)
+    table = kube.kubectl("get", "raycluster", "-n", namespace)
+    assert re.search(r"raycluster-sample\s+1\s+1\s", table), table
+
+    kube.kubectl("delete", "raycluster", "raycluster-sample", "-n", namespace, "--wait=true", timeout=300)
+    kube.wait_for("the cluster's pods and services to go", lambda: not _pods(kube, namespace, "raycluster-sample")
+                  and not kube.kubectl_json("get", "services", "-n", namespace)["items"], timeout=300)
+
+
+def test_dashboard_answers_through_port_forward(kube: Kube, operator: str, namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    kube.wait_for("the head pod", lambda: len(_pods(kube, namespace, "raycluster-sample", "head")) == 1, timeout=300)
+    head = _pods(kube, namespace, "raycluster-sample", "head")[0]["metadata"]["name"]
+    kube.kubectl("wait", "--for=condition=Ready", f"pod/{head}", "-n", namespace, "--timeout=300s", timeout=320)
+    forward = subprocess.Popen(
+        [kube.kubectl_path, "--kubeconfig", kube.kubeconfig, "port-forward", "-n", namespace,
+         "svc/raycluster-sample-head-svc", ":8265", "--address", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert forward.stdout is not None
+        first = forward.stdout.readline()
+        match = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", first)
+        assert match, f"unexpected port-forward output: {first!r}"
+        base = f"http://127.0.0.1:{match.group(1)}"
+        version = json.loads(urllib.request.urlopen(f"{base}/api/version", timeout=30).read())
+        assert "ray_version" in version, version
+        jobs = json.loads(urllib.request.urlopen(f"{base}/api/jobs/", timeout=30).read())
+        assert isinstance(jobs, list), jobs
+    finally:
+        forward.terminate()
+        forward.wait(timeout=30)
+
+
+def test_gpu_worker_stays_pending_and_status_says_why(kube: Kube, operator: str, namespace: str) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-gpu.yaml"))
+    kube.wait_for("the gpu worker pod", lambda: len(_pods(kube, namespace, "raycluster-gpu", "worker")) == 1, timeout=300)
+
+    def unschedulable() -> bool:
+        pod = _pods(kube, namespace, "raycluster-gpu", "worker")[0]
+        conditions = {c["type"]: c for c in pod["status"].get("conditions", [])}
+        scheduled = conditions.get("PodScheduled", {})
+        return pod["status"]["phase"] == "Pending" and scheduled.get("reason") == "Unschedulable"
+
+    kube.wait_for("the scheduler to mark the gpu worker Unschedulable", unschedulable, timeout=120)
+
+    def provisioning_message() -> str:
+        status = kube.kubectl_json("get", "raycluster", "raycluster-gpu", "-n", namespace).get("status") or {}
+        return next((c.get("message", "") for c in status.get("conditions", [])
+                     if c["type"] == "RayClusterProvisioned"), "")
+
+    kube.wait_for("RayClusterProvisioned to quote the scheduler",
+                  lambda: "Insufficient nvidia.com/gpu" in provisioning_message(), timeout=180)

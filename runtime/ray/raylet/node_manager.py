@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -23,8 +22,9 @@ from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import gcs_pb2 as pb
 from ray.raylet.log_monitor import LogMonitor
 from ray.raylet.object_store import LocalObjectStore
+from ray.raylet.runtime_envs import RuntimeEnvProvider
 from ray.raylet.scheduling import policy
-from ray.raylet.worker_pool import LEASED, Worker, WorkerPool, env_key, local_runtime_env_context, needs_agent
+from ray.raylet.worker_pool import LEASED, Worker, WorkerPool, env_key
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class NodeManager:
         self.is_head = is_head
         self.metrics_export_port = metrics_export_port
         self.runtime_env_agent_address = runtime_env_agent_address
-        self._agent_client = None
+        self.runtime_envs = RuntimeEnvProvider(runtime_env_agent_address)
         self._start_slots = asyncio.Semaphore(max(1, int(resources.get("CPU", 1))))
         self.total = ResourceSet(resources)
         self.available = ResourceSet(resources)
@@ -238,59 +238,22 @@ class NodeManager:
 
     async def _prestart_async(self, job_id: str, runtime_env: dict, count: int) -> None:
         key = env_key(job_id, runtime_env)
-        try:
-            ctx = await self._env_context(runtime_env, job_id)
-        except Exception as e:  # reported again, to the task's owner, when a lease needs this env
-            logger.warning("Not prestarting workers for job %s: %s", job_id, e)
-            return
         for _ in range(max(0, count - self.pool.num_starting(key))):
+            try:
+                ctx = await self.runtime_envs.acquire(key, runtime_env, job_id)
+            except Exception as e:  # reported again, to the task's owner, when a lease needs this env
+                logger.warning("Not prestarting workers for job %s: %s", job_id, e)
+                return
             async with self._start_slots:
-                worker = await self.pool.start_worker(key, job_id, runtime_env, ctx)
+                try:
+                    worker = await self.pool.start_worker(key, job_id, runtime_env, ctx)
+                except BaseException:
+                    self.runtime_envs.release(key)
+                    raise
                 worker.registered.add_done_callback(lambda f, w=worker: self._on_prestarted(w, f))
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(worker.registered),
                                            config().worker_register_timeout_seconds)
-
-    async def _wait_for_agent(self, timeout_s: float = 60) -> None:
-        """The agent starts beside the raylet; the first runtime env may be asked for before it listens."""
-        host, _, port = self.runtime_env_agent_address.rpartition(":")
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            try:
-                _, writer = await asyncio.open_connection(host, int(port))
-                writer.close()
-                return
-            except OSError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeEnvSetupError(
-                        f"The node agent at {self.runtime_env_agent_address} did not start listening in "
-                        f"{timeout_s:.0f} s; see agent.log / agent.err in the session's logs.") from None
-                await asyncio.sleep(0.1)
-
-    async def _env_context(self, runtime_env: dict, job_id: str) -> dict:
-        """The worker start-up context for a runtime env: env_vars locally, anything else by the node agent."""
-        if not needs_agent(runtime_env):
-            return local_runtime_env_context(runtime_env)
-        if not self.runtime_env_agent_address:
-            raise RuntimeEnvSetupError(
-                f"The runtime env {json.dumps(runtime_env)} needs the node agent (pip, working_dir, ...), "
-                "but this node runs without one.")
-        if self._agent_client is None:
-            from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient
-
-            await self._wait_for_agent()
-            self._agent_client = RuntimeEnvAgentClient(self.runtime_env_agent_address)
-        for attempt in range(4):
-            try:
-                ctx = await self._agent_client.get_or_create_runtime_env(json.dumps(runtime_env), job_id)
-                break
-            except RuntimeEnvSetupError as e:
-                # A transport hiccup (agent still starting, loaded machine) is retried; setup errors are not.
-                if "could not be reached" not in str(e) or attempt == 3:
-                    raise
-                await asyncio.sleep(0.5 * (attempt + 1))
-        return {"env_vars": dict(ctx.env_vars), "py_executable": ctx.py_executable, "cwd": ctx.cwd,
-                "pythonpath": list(ctx.pythonpath)}
 
     def _on_prestarted(self, worker: Worker, fut: asyncio.Future) -> None:
         if not fut.cancelled() and fut.exception() is None and worker.state != "DEAD":
@@ -324,6 +287,7 @@ class NodeManager:
             pass
 
     def _on_worker_dead(self, worker: Worker) -> None:
+        self.runtime_envs.release(worker.env_key)
         lease = self._leases.pop(worker.lease_id, None) if worker.lease_id else None
         if lease is not None:
             self._release(lease)
@@ -407,13 +371,19 @@ class NodeManager:
         worker = self.pool.pop_idle(req.env_key)
         try:
             if worker is None:
-                ctx = await self._env_context(req.runtime_env, req.job_id)
+                ctx = await self.runtime_envs.acquire(req.env_key, req.runtime_env, req.job_id)
                 # At most `maximum_startup_concurrency` (= CPUs) workers boot at once, as in Ray: a burst of
                 # 100 actors must not starve this process (and its GCS heartbeats) of CPU.
                 async with self._start_slots:
                     worker = self.pool.pop_idle(req.env_key)
-                    if worker is None:
-                        worker = await self.pool.start_worker(req.env_key, req.job_id, req.runtime_env, ctx)
+                    if worker is not None:
+                        self.runtime_envs.release(req.env_key)  # an idle worker of this env turned up
+                    else:
+                        try:
+                            worker = await self.pool.start_worker(req.env_key, req.job_id, req.runtime_env, ctx)
+                        except BaseException:
+                            self.runtime_envs.release(req.env_key)
+                            raise
                         lease.worker = worker
                         worker.lease_id = lease.lease_id
                         worker.state = LEASED

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ray._private import lifetime
 from ray._private.ids import WorkerID
+from ray.raylet.runtime_envs import local_runtime_env_context
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +29,6 @@ STARTING, IDLE, LEASED, DEAD = "STARTING", "IDLE", "LEASED", "DEAD"
 
 def env_key(job_id: str, runtime_env: dict | None) -> str:
     return job_id + "|" + json.dumps(runtime_env or {}, sort_keys=True)
-
-
-def local_runtime_env_context(runtime_env: dict | None) -> dict:
-    """The RuntimeEnvContext (contracts.md) of a runtime env that only sets env_vars: no agent needed."""
-    env_vars = {str(k): str(v) for k, v in ((runtime_env or {}).get("env_vars") or {}).items()}
-    return {"env_vars": env_vars, "py_executable": None, "cwd": None, "pythonpath": []}
-
-
-def needs_agent(runtime_env: dict | None) -> bool:
-    return any(k != "env_vars" and v for k, v in (runtime_env or {}).items())
 
 
 class ForkedProcess:

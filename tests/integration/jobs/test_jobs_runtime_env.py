@@ -175,19 +175,3 @@ def test_agent_working_dir_and_py_modules_from_the_gcs(agent, head, tmp_path):
     )
     assert run.stdout.strip() == "payload 42", run.stderr
 
-
-def test_worker_setup_helper_for_the_raylet(agent, head, tmp_path):
-    """The raylet's entry point: env_vars answered locally, node resources through the agent."""
-    from ray._private.runtime_env.worker_setup import prepare_worker_env, release_worker_env
-
-    async def scenario():
-        local = await prepare_worker_env(None, {"env_vars": {"A": "1"}}, "05000000")
-        assert local.env_vars == {"A": "1"} and local.py_executable is None
-        with pytest.raises(RuntimeEnvSetupError, match="no runtime env agent"):
-            await prepare_worker_env(None, {"pip": {"packages": ["emoji"]}}, "05000000")
-        env = {"pip": {"packages": ["emoji"], "pip_check": False}}
-        context = await prepare_worker_env(agent["address"], env, "05000000")
-        assert context.py_executable.endswith("/virtualenv/bin/python")
-        await release_worker_env(agent["address"], env)
-
-    asyncio.run(scenario())

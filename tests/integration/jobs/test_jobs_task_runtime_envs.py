@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -61,3 +62,39 @@ def test_task_and_actor_runtime_envs(head, tmp_path):
     assert "actor 👍jobactor" in out
     assert "setup-error True" in out
     assert "still-works job" in out
+
+
+RELEASE_DRIVER = textwrap.dedent('''
+    import os, sys, time
+    import ray
+
+    ray.init(include_dashboard=False)
+
+    @ray.remote
+    class Probe:
+        def prefix(self):
+            return sys.prefix
+
+    actor = Probe.options(runtime_env={"pip": ["emoji"]}).remote()
+    venv = ray.get(actor.prefix.remote())
+    print("in-use", os.path.isdir(venv), "/runtime_resources/pip/" in venv)
+    ray.kill(actor)
+    deadline = time.monotonic() + 60
+    while os.path.isdir(venv) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print("removed-when-unused", not os.path.isdir(venv))
+    ray.shutdown()
+''')
+
+
+def test_actor_pip_env_is_removed_when_its_last_worker_is_gone(tmp_path):
+    """The raylet gives its agent reference back when the env's last worker exits; with a cache limit of 0
+    the agent then deletes the virtualenv."""
+    script = tmp_path / "driver.py"
+    script.write_text(RELEASE_DRIVER)
+    env = {**os.environ, "TMPDIR": str(tmp_path), "RAY_RUNTIME_ENV_PIP_CACHE_SIZE_GB": "0"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=800,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "in-use True True" in proc.stdout
+    assert "removed-when-unused True" in proc.stdout
