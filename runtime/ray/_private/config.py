@@ -33,6 +33,9 @@ class RayConfig:
     # Idle workers above the soft limit are killed after this long.
     idle_worker_killing_time_threshold_ms: int = 1000
     num_workers_soft_limit: int = -1
+    # Workers the raylet starts for a new driver before its first task (at most one per CPU). Ray starts
+    # one per CPU; ours fork from a pre-imported template in milliseconds, so idle ones only cost memory.
+    num_prestart_workers: int = 0
     worker_register_timeout_seconds: int = 60
     # Seconds a driver waits before printing the infeasible / unschedulable task warning.
     infeasible_task_warning_s: float = 2.0

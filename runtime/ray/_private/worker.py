@@ -221,7 +221,7 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
     cpus = int(raylet.resources_total.get("CPU", 0))
     cw = CoreWorker(DRIVER, gcs_address, raylet.raylet_socket_name, raylet.node_id.hex(),
                     raylet.node_manager_address, raylet.session_dir or (node.session_dir if node else ""),
-                    job_id, namespace=namespace, runtime_env=job_runtime_env, num_prestart=min(cpus, 4))
+                    job_id, namespace=namespace, runtime_env=job_runtime_env, num_prestart=_num_prestart_workers(cpus))
     cw.start()
     gcs.add_job(pb.JobTableData(
         job_id=job_id.binary(), driver_ip_address=raylet.node_manager_address, driver_pid=os.getpid(),
@@ -242,6 +242,14 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
         "webui_url": node.dashboard_url if node is not None else "", "node_id": raylet.node_id.hex(),
         "raylet_socket_name": raylet.raylet_socket_name, "object_store_address": raylet.object_store_socket_name,
     })
+
+
+def _num_prestart_workers(cpus: int) -> int:
+    """Workers the raylet starts for this driver before its first task: `num_prestart_workers` (default 0,
+    see ray._private.config; Ray prestarts one per CPU), at most one per CPU."""
+    from ray._private.config import config
+
+    return max(0, min(cpus, config().num_prestart_workers))
 
 
 def _upload_packages(runtime_env: dict, gcs) -> dict:

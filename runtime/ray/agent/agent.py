@@ -117,7 +117,9 @@ class NodeAgent:
                 await asyncio.sleep(1)
         logger.error("Gave up registering the agent in the GCS at %s.", self.args.gcs_address)
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Serve until SIGTERM/SIGINT, or until `stop` is set when the caller owns the signals (the agent
+        running inside the head's dashboard process, see ray.agent.with_dashboard)."""
         server = grpc.aio.server()
         runtime_env_agent_pb2_grpc.add_RuntimeEnvAgentServiceServicer_to_server(
             RuntimeEnvAgentServicer(self.manager), server
@@ -147,10 +149,11 @@ class NodeAgent:
         address = AgentAddress(self.args.node_id, self.args.node_ip_address, self.http_port, self.grpc_port)
         register_task = asyncio.create_task(self._register(address))
         reaper = asyncio.create_task(self.job_agent.reap_forever())
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         register_task.cancel()
         try:

@@ -109,7 +109,8 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
     return app, manager
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, or until `stop` is set when the caller owns the signals."""
     from ray._private.gcs_client import GcsClient
 
     gcs = GcsClient(args.gcs_address)
@@ -124,10 +125,11 @@ async def serve(args: argparse.Namespace) -> None:
     await asyncio.to_thread(
         gcs.internal_kv_put, DASHBOARD_ADDRESS_KEY, f"{advertised}:{args.port}".encode(), True, DASHBOARD_KV_NAMESPACE
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
     gcs.close()

@@ -1,0 +1,93 @@
+"""`python -m ray.agent.with_dashboard`: the head's dashboard and its node agent in one process.
+
+Used for the local cluster `ray.init()` starts. Both are aiohttp servers on one event loop with a gRPC
+client of the GCS; as two processes each paid ~60 MiB of RSS for the same interpreter, aiohttp and gRPC
+(issue 5's idle-memory target). Each keeps its own ports and protocol, so nothing that talks to them can
+tell: the dashboard serves --port, the agent serves its runtime env gRPC on --agent-grpc-port and its HTTP
+on --agent-http-port and registers in the GCS as the node's agent. `ray start` keeps two processes.
+
+    python -m ray.agent.with_dashboard --host H --port P --gcs-address A --session-dir S \\
+        --node-ip-address IP --node-id N --agent-grpc-port G --agent-http-port HP
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from ray._private import lifetime
+
+logger = logging.getLogger("ray.dashboard")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.Namespace]:
+    """The dashboard's and the agent's arguments, from one command line."""
+    parser = argparse.ArgumentParser(prog="python -m ray.agent.with_dashboard",
+                                     description="OpenRay dashboard with the head's node agent")
+    parser.add_argument("--host", default="127.0.0.1", help="dashboard host")
+    parser.add_argument("--port", type=int, default=8265, help="dashboard port")
+    parser.add_argument("--gcs-address", required=True, help="host:port of the GCS")
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--node-ip-address", required=True)
+    parser.add_argument("--node-id", required=True, help="hex id of the head node the agent serves")
+    parser.add_argument("--agent-grpc-port", type=int, default=0, help="runtime env service port (0 = any)")
+    parser.add_argument("--agent-http-port", type=int, required=True, help="Ray's --dashboard-agent-listen-port")
+    args = parser.parse_args(argv)
+    dashboard = argparse.Namespace(host=args.host, port=args.port, gcs_address=args.gcs_address,
+                                   session_dir=args.session_dir, node_ip_address=args.node_ip_address)
+    agent = argparse.Namespace(node_id=args.node_id, node_ip_address=args.node_ip_address,
+                               gcs_address=args.gcs_address, session_dir=args.session_dir,
+                               grpc_port=args.agent_grpc_port, http_port=args.agent_http_port)
+    return dashboard, agent
+
+
+async def serve_both(dashboard_args: argparse.Namespace, agent_args: argparse.Namespace) -> None:
+    """Run both until SIGTERM/SIGINT; if either fails to start, the other is stopped too."""
+    # Imported here: `python -m` of this module must arm die-with-parent before the heavy imports.
+    from ray.agent.agent import NodeAgent
+    from ray.dashboard.dashboard import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(serve(dashboard_args, stop), name="dashboard"),
+             asyncio.create_task(NodeAgent(agent_args).run(stop), name="agent")]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    failed = [t for t in done if t.exception() is not None]
+    if failed:
+        stop.set()  # the survivor shuts down cleanly (the agent unregisters, the jobs stop)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if failed:
+        raise failed[0].exception()
+
+
+def main(argv: list[str] | None = None) -> None:
+    lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
+    dashboard_args, agent_args = parse_args(argv)
+    logs_dir = os.path.join(dashboard_args.session_dir, "logs")
+    os.makedirs(logs_dir, exist_ok=True)
+    # One log file for both, as Ray's dashboard.log; the agent's lines carry its logger name.
+    logging.basicConfig(
+        filename=os.path.join(logs_dir, "dashboard.log"),
+        level=logging.INFO,
+        format="%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)d -- %(message)s",
+    )
+    try:
+        asyncio.run(serve_both(dashboard_args, agent_args))
+    except OSError as e:
+        logger.error("The dashboard or its node agent could not start: %s", e)
+        print(f"The dashboard (on {dashboard_args.host}:{dashboard_args.port}) or the node agent "
+              f"(HTTP {agent_args.http_port}, gRPC {agent_args.grpc_port}) could not listen: {e}", file=sys.stderr)
+        sys.exit(1)
+    except BaseException:
+        logger.exception("The dashboard or its node agent failed.")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
