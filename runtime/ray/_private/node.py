@@ -1,6 +1,7 @@
 """The node launcher used by `ray start`, `ray.init()` and `ray.cluster_utils`: session dir + processes.
 
-Head: GCS server, raylet, node agent, dashboard. Worker node: raylet, node agent. Components whose module
+Head: GCS server, raylet, node agent, dashboard; for `ray.init()`'s own cluster the agent runs inside the
+dashboard's process (ray.agent.with_dashboard). Worker node: raylet, node agent. Components whose module
 is not installed are skipped. Every PID is recorded (see process_registry) so `ray stop` and
 `ray.shutdown()` leave nothing behind; processes started for a driver also die with it (PDEATHSIG).
 """
