@@ -126,7 +126,7 @@ class NodeAgent:
         )
         self.grpc_port = server.add_insecure_port(f"{self.args.node_ip_address}:{self.args.grpc_port}")
         if self.grpc_port == 0:
-            raise SystemExit(f"Could not bind the runtime env gRPC port {self.args.grpc_port}.")
+            raise OSError(f"Could not bind the runtime env gRPC port {self.args.grpc_port} on {self.args.node_ip_address}.")
         await server.start()
 
         app = web.Application()

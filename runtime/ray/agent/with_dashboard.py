@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
 
 
 async def serve_both(dashboard_args: argparse.Namespace, agent_args: argparse.Namespace) -> None:
-    """Run both until SIGTERM/SIGINT; if either fails to start, the other is stopped too."""
+    """Run both until SIGTERM/SIGINT. An agent that fails is logged and the dashboard stays up (as when they
+    were two processes: jobs then wait for an agent); a dashboard that fails takes the agent down with it."""
     # Imported here: `python -m` of this module must arm die-with-parent before the heavy imports.
     from ray.agent.agent import NodeAgent
     from ray.dashboard.dashboard import serve
@@ -55,15 +56,18 @@ async def serve_both(dashboard_args: argparse.Namespace, agent_args: argparse.Na
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(serve(dashboard_args, stop), name="dashboard"),
-             asyncio.create_task(NodeAgent(agent_args).run(stop), name="agent")]
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    failed = [t for t in done if t.exception() is not None]
-    if failed:
-        stop.set()  # the survivor shuts down cleanly (the agent unregisters, the jobs stop)
-    await asyncio.gather(*tasks, return_exceptions=True)
-    if failed:
-        raise failed[0].exception()
+    dashboard = asyncio.create_task(serve(dashboard_args, stop), name="dashboard")
+    agent = asyncio.create_task(NodeAgent(agent_args).run(stop), name="agent")
+    done, _ = await asyncio.wait([dashboard, agent], return_when=asyncio.FIRST_COMPLETED)
+    if agent in done and agent.exception() is not None and not stop.is_set():
+        error = agent.exception()
+        logger.error("The node agent failed; the dashboard stays up without it: %r", error, exc_info=error)
+        print(f"The node agent (HTTP {agent_args.http_port}, gRPC {agent_args.grpc_port}) failed: {error!r}",
+              file=sys.stderr, flush=True)
+    if dashboard in done:
+        stop.set()  # the agent shuts down cleanly (unregisters, stops its jobs)
+    await asyncio.gather(agent, return_exceptions=True)
+    await dashboard  # raises what made the dashboard fail
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,12 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(serve_both(dashboard_args, agent_args))
     except OSError as e:
-        logger.error("The dashboard or its node agent could not start: %s", e)
-        print(f"The dashboard (on {dashboard_args.host}:{dashboard_args.port}) or the node agent "
-              f"(HTTP {agent_args.http_port}, gRPC {agent_args.grpc_port}) could not listen: {e}", file=sys.stderr)
+        logger.error("The dashboard could not start: %s", e)
+        print(f"The dashboard could not listen on {dashboard_args.host}:{dashboard_args.port}: {e}", file=sys.stderr)
         sys.exit(1)
-    except BaseException:
-        logger.exception("The dashboard or its node agent failed.")
+    except Exception:
+        logger.exception("The dashboard failed.")
         sys.exit(1)
 
 

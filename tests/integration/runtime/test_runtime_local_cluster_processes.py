@@ -107,3 +107,42 @@ def _live(procs: list[psutil.Process]) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return live
+
+
+def test_a_node_agent_that_cannot_start_leaves_the_dashboard_up(local_cluster, tmp_path):
+    """The agent's port is taken: the combined process says so on stderr and keeps serving the dashboard."""
+    import socket
+    import subprocess
+    import sys
+
+    from ray._private.net import free_port
+
+    session = tmp_path / "session"
+    (session / "logs").mkdir(parents=True)
+    dashboard_port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ray.agent.with_dashboard", "--port", str(dashboard_port),
+             "--gcs-address", local_cluster.address_info["gcs_address"], "--session-dir", str(session),
+             "--node-ip-address", "127.0.0.1", "--node-id", "cd" * 28,
+             "--agent-http-port", str(busy.getsockname()[1])],
+            stderr=subprocess.PIPE, text=True)
+        try:
+            def dashboard_answers() -> bool:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/version", timeout=5) as r:
+                        return r.status == 200
+                except OSError:
+                    return False
+
+            log = session / "logs" / "dashboard.log"
+            _wait_for(lambda: log.exists() and "The node agent failed" in log.read_text(), 60,
+                      "the agent's failure in dashboard.log")
+            _wait_for(dashboard_answers, 60, "the dashboard to answer")
+            assert proc.poll() is None
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=30)
+    assert "The node agent (HTTP" in stderr and "failed" in stderr, stderr
