@@ -46,8 +46,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
 
 
 async def serve_both(dashboard_args: argparse.Namespace, agent_args: argparse.Namespace) -> None:
-    """Run both until SIGTERM/SIGINT. An agent that fails is logged and the dashboard stays up (as when they
-    were two processes: jobs then wait for an agent); a dashboard that fails takes the agent down with it."""
+    """Run both until SIGTERM/SIGINT. Either one failing (e.g. its port is taken) is logged and leaves the
+    other up, as when they were two processes; the process exits with an error once both have failed."""
     # Imported here: `python -m` of this module must arm die-with-parent before the heavy imports.
     from ray.agent.agent import NodeAgent
     from ray.dashboard.dashboard import serve
@@ -56,18 +56,24 @@ async def serve_both(dashboard_args: argparse.Namespace, agent_args: argparse.Na
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    dashboard = asyncio.create_task(serve(dashboard_args, stop), name="dashboard")
-    agent = asyncio.create_task(NodeAgent(agent_args).run(stop), name="agent")
-    done, _ = await asyncio.wait([dashboard, agent], return_when=asyncio.FIRST_COMPLETED)
-    if agent in done and agent.exception() is not None and not stop.is_set():
-        error = agent.exception()
-        logger.error("The node agent failed; the dashboard stays up without it: %r", error, exc_info=error)
-        print(f"The node agent (HTTP {agent_args.http_port}, gRPC {agent_args.grpc_port}) failed: {error!r}",
-              file=sys.stderr, flush=True)
-    if dashboard in done:
-        stop.set()  # the agent shuts down cleanly (unregisters, stops its jobs)
-    await asyncio.gather(agent, return_exceptions=True)
-    await dashboard  # raises what made the dashboard fail
+    parts = {
+        asyncio.create_task(serve(dashboard_args, stop), name="dashboard"):
+            f"The dashboard (on {dashboard_args.host}:{dashboard_args.port})",
+        asyncio.create_task(NodeAgent(agent_args).run(stop), name="agent"):
+            f"The node agent (HTTP {agent_args.http_port}, gRPC {agent_args.grpc_port})",
+    }
+    errors = []
+    for task in asyncio.as_completed(parts):
+        try:
+            await task
+        except Exception as e:
+            errors.append(e)
+            if not stop.is_set():
+                what = next(name for t, name in parts.items() if t.done() and t.exception() is e)
+                logger.error("%s failed; the rest of this process stays up: %r", what, e, exc_info=e)
+                print(f"{what} failed: {e}", file=sys.stderr, flush=True)
+    if len(errors) == len(parts):
+        raise errors[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,12 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         asyncio.run(serve_both(dashboard_args, agent_args))
-    except OSError as e:
-        logger.error("The dashboard could not start: %s", e)
-        print(f"The dashboard could not listen on {dashboard_args.host}:{dashboard_args.port}: {e}", file=sys.stderr)
-        sys.exit(1)
     except Exception:
-        logger.exception("The dashboard failed.")
+        logger.exception("Both the dashboard and the node agent failed.")
         sys.exit(1)
 
 

@@ -109,8 +109,10 @@ def _live(procs: list[psutil.Process]) -> list[psutil.Process]:
     return live
 
 
-def test_a_node_agent_that_cannot_start_leaves_the_dashboard_up(local_cluster, tmp_path):
-    """The agent's port is taken: the combined process says so on stderr and keeps serving the dashboard."""
+@pytest.mark.parametrize("busy", ["agent", "dashboard"])
+def test_a_half_that_cannot_start_leaves_the_other_up(local_cluster, tmp_path, busy):
+    """One of the combined process's ports is taken: it says which half failed (stderr, dashboard.log) and
+    keeps serving the other, as two separate processes would."""
     import socket
     import subprocess
     import sys
@@ -119,30 +121,34 @@ def test_a_node_agent_that_cannot_start_leaves_the_dashboard_up(local_cluster, t
 
     session = tmp_path / "session"
     (session / "logs").mkdir(parents=True)
-    dashboard_port = free_port()
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = {"agent": free_port(), "dashboard": free_port(), busy: taken.getsockname()[1]}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ray.agent.with_dashboard", "--port", str(dashboard_port),
+            [sys.executable, "-m", "ray.agent.with_dashboard", "--port", str(ports["dashboard"]),
              "--gcs-address", local_cluster.address_info["gcs_address"], "--session-dir", str(session),
-             "--node-ip-address", "127.0.0.1", "--node-id", "cd" * 28,
-             "--agent-http-port", str(busy.getsockname()[1])],
+             "--node-ip-address", "127.0.0.1", "--node-id", "cd" * 28, "--agent-http-port", str(ports["agent"])],
             stderr=subprocess.PIPE, text=True)
+        survivor = "dashboard" if busy == "agent" else "agent"
+        url = {"dashboard": f"http://127.0.0.1:{ports['dashboard']}/api/version",
+               "agent": f"http://127.0.0.1:{ports['agent']}/api/healthz"}[survivor]
         try:
-            def dashboard_answers() -> bool:
+            log = session / "logs" / "dashboard.log"
+            _wait_for(lambda: log.exists() and "failed; the rest of this process stays up" in log.read_text(), 60,
+                      f"the {busy}'s failure in dashboard.log")
+
+            def survivor_answers() -> bool:
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/version", timeout=5) as r:
-                        return r.status == 200
+                    with urllib.request.urlopen(url, timeout=5) as reply:
+                        return reply.status == 200
                 except OSError:
                     return False
 
-            log = session / "logs" / "dashboard.log"
-            _wait_for(lambda: log.exists() and "The node agent failed" in log.read_text(), 60,
-                      "the agent's failure in dashboard.log")
-            _wait_for(dashboard_answers, 60, "the dashboard to answer")
+            _wait_for(survivor_answers, 60, f"the {survivor} to answer")
             assert proc.poll() is None
         finally:
             proc.terminate()
             _, stderr = proc.communicate(timeout=30)
-    assert "The node agent (HTTP" in stderr and "failed" in stderr, stderr
+    expected = "The node agent (HTTP" if busy == "agent" else "The dashboard (on 127.0.0.1:"
+    assert expected in stderr and "failed" in stderr, stderr
