@@ -62,6 +62,10 @@ class ActorClass:
             raise ValueError("Actor name must be a non-empty string.")
         actor_id = ActorID.of(cw.job_id)
         encoded, kwargs_keys, pinned, keep = encode_args(cw, args, kwargs)
+        # The actor may start (and restart) much later, from arguments the GCS keeps: values put for large
+        # arguments and refs inside arguments stay alive as long as this process.
+        for ref in keep:
+            cw.refs.escape(ref._id)
         # The GCS forwards the arguments to the actor's worker: resolve our own refs into values now.
         for i, arg in enumerate(encoded):
             if arg[0] == "r" and arg[2].get("worker_id") == cw.address["worker_id"]:
@@ -172,7 +176,7 @@ class ActorHandle:
             "args": encoded, "kwargs_keys": kwargs_keys, "return_ids": return_ids,
             "namespace": cw.namespace, "owner": cw.address,
         }
-        cw._owned.update(return_ids)
+        cw.refs.owned.update(return_ids)
         refs = [ObjectRef(oid, cw.address) for oid in return_ids]
         cw.pin_submitted(pinned)
         cw.loop.call_soon_threadsafe(cw.actor_submitter.submit, self._actor_id, spec, pinned, self._max_task_retries)

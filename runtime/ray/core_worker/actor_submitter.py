@@ -193,7 +193,8 @@ class ActorTaskSubmitter:
             else:
                 self.loop.create_task(self._fail_after_state(st, call))
             return
-        self._finish(call, fut.result()["returns"])
+        reply = fut.result()
+        self._finish(call, reply["returns"], reply.get("nested_holder"))
 
     async def _retry(self, st: _ActorState, call: _Call) -> None:
         conn = await self._connection(st)
@@ -209,9 +210,11 @@ class ActorTaskSubmitter:
         await self._wait_for_change(st)
         self._fail(call, self._death_error(st))
 
-    def _finish(self, call: _Call, returns: list) -> None:
+    def _finish(self, call: _Call, returns: list, nested_holder: dict | None = None) -> None:
         for oid, wire in returns:
-            self.cw.add_owned_result(oid, StoredObject.from_wire(wire))
+            self.cw.add_owned_result(oid, wire)
+        if nested_holder is not None:
+            self.cw.refs.release_holder(nested_holder, call.spec["task_id"])
         self.cw.unpin_submitted(call.pinned)
 
     def _fail(self, call: _Call, error: BaseException) -> None:
