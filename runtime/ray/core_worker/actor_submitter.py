@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import pickle
-import threading
 from dataclasses import dataclass, field
 
 from ray import exceptions
@@ -46,31 +45,9 @@ class ActorTaskSubmitter:
         self.cw = core_worker
         self.loop = core_worker.loop
         self._actors: dict[bytes, _ActorState] = {}
-        # Creator-side handle counts (any thread): the actor ends when they drop to zero, after its calls.
-        self._handle_lock = threading.Lock()
-        self._handles: dict[bytes, int] = {}
-        self._escaped: set[bytes] = set()
 
-    def add_handle(self, actor_id: bytes) -> None:
-        with self._handle_lock:
-            self._handles[actor_id] = self._handles.get(actor_id, 0) + 1
-
-    def escape_handle(self, actor_id: bytes) -> None:
-        with self._handle_lock:
-            self._escaped.add(actor_id)
-
-    def remove_handle(self, actor_id: bytes) -> None:
-        with self._handle_lock:
-            n = self._handles.get(actor_id, 0) - 1
-            if n > 0:
-                self._handles[actor_id] = n
-                return
-            self._handles.pop(actor_id, None)
-            if actor_id in self._escaped:
-                return
-        self.loop.call_soon_threadsafe(self._out_of_scope, actor_id)
-
-    def _out_of_scope(self, actor_id: bytes) -> None:
+    def out_of_scope(self, actor_id: bytes) -> None:
+        """No handle to the actor is left anywhere (io thread): end it once its calls are done."""
         st = self._actors.get(actor_id)
         if st is None:
             self._terminate(actor_id)

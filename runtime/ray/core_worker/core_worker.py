@@ -54,6 +54,7 @@ class CoreWorker:
         self.loop = framing.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="ray-core-worker-io", daemon=True)
         self.refs = ReferenceCounter(self)
+        self._actor_scopes: dict[bytes, bytes] = {}  # an actor's scope ref -> the actor (actors we created)
         self._fetch_lock = threading.Lock()
         self._fetching: set[bytes] = set()
         self._put_counter = itertools.count(1)
@@ -207,8 +208,22 @@ class CoreWorker:
     def unpin_submitted(self, oids: list[bytes]) -> None:
         self.refs.unpin(oids)
 
+    def actor_scope_ref(self, actor_id: bytes, creation_task_id: bytes) -> ObjectRef:
+        """The ref all handles of an actor we created share: when it is gone everywhere, so is the actor."""
+        oid = ObjectID.for_return(TaskID(creation_task_id), 0).binary()
+        self.refs.owned.add(oid)
+        self._actor_scopes[oid] = actor_id
+        ref = ObjectRef(oid, self.address)
+        placeholder = serialize(None).to_bytes()  # no value: the ref is all that counts
+        self.memory_store.put(oid, StoredObject(INLINE, placeholder, size=len(placeholder)))
+        return ref
+
     def free_owned(self, oid: bytes) -> None:
         """Nothing references our object any more: drop its value, here and in the node's store."""
+        actor_id = self._actor_scopes.pop(oid, None)
+        if actor_id is not None and self.connected and self.actor_submitter is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.actor_submitter.out_of_scope, actor_id)
         stored = self.memory_store.delete(oid)
         if stored is not None and stored.kind == IN_STORE and self.connected:
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown
