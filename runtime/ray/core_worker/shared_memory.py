@@ -28,11 +28,15 @@ def write(shm_dir: str, oid_hex: str, ser: SerializedObject) -> int:
     path = object_path(shm_dir, oid_hex)
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = claim_recycled(shm_dir, size, tmp) if size >= recycled_segments.MIN_SEGMENT_BYTES else None
+    reused_pages = fd is not None and os.fstat(fd).st_size >= size
     if fd is None:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.ftruncate(fd, size)
-        ser.write_to_fd(fd)
+        if reused_pages:
+            _copy_through_mapping(fd, size, ser)
+        else:
+            ser.write_to_fd(fd)
     except BaseException:
         _unlink(tmp)  # a half-written object must not stay behind in shared memory
         raise
@@ -40,6 +44,18 @@ def write(shm_dir: str, oid_hex: str, ser: SerializedObject) -> int:
         os.close(fd)  # drops a claimed segment's exclusive lock: readers come only after the rename
     os.replace(tmp, path)
     return size
+
+
+def _copy_through_mapping(fd: int, size: int, ser: SerializedObject) -> None:
+    """Over pages that already exist, mapping them in one go (MAP_POPULATE) and copying in user space is
+    faster than pwrite's page-by-page path (100 MiB: about 32 ms against 38 ms here). Over NEW pages it is
+    far slower (each is allocated on a fault), which is why fresh files are written with pwrite."""
+    m = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
+    try:
+        with memoryview(m) as target:
+            ser.write_into(target)
+    finally:
+        m.close()
 
 
 def claim_recycled(shm_dir: str, size: int, tmp: str) -> int | None:
