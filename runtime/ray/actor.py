@@ -62,6 +62,10 @@ class ActorClass:
             raise ValueError("Actor name must be a non-empty string.")
         actor_id = ActorID.of(cw.job_id)
         encoded, kwargs_keys, pinned, keep = encode_args(cw, args, kwargs)
+        # The actor may start (and restart) much later, from arguments the GCS keeps: values put for large
+        # arguments and refs inside arguments stay alive as long as this process.
+        for ref in keep:
+            cw.refs.escape(ref._id)
         # The GCS forwards the arguments to the actor's worker: resolve our own refs into values now.
         for i, arg in enumerate(encoded):
             if arg[0] == "r" and arg[2].get("worker_id") == cw.address["worker_id"]:
@@ -93,9 +97,12 @@ class ActorClass:
         if reply.code != 0:
             raise ValueError(reply.error_message)
         data = reply.actor
-        # Only the creator's handle to an unnamed, non-detached actor ends the actor when it goes away.
-        counted = not name and not detached and data.actor_id == actor_id.binary()
-        return ActorHandle(data.actor_id, data.class_name, meta, data.max_task_retries, _counted=counted)
+        # An unnamed, non-detached actor ends when the last handle to it anywhere goes away: its handles
+        # share one ref that is counted like any object ref (borrowers included).
+        scope_ref = None
+        if not name and not detached and data.actor_id == actor_id.binary():
+            scope_ref = cw.actor_scope_ref(actor_id.binary(), spec["task_id"])
+        return ActorHandle(data.actor_id, data.class_name, meta, data.max_task_retries, scope_ref)
 
 
 class _ActorClassOptions:
@@ -126,30 +133,12 @@ class ActorMethod:
 
 class ActorHandle:
     def __init__(self, actor_id: bytes, class_name: str, method_meta: dict, max_task_retries: int = 0,
-                 _counted: bool = False):
+                 scope_ref: ObjectRef | None = None):
         self._actor_id = actor_id
         self._class_name = class_name
         self._method_meta = method_meta
         self._max_task_retries = max_task_retries
-        self._counted = False
-        if _counted:
-            from ray._private.worker import global_worker
-
-            cw = global_worker.core_worker
-            if cw is not None and cw.actor_submitter is not None:
-                cw.actor_submitter.add_handle(actor_id)
-                self._counted = True
-
-    def __del__(self):
-        if self._counted:
-            try:
-                from ray._private.worker import global_worker
-
-                cw = global_worker.core_worker
-                if cw is not None and cw.connected:
-                    cw.actor_submitter.remove_handle(self._actor_id)
-            except Exception:  # interpreter shutdown
-                pass
+        self._scope_ref = scope_ref  # None: the actor's life does not depend on handles (named, detached)
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_"):
@@ -172,7 +161,7 @@ class ActorHandle:
             "args": encoded, "kwargs_keys": kwargs_keys, "return_ids": return_ids,
             "namespace": cw.namespace, "owner": cw.address,
         }
-        cw._owned.update(return_ids)
+        cw.refs.owned.update(return_ids)
         refs = [ObjectRef(oid, cw.address) for oid in return_ids]
         cw.pin_submitted(pinned)
         cw.loop.call_soon_threadsafe(cw.actor_submitter.submit, self._actor_id, spec, pinned, self._max_task_retries)
@@ -195,14 +184,9 @@ class ActorHandle:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
 
     def __reduce__(self):
-        if self._counted:
-            # Passed elsewhere: without distributed handle counting the actor lives until its job ends.
-            from ray._private.worker import global_worker
-
-            cw = global_worker.core_worker
-            if cw is not None:
-                cw.actor_submitter.escape_handle(self._actor_id)
-        return ActorHandle, (self._actor_id, self._class_name, self._method_meta, self._max_task_retries)
+        # The scope ref travels with the handle, so whoever holds a copy keeps the actor alive.
+        return ActorHandle, (self._actor_id, self._class_name, self._method_meta, self._max_task_retries,
+                             self._scope_ref)
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:

@@ -47,7 +47,7 @@ class RemoteFunction:
         encoded, kwargs_keys, pinned, keep = cw_encode(cw, args, kwargs)
         spec = dict(self._static_spec(cw, options))
         spec.update(task_id=task_id.binary(), args=encoded, kwargs_keys=kwargs_keys, return_ids=return_ids)
-        cw._owned.update(return_ids)
+        cw.refs.owned.update(return_ids)
         refs = [ObjectRef(oid, cw.address) for oid in return_ids]
         cw.pin_submitted(pinned)
         cw.loop.call_soon_threadsafe(cw.submitter.submit, spec, pinned)

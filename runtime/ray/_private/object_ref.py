@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 # Set by the core worker of this process: it counts refs and resolves futures.
@@ -15,6 +17,21 @@ _serialization_context = threading.local()
 def set_hooks(hooks: Any) -> None:
     global _hooks
     _hooks = hooks
+
+
+@contextlib.contextmanager
+def collecting_refs() -> Iterator[list[ObjectRef]]:
+    """Collect the refs pickled inside the block: the caller keeps them alive as long as the bytes live
+    (a `ray.put` value, a task's arguments or return value) instead of pinning them forever."""
+    outer = getattr(_serialization_context, "refs", None)
+    refs: list[ObjectRef] = []
+    _serialization_context.refs = refs
+    try:
+        yield refs
+    finally:
+        _serialization_context.refs = outer
+        if outer is not None:
+            outer.extend(refs)
 
 
 class ObjectRef:
@@ -60,7 +77,10 @@ class ObjectRef:
         return f"ObjectRef({self.hex()})"
 
     def __reduce__(self):
-        if _hooks is not None:
+        collected = getattr(_serialization_context, "refs", None)
+        if collected is not None:
+            collected.append(self)
+        elif _hooks is not None:  # pickled outside the runtime's view: kept alive until its owner exits
             _hooks.on_ref_serialized(self._id, self._owner)
         return _rebuild_ref, (self._id, self._owner)
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import pickle
-import threading
 from dataclasses import dataclass, field
 
 from ray import exceptions
@@ -46,31 +45,9 @@ class ActorTaskSubmitter:
         self.cw = core_worker
         self.loop = core_worker.loop
         self._actors: dict[bytes, _ActorState] = {}
-        # Creator-side handle counts (any thread): the actor ends when they drop to zero, after its calls.
-        self._handle_lock = threading.Lock()
-        self._handles: dict[bytes, int] = {}
-        self._escaped: set[bytes] = set()
 
-    def add_handle(self, actor_id: bytes) -> None:
-        with self._handle_lock:
-            self._handles[actor_id] = self._handles.get(actor_id, 0) + 1
-
-    def escape_handle(self, actor_id: bytes) -> None:
-        with self._handle_lock:
-            self._escaped.add(actor_id)
-
-    def remove_handle(self, actor_id: bytes) -> None:
-        with self._handle_lock:
-            n = self._handles.get(actor_id, 0) - 1
-            if n > 0:
-                self._handles[actor_id] = n
-                return
-            self._handles.pop(actor_id, None)
-            if actor_id in self._escaped:
-                return
-        self.loop.call_soon_threadsafe(self._out_of_scope, actor_id)
-
-    def _out_of_scope(self, actor_id: bytes) -> None:
+    def out_of_scope(self, actor_id: bytes) -> None:
+        """No handle to the actor is left anywhere (io thread): end it once its calls are done."""
         st = self._actors.get(actor_id)
         if st is None:
             self._terminate(actor_id)
@@ -193,7 +170,8 @@ class ActorTaskSubmitter:
             else:
                 self.loop.create_task(self._fail_after_state(st, call))
             return
-        self._finish(call, fut.result()["returns"])
+        reply = fut.result()
+        self._finish(call, reply["returns"], reply.get("nested_holder"))
 
     async def _retry(self, st: _ActorState, call: _Call) -> None:
         conn = await self._connection(st)
@@ -209,9 +187,11 @@ class ActorTaskSubmitter:
         await self._wait_for_change(st)
         self._fail(call, self._death_error(st))
 
-    def _finish(self, call: _Call, returns: list) -> None:
+    def _finish(self, call: _Call, returns: list, nested_holder: dict | None = None) -> None:
         for oid, wire in returns:
-            self.cw.add_owned_result(oid, StoredObject.from_wire(wire))
+            self.cw.add_owned_result(oid, wire)
+        if nested_holder is not None:
+            self.cw.refs.release_holder(nested_holder, call.spec["task_id"])
         self.cw.unpin_submitted(call.pinned)
 
     def _fail(self, call: _Call, error: BaseException) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import os
@@ -24,7 +25,8 @@ from ray._private.object_ref import ObjectRef
 from ray._private.serialization import deserialize, serialize
 from ray.core_worker import shared_memory
 from ray.core_worker.function_manager import FunctionManager
-from ray.core_worker.memory_store import IN_STORE, INLINE, MemoryStore, StoredObject
+from ray.core_worker.memory_store import IN_STORE, INLINE, MemoryStore, StoredObject, nested_in_wire
+from ray.core_worker.reference_counter import REFERENCE_METHODS, ReferenceCounter
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +53,9 @@ class CoreWorker:
         self.memory_store = MemoryStore()
         self.loop = framing.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="ray-core-worker-io", daemon=True)
-        # Reference counting (this process's view): ObjectRef instances, refs pinned by pending tasks,
-        # objects owned here, and owned objects whose ref was serialized (kept until the owner exits).
-        self._ref_lock = threading.Lock()
-        self._local_refs: dict[bytes, int] = {}
-        self._submitted_refs: dict[bytes, int] = {}
-        self._owned: set[bytes] = set()
-        self._escaped: set[bytes] = set()
+        self.refs = ReferenceCounter(self)
+        self._actor_scopes: dict[bytes, bytes] = {}  # an actor's scope ref -> the actor (actors we created)
+        self._fetch_lock = threading.Lock()
         self._fetching: set[bytes] = set()
         self._put_counter = itertools.count(1)
         self._task_context = threading.local()
@@ -191,60 +189,45 @@ class CoreWorker:
     def task_context(self, name: str, default=None):
         return getattr(self._task_context, name, default)
 
-    # ------------------------------------------------------------------ reference counting (hooks)
+    # ------------------------------------------------------------------ reference counting (ObjectRef hooks)
     def add_local_ref(self, oid: bytes, owner: dict | None) -> None:
-        with self._ref_lock:
-            self._local_refs[oid] = self._local_refs.get(oid, 0) + 1
+        self.refs.add_local(oid)
 
     def remove_local_ref(self, oid: bytes) -> None:
-        with self._ref_lock:
-            n = self._local_refs.get(oid, 0) - 1
-            if n > 0:
-                self._local_refs[oid] = n
-                return
-            self._local_refs.pop(oid, None)
-            if self._submitted_refs.get(oid):
-                return
-        self._release(oid)
+        self.refs.remove_local(oid)
 
     def on_ref_serialized(self, oid: bytes, owner: dict | None) -> None:
-        # A ref of ours escaped into another value: without borrower tracking it stays alive until we exit.
-        if oid in self._owned:
-            self._escaped.add(oid)
+        self.refs.escape(oid)
 
     def on_ref_deserialized(self, ref: ObjectRef) -> None:
-        pass
+        self.refs.on_deserialized(ref)
 
     def pin_submitted(self, oids: list[bytes]) -> None:
-        with self._ref_lock:
-            for oid in oids:
-                self._submitted_refs[oid] = self._submitted_refs.get(oid, 0) + 1
+        self.refs.pin(oids)
 
     def unpin_submitted(self, oids: list[bytes]) -> None:
-        free = []
-        with self._ref_lock:
-            for oid in oids:
-                n = self._submitted_refs.get(oid, 0) - 1
-                if n > 0:
-                    self._submitted_refs[oid] = n
-                    continue
-                self._submitted_refs.pop(oid, None)
-                if not self._local_refs.get(oid):
-                    free.append(oid)
-        for oid in free:
-            self._release(oid)
+        self.refs.unpin(oids)
 
-    def is_referenced(self, oid: bytes) -> bool:
-        return bool(self._local_refs.get(oid) or self._submitted_refs.get(oid))
+    def actor_scope_ref(self, actor_id: bytes, creation_task_id: bytes) -> ObjectRef:
+        """The ref all handles of an actor we created share: when it is gone everywhere, so is the actor."""
+        oid = ObjectID.for_return(TaskID(creation_task_id), 0).binary()
+        self.refs.owned.add(oid)
+        self._actor_scopes[oid] = actor_id
+        ref = ObjectRef(oid, self.address)
+        placeholder = serialize(None).to_bytes()  # no value: the ref is all that counts
+        self.memory_store.put(oid, StoredObject(INLINE, placeholder, size=len(placeholder)))
+        return ref
 
-    def _release(self, oid: bytes) -> None:
-        if oid in self._owned:
-            if oid in self._escaped or not self.memory_store.contains(oid):
-                return  # still pending: freed when the result arrives unreferenced
-            self._owned.discard(oid)
+    def free_owned(self, oid: bytes) -> None:
+        """Nothing references our object any more: drop its value, here and in the node's store."""
+        actor_id = self._actor_scopes.pop(oid, None)
+        if actor_id is not None and self.connected and self.actor_submitter is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self.actor_submitter.out_of_scope, actor_id)
         stored = self.memory_store.delete(oid)
-        if stored is not None and stored.kind == IN_STORE and self.connected and oid not in self._escaped:
-            self.loop.call_soon_threadsafe(self._free_in_store, oid, stored)
+        if stored is not None and stored.kind == IN_STORE and self.connected:
+            with contextlib.suppress(RuntimeError):  # loop closed at shutdown
+                self.loop.call_soon_threadsafe(self._free_in_store, oid, stored)
 
     def _free_in_store(self, oid: bytes, stored: StoredObject) -> None:
         if stored.node_id == self.node_id:
@@ -261,15 +244,20 @@ class CoreWorker:
 
         self.loop.create_task(_remote())
 
-    def add_owned_result(self, oid: bytes, stored: StoredObject) -> None:
-        """A task's return value arrived (io thread)."""
+    def add_owned_result(self, oid: bytes, wire: tuple) -> None:
+        """A task's return value arrived (io thread); we hold the refs inside it while it lives."""
+        stored = StoredObject.from_wire(wire)
+        nested = nested_in_wire(wire)
+        if nested:
+            stored.nested = self.refs.adopt_nested(nested)
         self.memory_store.put(oid, stored)
-        if not self.is_referenced(oid):
-            self._release(oid)
+        self.refs.on_result_stored(oid)
 
     # ------------------------------------------------------------------ put / serialize values
     def store_value(self, oid: bytes, value: Any, owned: bool = True, is_error: bool = False) -> StoredObject:
-        ser = serialize(value)
+        """Serialize a value (a put or a task's return); the result holds the refs found inside it."""
+        with object_ref.collecting_refs() as nested:
+            ser = serialize(value)
         size = ser.total_bytes
         if size <= config().max_direct_call_object_size:
             stored = StoredObject(INLINE, ser.to_bytes(), is_error, size=size)
@@ -277,6 +265,7 @@ class CoreWorker:
             shared_memory.write(self.shm_dir, oid.hex(), ser)
             stored = StoredObject(IN_STORE, None, is_error, self.node_id, self.raylet_tcp, size)
             self.loop.call_soon_threadsafe(self._notify_created, oid.hex(), size)
+        stored.nested = tuple(nested)
         return stored
 
     def _notify_created(self, oid_hex: str, size: int) -> None:
@@ -289,7 +278,7 @@ class CoreWorker:
                             "you can wrap the ray.ObjectRef in a list and call 'put' on it.")
         counter = getattr(self._task_context, "put_counter", None) or self._put_counter
         oid = ObjectID.for_put(self.current_task_id, next(counter)).binary()
-        self._owned.add(oid)
+        self.refs.owned.add(oid)
         ref = ObjectRef(oid, self.address)
         self.memory_store.put(oid, self.store_value(oid, value))
         return ref
@@ -297,11 +286,11 @@ class CoreWorker:
     # ------------------------------------------------------------------ get / wait
     def _ensure_local(self, oid: bytes, owner: dict | None) -> None:
         """Start fetching a borrowed object from its owner unless it is here or on its way."""
-        if self.memory_store.contains(oid) or oid in self._owned or owner is None:
+        if self.memory_store.contains(oid) or oid in self.refs.owned or owner is None:
             return
         if owner.get("worker_id") == self.worker_id.hex():
             return
-        with self._ref_lock:
+        with self._fetch_lock:
             if oid in self._fetching:
                 return
             self._fetching.add(oid)
@@ -318,7 +307,7 @@ class CoreWorker:
         except (OSError, framing.ConnectionLost, framing.RemoteError):
             stored = self._error_object(exceptions.OwnerDiedError(oid.hex(), str(owner.get("tcp"))))
         finally:
-            with self._ref_lock:
+            with self._fetch_lock:
                 self._fetching.discard(oid)
         self.memory_store.put(oid, stored)
 
@@ -456,6 +445,8 @@ class CoreWorker:
             return self._serve_object(body["object_id"])
         if method == "lease_infeasible":
             return self._warn_infeasible(body["resources"])
+        if method in REFERENCE_METHODS:
+            return self.refs.handle(conn, method, body)
         if self.executor is not None:
             return self.executor.handle(conn, method, body)
         raise ValueError(f"unknown core worker method {method!r}")
@@ -464,7 +455,7 @@ class CoreWorker:
         stored = self.memory_store.get(oid)
         if stored is not None:
             return stored.to_wire()
-        if oid not in self._owned:
+        if oid not in self.refs.owned:
             return None
         fut = self.loop.create_future()
 
@@ -508,9 +499,13 @@ def encode_args(cw: CoreWorker, args: tuple, kwargs: dict) -> tuple[list, list[s
             encoded.append(("r", value._id, value._owner))
             pinned.append(value._id)
             continue
-        ser = serialize(value)
+        with object_ref.collecting_refs() as nested:
+            ser = serialize(value)
         if ser.total_bytes <= limit:
             encoded.append(("v", ser.to_bytes()))
+            # Refs inside an argument live until the task ends; the worker registers if it keeps one.
+            pinned.extend(ref._id for ref in nested)
+            keep.extend(nested)
         else:
             ref = cw.put(value)
             keep.append(ref)

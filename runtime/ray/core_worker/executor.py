@@ -104,7 +104,7 @@ class TaskExecutor:
                 reply = self._create_actor(body)
             else:
                 reply = self.execute(body)
-            self.cw.loop.call_soon_threadsafe(_set_result, fut, reply)
+            self._reply(fut, reply)
             if self.exiting:
                 break
         self._flush_and_exit()
@@ -121,7 +121,7 @@ class TaskExecutor:
 
     def _run_and_reply(self, body: dict, fut) -> None:
         reply = self.execute(body)
-        self.cw.loop.call_soon_threadsafe(_set_result, fut, reply)
+        self._reply(fut, reply)
         if self.exiting:
             self.queue.put(None)
 
@@ -198,7 +198,12 @@ class TaskExecutor:
                 reply = self._error_reply(spec, self._task_error(spec, e))
             finally:
                 self._async_tasks.pop(task_id, None)
-        self.cw.loop.call_soon_threadsafe(_set_result, fut, reply)
+        self._reply(fut, reply)
+
+    def _reply(self, fut, reply: dict) -> None:
+        # Refs this task deserialized and kept are registered with their owners before the caller, who
+        # may drop its own refs once it has the reply, hears that the task is done.
+        self.cw.loop.call_soon_threadsafe(self.cw.refs.after_registrations, _set_result, fut, reply)
 
     # ------------------------------------------------------------------ tasks
     def execute(self, spec: dict) -> dict:
@@ -318,13 +323,19 @@ class TaskExecutor:
                                  f"objects, but num_returns={n}.")
                 return self._error_reply(spec, self._task_error(spec, err))
         returns = []
+        nested: tuple = ()
         for oid, value in zip(return_ids, values, strict=True):
             try:
                 stored = self.cw.store_value(oid, value, owned=False)
             except Exception as e:
                 stored = self.cw._error_object(self._task_error(spec, e))
+            nested += stored.nested
             returns.append((oid, stored.to_wire()))
-        return {"returns": returns, "exit": self.exiting}
+        reply = {"returns": returns, "exit": self.exiting}
+        if nested:  # the caller lets us drop them once it holds them itself
+            self.cw.refs.hold_for_caller(spec["task_id"], nested)
+            reply["nested_holder"] = self.cw.address
+        return reply
 
 
 def _notify_quietly(conn, method: str) -> None:

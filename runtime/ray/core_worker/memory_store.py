@@ -21,13 +21,25 @@ class StoredObject:
     node_id: str = ""
     raylet_tcp: str = ""
     size: int = 0
+    # The refs pickled inside the value. The owner's entry holds them (ObjectRef instances), so they live
+    # as long as this value can still be read; on the wire they travel as (object id, owner) pairs.
+    nested: tuple = ()
 
     def to_wire(self) -> tuple:
-        return (self.kind, self.data, self.is_error, self.node_id, self.raylet_tcp, self.size)
+        wire = (self.kind, self.data, self.is_error, self.node_id, self.raylet_tcp, self.size)
+        if self.nested:
+            wire += (tuple((r._id, r._owner) for r in self.nested),)
+        return wire
 
     @classmethod
     def from_wire(cls, wire: tuple) -> StoredObject:
-        return cls(*wire)
+        """A copy of the value; the nested refs are not held (see `nested_in_wire`)."""
+        return cls(*wire[:6])
+
+
+def nested_in_wire(wire: tuple) -> tuple:
+    """The (object id, owner) pairs of the refs inside a value on the wire."""
+    return wire[6] if len(wire) > 6 else ()
 
 
 class MemoryStore:

@@ -203,13 +203,15 @@ class NormalTaskSubmitter:
             self._drop_worker(cls, worker)
         else:
             self._make_idle(cls, worker)
-        self._finish(task, reply["returns"])
+        self._finish(task, reply["returns"], reply.get("nested_holder"))
 
     # ------------------------------------------------------------------ completion
-    def _finish(self, task: PendingTask, returns: list) -> None:
+    def _finish(self, task: PendingTask, returns: list, nested_holder: dict | None = None) -> None:
         self._tasks.pop(task.spec["task_id"], None)
         for oid, wire in returns:
-            self.cw.add_owned_result(oid, StoredObject.from_wire(wire))
+            self.cw.add_owned_result(oid, wire)
+        if nested_holder is not None:
+            self.cw.refs.release_holder(nested_holder, task.spec["task_id"])
         self.cw.unpin_submitted(task.pinned)
 
     def _finish_with_error(self, task: PendingTask, error: BaseException) -> None:

@@ -4,6 +4,11 @@ Objects are files in the node's /dev/shm dir (written by the processes that crea
 in shared memory pass `object_spilling_threshold` of the store's capacity, the least recently created
 objects move to `<session>/spill/<node>/`; reading a spilled object restores it first. Nothing is lost:
 an object is only removed when its owner frees it.
+
+The files of freed large objects are kept as recycled segments (`ray._private.recycled_segments`) for
+writers to reuse, up to a bounded pool that shrinks first when live objects need the room. The pool is
+not part of the used bytes; writers claim segments without telling the raylet, so the pool's books are
+checked against its directory before they are used.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import shutil
 from collections import OrderedDict
 
+from ray._private import recycled_segments
 from ray._private.config import config
 
 logger = logging.getLogger(__name__)
@@ -27,6 +33,10 @@ class LocalObjectStore:
         self._spilled: dict[str, int] = {}
         self.spilled_bytes_total = 0
         self.restored_bytes_total = 0
+        self.pool_dir = recycled_segments.pool_dir(shm_dir)
+        self.pool_limit = recycled_segments.pool_limit(capacity)
+        self._pool: OrderedDict[str, int] = OrderedDict()  # segment name -> size, oldest first
+        self._pool_seq = 0
 
     @property
     def used_bytes(self) -> int:
@@ -36,13 +46,20 @@ class LocalObjectStore:
     def num_objects(self) -> int:
         return len(self._in_memory) + len(self._spilled)
 
+    @property
+    def recycled_bytes(self) -> int:
+        return sum(self._pool.values())
+
     def stats(self) -> dict:
+        self._sync_pool()
         return {"object_store_used_bytes": self.used_bytes, "num_objects": self.num_objects,
                 "num_spilled": len(self._spilled), "spilled_bytes_total": self.spilled_bytes_total,
-                "restored_bytes_total": self.restored_bytes_total, "capacity": self.capacity}
+                "restored_bytes_total": self.restored_bytes_total, "capacity": self.capacity,
+                "recycled_bytes": self.recycled_bytes, "num_recycled": len(self._pool)}
 
     def on_created(self, oid: str, size: int) -> None:
         self._in_memory[oid] = size
+        self._fit_pool()
         self._spill_if_needed(keep=oid)
 
     def _spill_if_needed(self, keep: str | None = None) -> None:
@@ -82,15 +99,59 @@ class LocalObjectStore:
         os.unlink(src)
         self.restored_bytes_total += size
         self._in_memory[oid] = size
+        self._fit_pool()
         self._spill_if_needed(keep=oid)
         return True
 
     def free(self, oids: list[str]) -> None:
         for oid in oids:
-            if self._in_memory.pop(oid, None) is not None:
-                _unlink(os.path.join(self.shm_dir, oid))
+            size = self._in_memory.pop(oid, None)
+            if size is not None:
+                self._recycle_or_unlink(oid, size)
             if self._spilled.pop(oid, None) is not None:
                 _unlink(os.path.join(self.spill_dir, oid))
+        self._fit_pool()
+
+    # ------------------------------------------------------------------ recycled segments
+    def _recycle_or_unlink(self, oid: str, size: int) -> None:
+        """Keep a freed object's file for a writer to reuse, or remove it. A process may still map it (a
+        view that outlived its ref): writers skip a segment they cannot lock, so its bytes stay."""
+        path = os.path.join(self.shm_dir, oid)
+        if size < recycled_segments.MIN_SEGMENT_BYTES or size > self.pool_limit:
+            _unlink(path)
+            return
+        self._pool_seq += 1
+        name = recycled_segments.segment_name(size, self._pool_seq)
+        try:
+            os.makedirs(self.pool_dir, exist_ok=True)
+            os.rename(path, os.path.join(self.pool_dir, name))
+        except FileNotFoundError:
+            return
+        self._pool[name] = size
+
+    def _sync_pool(self) -> None:
+        """Forget segments that writers have claimed since (they are objects now)."""
+        if not self._pool:
+            return
+        try:
+            present = set(os.listdir(self.pool_dir))
+        except FileNotFoundError:
+            present = set()
+        for name in [n for n in self._pool if n not in present]:
+            del self._pool[name]
+
+    def _fit_pool(self) -> None:
+        """Unlink the oldest segments until the pool is within its limit and, with the objects in memory,
+        within the store's capacity."""
+        budget = min(self.pool_limit, self.capacity - self.used_bytes)
+        total = self.recycled_bytes
+        if total > budget:
+            self._sync_pool()  # the books may still count segments that writers took
+            total = self.recycled_bytes
+        while self._pool and total > budget:
+            name, size = self._pool.popitem(last=False)
+            _unlink(os.path.join(self.pool_dir, name))
+            total -= size
 
     def read(self, oid: str) -> bytes | None:
         for d in (self.shm_dir, self.spill_dir):

@@ -203,3 +203,37 @@ def test_an_unnamed_actor_ends_when_its_handle_goes_away_after_its_calls():
     while time.monotonic() < deadline and psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie":
         time.sleep(0.1)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def _exited(pid: int, timeout: float) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_an_actor_lives_while_any_process_holds_a_handle_to_it():
+    @ray.remote
+    class HandleKeeper:
+        def keep(self, handle) -> None:
+            self.handle = handle
+
+        def call(self) -> int:
+            return ray.get(self.handle.inc.remote())
+
+        def drop(self) -> None:
+            del self.handle
+
+    c = Counter.remote()
+    pid = ray.get(c.pid.remote())
+    keeper = HandleKeeper.remote()
+    ray.get(keeper.keep.remote(c))
+    del c  # the creator's handle is gone; the keeper's copy still counts
+    assert not _exited(pid, 3)
+    assert ray.get(keeper.call.remote()) == 1
+    ray.get(keeper.drop.remote())
+    assert _exited(pid, 30)

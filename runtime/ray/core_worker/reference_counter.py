@@ -1,0 +1,233 @@
+"""Distributed reference counting: how long each object's value must live.
+
+A value lives while any process can still reach it:
+- local refs: `ObjectRef` instances in this process;
+- submitted refs: pending tasks of this process take it as an argument (top-level or nested in a value);
+- borrowers (at the owner): other processes that deserialized a ref to it and still hold one;
+- nesting: a stored value contains a ref to it (the value's owner holds those refs in `StoredObject.nested`).
+
+A process that deserializes a ref it does not own registers with the owner (`add_borrower`, acknowledged)
+and says `remove_borrower` when its last ref goes. A ref is only ever handed on while its sender holds it,
+so the owner never sees zero holders in between, provided that a process sends nothing that lets go of a
+ref (a `remove_borrower`, a `release_nested`, a task's reply) before the registrations it made earlier
+are acknowledged. `after_registrations` and the per-owner outboxes keep that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ray._private import framing
+from ray._private.object_ref import ObjectRef
+
+if TYPE_CHECKING:
+    from ray.core_worker.core_worker import CoreWorker
+
+logger = logging.getLogger(__name__)
+
+ADD_BORROWER, REMOVE_BORROWER, RELEASE_NESTED = "add_borrower", "remove_borrower", "release_nested"
+REFERENCE_METHODS = frozenset((ADD_BORROWER, REMOVE_BORROWER, RELEASE_NESTED))
+
+
+class ReferenceCounter:
+    def __init__(self, core_worker: CoreWorker):
+        self.cw = core_worker
+        # Re-entrant: an ObjectRef's __del__ may run (garbage collection) while this thread holds the lock.
+        self._lock = threading.RLock()
+        self.local: dict[bytes, int] = {}
+        self.submitted: dict[bytes, int] = {}
+        self.owned: set[bytes] = set()
+        # Refs pickled where nobody can tell when the bytes go away: kept until this process exits.
+        self.escaped: set[bytes] = set()
+        self.borrowing: dict[bytes, str] = {}  # borrowed object -> its owner's address, as we reach it
+        self.borrowers: dict[bytes, set[framing.Connection]] = {}  # owned object -> borrowers (io thread)
+        self._held_for_caller: dict[bytes, tuple[ObjectRef, ...]] = {}  # task id -> refs in its returns
+        self._outboxes: dict[str, deque] = {}  # owner address -> messages in order (io thread)
+        self._unacked: set[asyncio.Future] = set()  # registrations sent, not yet acknowledged (io thread)
+
+    # ------------------------------------------------------------------ counts (any thread)
+    def add_local(self, oid: bytes) -> None:
+        with self._lock:
+            self.local[oid] = self.local.get(oid, 0) + 1
+
+    def remove_local(self, oid: bytes) -> None:
+        with self._lock:
+            n = self.local.get(oid, 0) - 1
+            if n > 0:
+                self.local[oid] = n
+                return
+            self.local.pop(oid, None)
+            self._release_if_unreferenced(oid)
+
+    def pin(self, oids: list[bytes]) -> None:
+        with self._lock:
+            for oid in oids:
+                self.submitted[oid] = self.submitted.get(oid, 0) + 1
+
+    def unpin(self, oids: list[bytes]) -> None:
+        with self._lock:
+            for oid in oids:
+                n = self.submitted.get(oid, 0) - 1
+                if n > 0:
+                    self.submitted[oid] = n
+                    continue
+                self.submitted.pop(oid, None)
+                self._release_if_unreferenced(oid)
+
+    def is_referenced(self, oid: bytes) -> bool:
+        return bool(self.local.get(oid) or self.submitted.get(oid) or self.borrowers.get(oid))
+
+    def escape(self, oid: bytes) -> None:
+        self.escaped.add(oid)
+
+    def on_result_stored(self, oid: bytes) -> None:
+        """An owned task's value arrived: free it at once if nobody wants it any more."""
+        with self._lock:
+            self._release_if_unreferenced(oid)
+
+    def _release_if_unreferenced(self, oid: bytes) -> None:
+        if self.is_referenced(oid) or oid in self.escaped:
+            return
+        if oid in self.owned:
+            if not self.cw.memory_store.contains(oid):
+                return  # still being computed: freed when the unreferenced result arrives
+            self.owned.discard(oid)
+            self.cw.free_owned(oid)
+            return
+        self.cw.memory_store.delete(oid)  # our cached copy
+        owner = self.borrowing.pop(oid, None)
+        if owner is not None:
+            self._post(owner, REMOVE_BORROWER, oid)
+
+    # ------------------------------------------------------------------ borrowing (any thread)
+    def on_deserialized(self, ref: ObjectRef) -> None:
+        owner = ref._owner
+        if owner is None or owner.get("worker_id") == self.cw.address["worker_id"]:
+            return
+        with self._lock:
+            if ref._id in self.borrowing:
+                return
+            address = self.cw.conn_address(owner)
+            self.borrowing[ref._id] = address
+        self._post(address, ADD_BORROWER, ref._id)
+
+    def adopt_nested(self, nested_wire: tuple) -> tuple[ObjectRef, ...]:
+        """Hold the refs inside a value that arrived from elsewhere (this process owns the value)."""
+        refs = tuple(ObjectRef(oid, owner) for oid, owner in nested_wire)
+        for ref in refs:
+            self.on_deserialized(ref)
+        return refs
+
+    # ------------------------------------------------------------------ task returns that contain refs
+    def hold_for_caller(self, task_id: bytes, refs: tuple[ObjectRef, ...]) -> None:
+        """Keep the refs inside a task's return values until its caller has registered as their borrower."""
+        with self._lock:
+            self._held_for_caller[task_id] = self._held_for_caller.get(task_id, ()) + refs
+
+    def release_holder(self, holder: dict, task_id: bytes) -> None:
+        """Caller side: our registrations for a task's nested returns are on their way; let the worker go."""
+        self._post(self.cw.conn_address(holder), RELEASE_NESTED, task_id)
+
+    # ------------------------------------------------------------------ owner side (io thread)
+    def handle(self, conn: framing.Connection, method: str, body: Any) -> Any:
+        if method == ADD_BORROWER:
+            if body in self.owned:
+                borrowed = conn.peer_info.get("borrowed")
+                if borrowed is None:
+                    borrowed = conn.peer_info["borrowed"] = set()
+                    conn.on_close_callbacks.append(self._borrower_gone)
+                borrowed.add(body)
+                self.borrowers.setdefault(body, set()).add(conn)
+            return True
+        if method == REMOVE_BORROWER:
+            conn.peer_info.get("borrowed", set()).discard(body)
+            self._drop_borrower(conn, body)
+            return None
+        if method == RELEASE_NESTED:
+            with self._lock:
+                held = self._held_for_caller.pop(body, ())
+            del held  # the refs go here, after the caller's registrations reached their owners
+            return None
+        raise ValueError(method)
+
+    def _drop_borrower(self, conn: framing.Connection, oid: bytes) -> None:
+        conns = self.borrowers.get(oid)
+        if conns is None:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self.borrowers[oid]
+            with self._lock:
+                self._release_if_unreferenced(oid)
+
+    def _borrower_gone(self, conn: framing.Connection) -> None:
+        """A borrower's connection closed (it exited or died): it holds nothing any more."""
+        for oid in conn.peer_info.pop("borrowed", ()):
+            self._drop_borrower(conn, oid)
+
+    # ------------------------------------------------------------------ ordered messages to owners
+    def after_registrations(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run `callback(*args)` on the io thread once the registrations sent so far are acknowledged."""
+        pending = list(self._unacked)
+        if not pending:
+            callback(*args)
+            return
+
+        async def _later():
+            await asyncio.wait(pending)
+            callback(*args)
+
+        self.cw.loop.create_task(_later())
+
+    def _post(self, address: str, method: str, body: Any) -> None:
+        if not self.cw.connected:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the process is shutting down
+            self.cw.loop.call_soon_threadsafe(self._enqueue, address, method, body)
+
+    def _enqueue(self, address: str, method: str, body: Any) -> None:
+        if method == ADD_BORROWER:
+            ack = self.cw.loop.create_future()
+            self._unacked.add(ack)
+            ack.add_done_callback(self._unacked.discard)
+            entry = (method, body, ack, None)
+        else:  # lets go of something: only after every registration made before it
+            entry = (method, body, None, list(self._unacked))
+        queue = self._outboxes.get(address)
+        if queue is None:
+            queue = self._outboxes[address] = deque()
+            self.cw.loop.create_task(self._drain(address, queue))
+        queue.append(entry)
+
+    async def _drain(self, address: str, queue: deque) -> None:
+        try:
+            conn = await self.cw.pool.get(address)
+        except OSError:
+            conn = None  # the owner is gone: its objects are gone with it
+        while queue:
+            method, body, ack, earlier = queue.popleft()
+            if earlier:
+                await asyncio.wait(earlier)
+            if conn is None or conn.closed:
+                if ack is not None and not ack.done():
+                    ack.set_result(None)
+                continue
+            if ack is not None:
+                conn.request(method, body).add_done_callback(lambda f, ack=ack: _acknowledge(f, ack))
+            else:
+                with contextlib.suppress(framing.ConnectionLost):
+                    conn.notify(method, body)
+        del self._outboxes[address]
+
+
+def _acknowledge(reply: asyncio.Future, ack: asyncio.Future) -> None:
+    if not reply.cancelled():
+        reply.exception()  # retrieved: an owner that died answers nothing, and that is fine
+    if not ack.done():
+        ack.set_result(None)

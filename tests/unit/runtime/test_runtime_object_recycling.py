@@ -1,0 +1,110 @@
+"""Recycled shared-memory segments: the store's pool of freed object files and the writers that reuse them.
+
+Real files in a per-test dir stand in for the node's /dev/shm dir (the code is the same on any file system).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from ray._private import recycled_segments
+from ray._private.serialization import serialize
+from ray.core_worker import shared_memory
+from ray.raylet.object_store import LocalObjectStore
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def store(tmp_path):
+    shm_dir = tmp_path / "shm"
+    shm_dir.mkdir()
+    s = LocalObjectStore(str(shm_dir), str(tmp_path / "spill"), capacity=64 * MIB)
+    try:
+        yield s
+    finally:
+        s.destroy()
+
+
+def _put(store: LocalObjectStore, oid: str, value: object) -> int:
+    """What a core worker and its raylet do for one put: write the file, then report it."""
+    size = shared_memory.write(store.shm_dir, oid, serialize(value))
+    store.on_created(oid, size)
+    return os.stat(shared_memory.object_path(store.shm_dir, oid)).st_ino
+
+
+def test_a_freed_large_object_file_is_reused_by_the_next_put_and_is_not_used_bytes(store):
+    first = _put(store, "a" * 56, np.full(2 * MIB, 1, dtype=np.uint8))
+    store.free(["a" * 56])
+    assert not shared_memory.exists(store.shm_dir, "a" * 56)
+    assert store.used_bytes == 0
+    assert store.stats()["num_recycled"] == 1 and store.recycled_bytes > 2 * MIB
+
+    second = _put(store, "b" * 56, np.full(2 * MIB, 2, dtype=np.uint8))
+    assert second == first  # the same pages, written over
+    assert (shared_memory.read(store.shm_dir, "b" * 56) == 2).all()
+    assert store.stats()["num_recycled"] == 0  # the claimed segment left the pool's books
+    assert store.used_bytes > 2 * MIB
+
+
+def test_a_segment_still_viewed_by_a_reader_is_never_written_over(store):
+    old = _put(store, "a" * 56, np.full(2 * MIB, 1, dtype=np.uint8))
+    view = shared_memory.read(store.shm_dir, "a" * 56)
+    store.free(["a" * 56])  # the owner freed it, but a numpy view of its mapping lives on
+
+    other = _put(store, "b" * 56, np.full(2 * MIB, 2, dtype=np.uint8))
+    assert other != old
+    assert (view == 1).all(), "a live view's bytes changed under it"
+
+    del view  # the mapping goes, and with it the reader's lock: now the segment can be reused
+    store.free(["b" * 56])
+    reused = {_put(store, c * 56, np.full(2 * MIB, 3, dtype=np.uint8)) for c in "cd"}
+    assert old in reused
+
+
+def test_small_objects_are_unlinked_and_the_pool_stays_within_its_limit(store):
+    _put(store, "s" * 56, np.zeros(1000))
+    store.free(["s" * 56])
+    assert store.stats()["num_recycled"] == 0
+    assert store.pool_limit == 16 * MIB  # a quarter of the 64 MiB capacity
+
+    for i in range(5):
+        _put(store, f"{i}" * 56, np.zeros(5 * MIB, dtype=np.uint8))
+    store.free([f"{i}" * 56 for i in range(5)])
+    assert store.recycled_bytes <= store.pool_limit
+    assert store.stats()["num_recycled"] == 3
+    files = os.listdir(recycled_segments.pool_dir(store.shm_dir))
+    assert len(files) == 3  # the oldest two were removed, not leaked
+
+
+def test_the_pool_gives_way_to_live_objects_so_the_store_stays_within_capacity(store):
+    for i in range(3):
+        _put(store, f"{i}" * 56, np.zeros(5 * MIB, dtype=np.uint8))
+    store.free([f"{i}" * 56 for i in range(3)])
+    assert store.stats()["num_recycled"] == 3
+
+    # Live objects that do not fit next to the pool (even after reusing its segments) shrink it.
+    for i in range(3, 8):
+        _put(store, f"{i}" * 56, np.zeros(10 * MIB, dtype=np.uint8))
+    assert store.used_bytes + store.recycled_bytes <= store.capacity
+
+
+def test_destroy_removes_the_pool_with_the_store(store):
+    _put(store, "a" * 56, np.zeros(2 * MIB, dtype=np.uint8))
+    store.free(["a" * 56])
+    store.destroy()
+    assert not os.path.exists(store.shm_dir)
+
+
+def test_a_failed_write_leaves_no_file_behind(store):
+    class Unwritable:
+        total_bytes = 2 * MIB
+
+        def write_to_fd(self, fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        shared_memory.write(store.shm_dir, "e" * 56, Unwritable())
+    assert os.listdir(store.shm_dir) == []
