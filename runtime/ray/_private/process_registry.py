@@ -128,6 +128,7 @@ def current_cluster_file(temp_dir: str) -> Path:
 
 
 def default_temp_dir() -> str:
+    """`$RAY_TMPDIR/ray` if set, else `<the system temp dir>/ray` (TMPDIR counts), as Ray does."""
     import tempfile
 
-    return os.path.join(tempfile.gettempdir(), "ray")
+    return os.path.join(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir(), "ray")

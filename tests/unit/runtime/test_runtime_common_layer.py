@@ -67,3 +67,16 @@ def test_serialization_keeps_numpy_buffers_out_of_band_and_zero_copy():
     blob[ser.total_bytes - 8] ^= 0xFF  # change the last element in the buffer: the array sees it
     assert back["a"][-1] != arr[-1]
     assert deserialize(dumps(lambda x: x + 1))(1) == 2
+
+
+def test_the_default_temp_dir_follows_ray_tmpdir_then_tmpdir(monkeypatch, tmp_path):
+    import tempfile
+
+    from ray._private.process_registry import default_temp_dir
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "raytmp"))
+    assert default_temp_dir() == str(tmp_path / "raytmp" / "ray")
+    monkeypatch.delenv("RAY_TMPDIR")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() caches its first answer
+    assert default_temp_dir() == str(tmp_path / "ray")
