@@ -50,7 +50,7 @@ class RemoteFunction:
         cw.refs.owned.update(return_ids)
         refs = [ObjectRef(oid, cw.address) for oid in return_ids]
         cw.pin_submitted(pinned)
-        cw.loop.call_soon_threadsafe(cw.submitter.submit, spec, pinned)
+        cw.submitter.submit_threadsafe(spec, pinned)
         del keep  # the pins hold large arguments from here on
         if num_returns == 1:
             return refs[0]
@@ -75,6 +75,7 @@ class RemoteFunction:
             "namespace": cw.namespace,
             "owner": cw.address,
         }
+        static["scheduling_key"] = scheduling_key(static["resources"], static["runtime_env"], static["strategy"])
         if len(self._static_cache) > 64:
             self._static_cache.clear()
         self._static_cache[cache_key] = (options, static)
@@ -85,6 +86,12 @@ def cw_encode(cw, args, kwargs):
     from ray.core_worker.core_worker import encode_args
 
     return encode_args(cw, args, kwargs)
+
+
+def scheduling_key(resources: dict, runtime_env: dict, strategy) -> tuple:
+    from ray.core_worker.task_submitter import scheduling_key
+
+    return scheduling_key(resources, runtime_env, strategy)
 
 
 def cw_config():

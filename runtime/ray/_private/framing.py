@@ -2,7 +2,9 @@
 
 A frame is a 4-byte little-endian length followed by a pickled tuple `(kind, request_id, method, body)`.
 Connections are persistent and full duplex: both sides may send requests; replies are matched by id.
-Writes made in one event-loop turn are joined into one `write()` (batching without added latency).
+A frame sent while nothing is queued is written at once; frames sent after it in the same event-loop turn
+are joined into one `write()` at the next turn (batching without added latency, and no extra loop turn
+for a lone reply or push).
 """
 
 from __future__ import annotations
@@ -104,11 +106,14 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise ConnectionLost("connection is closed")
         payload = pickle.dumps(msg, protocol=5)
-        self._out.append(_LEN.pack(len(payload)))
-        self._out.append(payload)
         if not self._flush_scheduled:
+            # Nothing queued: write now, and queue whatever else this turn sends behind a flush.
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
+            self.transport.write(_LEN.pack(len(payload)) + payload)
+            return
+        self._out.append(_LEN.pack(len(payload)))
+        self._out.append(payload)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -172,6 +177,9 @@ class Connection(asyncio.Protocol):
             if asyncio.iscoroutine(result):
                 self.loop.create_task(result)
             return
+        if isinstance(result, Responder):
+            result.conn, result.rid = self, rid
+            return
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             task = asyncio.ensure_future(result)
             task.add_done_callback(lambda t, rid=rid: self._reply_from(rid, t, method))
@@ -188,6 +196,24 @@ class Connection(asyncio.Protocol):
             self.reply_error(rid, f"{type(e).__name__}: {e}")
         else:
             self.reply(rid, task.result())
+
+
+class Responder:
+    """A handler returns one to answer its request later with `send()`, called on the io thread.
+
+    Unlike returning a future, the answer goes out in the same loop turn as `send()` (a future's done
+    callbacks run a turn later): this is the task-push hot path.
+    """
+
+    __slots__ = ("conn", "rid")
+
+    def __init__(self) -> None:
+        self.conn: Connection | None = None
+        self.rid = 0
+
+    def send(self, value: Any) -> None:
+        if self.conn is not None:
+            self.conn.reply(self.rid, value)
 
 
 def _sock_path(path: str) -> str:

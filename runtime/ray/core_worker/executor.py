@@ -22,6 +22,7 @@ from typing import Any
 import cloudpickle
 
 from ray import exceptions
+from ray._private import framing
 from ray._private.ids import ActorID, TaskID
 from ray._private.object_ref import ObjectRef
 from ray._private.serialization import deserialize
@@ -37,7 +38,7 @@ class ActorExit(Exception):
 class TaskExecutor:
     def __init__(self, core_worker):
         self.cw = core_worker
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.actor: Any = None
         self.actor_id: ActorID | None = None
         self.actor_spec: dict | None = None
@@ -54,22 +55,21 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------ io thread
     def handle(self, conn, method: str, body: Any):
-        loop = self.cw.loop
         if method == "push_task" or method == "create_actor":
             if method == "create_actor":
                 self.gcs_conn = conn
-            fut = loop.create_future()
-            self.queue.put((method, body, fut))
-            return fut
+            responder = framing.Responder()
+            self.queue.put((method, body, responder))
+            return responder
         if method == "push_actor_task":
-            fut = loop.create_future()
+            responder = framing.Responder()
             if self.is_async:
-                asyncio.run_coroutine_threadsafe(self._run_async(body, fut), self._async_loop)
+                asyncio.run_coroutine_threadsafe(self._run_async(body, responder), self._async_loop)
             elif self._pool is not None:
-                self._pool.submit(self._run_and_reply, body, fut)
+                self._pool.submit(self._run_and_reply, body, responder)
             else:
-                self.queue.put(("push_actor_task", body, fut))
-            return fut
+                self.queue.put(("push_actor_task", body, responder))
+            return responder
         if method == "cancel_task":
             self._cancel(body["task_id"])
             return None
@@ -99,12 +99,12 @@ class TaskExecutor:
             item = self.queue.get()
             if item is None:
                 break
-            method, body, fut = item
+            method, body, responder = item
             if method == "create_actor":
                 reply = self._create_actor(body)
             else:
                 reply = self.execute(body)
-            self._reply(fut, reply)
+            self._reply(responder, reply)
             if self.exiting:
                 break
         self._flush_and_exit()
@@ -119,9 +119,9 @@ class TaskExecutor:
             pass
         os._exit(0)
 
-    def _run_and_reply(self, body: dict, fut) -> None:
+    def _run_and_reply(self, body: dict, responder: framing.Responder) -> None:
         reply = self.execute(body)
-        self._reply(fut, reply)
+        self._reply(responder, reply)
         if self.exiting:
             self.queue.put(None)
 
@@ -172,7 +172,7 @@ class TaskExecutor:
         threading.Thread(target=run, name="ray-async-actor", daemon=True).start()
         ready.wait()
 
-    async def _run_async(self, spec: dict, fut) -> None:
+    async def _run_async(self, spec: dict, responder: framing.Responder) -> None:
         async with self._async_sem:
             method = getattr(self.actor, spec["method"])
             task_id = spec["task_id"]
@@ -198,12 +198,12 @@ class TaskExecutor:
                 reply = self._error_reply(spec, self._task_error(spec, e))
             finally:
                 self._async_tasks.pop(task_id, None)
-        self._reply(fut, reply)
+        self._reply(responder, reply)
 
-    def _reply(self, fut, reply: dict) -> None:
+    def _reply(self, responder: framing.Responder, reply: dict) -> None:
         # Refs this task deserialized and kept are registered with their owners before the caller, who
         # may drop its own refs once it has the reply, hears that the task is done.
-        self.cw.loop.call_soon_threadsafe(self.cw.refs.after_registrations, _set_result, fut, reply)
+        self.cw.loop.call_soon_threadsafe(self.cw.refs.after_registrations, responder.send, reply)
 
     # ------------------------------------------------------------------ tasks
     def execute(self, spec: dict) -> dict:
@@ -343,11 +343,6 @@ def _notify_quietly(conn, method: str) -> None:
         conn.notify(method, {})
     except Exception:
         pass
-
-
-def _set_result(fut, value) -> None:
-    if not fut.done():
-        fut.set_result(value)
 
 
 def main_thread_excepthook() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ class PendingTask:
     spec: dict
     retries_left: int
     pinned: list[bytes]
+    scheduling_key: tuple | None = None
     worker: LeasedWorker | None = None
     cancelled: bool = False
 
@@ -58,12 +60,36 @@ class NormalTaskSubmitter:
         self._classes: dict[tuple, SchedulingClass] = {}
         self._tasks: dict[bytes, PendingTask] = {}  # task id -> pending/running task
         self._closed = False
+        self._inbox: list[tuple[dict, list[bytes]]] = []  # submitted by user threads, not yet seen here
+        self._inbox_lock = threading.Lock()
+        self._inbox_scheduled = False
 
-    # ------------------------------------------------------------------ entry (io thread)
+    # ------------------------------------------------------------------ entry
+    def submit_threadsafe(self, spec: dict, pinned: list[bytes]) -> None:
+        """From a user thread: hand the task to the io thread, waking it once per burst of submissions
+        (a `[f.remote() for _ in range(1000)]` costs one wakeup, not a thousand)."""
+        with self._inbox_lock:
+            self._inbox.append((spec, pinned))
+            if self._inbox_scheduled:
+                return
+            self._inbox_scheduled = True
+        self.loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        with self._inbox_lock:
+            batch, self._inbox = self._inbox, []
+            self._inbox_scheduled = False
+        for spec, pinned in batch:
+            self.submit(spec, pinned)
+
     def submit(self, spec: dict, pinned: list[bytes]) -> None:
-        task = PendingTask(spec, spec["max_retries"], pinned)
+        """On the io thread."""
+        task = PendingTask(spec, spec["max_retries"], pinned, spec.pop("scheduling_key", None))
         self._tasks[spec["task_id"]] = task
-        self.loop.create_task(self._resolve_and_queue(task))
+        if any(arg[0] == "r" for arg in spec["args"]):
+            self.loop.create_task(self._resolve_and_queue(task))
+        else:  # nothing to wait for
+            self._queue(task)
 
     async def _resolve_and_queue(self, task: PendingTask) -> None:
         error = await resolve_dependencies(self.cw, task.spec)
@@ -72,9 +98,11 @@ class NormalTaskSubmitter:
         if error is not None:
             self._finish_with_error_object(task, error)
             return
+        self._queue(task)
+
+    def _queue(self, task: PendingTask) -> None:
         spec = task.spec
-        key = (tuple(sorted(spec["resources"].items())), json.dumps(spec["runtime_env"], sort_keys=True),
-               json.dumps(spec["strategy"], sort_keys=True))
+        key = task.scheduling_key or scheduling_key(spec["resources"], spec["runtime_env"], spec["strategy"])
         cls = self._classes.get(key)
         if cls is None:
             cls = self._classes[key] = SchedulingClass(key, {
@@ -95,7 +123,7 @@ class NormalTaskSubmitter:
             if task.cancelled:
                 cls.idle.append(worker)
                 continue
-            self.loop.create_task(self._push(cls, worker, task))
+            self._push(cls, worker, task)
         wanted = min(len(cls.tasks), MAX_PENDING_LEASE_REQUESTS) - cls.pending_leases
         for _ in range(max(0, wanted)):
             cls.pending_leases += 1
@@ -168,15 +196,20 @@ class NormalTaskSubmitter:
         if worker in cls.idle:
             cls.idle.remove(worker)
 
-    async def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
+    def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
         worker.busy = True
         task.worker = worker
+        reply = worker.conn.request("push_task", {**task.spec, "lease_id": worker.lease_id,
+                                                  "gpu_ids": worker.gpu_ids})
+        # A done callback, not a coroutine: the next task goes out in the same loop turn as this reply.
+        reply.add_done_callback(lambda reply: self._on_push_reply(cls, worker, task, reply))
+
+    def _on_push_reply(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask,
+                       future: asyncio.Future) -> None:
         spec = task.spec
-        try:
-            reply = await worker.conn.request("push_task", {**spec, "lease_id": worker.lease_id,
-                                                            "gpu_ids": worker.gpu_ids})
-        except (framing.ConnectionLost, OSError):
-            task.worker = None
+        task.worker = None
+        error = future.exception()
+        if isinstance(error, (framing.ConnectionLost, OSError)):
             self._drop_worker(cls, worker)
             if task.cancelled:
                 self._finish_with_error(task, exceptions.TaskCancelledError(spec["task_id"].hex()))
@@ -188,12 +221,11 @@ class NormalTaskSubmitter:
             else:
                 self._finish_with_error(task, exceptions.WorkerCrashedError())
             return
-        except framing.RemoteError as e:
-            task.worker = None
+        if error is not None:  # framing.RemoteError: the worker's handler failed
             self._make_idle(cls, worker)
-            self._finish_with_error(task, exceptions.RaySystemError(str(e)))
+            self._finish_with_error(task, exceptions.RaySystemError(str(error)))
             return
-        task.worker = None
+        reply = future.result()
         if reply.get("app_error") and reply.get("retryable") and task.retries_left != 0 and not task.cancelled:
             task.retries_left -= 1 if task.retries_left > 0 else 0
             cls.tasks.append(task)
@@ -256,6 +288,12 @@ class NormalTaskSubmitter:
                 if not worker.raylet.closed:
                     worker.raylet.notify("return_lease", {"lease_id": worker.lease_id})
             cls.idle.clear()
+
+
+def scheduling_key(resources: dict, runtime_env: dict, strategy) -> tuple:
+    """Tasks with equal keys share leased workers (Ray's scheduling class)."""
+    return (tuple(sorted(resources.items())), json.dumps(runtime_env, sort_keys=True),
+            json.dumps(strategy, sort_keys=True))
 
 
 async def resolve_dependencies(cw, spec: dict) -> StoredObject | None:

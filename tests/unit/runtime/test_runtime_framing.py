@@ -1,0 +1,61 @@
+"""The framed protocol between two real connected sockets in one process (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from ray._private import framing
+
+
+async def _pair(server_handler: framing.Handler) -> tuple[framing.Connection, framing.Connection]:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    _, server = await loop.create_unix_connection(lambda: framing.Connection(server_handler), sock=a)
+    _, client = await loop.create_unix_connection(lambda: framing.Connection(), sock=b)
+    return server, client
+
+
+def test_responder_answers_later_and_frames_keep_their_order():
+    async def main():
+        loop = asyncio.get_running_loop()
+        responders: list[tuple[framing.Responder, int]] = []
+
+        def handler(conn, method, body):
+            if method == "later":
+                responder = framing.Responder()
+                responders.append((responder, body))
+                return responder
+            return body * 10
+
+        server, client = await _pair(handler)
+        # A burst in one loop turn: the first frame is written at once, the rest joined behind it.
+        later = [client.request("later", i) for i in range(3)]
+        now = [client.request("now", i) for i in range(200)]
+        assert await asyncio.gather(*now) == [i * 10 for i in range(200)]
+        assert not any(f.done() for f in later)
+        for responder, body in reversed(responders):  # answered out of order, each to its own request
+            loop.call_soon(responder.send, f"answer {body}")
+        assert await asyncio.gather(*later) == ["answer 0", "answer 1", "answer 2"]
+        server.close()
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_responder_after_the_peer_left_is_dropped_quietly():
+    async def main():
+        kept: list[framing.Responder] = []
+
+        def handler(conn, method, body):
+            kept.append(framing.Responder())
+            return kept[-1]
+
+        server, client = await _pair(handler)
+        client.request("later", None)
+        await asyncio.sleep(0.05)
+        client.close()
+        await server.wait_closed()
+        kept[0].send("too late")  # no error: the caller is gone
+
+    asyncio.run(main())
