@@ -47,6 +47,8 @@ class RemoteFunction:
         encoded, kwargs_keys, pinned, keep = cw_encode(cw, args, kwargs)
         spec = dict(self._static_spec(cw, options))
         spec.update(task_id=task_id.binary(), args=encoded, kwargs_keys=kwargs_keys, return_ids=return_ids)
+        if cw.executor is not None:  # submitted by a task: `ray.cancel(recursive=True)` of it reaches this one
+            spec["parent_task_id"] = cw.current_task_id.binary()
         cw.refs.owned.update(return_ids)
         refs = [ObjectRef(oid, cw.address) for oid in return_ids]
         cw.pin_submitted(pinned)

@@ -332,7 +332,7 @@ def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> No
     task_id = ref._id[:24]
 
     def _cancel():
-        if not cw.submitter.cancel(task_id, force) and cw.actor_submitter is not None:
+        if not cw.submitter.cancel(task_id, force, recursive) and cw.actor_submitter is not None:
             cw.actor_submitter.cancel(task_id, force)
 
     cw.loop.call_soon_threadsafe(_cancel)

@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import traceback
@@ -49,6 +50,7 @@ class TaskExecutor:
         self._running: dict[bytes, int] = {}  # task id -> thread id running it
         self._async_tasks: dict[bytes, asyncio.Future] = {}
         self._main_thread_id = threading.get_ident()
+        self._interrupt_task: bytes | None = None  # the main-thread task a SIGINT is meant for
         self.exiting = False
         self.gcs_conn = None  # the GCS's connection that created our actor
         self._last_task_name = ""
@@ -71,8 +73,12 @@ class TaskExecutor:
                 self.queue.put(("push_actor_task", body, responder))
             return responder
         if method == "cancel_task":
-            self._cancel(body["task_id"])
-            return None
+            if body.get("recursive") and self.cw.submitter is not None:
+                # Ray's recursive cancel: the tasks this task submitted go first (we own them).
+                self.cw.submitter.cancel_children(body["task_id"], body.get("force", False))
+            if not body.get("children_only"):
+                self._cancel(body["task_id"])
+            return True
         if method == "exit":
             self._exit_soon(body.get("force", False))
             return True
@@ -84,8 +90,24 @@ class TaskExecutor:
             self._async_loop.call_soon_threadsafe(fut.cancel)
             return
         thread_id = self._running.get(task_id)
-        if thread_id is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(KeyboardInterrupt))
+        if thread_id is None:
+            return
+        if thread_id == self._main_thread_id:
+            # A signal also wakes the main thread from a blocking call (time.sleep, ray.get); the handler
+            # raises only if this task is still the one running.
+            self._interrupt_task = task_id
+            signal.pthread_kill(thread_id, signal.SIGINT)
+            return
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(KeyboardInterrupt))
+
+    def install_interrupt_handler(self) -> None:
+        """Main thread, at start: SIGINT interrupts the running task that `ray.cancel` named, nothing else."""
+        def on_sigint(signum, frame) -> None:
+            task_id, self._interrupt_task = self._interrupt_task, None
+            if task_id is not None and self._running.get(task_id) == self._main_thread_id:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_sigint)
 
     def _exit_soon(self, force: bool) -> None:
         if force:

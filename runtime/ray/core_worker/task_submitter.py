@@ -4,6 +4,7 @@ pushes to leased workers (lease reuse), spillback, retries and cancellation. Run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -27,6 +28,7 @@ class PendingTask:
     retries_left: int
     pinned: list[bytes]
     scheduling_key: tuple | None = None
+    parent_task_id: bytes | None = None  # the task (of this worker) that submitted it
     worker: LeasedWorker | None = None
     cancelled: bool = False
 
@@ -84,7 +86,8 @@ class NormalTaskSubmitter:
 
     def submit(self, spec: dict, pinned: list[bytes]) -> None:
         """On the io thread."""
-        task = PendingTask(spec, spec["max_retries"], pinned, spec.pop("scheduling_key", None))
+        task = PendingTask(spec, spec["max_retries"], pinned, spec.pop("scheduling_key", None),
+                           spec.pop("parent_task_id", None))
         self._tasks[spec["task_id"]] = task
         if any(arg[0] == "r" for arg in spec["args"]):
             self.loop.create_task(self._resolve_and_queue(task))
@@ -235,6 +238,10 @@ class NormalTaskSubmitter:
             self._drop_worker(cls, worker)
         else:
             self._make_idle(cls, worker)
+        if task.cancelled and reply.get("app_error"):
+            # It failed after `ray.cancel` (e.g. a child it waited on was cancelled): report the cancel.
+            self._finish_with_error(task, exceptions.TaskCancelledError(spec["task_id"].hex()))
+            return
         self._finish(task, reply["returns"], reply.get("nested_holder"))
 
     # ------------------------------------------------------------------ completion
@@ -259,7 +266,7 @@ class NormalTaskSubmitter:
             self._finish_with_error(cls.tasks.popleft(), error)
 
     # ------------------------------------------------------------------ cancel
-    def cancel(self, task_id: bytes, force: bool) -> bool:
+    def cancel(self, task_id: bytes, force: bool, recursive: bool = True) -> bool:
         task = self._tasks.get(task_id)
         if task is None:
             return False
@@ -274,10 +281,23 @@ class NormalTaskSubmitter:
             self._finish_with_error(task, exceptions.TaskCancelledError(task_id.hex()))
             return True
         if force:
-            worker.raylet.notify("kill_worker", {"worker_id": worker.worker_id, "force": True})
+            self.loop.create_task(self._kill_running(worker, task_id, recursive))
         else:
-            worker.conn.notify("cancel_task", {"task_id": task_id})
+            worker.conn.notify("cancel_task", {"task_id": task_id, "recursive": recursive})
         return True
+
+    async def _kill_running(self, worker: LeasedWorker, task_id: bytes, recursive: bool) -> None:
+        if recursive:  # the worker cancels what the task submitted before it is killed
+            with contextlib.suppress(framing.ConnectionLost, framing.RemoteError, asyncio.TimeoutError):
+                await asyncio.wait_for(worker.conn.request("cancel_task", {
+                    "task_id": task_id, "recursive": True, "force": True, "children_only": True}), 5)
+        if not worker.raylet.closed:
+            worker.raylet.notify("kill_worker", {"worker_id": worker.worker_id, "force": True})
+
+    def cancel_children(self, parent_task_id: bytes, force: bool) -> None:
+        """Cancel the tasks that `parent_task_id` (a task this worker runs) submitted, recursively."""
+        for task_id in [t for t, task in self._tasks.items() if task.parent_task_id == parent_task_id]:
+            self.cancel(task_id, force, recursive=True)
 
     def shutdown(self) -> None:
         self._closed = True

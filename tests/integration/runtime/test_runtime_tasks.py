@@ -186,6 +186,36 @@ def test_cancel_queued_and_running_tasks():
         ray.get(spinning, timeout=30)
 
 
+def test_cancel_interrupts_a_blocking_call_and_reaches_the_tasks_it_submitted(tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    @ray.remote
+    def child(marks: str) -> None:
+        open(os.path.join(marks, "child-started"), "w").close()
+        try:
+            time.sleep(120)  # blocked in C: only a signal wakes it
+        except KeyboardInterrupt:
+            open(os.path.join(marks, "child-interrupted"), "w").close()
+            raise
+
+    @ray.remote
+    def parent(marks: str) -> None:
+        ray.get(child.remote(marks))  # blocked in ray.get
+
+    ref = parent.remote(str(marks))
+    deadline = time.monotonic() + 60
+    while not (marks / "child-started").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ray.cancel(ref)  # recursive=True is Ray's default
+    with pytest.raises(TaskCancelledError):
+        ray.get(ref, timeout=30)
+    deadline = time.monotonic() + 30
+    while not (marks / "child-interrupted").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (marks / "child-interrupted").exists()
+
+
 def test_nested_tasks_and_blocked_get_lends_the_cpu_back():
     @ray.remote
     def parent(depth):
