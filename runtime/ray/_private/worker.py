@@ -311,7 +311,7 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
     for r in object_refs:
         if not isinstance(r, ObjectRef):
             raise TypeError(f"wait() expected a list of ray.ObjectRef, got list containing {type(r)}")
-    if len(set(object_refs)) != len(object_refs):
+    if len({r._id for r in object_refs}) != len(object_refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
@@ -320,9 +320,11 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
     if timeout is not None and timeout < 0:
         raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
     flags = cw.wait_stored([(r._id, r._owner) for r in object_refs], num_returns, timeout)
-    ready = [r for r, f in zip(object_refs, flags, strict=True) if f][:num_returns]
-    ready_set = set(ready)
-    return ready, [r for r in object_refs if r not in ready_set]
+    ready: list[ObjectRef] = []
+    not_ready: list[ObjectRef] = []
+    for ref, is_ready in zip(object_refs, flags, strict=True):
+        (ready if is_ready and len(ready) < num_returns else not_ready).append(ref)
+    return ready, not_ready
 
 
 def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

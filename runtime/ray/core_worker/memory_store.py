@@ -47,13 +47,31 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._values: dict[bytes, StoredObject] = {}
         self._waiters: dict[bytes, list[Callable[[], None]]] = {}
+        # Called with every arriving object id: one registration covers a `ray.wait` over many refs.
+        self._arrival_listeners: list[Callable[[bytes], None]] = []
 
     def put(self, oid: bytes, value: StoredObject) -> None:
         with self._lock:
             self._values[oid] = value
             callbacks = self._waiters.pop(oid, ())
+            listeners = tuple(self._arrival_listeners) if self._arrival_listeners else ()
         for cb in callbacks:
             cb()
+        for listener in listeners:
+            listener(oid)
+
+    def present(self, oids: list[bytes] | set[bytes]) -> set[bytes]:
+        """The ones of `oids` that are here (one C-level set operation, not a call per id)."""
+        with self._lock:
+            return self._values.keys() & oids
+
+    def add_arrival_listener(self, listener: Callable[[bytes], None]) -> None:
+        with self._lock:
+            self._arrival_listeners.append(listener)
+
+    def remove_arrival_listener(self, listener: Callable[[bytes], None]) -> None:
+        with self._lock:
+            self._arrival_listeners.remove(listener)
 
     def get(self, oid: bytes) -> StoredObject | None:
         return self._values.get(oid)

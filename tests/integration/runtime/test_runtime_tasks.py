@@ -80,6 +80,10 @@ def test_wait_keeps_order_and_respects_num_returns_and_timeout():
     assert ready == [] and not_ready == [slow]
     with pytest.raises(ValueError, match="num_returns cannot be greater"):
         ray.wait(fast, num_returns=4)
+    with pytest.raises(ValueError, match="Wait requires a list of unique object refs"):
+        ray.wait([fast[0], fast[0]])
+    pending = sleep_then.remote(7, 0.5)
+    assert ray.get([pending, pending], timeout=30) == [7, 7]  # the same ref twice is fine for get
     ray.cancel(slow, force=True)
 
 
