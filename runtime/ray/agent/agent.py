@@ -23,6 +23,7 @@ from aiohttp import web
 from ray._private import lifetime
 from ray._private.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
 from ray._private.runtime_env.manager import RuntimeEnvManager
+from ray._private.session_logs import log_to_session_file
 from ray.agent.runtime_env_service import RuntimeEnvAgentServicer
 from ray.dashboard.modules.job.common import JobInfoStorage
 from ray.dashboard.modules.job.job_agent import JobAgent
@@ -168,20 +169,10 @@ class NodeAgent:
         await server.stop(grace=1)
 
 
-def setup_logging(session_dir: str, filename: str) -> None:
-    logs_dir = os.path.join(session_dir, "logs")
-    os.makedirs(logs_dir, exist_ok=True)
-    logging.basicConfig(
-        filename=os.path.join(logs_dir, filename),
-        level=logging.INFO,
-        format="%(asctime)s\t%(levelname)s %(filename)s:%(lineno)d -- %(message)s",
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     args = parse_args(argv)
-    setup_logging(args.session_dir, "agent.log")
+    log_to_session_file(args.session_dir, "agent.log")
     try:
         asyncio.run(NodeAgent(args).run())
     except Exception:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 
 from ray._private import lifetime
+from ray._private.session_logs import log_to_session_file
 
 logger = logging.getLogger("ray.dashboard")
 
@@ -79,14 +79,8 @@ async def serve_both(dashboard_args: argparse.Namespace, agent_args: argparse.Na
 def main(argv: list[str] | None = None) -> None:
     lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     dashboard_args, agent_args = parse_args(argv)
-    logs_dir = os.path.join(dashboard_args.session_dir, "logs")
-    os.makedirs(logs_dir, exist_ok=True)
     # One log file for both, as Ray's dashboard.log; the agent's lines carry its logger name.
-    logging.basicConfig(
-        filename=os.path.join(logs_dir, "dashboard.log"),
-        level=logging.INFO,
-        format="%(asctime)s\t%(levelname)s %(name)s %(filename)s:%(lineno)d -- %(message)s",
-    )
+    log_to_session_file(dashboard_args.session_dir, "dashboard.log", logger_names=True)
     try:
         asyncio.run(serve_both(dashboard_args, agent_args))
     except Exception:

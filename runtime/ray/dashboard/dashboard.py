@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from aiohttp import web
 from ray._private import lifetime
 from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._private.runtime_env.packaging import gcs_storage_max_size
+from ray._private.session_logs import log_to_session_file
 from ray.dashboard.modules import overview, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
@@ -138,13 +138,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
 def main(argv: list[str] | None = None) -> None:
     lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     args = parse_args(argv)
-    logs_dir = os.path.join(args.session_dir, "logs")
-    os.makedirs(logs_dir, exist_ok=True)
-    logging.basicConfig(
-        filename=os.path.join(logs_dir, "dashboard.log"),
-        level=logging.INFO,
-        format="%(asctime)s\t%(levelname)s %(filename)s:%(lineno)d -- %(message)s",
-    )
+    log_to_session_file(args.session_dir, "dashboard.log")
     try:
         asyncio.run(serve(args))
     except OSError as e:

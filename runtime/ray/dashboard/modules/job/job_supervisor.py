@@ -25,6 +25,7 @@ import psutil
 
 from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient
 from ray._private.runtime_env.context import RuntimeEnvContext, needs_agent
+from ray._private.session_logs import log_to_session_file
 from ray.dashboard.modules.job.common import (
     DEFAULT_JOB_STOP_WAIT_TIME_S,
     JOB_ID_METADATA_KEY,
@@ -252,13 +253,7 @@ class JobSupervisor:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logs_dir = os.path.join(args.session_dir, "logs")
-    os.makedirs(logs_dir, exist_ok=True)
-    logging.basicConfig(
-        filename=os.path.join(logs_dir, f"job-supervisor-{args.submission_id}.log"),
-        level=logging.INFO,
-        format="%(asctime)s\t%(levelname)s %(filename)s:%(lineno)d -- %(message)s",
-    )
+    log_to_session_file(args.session_dir, f"job-supervisor-{args.submission_id}.log")
     from ray._private.gcs_client import GcsClient
 
     storage = JobInfoStorage(GcsClient(args.gcs_address, timeout_s=5))
