@@ -30,7 +30,8 @@ test-unit: setup
 test-integration: setup
 	$(PY) -m pytest -q tests/integration
 
-test: lint test-unit test-integration test-e2e
+# tools before test-integration: its Helm chart tests need the helm binary that `tools` builds.
+test: lint test-unit tools test-integration test-e2e
 
 # ---- the real one-node Kubernetes for tests/e2e (tests/e2e/cluster; needs root) ----
 E2E_CLUSTER := tests/e2e/cluster

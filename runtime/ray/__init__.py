@@ -1,26 +1,43 @@
-"""OpenRay: a Ray-compatible distributed runtime in Python."""
+"""OpenRay: a Ray-compatible distributed runtime in Python.
+
+The public API loads lazily: `import ray.gcs.server` (a GCS process) runs this file too, and must not pull
+in the driver. Names listed in `_LAZY` are imported on first use.
+"""
 
 from __future__ import annotations
 
-__version__ = "2.60.0"
-
+import importlib as _importlib
 import inspect as _inspect
+from typing import Any as _Any
 
-from ray import exceptions  # noqa: E402
-from ray._private.object_ref import ObjectRef  # noqa: E402
-from ray._private.worker import (  # noqa: E402
-    available_resources,
-    cancel,
-    cluster_resources,
-    get,
-    get_gpu_ids,
-    init,
-    is_initialized,
-    nodes,
-    put,
-    shutdown,
-    wait,
-)
+from ray._version import version as __version__  # noqa: F401  (public: `ray.__version__`)
+
+# public name -> the module that defines it
+_LAZY = {
+    "ObjectRef": "ray.core_worker.object_ref",
+    **{name: "ray._private.worker" for name in (
+        "available_resources", "cancel", "cluster_resources", "get", "get_gpu_ids", "init", "is_initialized",
+        "nodes", "put", "shutdown", "wait")},
+}
+# submodules reachable as attributes (`ray.exceptions.RayTaskError`, `ray.actor.exit_actor()`, `ray.util`)
+_SUBMODULES = frozenset(("actor", "exceptions", "job_submission", "runtime_context", "runtime_env", "util",
+                         "cluster_utils", "remote_function"))
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(_importlib.import_module(module), name)
+    elif name in _SUBMODULES:
+        value = _importlib.import_module(f"ray.{name}")
+    else:
+        raise AttributeError(f"module 'ray' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
 def remote(*args, **kwargs):
@@ -85,5 +102,3 @@ __all__ = [
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
     "shutdown", "wait",
 ]
-
-from ray import actor  # noqa: E402,F401  (so `ray.actor.exit_actor()` works without an extra import)

@@ -7,9 +7,9 @@ import pickle
 from typing import Any
 
 from ray import exceptions
+from ray._common.ids import ActorID, ObjectID, TaskID
 from ray._private import options as opts
-from ray._private.ids import ActorID, ObjectID, TaskID
-from ray._private.object_ref import ObjectRef
+from ray.core_worker.object_ref import ObjectRef
 from ray.util.scheduling_strategies import to_wire
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ray._private.gcs_client import GcsClient
+from ray._common.gcs_client import GcsClient
 from ray._private.node import Node, NodeParams
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from ray._common.ids import ObjectID, TaskID
 from ray._private import options as opts
-from ray._private.ids import ObjectID, TaskID
-from ray._private.object_ref import ObjectRef
+from ray.core_worker.object_ref import ObjectRef
 from ray.util.scheduling_strategies import to_wire
 
 
@@ -97,7 +97,7 @@ def scheduling_key(resources: dict, runtime_env: dict, strategy) -> tuple:
 
 
 def cw_config():
-    from ray._private.config import config
+    from ray._common.config import config
 
     return config()
 

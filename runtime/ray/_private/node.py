@@ -21,16 +21,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ray
-from ray._private import lifetime, process_registry
-from ray._private.config import system_config_to_env
-from ray._private.ids import NodeID
-from ray._private.net import free_port, node_ip_address, port_is_free
+from ray._common import lifetime, process_registry
+from ray._common.config import system_config_to_env
+from ray._common.ids import NodeID
+from ray._common.net import free_port, node_ip_address, port_is_free
 from ray._private.resource_spec import node_resources
+from ray._version import RUNTIME_ROOT
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_ROOT = str(Path(ray.__file__).resolve().parent.parent)
 DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = 52365
 DEFAULT_DASHBOARD_PORT = 8265
 # Components that do not arm die-with-parent themselves before their imports (see _spawn).
@@ -127,7 +126,7 @@ class Node:
         if self.params.owned_by_driver and args[:2] in _EXEC_WRAPPED:
             # These do not arm die-with-parent themselves: a wrapper does, then execs them. SIGKILL, because
             # their graceful shutdown is not ours to rely on when the driver has crashed.
-            args = ["-m", "ray._private.lifetime", *args[1:]]
+            args = ["-m", "ray._common.lifetime", *args[1:]]
             env.update(lifetime.env_for_child(signal.SIGKILL))
         try:
             proc = subprocess.Popen(

@@ -6,7 +6,7 @@ from typing import Any
 
 import cloudpickle
 
-from ray._private.resources import task_resources
+from ray._common.resources import task_resources
 
 COMMON = {
     "num_cpus", "num_gpus", "resources", "memory", "accelerator_type", "runtime_env", "scheduling_strategy",

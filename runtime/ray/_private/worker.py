@@ -12,9 +12,9 @@ import threading
 import uuid
 from typing import Any
 
-from ray._private import process_registry
-from ray._private.ids import JobID
-from ray._private.object_ref import ObjectRef
+from ray._common import process_registry
+from ray._common.ids import JobID
+from ray.core_worker.object_ref import ObjectRef
 
 logger = logging.getLogger("ray")
 
@@ -69,7 +69,7 @@ def is_initialized() -> bool:
 
 
 def _gcs_client(address: str, timeout_s: float = 30):
-    from ray._private.gcs_client import GcsClient  # gRPC is loaded only where a GCS client is needed
+    from ray._common.gcs_client import GcsClient  # gRPC is loaded only where a GCS client is needed
 
     return GcsClient(address, timeout_s=timeout_s)
 
@@ -184,7 +184,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
 
 def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | None, job_config,
              log_to_driver: bool = True) -> RayContext:
-    from ray._private.net import node_ip_address, split_address
+    from ray._common.net import node_ip_address, split_address
     from ray.core_worker.core_worker import DRIVER, CoreWorker
     from ray.protocol import gcs_pb2 as pb
 
@@ -246,8 +246,8 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
 
 def _num_prestart_workers(cpus: int) -> int:
     """Workers the raylet starts for this driver before its first task: `num_prestart_workers` (default 0,
-    see ray._private.config; Ray prestarts one per CPU), at most one per CPU."""
-    from ray._private.config import config
+    see ray._common.config; Ray prestarts one per CPU), at most one per CPU."""
+    from ray._common.config import config
 
     return max(0, min(cpus, config().num_prestart_workers))
 
@@ -256,7 +256,7 @@ def _upload_packages(runtime_env: dict, gcs) -> dict:
     if not (runtime_env.get("working_dir") or runtime_env.get("py_modules")):
         return runtime_env
     try:
-        from ray._private.runtime_env.packaging import upload_working_dir_and_py_modules
+        from ray._common.runtime_env.packaging import upload_working_dir_and_py_modules
     except ImportError:
         return runtime_env
     return upload_working_dir_and_py_modules(runtime_env, gcs)

@@ -20,10 +20,10 @@ import sys
 import grpc
 from aiohttp import web
 
-from ray._private import lifetime
-from ray._private.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
-from ray._private.runtime_env.manager import RuntimeEnvManager
-from ray._private.session_logs import log_to_session_file
+from ray._common import lifetime
+from ray._common.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
+from ray._common.session_logs import log_to_session_file
+from ray.agent.runtime_env.manager import RuntimeEnvManager
 from ray.agent.runtime_env_service import RuntimeEnvAgentServicer
 from ray.dashboard.modules.job.common import JobInfoStorage
 from ray.dashboard.modules.job.job_agent import JobAgent
@@ -56,7 +56,7 @@ def _http_bind_hosts(node_ip: str) -> list[str]:
 
 
 def _make_gcs_client(gcs_address: str):  # -> GcsClient; imported lazily so the agent starts without it
-    from ray._private.gcs_client import GcsClient
+    from ray._common.gcs_client import GcsClient
 
     return GcsClient(gcs_address)
 

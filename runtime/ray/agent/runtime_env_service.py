@@ -7,7 +7,7 @@ import traceback
 
 import grpc
 
-from ray._private.runtime_env.manager import RuntimeEnvManager, RuntimeEnvSetupFailed
+from ray.agent.runtime_env.manager import RuntimeEnvManager, RuntimeEnvSetupFailed
 from ray.protocol import runtime_env_agent_pb2, runtime_env_agent_pb2_grpc
 
 logger = logging.getLogger(__name__)

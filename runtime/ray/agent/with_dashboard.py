@@ -18,8 +18,8 @@ import logging
 import signal
 import sys
 
-from ray._private import lifetime
-from ray._private.session_logs import log_to_session_file
+from ray._common import lifetime
+from ray._common.session_logs import log_to_session_file
 
 logger = logging.getLogger("ray.dashboard")
 

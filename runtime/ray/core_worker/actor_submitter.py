@@ -10,7 +10,7 @@ import pickle
 from dataclasses import dataclass, field
 
 from ray import exceptions
-from ray._private import framing
+from ray._common import framing
 from ray.core_worker.memory_store import StoredObject
 from ray.core_worker.task_submitter import resolve_dependencies
 from ray.protocol import actor_pb2 as apb

@@ -18,14 +18,14 @@ import time
 from typing import Any
 
 from ray import exceptions
-from ray._private import framing, object_ref
-from ray._private.config import config
-from ray._private.ids import JobID, ObjectID, TaskID, WorkerID
-from ray._private.object_ref import ObjectRef
-from ray._private.serialization import deserialize, serialize
-from ray.core_worker import shared_memory
+from ray._common import framing
+from ray._common.config import config
+from ray._common.ids import JobID, ObjectID, TaskID, WorkerID
+from ray._common.serialization import deserialize, serialize
+from ray.core_worker import object_ref, shared_memory
 from ray.core_worker.function_manager import FunctionManager
 from ray.core_worker.memory_store import IN_STORE, INLINE, MemoryStore, StoredObject, nested_in_wire
+from ray.core_worker.object_ref import ObjectRef
 from ray.core_worker.reference_counter import REFERENCE_METHODS, ReferenceCounter
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class CoreWorker:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def _async_start(self) -> None:
-        from ray._private.net import bind_host
+        from ray._common.net import bind_host
         from ray.core_worker.task_submitter import NormalTaskSubmitter
 
         self.unix_path = framing.abstract_socket_name("worker", self.worker_id.hex()[:24])
@@ -143,7 +143,7 @@ class CoreWorker:
     @property
     def gcs(self):
         if self._gcs is None:
-            from ray._private.gcs_client import GcsClient
+            from ray._common.gcs_client import GcsClient
 
             self._gcs = GcsClient(self.gcs_address)
         return self._gcs

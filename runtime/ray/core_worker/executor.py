@@ -23,11 +23,11 @@ from typing import Any
 import cloudpickle
 
 from ray import exceptions
-from ray._private import framing
-from ray._private.ids import ActorID, TaskID
-from ray._private.object_ref import ObjectRef
-from ray._private.serialization import deserialize
+from ray._common import framing
+from ray._common.ids import ActorID, TaskID
+from ray._common.serialization import deserialize
 from ray.core_worker.memory_store import StoredObject
+from ray.core_worker.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
 

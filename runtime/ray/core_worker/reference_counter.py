@@ -23,8 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ray._private import framing
-from ray._private.object_ref import ObjectRef
+from ray._common import framing
+from ray.core_worker.object_ref import ObjectRef
 
 if TYPE_CHECKING:
     from ray.core_worker.core_worker import CoreWorker

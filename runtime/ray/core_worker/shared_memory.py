@@ -3,7 +3,7 @@
 Writers create `<id>.<pid>.tmp` (or claim a recycled segment of a freed object under that name), fill it
 with pwrite and rename it (sealing); readers mmap it read-only, so numpy arrays come back as views of shared
 memory without a copy. A reader's shared flock lives as long as its mapping, which is what keeps a
-recycled segment from being overwritten under a live view (see `ray._private.recycled_segments`).
+recycled segment from being overwritten under a live view (see `ray._common.recycled_segments`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import fcntl
 import mmap
 import os
 
-from ray._private import recycled_segments
-from ray._private.serialization import SerializedObject, deserialize
+from ray._common import recycled_segments
+from ray._common.serialization import SerializedObject, deserialize
 
 # Segments tried per write before creating a new file: each try is a few syscalls.
 _MAX_CLAIM_TRIES = 4

@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ray import exceptions
-from ray._private import framing
-from ray._private.config import config
+from ray._common import framing
+from ray._common.config import config
 from ray.core_worker.memory_store import INLINE, StoredObject
 
 logger = logging.getLogger(__name__)

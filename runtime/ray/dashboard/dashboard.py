@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ray._private import lifetime
-from ray._private.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
-from ray._private.runtime_env.packaging import gcs_storage_max_size
-from ray._private.session_logs import log_to_session_file
+from ray._common import lifetime
+from ray._common.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
+from ray._common.runtime_env.packaging import gcs_storage_max_size
+from ray._common.session_logs import log_to_session_file
 from ray.dashboard.modules import overview, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
@@ -111,7 +111,7 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT, or until `stop` is set when the caller owns the signals."""
-    from ray._private.gcs_client import GcsClient
+    from ray._common.gcs_client import GcsClient
 
     gcs = GcsClient(args.gcs_address)
     app, _ = build_app(gcs, args.gcs_address, args.session_dir, args.node_ip_address)

@@ -9,7 +9,7 @@ import json
 import logging
 import pickle
 
-from ray._private import framing
+from ray._common import framing
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import actor_pb2_grpc
 from ray.protocol import gcs_pb2 as pb

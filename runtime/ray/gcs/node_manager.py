@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 
-from ray._private.config import config
+from ray._common.config import config
 from ray.gcs.pubsub import Publisher
 from ray.gcs.storage import StoreClient
 from ray.protocol import gcs_pb2 as pb

@@ -11,9 +11,9 @@ import sys
 
 import grpc
 
-import ray
-from ray._private import lifetime
-from ray._private.net import bind_host
+from ray._common import lifetime
+from ray._common.net import bind_host
+from ray._version import version as ray_version
 from ray.gcs.job_manager import JobManager
 from ray.gcs.kv_manager import InternalKVManager
 from ray.gcs.node_manager import NodeManager
@@ -30,7 +30,7 @@ class GcsServer:
         self.publisher = Publisher()
         self.cluster_id = os.urandom(28)
         self.kv = InternalKVManager(self.storage)
-        self.nodes = NodeManager(self.storage, self.publisher, self.cluster_id, ray.__version__)
+        self.nodes = NodeManager(self.storage, self.publisher, self.cluster_id, ray_version)
         self.jobs = JobManager(self.storage, self.publisher)
         self.server: grpc.aio.Server | None = None
         self.port = 0

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from ray._private import lifetime
+from ray._common import lifetime
 from ray.raylet.node_manager import NodeManager
 
 

@@ -14,10 +14,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from ray._private import framing
-from ray._private.config import config
-from ray._private.gcs_client import AsyncGcsClient
-from ray._private.resources import GRANULARITY, ResourceSet
+from ray._common import framing
+from ray._common.config import config
+from ray._common.gcs_client import AsyncGcsClient
+from ray._common.resources import GRANULARITY, ResourceSet
 from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import gcs_pb2 as pb
 from ray.raylet.log_monitor import LogMonitor
@@ -74,7 +74,7 @@ class NodeManager:
         self.total = ResourceSet(resources)
         self.available = ResourceSet(resources)
         self._gpu_free = self._gpu_slots(resources.get("GPU", 0))
-        from ray._private.process_registry import shm_dir_for_node
+        from ray._common.process_registry import shm_dir_for_node
 
         self.shm_dir = str(shm_dir_for_node(session_dir, node_id))
         self.socket_path = framing.abstract_socket_name("raylet", node_id[:24])
@@ -102,7 +102,7 @@ class NodeManager:
     async def start(self) -> None:
         os.makedirs(self.shm_dir, exist_ok=True)
         await framing.serve(self._handle, unix_path=self.socket_path, on_close=self._on_conn_closed)
-        from ray._private.net import bind_host
+        from ray._common.net import bind_host
 
         _, self.tcp_port = await framing.serve(self._handle, host=bind_host(self.node_ip), port=0,
                                                on_close=self._on_conn_closed)

@@ -5,7 +5,7 @@ in shared memory pass `object_spilling_threshold` of the store's capacity, the l
 objects move to `<session>/spill/<node>/`; reading a spilled object restores it first. Nothing is lost:
 an object is only removed when its owner frees it.
 
-The files of freed large objects are kept as recycled segments (`ray._private.recycled_segments`) for
+The files of freed large objects are kept as recycled segments (`ray._common.recycled_segments`) for
 writers to reuse, up to a bounded pool that shrinks first when live objects need the room. The pool is
 not part of the used bytes; writers claim segments without telling the raylet, so the pool's books are
 checked against its directory before they are used.
@@ -18,8 +18,8 @@ import os
 import shutil
 from collections import OrderedDict
 
-from ray._private import recycled_segments
-from ray._private.config import config
+from ray._common import recycled_segments
+from ray._common.config import config
 
 logger = logging.getLogger(__name__)
 

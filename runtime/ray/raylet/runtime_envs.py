@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 
-from ray._private.runtime_env.context import needs_agent
+from ray._common.runtime_env.context import needs_agent
 from ray.exceptions import RuntimeEnvSetupError
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class RuntimeEnvProvider:
 
     async def _agent_client(self):
         if self._client is None:
-            from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient
+            from ray._common.runtime_env.agent_client import RuntimeEnvAgentClient
 
             await self._wait_for_agent()
             self._client = RuntimeEnvAgentClient(self.agent_address)

@@ -18,8 +18,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ray._private import lifetime
-from ray._private.ids import WorkerID
+from ray._common import lifetime
+from ray._common.ids import WorkerID
 from ray.raylet.runtime_envs import local_runtime_env_context
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class WorkerPool:
         env["RAY_RUNTIME_ENV_JSON"] = json.dumps(runtime_env or {})
         python = ctx["py_executable"] or sys.executable
         args = [
-            python, "-m", "ray.core_worker.worker_main",
+            python, "-m", "ray._private.workers.default_worker",
             "--worker-id", worker_id,
             "--raylet-address", self.raylet_address,
             "--node-id", self.node_id,
@@ -134,7 +134,7 @@ class WorkerPool:
         err = open(os.path.join(self.logs_dir, "worker_template.err"), "ab")  # noqa: SIM115
         try:
             self._template = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ray.raylet.worker_template", stdin=subprocess.PIPE,
+                sys.executable, "-m", "ray._private.workers.worker_template", stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=err, env=env, cwd=self.session_dir)
         finally:
             err.close()

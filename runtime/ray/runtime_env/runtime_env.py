@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ray._private.runtime_env.validation import DEFAULT_SETUP_TIMEOUT_SECONDS, validate_runtime_env
+from ray._common.runtime_env.validation import DEFAULT_SETUP_TIMEOUT_SECONDS, validate_runtime_env
 
 
 class RuntimeEnvConfig(dict):

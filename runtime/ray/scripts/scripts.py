@@ -11,8 +11,8 @@ import time
 
 import click
 
-import ray
-from ray._private import process_registry
+from ray._common import process_registry
+from ray._version import version as ray_version
 
 logger = logging.getLogger("ray.scripts")
 
@@ -36,7 +36,7 @@ def resolve_gcs_address(address: str | None, temp_dir: str | None = None) -> str
 
 
 @click.group()
-@click.version_option(version=ray.__version__, prog_name="ray")
+@click.version_option(version=ray_version, prog_name="ray")
 def cli() -> None:
     """OpenRay command line: start and stop nodes, check status, submit jobs."""
 
@@ -163,7 +163,7 @@ def start(**kw) -> None:
 
 
 def _check_gcs(address: str) -> None:
-    from ray._private.gcs_client import GcsClient
+    from ray._common.gcs_client import GcsClient
 
     client = GcsClient(address, timeout_s=30)
     try:
@@ -240,7 +240,7 @@ def stop(force: bool, grace_period: int, verbose: bool, temp_dir: str | None) ->
 @click.option("--timeout", type=float, default=10, hidden=True)
 def health_check(address: str | None, component: str | None, skip_version_check: bool, timeout: float) -> None:
     """Exit 0 when the GCS at --address answers, 1 otherwise."""
-    from ray._private.gcs_client import GcsClient
+    from ray._common.gcs_client import GcsClient
 
     try:
         gcs_address = resolve_gcs_address(address)
@@ -255,9 +255,9 @@ def health_check(address: str | None, component: str | None, skip_version_check:
         sys.exit(1)
     finally:
         client.close()
-    if not skip_version_check and reply.ray_version != ray.__version__:
+    if not skip_version_check and reply.ray_version != ray_version:
         click.echo(
-            f"Ray version mismatch: the cluster runs {reply.ray_version}, this client is {ray.__version__}.", err=True
+            f"Ray version mismatch: the cluster runs {reply.ray_version}, this client is {ray_version}.", err=True
         )
         sys.exit(1)
     sys.exit(0)
@@ -268,7 +268,7 @@ def health_check(address: str | None, component: str | None, skip_version_check:
 @click.option("-v", "--verbose", is_flag=True, default=False)
 def status(address: str | None, verbose: bool) -> None:
     """Print the cluster's nodes, resource usage and pending demands."""
-    from ray._private.gcs_client import GcsClient
+    from ray._common.gcs_client import GcsClient
     from ray._private.status import format_status
 
     gcs_address = resolve_gcs_address(address)

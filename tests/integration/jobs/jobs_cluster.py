@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import requests
-from ray._private.net import free_port
+from ray._common.net import free_port
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
@@ -102,7 +102,7 @@ class HeadNode:
 
     def job_pids(self) -> list[int]:
         """Supervisor and entrypoint pids of every job, read from the GCS (for cleanup and assertions)."""
-        from ray._private.gcs_client import GcsClient
+        from ray._common.gcs_client import GcsClient
 
         pids = []
         with contextlib.suppress(Exception):

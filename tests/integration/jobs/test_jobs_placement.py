@@ -7,7 +7,7 @@ import os
 
 import pytest
 from jobs_cluster import HeadNode, wait_for
-from ray._private.net import free_port
+from ray._common.net import free_port
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 pytest.importorskip("ray.raylet.main", reason="placement needs raylets registering nodes in the GCS")

@@ -11,10 +11,10 @@ import time
 
 import pytest
 from jobs_cluster import HeadNode, kill_trees, wait_for
-from ray._private.gcs_client import GcsClient
-from ray._private.net import free_port
-from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient, RuntimeEnvSetupError
-from ray._private.runtime_env.packaging import upload_working_dir_and_py_modules
+from ray._common.gcs_client import GcsClient
+from ray._common.net import free_port
+from ray._common.runtime_env.agent_client import RuntimeEnvAgentClient, RuntimeEnvSetupError
+from ray._common.runtime_env.packaging import upload_working_dir_and_py_modules
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 pytestmark = pytest.mark.timeout(900)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from ray._private import process_registry
-from ray._private.net import free_port
+from ray._common import process_registry
+from ray._common.net import free_port
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import ray
-from ray._private.gcs_client import GcsClient
+from ray._common.gcs_client import GcsClient
 
 MB8 = 1_000_000  # float64 elements: 8 MB, far above the inline limit
 

@@ -7,7 +7,7 @@ import time
 
 import grpc
 import pytest
-from ray._private.gcs_client import GcsClient
+from ray._common.gcs_client import GcsClient
 from ray.protocol import gcs_pb2 as pb
 
 
@@ -68,7 +68,7 @@ def test_start_block_exits_nonzero_when_a_ray_process_dies(cli, port):
     import subprocess
     import sys
 
-    from ray._private import process_registry
+    from ray._common import process_registry
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",

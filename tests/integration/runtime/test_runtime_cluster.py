@@ -12,8 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 import ray
-from ray._private import process_registry
-from ray._private.gcs_client import GcsClient
+from ray._common import process_registry
+from ray._common.gcs_client import GcsClient
 from ray.cluster_utils import Cluster
 
 
@@ -373,7 +373,7 @@ def test_worker_output_is_printed_on_the_driver_with_rays_prefix(cli):
 
 def test_runtime_envs_beyond_env_vars_go_through_the_node_agent(tmp_path):
     pytest.importorskip("ray.agent")
-    pytest.importorskip("ray._private.runtime_env.packaging")
+    pytest.importorskip("ray._common.runtime_env.packaging")
     work = tmp_path / "work"
     work.mkdir()
     (work / "shipped_module.py").write_text("VALUE = 'shipped'\n")

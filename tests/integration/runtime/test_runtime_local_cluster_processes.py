@@ -9,8 +9,8 @@ import urllib.request
 import psutil
 import pytest
 import ray
-from ray._private.gcs_client import GcsClient
-from ray._private.runtime_env.agent_registry import agent_by_node_id
+from ray._common.gcs_client import GcsClient
+from ray._common.runtime_env.agent_registry import agent_by_node_id
 
 pytest.importorskip("ray.agent")
 pytest.importorskip("ray.dashboard.dashboard")
@@ -59,8 +59,8 @@ def test_ray_init_runs_the_node_agent_inside_the_dashboard_process(local_cluster
         gcs.close()
     with urllib.request.urlopen(f"{agent.http_address}/api/healthz", timeout=30) as reply:
         assert reply.read() == b"success"
-    assert _modules(me.children(recursive=True)) == [
-        "ray.agent.with_dashboard", "ray.gcs.server", "ray.raylet.main", "ray.raylet.worker_template"]
+    assert _modules(me.children(recursive=True)) == sorted([
+        "ray.agent.with_dashboard", "ray.gcs.server", "ray.raylet.main", "ray._private.workers.worker_template"])
 
     # A job whose runtime env needs the agent (a working_dir) runs through the dashboard process.
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -81,7 +81,7 @@ def test_no_worker_idles_before_the_first_task_and_shutdown_leaves_nothing(tmp_p
     try:
         time.sleep(2)  # prestarted workers would have been forked by now
         # Workers are forks of the template, so they carry its command line: one means the template alone.
-        assert _modules(me.children(recursive=True)).count("ray.raylet.worker_template") == 1
+        assert _modules(me.children(recursive=True)).count("ray._private.workers.worker_template") == 1
 
         @ray.remote
         def where() -> int:
@@ -117,7 +117,7 @@ def test_a_half_that_cannot_start_leaves_the_other_up(local_cluster, tmp_path, b
     import subprocess
     import sys
 
-    from ray._private.net import free_port
+    from ray._common.net import free_port
 
     session = tmp_path / "session"
     (session / "logs").mkdir(parents=True)

@@ -4,7 +4,7 @@ import os
 import stat
 
 import pytest
-from ray._private.runtime_env import packaging
+from ray._common.runtime_env import packaging
 
 
 def _tree(root, files):

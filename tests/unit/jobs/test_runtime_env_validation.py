@@ -1,7 +1,7 @@
 """runtime_env validation and Ray's merge rule (child replaces fields, env_vars merge)."""
 
 import pytest
-from ray._private.runtime_env.validation import merge_runtime_envs, validate_runtime_env
+from ray._common.runtime_env.validation import merge_runtime_envs, validate_runtime_env
 from ray.runtime_env import RuntimeEnv, RuntimeEnvConfig
 
 

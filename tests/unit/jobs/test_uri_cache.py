@@ -1,6 +1,6 @@
 """Reference counting and size-bounded eviction of runtime env resources."""
 
-from ray._private.runtime_env.uri_cache import URICache
+from ray.agent.runtime_env.uri_cache import URICache
 
 
 def test_used_resources_are_never_evicted_and_unused_go_lru_when_over_limit():

@@ -4,10 +4,10 @@ import pickle
 
 import numpy as np
 import pytest
-from ray._private.config import RayConfig, system_config_to_env
-from ray._private.ids import ActorID, JobID, ObjectID, TaskID
-from ray._private.resources import ResourceSet, task_resources, utilization
-from ray._private.serialization import deserialize, dumps, serialize
+from ray._common.config import RayConfig, system_config_to_env
+from ray._common.ids import ActorID, JobID, ObjectID, TaskID
+from ray._common.resources import ResourceSet, task_resources, utilization
+from ray._common.serialization import deserialize, dumps, serialize
 
 
 def test_config_reads_ray_prefixed_environment_overrides():
@@ -72,7 +72,7 @@ def test_serialization_keeps_numpy_buffers_out_of_band_and_zero_copy():
 def test_the_default_temp_dir_follows_ray_tmpdir_then_tmpdir(monkeypatch, tmp_path):
     import tempfile
 
-    from ray._private.process_registry import default_temp_dir
+    from ray._common.process_registry import default_temp_dir
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "raytmp"))
     assert default_temp_dir() == str(tmp_path / "raytmp" / "ray")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from ray._private import framing
+from ray._common import framing
 
 
 async def _pair(server_handler: framing.Handler) -> tuple[framing.Connection, framing.Connection]:

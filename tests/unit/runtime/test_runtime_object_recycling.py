@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 import pytest
-from ray._private import recycled_segments
-from ray._private.serialization import serialize
+from ray._common import recycled_segments
+from ray._common.serialization import serialize
 from ray.core_worker import shared_memory
 from ray.raylet.object_store import LocalObjectStore
 

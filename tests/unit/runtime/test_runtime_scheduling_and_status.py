@@ -1,6 +1,6 @@
 """The hybrid/affinity/spread policies, `ray status` text and the store's spilling bookkeeping (no processes)."""
 
-from ray._private.resources import ResourceSet
+from ray._common.resources import ResourceSet
 from ray._private.status import format_status
 from ray.protocol import gcs_pb2 as pb
 from ray.raylet.object_store import LocalObjectStore

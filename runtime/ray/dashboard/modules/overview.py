@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-import ray
+from ray._version import version as ray_version
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}"
@@ -52,7 +52,7 @@ def add_routes(app: web.Application, nodes: Callable[[], list[dict[str, Any]]],
                              _time(job.get("start_time")), _time(job.get("end_time")), link])
         page = (
             f"<!doctype html><html><head><meta charset=utf-8><title>OpenRay dashboard</title>"
-            f"<style>{_STYLE}</style></head><body><h1>OpenRay {html.escape(ray.__version__)}</h1>"
+            f"<style>{_STYLE}</style></head><body><h1>OpenRay {html.escape(ray_version)}</h1>"
             f"<h2>Nodes</h2>{node_error}{_table(['node', 'address', 'role', 'state', 'resources'], node_rows)}"
             f"<h2>Jobs</h2>{_table(['id', 'type', 'status', 'entrypoint', 'message', 'start', 'end', ''], job_rows)}"
             "<p>REST API: <code>/api/jobs/</code>, <code>/api/version</code>. Submit with "

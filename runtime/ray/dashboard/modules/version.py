@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-import ray
+from ray._version import version as ray_version
 
 # The REST API version Ray 2.x dashboards report; clients check `ray_version` against their minimum.
 CURRENT_VERSION = "4"
@@ -19,7 +19,7 @@ def add_routes(app: web.Application, session_dir: str, gcs_alive: Callable[[], b
     async def version(req: web.Request) -> web.Response:
         body = {
             "version": CURRENT_VERSION,
-            "ray_version": ray.__version__,
+            "ray_version": ray_version,
             "ray_commit": "openray",
             "session_name": os.path.basename(os.path.normpath(session_dir)),
         }

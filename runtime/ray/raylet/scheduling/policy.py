@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ray._private.resources import ResourceSet, utilization
+from ray._common.resources import ResourceSet, utilization
 
 
 @dataclass

@@ -126,7 +126,7 @@ class JobInfo:
 
 
 class InternalKV(Protocol):
-    """What job storage needs from the GCS client (`ray._private.gcs_client.GcsClient` has it)."""
+    """What job storage needs from the GCS client (`ray._common.gcs_client.GcsClient` has it)."""
 
     def internal_kv_get(self, key: bytes, namespace: bytes | None = None) -> bytes | None: ...
 

@@ -10,7 +10,7 @@ import traceback
 import aiohttp
 from aiohttp import web
 
-from ray._private.runtime_env.packaging import PackageKV, gcs_storage_max_size
+from ray._common.runtime_env.packaging import PackageKV, gcs_storage_max_size
 from ray.dashboard.modules.job.common import JobInfo
 from ray.dashboard.modules.job.driver_jobs import read_driver_jobs
 from ray.dashboard.modules.job.job_manager import JobManager, JobNotFoundError

@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from ray._private.runtime_env.agent_registry import AgentAddress
-from ray._private.runtime_env.context import needs_agent
-from ray._private.runtime_env.validation import is_remote_uri, validate_runtime_env
+from ray._common.runtime_env.agent_registry import AgentAddress
+from ray._common.runtime_env.context import needs_agent
+from ray._common.runtime_env.validation import is_remote_uri, validate_runtime_env
 from ray.dashboard.modules.job import placement
 from ray.dashboard.modules.job.common import (
     JobErrorType,

@@ -23,9 +23,9 @@ from typing import Any
 
 import psutil
 
-from ray._private.runtime_env.agent_client import RuntimeEnvAgentClient
-from ray._private.runtime_env.context import RuntimeEnvContext, needs_agent
-from ray._private.session_logs import log_to_session_file
+from ray._common.runtime_env.agent_client import RuntimeEnvAgentClient
+from ray._common.runtime_env.context import RuntimeEnvContext, needs_agent
+from ray._common.session_logs import log_to_session_file
 from ray.dashboard.modules.job.common import (
     DEFAULT_JOB_STOP_WAIT_TIME_S,
     JOB_ID_METADATA_KEY,
@@ -254,7 +254,7 @@ class JobSupervisor:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     log_to_session_file(args.session_dir, f"job-supervisor-{args.submission_id}.log")
-    from ray._private.gcs_client import GcsClient
+    from ray._common.gcs_client import GcsClient
 
     storage = JobInfoStorage(GcsClient(args.gcs_address, timeout_s=5))
     supervisor = JobSupervisor(args, storage)

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from ray._private.runtime_env.packaging import upload_local_packages
-from ray._private.runtime_env.validation import validate_runtime_env
+from ray._common.runtime_env.packaging import upload_local_packages
+from ray._common.runtime_env.validation import validate_runtime_env
 from ray.dashboard.modules.job.common import JobStatus
 from ray.dashboard.modules.job.models import JobDetails
 
@@ -33,7 +33,7 @@ DASHBOARD_KV_NAMESPACE = b"dashboard"
 def _local_cluster_gcs_address() -> str | None:
     """The GCS that `ray start` recorded on this machine, if any."""
     try:
-        from ray._private import process_registry
+        from ray._common import process_registry
 
         path = process_registry.current_cluster_file(process_registry.default_temp_dir())
         return path.read_text().strip() if path.exists() else None
@@ -44,7 +44,7 @@ def _local_cluster_gcs_address() -> str | None:
 def dashboard_url_from_gcs(gcs_address: str) -> str | None:
     """The dashboard's URL as the cluster at `gcs_address` recorded it; None if that is no GCS."""
     try:
-        from ray._private.gcs_client import GcsClient
+        from ray._common.gcs_client import GcsClient
 
         client = GcsClient(gcs_address, timeout_s=5)
         try:

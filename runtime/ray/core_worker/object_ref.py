@@ -52,7 +52,7 @@ class ObjectRef:
         return self._id.hex()
 
     def task_id(self):
-        from ray._private.ids import TaskID
+        from ray._common.ids import TaskID
 
         return TaskID(self._id[:24])
 

@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from ray._private.runtime_env.validation import is_remote_uri
+from ray._common.runtime_env.validation import is_remote_uri
 
 logger = logging.getLogger(__name__)
 

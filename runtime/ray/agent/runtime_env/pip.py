@@ -19,7 +19,8 @@ import subprocess
 import sys
 from typing import Any
 
-from ray._private.runtime_env.packaging import directory_size, file_lock
+from ray._common.runtime_env.packaging import directory_size, file_lock
+from ray._version import RUNTIME_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ def _runtime_site_dirs() -> list[str]:
     if isinstance(user, str) and os.path.isdir(user):
         dirs.append(user)
     # The `ray` package itself, in case it is importable from a path no site dir covers (PYTHONPATH).
-    import ray
-
-    ray_parent = os.path.dirname(os.path.dirname(os.path.abspath(ray.__file__)))
+    ray_parent = RUNTIME_ROOT
     if ray_parent not in dirs:
         dirs.append(ray_parent)
     return [d for d in dirs if os.path.isdir(d)]

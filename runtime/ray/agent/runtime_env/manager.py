@@ -15,17 +15,17 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from ray._private.runtime_env import pip as pip_env
-from ray._private.runtime_env.context import RuntimeEnvContext
-from ray._private.runtime_env.packaging import (
+from ray._common.runtime_env.context import RuntimeEnvContext
+from ray._common.runtime_env.packaging import (
     PackageKV,
     directory_size,
     download_and_unpack_package,
     file_lock,
     package_name,
 )
-from ray._private.runtime_env.uri_cache import URICache
-from ray._private.runtime_env.validation import is_remote_uri, setup_timeout_seconds, validate_runtime_env
+from ray._common.runtime_env.validation import is_remote_uri, setup_timeout_seconds, validate_runtime_env
+from ray.agent.runtime_env import pip as pip_env
+from ray.agent.runtime_env.uri_cache import URICache
 
 logger = logging.getLogger(__name__)
 

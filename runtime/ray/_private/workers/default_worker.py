@@ -1,4 +1,4 @@
-"""Worker process entry point: `python -m ray.core_worker.worker_main ...` (started by the raylet)."""
+"""Worker process entry point: `python -m ray._private.workers.default_worker ...` (started by the raylet)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 import signal
 import sys
 
-from ray._private import lifetime
-from ray._private.ids import JobID, WorkerID
+from ray._common import lifetime
+from ray._common.ids import JobID, WorkerID
 
 
 def main(argv: list[str] | None = None) -> None:

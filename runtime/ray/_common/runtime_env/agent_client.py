@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from ray._private.runtime_env.context import RuntimeEnvContext
+
+from ray._common.runtime_env.context import RuntimeEnvContext
 from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import runtime_env_agent_pb2, runtime_env_agent_pb2_grpc
 

@@ -8,10 +8,19 @@ one line back ({"pid": ...}). The template starts no threads, so forking it is s
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
 import sys
+
+# Everything a worker imports, loaded once here: its own start-up and core worker, and the public API that
+# the user's code will use (named as data: the template warms the module cache, it does not call them).
+PRELOADED = (
+    "ray._private.workers.default_worker", "ray.core_worker.core_worker", "ray.core_worker.executor",
+    "ray.core_worker.task_submitter", "ray.core_worker.actor_submitter",
+    "ray", "ray._private.worker", "ray.actor", "ray.remote_function", "ray.exceptions",
+)
 
 
 def _reap(signum, frame) -> None:
@@ -29,7 +38,7 @@ def _child(request: dict) -> None:
     import itertools
     import random
 
-    from ray._private import ids, lifetime
+    from ray._common import ids, lifetime
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
@@ -51,22 +60,17 @@ def _child(request: dict) -> None:
     # Forked children share the template's random state: reseed everything that must differ per worker.
     random.seed()
     ids._TASK_COUNTER = itertools.count(int.from_bytes(os.urandom(8), "little"))
-    from ray.core_worker import worker_main
+    from ray._private.workers import default_worker
 
-    worker_main.main(request["args"])
+    default_worker.main(request["args"])
 
 
 def main() -> None:
-    from ray._private import lifetime
+    from ray._common import lifetime
 
     lifetime.die_with_parent()
-    # Everything a worker imports, loaded once here.
-    import ray  # noqa: F401
-    import ray.core_worker.actor_submitter  # noqa: F401
-    import ray.core_worker.core_worker  # noqa: F401
-    import ray.core_worker.executor  # noqa: F401
-    import ray.core_worker.task_submitter  # noqa: F401
-    import ray.core_worker.worker_main  # noqa: F401
+    for module in PRELOADED:
+        importlib.import_module(module)
 
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -31,7 +31,7 @@ def die_with_parent() -> None:
 
 
 def exec_module(argv: list[str]) -> None:
-    """`python -m ray._private.lifetime <module> args...`: arm die-with-parent, then become the module.
+    """`python -m ray._common.lifetime <module> args...`: arm die-with-parent, then become the module.
 
     Used for components that do not call `die_with_parent()` themselves (agent, dashboard): the parent-death
     signal survives `execv`.
