@@ -92,7 +92,7 @@ class Controller:
             self.clusters.add(_key(body))
         # A RayJob waits on its cluster's status, so every change of the cluster wakes it.
         labels = body.get("metadata", {}).get("labels") or {}
-        if labels.get(c.LABEL_ORIGINATED_FROM_CRD) == "RayJob":
+        if labels.get(c.LABEL_ORIGINATED_FROM_CRD) == c.ORIGINATED_FROM_RAYJOB:
             self.jobs.add((body["metadata"].get("namespace"), labels[c.LABEL_ORIGINATED_FROM_CR_NAME]))
 
     def on_pod_event(self, body: dict[str, Any]) -> None:
@@ -157,6 +157,6 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     async def _rayjob(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 — kopf's name
         controller.on_job_event(dict(body), type)
 
-    @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_ORIGINATED_FROM_CRD: "RayJob"}, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_ORIGINATED_FROM_CRD: c.ORIGINATED_FROM_RAYJOB}, registry=registry)
     async def _submitter(body: kopf.Body, **_: Any) -> None:
         controller.on_submitter_event(dict(body))

@@ -45,10 +45,6 @@ def is_not_found(err: Exception) -> bool:
     return isinstance(err, ApiException) and err.status == 404
 
 
-def is_conflict(err: Exception) -> bool:
-    return isinstance(err, ApiException) and err.status == 409
-
-
 class Kube:
     """The calls the reconcilers make, on plain dicts (camelCase, as `kubectl get -o json` shows them)."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ray_operator import constants as c
-from ray_operator import metrics
+from ray_operator import events, metrics
 from ray_operator.builders import job as job_builder
 from ray_operator.builders import names, validation
 from ray_operator.builders.service import build_rayjob_head_service
@@ -118,7 +118,7 @@ def reconcile_rayjob(
         metrics.forget_job(namespace, name)
         return Result()
     managed_by = job.spec.get("managedBy")
-    if managed_by and managed_by != "ray.io/kuberay-operator":
+    if managed_by and managed_by != c.MANAGED_BY_KUBERAY:
         return Result()
     if c.RAYJOB_FINALIZER not in (rayjob["metadata"].get("finalizers") or []):
         finalizers = list(rayjob["metadata"].get("finalizers") or []) + [c.RAYJOB_FINALIZER]
@@ -128,7 +128,7 @@ def reconcile_rayjob(
     if errors:
         message = "; ".join(errors)
         if job.status.get("message") != message or job.status.get("jobDeploymentStatus") != c.DEPLOYMENT_VALIDATION_FAILED:
-            job.event("Warning", c.EVENT_INVALID_RAYJOB_SPEC, message)
+            job.event(events.WARNING, events.INVALID_RAYJOB_SPEC, message)
         job.to(c.DEPLOYMENT_VALIDATION_FAILED, reason=c.REASON_VALIDATION_FAILED, message=message)
         return Result()
 
@@ -182,9 +182,9 @@ def _initializing(job: _Job) -> Result:
         try:
             cluster = job.kube.create_custom(c.RAYCLUSTER_PLURAL, body)
         except Exception as err:
-            job.event("Warning", "FailedToCreateRayCluster", describe_api_error(err))
+            job.event(events.WARNING, events.FAILED_TO_CREATE_RAYCLUSTER, describe_api_error(err))
             return Result(job.cfg.error_requeue_s, failed=True)
-        job.event("Normal", c.EVENT_CREATED_RAYCLUSTER, f"Created RayCluster {job.namespace}/{cluster['metadata']['name']}")
+        job.event(events.NORMAL, events.CREATED_RAYCLUSTER, f"Created RayCluster {job.namespace}/{cluster['metadata']['name']}")
     job.status["rayClusterStatus"] = cluster.get("status") or {}
     if (cluster.get("status") or {}).get("state") != c.STATE_READY:
         job.save()
@@ -199,10 +199,10 @@ def _initializing(job: _Job) -> Result:
         try:
             job.kube.create_job(submitter)
         except Exception as err:
-            job.event("Warning", "FailedToCreateRayJobSubmitter", describe_api_error(err))
+            job.event(events.WARNING, events.FAILED_TO_CREATE_RAYJOB_SUBMITTER, describe_api_error(err))
             job.save()
             return Result(job.cfg.error_requeue_s, failed=True)
-        job.event("Normal", c.EVENT_CREATED_RAYJOB_SUBMITTER, f"Created Kubernetes Job {job.namespace}/{job.name}")
+        job.event(events.NORMAL, events.CREATED_RAYJOB_SUBMITTER, f"Created Kubernetes Job {job.namespace}/{job.name}")
     job.to(c.DEPLOYMENT_RUNNING)
     return Result(0.0)
 
@@ -235,7 +235,7 @@ def _running(job: _Job) -> Result:
         info = client.get_job_info_sync(job.status["jobId"])
         if info is None and mode == c.MODE_HTTP:
             client.submit_job_sync(job_builder.http_submit_body(job.obj, job.status["jobId"]))
-            job.event("Normal", c.EVENT_SUBMITTED_JOB, f"Submitted Ray job {job.status['jobId']} over HTTP")
+            job.event(events.NORMAL, events.SUBMITTED_RAYJOB, f"Submitted Ray job {job.status['jobId']} over HTTP")
             info = client.get_job_info_sync(job.status["jobId"])
         job.status.pop("jobStatusCheckFailureStartTime", None)
     except DashboardError as err:
@@ -304,7 +304,7 @@ def _finished(job: _Job) -> Result:
         return Result()
     if job.cluster() is not None:
         job.kube.delete_custom(c.RAYCLUSTER_PLURAL, job.namespace, status["rayClusterName"])
-        job.event("Normal", c.EVENT_DELETED_RAYCLUSTER, f"Deleted RayCluster {job.namespace}/{status['rayClusterName']}")
+        job.event(events.NORMAL, events.DELETED_RAYCLUSTER, f"Deleted RayCluster {job.namespace}/{status['rayClusterName']}")
     return Result()
 
 
@@ -356,7 +356,7 @@ def _tear_down(job: _Job) -> bool:
         gone = False
     if not job.uses_selector and job.cluster() is not None:
         job.kube.delete_custom(c.RAYCLUSTER_PLURAL, job.namespace, job.status["rayClusterName"])
-        job.event("Normal", c.EVENT_DELETED_RAYCLUSTER, f"Deleted RayCluster {job.namespace}/{job.status['rayClusterName']}")
+        job.event(events.NORMAL, events.DELETED_RAYCLUSTER, f"Deleted RayCluster {job.namespace}/{job.status['rayClusterName']}")
         gone = False
     return gone
 
@@ -393,7 +393,7 @@ def _finalize(job: _Job) -> None:
         if head_service is not None:
             try:
                 job.dashboards(job.obj, head_service).stop_job_sync(job.status["jobId"])
-                job.event("Normal", c.EVENT_STOPPED_JOB, f"Stopped Ray job {job.status['jobId']}")
+                job.event(events.NORMAL, events.STOPPED_RAYJOB, f"Stopped Ray job {job.status['jobId']}")
             except DashboardError as err:
                 log.info("could not stop Ray job %s: %s", job.status.get("jobId"), err)
     remaining = [f for f in finalizers if f != c.RAYJOB_FINALIZER]
