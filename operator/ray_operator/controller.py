@@ -16,6 +16,7 @@ import kopf
 
 from ray_operator import constants as c
 from ray_operator.config import OperatorConfig
+from ray_operator.credentials import ApiCredentials, api_credentials
 from ray_operator.handlers.raycluster import reconcile_raycluster
 from ray_operator.handlers.rayjob import DashboardFactory, reconcile_rayjob
 from ray_operator.kube import Kube
@@ -112,6 +113,18 @@ def _key(body: dict[str, Any]) -> tuple[str, str]:
     return (body["metadata"].get("namespace", "default"), body["metadata"]["name"])
 
 
+def kopf_connection_info(credentials: ApiCredentials) -> kopf.ConnectionInfo:
+    """kopf's watches log in with exactly the credentials the reconcilers use (in-cluster, or --kubeconfig)."""
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_path,
+        insecure=not credentials.verify_tls,
+        certificate_path=credentials.cert_path,
+        private_key_path=credentials.key_path,
+        token=credentials.token,
+    )
+
+
 def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     """The kopf handlers; each only enqueues work for the controller."""
 
@@ -126,20 +139,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     @kopf.on.login(registry=registry)
     def _login(**_: Any) -> kopf.ConnectionInfo:
-        # kopf uses exactly the credentials the reconcilers use (in-cluster, or --kubeconfig).
-        cfg = controller.kube.api_client.configuration
-        if cfg.refresh_api_key_hook is not None:
-            cfg.refresh_api_key_hook(cfg)
-        auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
-        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else (auth or None)
-        return kopf.ConnectionInfo(
-            server=cfg.host,
-            ca_path=cfg.ssl_ca_cert,
-            insecure=not cfg.verify_ssl,
-            certificate_path=cfg.cert_file,
-            private_key_path=cfg.key_file,
-            token=token,
-        )
+        return kopf_connection_info(api_credentials(controller.kube.api_client.configuration))
 
     @kopf.on.cleanup(registry=registry)
     def _cleanup(**_: Any) -> None:
