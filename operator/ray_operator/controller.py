@@ -17,8 +17,9 @@ import kopf
 from ray_operator import constants as c
 from ray_operator.config import OperatorConfig
 from ray_operator.credentials import ApiCredentials, api_credentials
+from ray_operator.dashboard_client import DashboardFactory
 from ray_operator.handlers.raycluster import reconcile_raycluster
-from ray_operator.handlers.rayjob import DashboardFactory, reconcile_rayjob
+from ray_operator.handlers.rayjob import default_dashboard_factory, reconcile_rayjob
 from ray_operator.kube import Kube
 from ray_operator.workqueue import WorkQueue, run_workers
 
@@ -29,7 +30,8 @@ class Controller:
     def __init__(self, kube: Kube, cfg: OperatorConfig, dashboards: DashboardFactory | None = None) -> None:
         self.kube = kube
         self.cfg = cfg
-        self.dashboards = dashboards
+        # Built once, so every reconcile shares its connection pool.
+        self.dashboards = dashboards or default_dashboard_factory(kube, cfg)
         self.clusters = WorkQueue(base_backoff_s=cfg.error_requeue_s)
         self.jobs = WorkQueue(base_backoff_s=cfg.error_requeue_s)
         self._stop = threading.Event()

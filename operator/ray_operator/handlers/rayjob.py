@@ -18,7 +18,8 @@ from ray_operator.builders import job as job_builder
 from ray_operator.builders import names, validation
 from ray_operator.builders.service import build_rayjob_head_service
 from ray_operator.config import OperatorConfig
-from ray_operator.dashboard_client import DashboardClient, DashboardError
+from ray_operator.credentials import api_credentials
+from ray_operator.dashboard_client import DashboardError, DashboardFactory, dashboard_factory
 from ray_operator.handlers.common import Result, describe_api_error, write_status
 from ray_operator.kube import Kube, now_rfc3339, parse_time
 
@@ -41,21 +42,11 @@ _ATTEMPT_FIELDS = (
     "jobStatusCheckFailureStartTime",
 )
 
-DashboardFactory = Callable[[dict[str, Any], dict[str, Any]], DashboardClient]
-
-
 def default_dashboard_factory(kube: Kube, cfg: OperatorConfig) -> DashboardFactory:
     """Direct HTTP to `status.dashboardURL`, or through the API server's service proxy."""
-
-    def make(rayjob: dict[str, Any], head_service: dict[str, Any]) -> DashboardClient:
-        if cfg.use_kubernetes_proxy:
-            from ray_operator.dashboard_client import proxy_client
-
-            meta = head_service["metadata"]
-            return proxy_client(kube.api_client, meta["namespace"], meta["name"], c.DEFAULT_DASHBOARD_PORT)
-        return DashboardClient(f"http://{rayjob['status']['dashboardURL']}", timeout_s=cfg.dashboard_timeout_s)
-
-    return make
+    if not cfg.use_kubernetes_proxy:
+        return dashboard_factory(cfg.dashboard_timeout_s)
+    return dashboard_factory(cfg.dashboard_timeout_s, lambda: api_credentials(kube.api_client.configuration))
 
 
 class _Job:
@@ -232,11 +223,11 @@ def _running(job: _Job) -> Result:
         if head_service is None:
             raise DashboardError(f"the head Service of RayCluster {job.status.get('rayClusterName')} is missing")
         client = job.dashboards(job.obj, head_service)
-        info = client.get_job_info_sync(job.status["jobId"])
+        info = client.get_job_info(job.status["jobId"])
         if info is None and mode == c.MODE_HTTP:
-            client.submit_job_sync(job_builder.http_submit_body(job.obj, job.status["jobId"]))
+            client.submit_job(job_builder.http_submit_body(job.obj, job.status["jobId"]))
             job.event(events.NORMAL, events.SUBMITTED_RAYJOB, f"Submitted Ray job {job.status['jobId']} over HTTP")
-            info = client.get_job_info_sync(job.status["jobId"])
+            info = client.get_job_info(job.status["jobId"])
         job.status.pop("jobStatusCheckFailureStartTime", None)
     except DashboardError as err:
         if submitter_failed:
@@ -392,7 +383,7 @@ def _finalize(job: _Job) -> None:
         head_service = job.kube.get_service(job.namespace, names.head_service_name(cluster)) if cluster else None
         if head_service is not None:
             try:
-                job.dashboards(job.obj, head_service).stop_job_sync(job.status["jobId"])
+                job.dashboards(job.obj, head_service).stop_job(job.status["jobId"])
                 job.event(events.NORMAL, events.STOPPED_RAYJOB, f"Stopped Ray job {job.status['jobId']}")
             except DashboardError as err:
                 log.info("could not stop Ray job %s: %s", job.status.get("jobId"), err)
