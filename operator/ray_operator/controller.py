@@ -3,6 +3,13 @@
 kopf watches RayClusters, RayJobs and the pods and Jobs the operator made, and only enqueues keys
 (`on.event` handlers store nothing on the objects: no kopf annotations, no kopf finalizers).
 Worker threads run the level-based reconcilers; a periodic resync re-enqueues every object.
+
+Why a work queue of our own rather than kopf's per-object handlers: an event on one kind must wake
+a reconcile of another (a pod wakes its RayCluster; a RayCluster or submitter Job wakes its RayJob),
+one key is never reconciled by two threads at once, and failures back off per key, as client-go's
+queue does. kopf's change handlers would also write progress annotations and finalizers onto users'
+objects. Leader election is a coordination.k8s.io Lease (`leader`), the RBAC KubeRay's chart grants,
+instead of kopf's peering CRDs.
 """
 
 from __future__ import annotations
