@@ -32,7 +32,7 @@ from ray_operator.builders.rayjob_actions import (
 from ray_operator.builders.rayjob_state import DashboardUnreachable, RayJobOptions, RayJobWorld
 from ray_operator.config import OperatorConfig
 from ray_operator.credentials import api_credentials
-from ray_operator.dashboard_client import DashboardError, DashboardFactory, dashboard_factory
+from ray_operator.dashboard_client import DashboardClient, DashboardError, DashboardFactory, dashboard_factory
 from ray_operator.handlers.common import Result, describe_api_error, write_status
 from ray_operator.kube import Kube
 
@@ -137,7 +137,7 @@ class _Actions:
     def _event(self, event: Event) -> None:
         self.kube.event(self.rayjob, event.type, event.reason, event.message)
 
-    def _dashboard(self) -> Any:
+    def _dashboard(self) -> DashboardClient:
         assert self.world.head_service is not None, "the state machine only calls a dashboard it can reach"
         return self.dashboards(self.rayjob, self.world.head_service)
 
