@@ -4,7 +4,6 @@ from __future__ import annotations
 
 GROUP = "ray.io"
 VERSION = "v1"
-SERVED_VERSIONS = ("v1", "v1alpha1")
 RAYCLUSTER_PLURAL = "rayclusters"
 RAYJOB_PLURAL = "rayjobs"
 
@@ -23,9 +22,12 @@ LABEL_ORIGINATED_FROM_CRD = "ray.io/originated-from-crd"
 LABEL_JOB_SUBMISSION_MODE = "ray.io/job-submission-mode"
 APP_NAME = "kuberay"
 CREATED_BY = "kuberay-operator"
+# `ray.io/originated-from-crd` on what a RayJob makes (its RayCluster, submitter Job, Service).
+ORIGINATED_FROM_RAYJOB = "RayJob"
+# `spec.managedBy` values this operator acts on (unset, or this); others belong to e.g. MultiKueue.
+MANAGED_BY_KUBERAY = "ray.io/kuberay-operator"
 
 ANNOTATION_OVERWRITE_CONTAINER_CMD = "ray.io/overwrite-container-cmd"
-ANNOTATION_FT_ENABLED = "ray.io/ft-enabled"
 
 NODE_TYPE_HEAD = "head"
 NODE_TYPE_WORKER = "worker"
@@ -45,7 +47,6 @@ DEFAULT_HEAD_PORTS: dict[str, int] = {
     "metrics": DEFAULT_METRICS_PORT,
     "serve": DEFAULT_SERVE_PORT,
 }
-GCS_PORT_NAME = "gcs-server"
 DASHBOARD_PORT_NAME = "dashboard"
 METRICS_PORT_NAME = "metrics"
 
@@ -74,6 +75,12 @@ CONDITION_PROVISIONED = "RayClusterProvisioned"
 CONDITION_REPLICA_FAILURE = "ReplicaFailure"
 CONDITION_SUSPENDING = "RayClusterSuspending"
 CONDITION_SUSPENDED = "RayClusterSuspended"
+# Reasons of the ReplicaFailure condition when a reconcile failed. FailedDelete*Pod are KubeRay's; a
+# failed pod creation reuses its event's reason (events.FAILED_TO_CREATE_*_POD).
+REPLICA_FAILURE_DELETE_HEAD_POD = "FailedDeleteHeadPod"
+REPLICA_FAILURE_DELETE_WORKER_POD = "FailedDeleteWorkerPod"
+REPLICA_FAILURE_CREATE_HEAD_SERVICE = "FailedCreateHeadService"
+REPLICA_FAILURE_MULTIPLE_HEAD_PODS = "MultipleHeadPods"
 
 # RayJob statuses.
 JOB_STATUS_NEW = ""
@@ -98,7 +105,6 @@ REASON_SUBMISSION_FAILED = "SubmissionFailed"
 REASON_DEADLINE_EXCEEDED = "DeadlineExceeded"
 REASON_PRE_RUNNING_DEADLINE_EXCEEDED = "PreRunningDeadlineExceeded"
 REASON_APP_FAILED = "AppFailed"
-REASON_TRANSITION_GRACE_PERIOD_EXCEEDED = "JobDeploymentStatusTransitionGracePeriodExceeded"
 REASON_STATUS_CHECK_TIMEOUT_EXCEEDED = "JobStatusCheckTimeoutExceeded"
 REASON_VALIDATION_FAILED = "ValidationFailed"
 
@@ -107,20 +113,3 @@ MODE_HTTP = "HTTPMode"
 MODE_INTERACTIVE = "InteractiveMode"
 MODE_SIDECAR = "SidecarMode"
 SUPPORTED_SUBMISSION_MODES = (MODE_K8S_JOB, MODE_HTTP)
-
-# Kubernetes event reasons (KubeRay's).
-EVENT_CREATED_HEAD_POD = "CreatedHeadPod"
-EVENT_CREATED_WORKER_POD = "CreatedWorkerPod"
-EVENT_DELETED_HEAD_POD = "DeletedHeadPod"
-EVENT_DELETED_WORKER_POD = "DeletedWorkerPod"
-EVENT_FAILED_CREATE_HEAD_POD = "FailedToCreateHeadPod"
-EVENT_FAILED_CREATE_WORKER_POD = "FailedToCreateWorkerPod"
-EVENT_CREATED_SERVICE = "CreatedService"
-EVENT_INVALID_RAYCLUSTER_SPEC = "InvalidRayClusterSpec"
-EVENT_INVALID_RAYJOB_SPEC = "InvalidRayJobSpec"
-EVENT_CREATED_RAYCLUSTER = "CreatedRayCluster"
-EVENT_DELETED_RAYCLUSTER = "DeletedRayCluster"
-EVENT_CREATED_RAYJOB_SUBMITTER = "CreatedRayJobSubmitter"
-EVENT_DELETED_RAYJOB_SUBMITTER = "DeletedRayJobSubmitter"
-EVENT_SUBMITTED_JOB = "SubmittedRayJob"
-EVENT_STOPPED_JOB = "StoppedRayJob"

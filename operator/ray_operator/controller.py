@@ -3,6 +3,13 @@
 kopf watches RayClusters, RayJobs and the pods and Jobs the operator made, and only enqueues keys
 (`on.event` handlers store nothing on the objects: no kopf annotations, no kopf finalizers).
 Worker threads run the level-based reconcilers; a periodic resync re-enqueues every object.
+
+Why a work queue of our own rather than kopf's per-object handlers: an event on one kind must wake
+a reconcile of another (a pod wakes its RayCluster; a RayCluster or submitter Job wakes its RayJob),
+one key is never reconciled by two threads at once, and failures back off per key, as client-go's
+queue does. kopf's change handlers would also write progress annotations and finalizers onto users'
+objects. Leader election is a coordination.k8s.io Lease (`leader`), the RBAC KubeRay's chart grants,
+instead of kopf's peering CRDs.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import kopf
 
 from ray_operator import constants as c
 from ray_operator.config import OperatorConfig
+from ray_operator.credentials import ApiCredentials, api_credentials
+from ray_operator.dashboard_client import DashboardFactory
 from ray_operator.handlers.raycluster import reconcile_raycluster
-from ray_operator.handlers.rayjob import DashboardFactory, reconcile_rayjob
+from ray_operator.handlers.rayjob import default_dashboard_factory, reconcile_rayjob
 from ray_operator.kube import Kube
 from ray_operator.workqueue import WorkQueue, run_workers
 
@@ -28,7 +37,8 @@ class Controller:
     def __init__(self, kube: Kube, cfg: OperatorConfig, dashboards: DashboardFactory | None = None) -> None:
         self.kube = kube
         self.cfg = cfg
-        self.dashboards = dashboards
+        # Built once, so every reconcile shares its connection pool.
+        self.dashboards = dashboards or default_dashboard_factory(kube, cfg)
         self.clusters = WorkQueue(base_backoff_s=cfg.error_requeue_s)
         self.jobs = WorkQueue(base_backoff_s=cfg.error_requeue_s)
         self._stop = threading.Event()
@@ -92,7 +102,7 @@ class Controller:
             self.clusters.add(_key(body))
         # A RayJob waits on its cluster's status, so every change of the cluster wakes it.
         labels = body.get("metadata", {}).get("labels") or {}
-        if labels.get(c.LABEL_ORIGINATED_FROM_CRD) == "RayJob":
+        if labels.get(c.LABEL_ORIGINATED_FROM_CRD) == c.ORIGINATED_FROM_RAYJOB:
             self.jobs.add((body["metadata"].get("namespace"), labels[c.LABEL_ORIGINATED_FROM_CR_NAME]))
 
     def on_pod_event(self, body: dict[str, Any]) -> None:
@@ -112,6 +122,18 @@ def _key(body: dict[str, Any]) -> tuple[str, str]:
     return (body["metadata"].get("namespace", "default"), body["metadata"]["name"])
 
 
+def kopf_connection_info(credentials: ApiCredentials) -> kopf.ConnectionInfo:
+    """kopf's watches log in with exactly the credentials the reconcilers use (in-cluster, or --kubeconfig)."""
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_path,
+        insecure=not credentials.verify_tls,
+        certificate_path=credentials.cert_path,
+        private_key_path=credentials.key_path,
+        token=credentials.token,
+    )
+
+
 def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     """The kopf handlers; each only enqueues work for the controller."""
 
@@ -126,20 +148,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     @kopf.on.login(registry=registry)
     def _login(**_: Any) -> kopf.ConnectionInfo:
-        # kopf uses exactly the credentials the reconcilers use (in-cluster, or --kubeconfig).
-        cfg = controller.kube.api_client.configuration
-        if cfg.refresh_api_key_hook is not None:
-            cfg.refresh_api_key_hook(cfg)
-        auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken") or ""
-        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else (auth or None)
-        return kopf.ConnectionInfo(
-            server=cfg.host,
-            ca_path=cfg.ssl_ca_cert,
-            insecure=not cfg.verify_ssl,
-            certificate_path=cfg.cert_file,
-            private_key_path=cfg.key_file,
-            token=token,
-        )
+        return kopf_connection_info(api_credentials(controller.kube.api_client.configuration))
 
     @kopf.on.cleanup(registry=registry)
     def _cleanup(**_: Any) -> None:
@@ -157,6 +166,6 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     async def _rayjob(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 — kopf's name
         controller.on_job_event(dict(body), type)
 
-    @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_ORIGINATED_FROM_CRD: "RayJob"}, registry=registry)
+    @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_ORIGINATED_FROM_CRD: c.ORIGINATED_FROM_RAYJOB}, registry=registry)
     async def _submitter(body: kopf.Body, **_: Any) -> None:
         controller.on_submitter_event(dict(body))

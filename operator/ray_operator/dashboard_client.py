@@ -1,16 +1,28 @@
-"""Ray's job API on the head's dashboard (port 8265), over aiohttp — used by HTTPMode and status polling.
+"""Ray's job API on the head's dashboard (port 8265): HTTPMode submission, status polling, stop on delete.
 
-With `use_kubernetes_proxy`, requests go through the API server's `services/proxy`, so an operator
+Synchronous, like every other call a reconciler makes: reconcilers run in the work queue's threads
+(see `controller`), and kopf's event loop only watches. urllib3 is the kubernetes client's own HTTP
+library; its PoolManager is thread-safe and keeps connections to each dashboard open between polls.
+
+With `--use-kubernetes-proxy`, requests go through the API server's `services/proxy`, so an operator
 running outside the cluster can still reach a dashboard that only has a cluster DNS name.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import ssl
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
+import urllib3
+
+from ray_operator import constants as c
+from ray_operator.credentials import ApiCredentials
+
+# Connections kept open per dashboard (or to the API server): more than the reconcile threads that
+# may talk to one at once, so urllib3 never has to discard one.
+_CONNECTIONS_PER_HOST = 8
 
 
 class DashboardError(RuntimeError):
@@ -25,74 +37,107 @@ class DashboardClient:
         base_url: str,
         timeout_s: float = 2.0,
         headers: dict[str, str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
+        pool: urllib3.PoolManager | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout = urllib3.Timeout(total=timeout_s)
         self.headers = headers or {}
-        self.ssl_context = ssl_context
+        self.pool = pool or urllib3.PoolManager()
 
-    async def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+    def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         url = f"{self.base_url}{path}"
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            async with aiohttp.ClientSession(timeout=self.timeout, headers=self.headers) as session:
-                async with session.request(method, url, json=body, ssl=self.ssl_context) as response:
-                    text = await response.text()
-                    try:
-                        payload: Any = await response.json(content_type=None) if text else None
-                    except ValueError:
-                        payload = text
-                    return response.status, payload
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            # No retries: the work queue retries the whole reconcile, and the status-check timeout
+            # counts from the first failure.
+            response = self.pool.request(method, url, body=data, headers=headers, timeout=self.timeout, retries=False)
+        except urllib3.exceptions.HTTPError as err:
             raise DashboardError(f"{method} {url} failed: {err!r}") from err
+        text = response.data.decode("utf-8", "replace")
+        try:
+            payload: Any = json.loads(text) if text else None
+        except ValueError:
+            payload = text
+        return response.status, payload
 
-    async def get_job_info(self, job_id: str) -> dict[str, Any] | None:
+    def get_job_info(self, job_id: str) -> dict[str, Any] | None:
         """Ray's JobDetails for `job_id`, or None when the dashboard does not know it (404)."""
-        status, payload = await self._request("GET", f"/api/jobs/{job_id}")
+        status, payload = self._request("GET", f"/api/jobs/{job_id}")
         if status == 404:
             return None
         if status != 200 or not isinstance(payload, dict):
             raise DashboardError(f"GET /api/jobs/{job_id} answered {status}: {payload}")
         return payload
 
-    async def submit_job(self, body: dict[str, Any]) -> str:
-        status, payload = await self._request("POST", "/api/jobs/", body)
+    def submit_job(self, body: dict[str, Any]) -> str:
+        status, payload = self._request("POST", "/api/jobs/", body)
         if status != 200 or not isinstance(payload, dict):
             raise DashboardError(f"POST /api/jobs/ answered {status}: {payload}")
         return payload.get("submission_id") or payload.get("job_id") or body.get("submission_id", "")
 
-    async def stop_job(self, job_id: str) -> bool:
-        status, payload = await self._request("POST", f"/api/jobs/{job_id}/stop")
+    def stop_job(self, job_id: str) -> bool:
+        status, payload = self._request("POST", f"/api/jobs/{job_id}/stop")
         if status == 404:
             return False
         if status != 200:
             raise DashboardError(f"POST /api/jobs/{job_id}/stop answered {status}: {payload}")
         return bool((payload or {}).get("stopped", True))
 
-    # Reconcilers run in worker threads without an event loop; these run one request each.
-    def get_job_info_sync(self, job_id: str) -> dict[str, Any] | None:
-        return asyncio.run(self.get_job_info(job_id))
 
-    def submit_job_sync(self, body: dict[str, Any]) -> str:
-        return asyncio.run(self.submit_job(body))
+def api_server_pool(credentials: ApiCredentials) -> urllib3.PoolManager:
+    """Connections to the API server, verified and authenticated as the kubernetes client's are."""
+    return urllib3.PoolManager(
+        maxsize=_CONNECTIONS_PER_HOST,
+        cert_reqs=ssl.CERT_REQUIRED if credentials.verify_tls else ssl.CERT_NONE,
+        ca_certs=credentials.ca_path,
+        cert_file=credentials.cert_path,
+        key_file=credentials.key_path,
+    )
 
-    def stop_job_sync(self, job_id: str) -> bool:
-        return asyncio.run(self.stop_job(job_id))
+
+def proxy_client(
+    credentials: ApiCredentials,
+    namespace: str,
+    service: str,
+    port: int,
+    timeout_s: float = 10.0,
+    pool: urllib3.PoolManager | None = None,
+) -> DashboardClient:
+    """A client that reaches `service:port` through the API server's services/proxy, with the operator's
+    credentials (take them fresh from `credentials.api_credentials`: tokens expire)."""
+    headers = {"Authorization": credentials.authorization} if credentials.authorization else {}
+    base = f"{credentials.server}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
+    return DashboardClient(base, timeout_s=timeout_s, headers=headers, pool=pool or api_server_pool(credentials))
 
 
-def proxy_client(api_client: Any, namespace: str, service: str, port: int, timeout_s: float = 10.0) -> DashboardClient:
-    """A client that reaches `service:port` through the API server's services/proxy, with the operator's credentials."""
-    cfg = api_client.configuration
-    headers: dict[str, str] = {}
-    token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-    if token:
-        prefix = (cfg.api_key_prefix or {}).get("authorization", "")
-        headers["Authorization"] = f"{prefix} {token}".strip() if not token.lower().startswith("bearer") else token
-    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else ssl.create_default_context()
-    if not cfg.verify_ssl:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if cfg.cert_file and cfg.key_file:
-        context.load_cert_chain(cfg.cert_file, cfg.key_file)
-    base = f"{cfg.host}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
-    return DashboardClient(base, timeout_s=timeout_s, headers=headers, ssl_context=context)
+# (the RayJob, its cluster's head Service) -> a client of that cluster's dashboard
+DashboardFactory = Callable[[dict[str, Any], dict[str, Any]], DashboardClient]
+
+
+def dashboard_factory(
+    timeout_s: float, proxy_credentials: Callable[[], ApiCredentials] | None = None
+) -> DashboardFactory:
+    """Clients of the RayJobs' dashboards, sharing one connection pool: plain HTTP to the RayJob's
+    `status.dashboardURL`, or, given the API server's credentials (`--use-kubernetes-proxy`), through
+    the API server's service proxy to the head Service."""
+    if proxy_credentials is None:
+        direct_pool = urllib3.PoolManager(num_pools=64, maxsize=_CONNECTIONS_PER_HOST)
+
+        def direct(rayjob: dict[str, Any], head_service: dict[str, Any]) -> DashboardClient:
+            return DashboardClient(f"http://{rayjob['status']['dashboardURL']}", timeout_s=timeout_s, pool=direct_pool)
+
+        return direct
+
+    proxy_pool = api_server_pool(proxy_credentials())
+
+    def proxied(rayjob: dict[str, Any], head_service: dict[str, Any]) -> DashboardClient:
+        meta = head_service["metadata"]
+        return proxy_client(
+            proxy_credentials(), meta["namespace"], meta["name"], c.DEFAULT_DASHBOARD_PORT, timeout_s, proxy_pool
+        )
+
+    return proxied

@@ -11,18 +11,13 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from ray_operator import constants as c
+from ray_operator.builders.timestamps import format_time
 
 log = logging.getLogger(__name__)
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    return format_time(datetime.datetime.now(datetime.UTC))
 
 
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:
@@ -43,10 +38,6 @@ def load_config(kubeconfig: str | None = None) -> client.ApiClient:
 
 def is_not_found(err: Exception) -> bool:
     return isinstance(err, ApiException) and err.status == 404
-
-
-def is_conflict(err: Exception) -> bool:
-    return isinstance(err, ApiException) and err.status == 409
 
 
 class Kube:
@@ -161,7 +152,7 @@ class Kube:
     def event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on `obj` (what `kubectl describe` and `kubectl get events` show). Never raises."""
         meta = obj["metadata"]
-        stamp = datetime.datetime.now(datetime.UTC)
+        stamp = now_rfc3339()
         body = {
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace", "default")},
             "involvedObject": {
@@ -177,8 +168,8 @@ class Kube:
             "message": message[:1024],
             "source": {"component": self.component},
             "reportingComponent": self.component,
-            "firstTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lastTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
             "count": 1,
         }
         try:

@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge, start_http_server
 
 from ray_operator import constants as c
-from ray_operator.kube import parse_time
+from ray_operator.builders.timestamps import parse_time
 
 # KubeRay's `--enable-metrics`: the kuberay_* gauges are only kept up to date when it is on.
 ENABLED = False

@@ -40,7 +40,7 @@ def build_rayjob_cluster(rayjob: dict[str, Any], cluster_name: str) -> dict[str,
     meta = rayjob["metadata"]
     labels = dict(meta.get("labels") or {})
     labels[c.LABEL_ORIGINATED_FROM_CR_NAME] = meta["name"]
-    labels[c.LABEL_ORIGINATED_FROM_CRD] = "RayJob"
+    labels[c.LABEL_ORIGINATED_FROM_CRD] = c.ORIGINATED_FROM_RAYJOB
     labels[c.LABEL_JOB_SUBMISSION_MODE] = submission_mode(rayjob)
     metadata: dict[str, Any] = {
         "name": cluster_name,
@@ -148,7 +148,7 @@ def build_submitter_job(
             env.append({"name": name, "value": value})
     labels = {
         c.LABEL_ORIGINATED_FROM_CR_NAME: meta["name"],
-        c.LABEL_ORIGINATED_FROM_CRD: "RayJob",
+        c.LABEL_ORIGINATED_FROM_CRD: c.ORIGINATED_FROM_RAYJOB,
         c.LABEL_CREATED_BY: c.CREATED_BY,
     }
     template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 
-from kubernetes.utils.quantity import parse_quantity
+# apimachinery's grammar (resource/quantity.go): a signed decimal number, then a binary-SI suffix, a
+# decimal-SI suffix or a decimal exponent. Parsed here so that builders need no kubernetes package.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_FACTORS: dict[str, Decimal] = {
+    **{suffix: Decimal(1024) ** power for power, suffix in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), 1)},
+    **{suffix: Decimal(10) ** exponent for suffix, exponent in
+       (("n", -9), ("u", -6), ("m", -3), ("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18))},
+}
 
 _BINARY_SUFFIXES = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
 _DECIMAL_SUFFIXES = (("E", 10**18), ("P", 10**15), ("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3))
@@ -13,10 +21,13 @@ _DECIMAL_SUFFIXES = (("E", 10**18), ("P", 10**15), ("T", 10**12), ("G", 10**9), 
 
 def parse(value: str | int | float) -> Decimal:
     """The quantity's exact value; raises ValueError naming the bad text."""
-    try:
-        return Decimal(parse_quantity(value))
-    except (ValueError, ArithmeticError) as err:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. '500m', '2', '4Gi')") from err
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return Decimal(value)
+    text = str(value).strip()
+    for suffix in (text[-2:], text[-1:], ""):
+        if (suffix in _FACTORS or suffix == "") and _NUMBER.fullmatch(text[: len(text) - len(suffix)]):
+            return Decimal(text[: len(text) - len(suffix)]) * _FACTORS.get(suffix, Decimal(1))
+    raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. '500m', '2', '4Gi')")
 
 
 def is_binary(value: str | int | float) -> bool:

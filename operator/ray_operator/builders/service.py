@@ -78,7 +78,7 @@ def build_rayjob_head_service(rayjob: dict[str, Any], cluster: dict[str, Any]) -
     service["metadata"]["name"] = f"{rayjob['metadata']['name']}-head-svc"
     service["metadata"]["ownerReferences"] = [names.owner_reference(rayjob)]
     service["metadata"]["labels"][c.LABEL_ORIGINATED_FROM_CR_NAME] = rayjob["metadata"]["name"]
-    service["metadata"]["labels"][c.LABEL_ORIGINATED_FROM_CRD] = "RayJob"
+    service["metadata"]["labels"][c.LABEL_ORIGINATED_FROM_CRD] = c.ORIGINATED_FROM_RAYJOB
     return service
 
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ray_operator import constants as c
-from ray_operator import metrics
+from ray_operator import events, metrics
 from ray_operator.builders import names, replicas, validation
 from ray_operator.builders.pod import build_head_pod, build_worker_pod
 from ray_operator.builders.service import build_head_service
@@ -16,7 +16,6 @@ from ray_operator.handlers.common import Result, describe_api_error, write_statu
 from ray_operator.kube import Kube, now_rfc3339
 
 log = logging.getLogger(__name__)
-MANAGED_BY_US = "ray.io/kuberay-operator"
 
 
 class _Pass:
@@ -46,15 +45,15 @@ class _Pass:
         try:
             created = self.kube.create_pod(pod)
         except Exception as err:
-            reason = c.EVENT_FAILED_CREATE_HEAD_POD if kind == "head" else c.EVENT_FAILED_CREATE_WORKER_POD
+            reason = events.FAILED_TO_CREATE_HEAD_POD if kind == "head" else events.FAILED_TO_CREATE_WORKER_POD
             message = f"Failed to create {kind} Pod {self.namespace}/{pod['metadata'].get('generateName')}: {describe_api_error(err)}"
             self.error = (reason, message)
-            self.kube.event(self.cluster, "Warning", reason, message)
+            self.kube.event(self.cluster, events.WARNING, reason, message)
             return
         self.changed = True
-        reason = c.EVENT_CREATED_HEAD_POD if kind == "head" else c.EVENT_CREATED_WORKER_POD
+        reason = events.CREATED_HEAD_POD if kind == "head" else events.CREATED_WORKER_POD
         self.kube.event(
-            self.cluster, "Normal", reason, f"Created {kind} Pod {self.namespace}/{created['metadata']['name']}"
+            self.cluster, events.NORMAL, reason, f"Created {kind} Pod {self.namespace}/{created['metadata']['name']}"
         )
 
     def delete(self, pod: dict[str, Any], why: str) -> None:
@@ -63,13 +62,18 @@ class _Pass:
             deleted = self.kube.delete_pod(self.namespace, pod["metadata"]["name"])
         except Exception as err:
             message = f"Failed to delete Pod {self.namespace}/{pod['metadata']['name']}: {describe_api_error(err)}"
-            self.error = ("FailedDeleteWorkerPod" if kind == c.NODE_TYPE_WORKER else "FailedDeleteHeadPod", message)
-            self.kube.event(self.cluster, "Warning", self.error[0], message)
+            is_worker = kind == c.NODE_TYPE_WORKER
+            self.error = (
+                c.REPLICA_FAILURE_DELETE_WORKER_POD if is_worker else c.REPLICA_FAILURE_DELETE_HEAD_POD,
+                message,
+            )
+            reason = events.FAILED_TO_DELETE_WORKER_POD if is_worker else events.FAILED_TO_DELETE_HEAD_POD
+            self.kube.event(self.cluster, events.WARNING, reason, message)
             return
         if deleted:
             self.changed = True
-            reason = c.EVENT_DELETED_HEAD_POD if kind == c.NODE_TYPE_HEAD else c.EVENT_DELETED_WORKER_POD
-            self.kube.event(self.cluster, "Normal", reason, f"Deleted Pod {self.namespace}/{pod['metadata']['name']}; {why}")
+            reason = events.DELETED_HEAD_POD if kind == c.NODE_TYPE_HEAD else events.DELETED_WORKER_POD
+            self.kube.event(self.cluster, events.NORMAL, reason, f"Deleted Pod {self.namespace}/{pod['metadata']['name']}; {why}")
 
 
 def reconcile_raycluster(kube: Kube, cfg: OperatorConfig, namespace: str, name: str) -> Result:
@@ -81,7 +85,7 @@ def reconcile_raycluster(kube: Kube, cfg: OperatorConfig, namespace: str, name: 
         metrics.forget_cluster(namespace, name)
         return Result()  # owner references let Kubernetes' garbage collector remove pods and services
     managed_by = cluster["spec"].get("managedBy")
-    if managed_by and managed_by != MANAGED_BY_US:
+    if managed_by and managed_by != c.MANAGED_BY_KUBERAY:
         return Result()  # another controller (e.g. MultiKueue) owns it
     metrics.observe_cluster(cluster)
 
@@ -111,7 +115,7 @@ def _invalid(kube: Kube, cluster: dict[str, Any], message: str) -> Result:
     """Say what is wrong (event + status) once per distinct problem, and wait for the spec to change."""
     old = cluster.get("status") or {}
     if old.get("reason") != message:
-        kube.event(cluster, "Warning", c.EVENT_INVALID_RAYCLUSTER_SPEC, message)
+        kube.event(cluster, events.WARNING, events.INVALID_RAYCLUSTER_SPEC, message)
     status = dict(old)
     status["reason"] = message
     status["observedGeneration"] = cluster["metadata"].get("generation", 0)
@@ -121,7 +125,7 @@ def _invalid(kube: Kube, cluster: dict[str, Any], message: str) -> Result:
         {
             "type": c.CONDITION_PROVISIONED,
             "status": "False",
-            "reason": c.EVENT_INVALID_RAYCLUSTER_SPEC,
+            "reason": events.INVALID_RAYCLUSTER_SPEC,
             "message": message,
             "lastTransitionTime": previous.get("lastTransitionTime", now_rfc3339())
             if previous.get("status") == "False"
@@ -142,11 +146,11 @@ def _ensure_head_service(work: _Pass) -> dict[str, Any] | None:
         created = work.kube.create_service(desired)
     except Exception as err:
         message = f"Failed to create head Service {work.namespace}/{desired['metadata']['name']}: {describe_api_error(err)}"
-        work.error = ("FailedCreateHeadService", message)
-        work.kube.event(work.cluster, "Warning", "FailedToCreateService", message)
+        work.error = (c.REPLICA_FAILURE_CREATE_HEAD_SERVICE, message)
+        work.kube.event(work.cluster, events.WARNING, events.FAILED_TO_CREATE_SERVICE, message)
         return None
     work.changed = True
-    work.kube.event(work.cluster, "Normal", c.EVENT_CREATED_SERVICE, f"Created service {work.namespace}/{created['metadata']['name']}")
+    work.kube.event(work.cluster, events.NORMAL, events.CREATED_SERVICE, f"Created service {work.namespace}/{created['metadata']['name']}")
     return created
 
 
@@ -160,7 +164,7 @@ def _reconcile_head(work: _Pass) -> None:
         work.create(build_head_pod(work.cluster, work.cfg.pod_options), "head")
     elif len(heads) > 1:
         names_ = ", ".join(p["metadata"]["name"] for p in heads)
-        work.error = ("MultipleHeadPods", f"{len(heads)} head pods exist ({names_}); a RayCluster has exactly one")
+        work.error = (c.REPLICA_FAILURE_MULTIPLE_HEAD_PODS, f"{len(heads)} head pods exist ({names_}); a RayCluster has exactly one")
 
 
 def _reconcile_workers(work: _Pass) -> None:

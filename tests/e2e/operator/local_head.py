@@ -41,7 +41,7 @@ def local_head(log_dir: Path) -> Iterator[DashboardClient]:
         deadline = time.monotonic() + 120
         while True:
             try:
-                client.get_job_info_sync("probe")
+                client.get_job_info("probe")
                 break
             except DashboardError:
                 if time.monotonic() > deadline or proc.poll() is not None:

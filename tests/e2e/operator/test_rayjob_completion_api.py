@@ -90,7 +90,7 @@ def test_http_mode_job_runs_to_complete_and_cluster_is_deleted(quiet_api, tmp_pa
         assert status["dashboardURL"] == f"{cluster}-head-svc.{namespace}.svc.cluster.local:8265"
         assert status["startTime"] and status["endTime"] and status["succeeded"] == 1
         assert status["rayJobInfo"]["startTime"] and status["rayJobInfo"]["endTime"]
-        info = dashboard.get_job_info_sync(status["jobId"])
+        info = dashboard.get_job_info(status["jobId"])
         assert info["status"] == "SUCCEEDED" and info["metadata"] == {"owner": "api-test"}
         events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json"))["items"]
         assert "SubmittedRayJob" in {e["reason"] for e in events}

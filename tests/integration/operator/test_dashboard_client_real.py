@@ -49,7 +49,7 @@ def head_dashboard(tmp_path: Path):
         deadline = time.monotonic() + 120
         while True:
             try:
-                client.get_job_info_sync("probe")
+                client.get_job_info("probe")
                 break
             except Exception:
                 if time.monotonic() > deadline or proc.poll() is not None:
@@ -75,18 +75,18 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
 
 def test_http_mode_submit_poll_and_stop(head_dashboard: DashboardClient):
     client = head_dashboard
-    assert client.get_job_info_sync("op-job-1") is None
+    assert client.get_job_info("op-job-1") is None
     body = {"entrypoint": "python -c \"import os, time; print(os.environ['A']); time.sleep(60)\"",
             "submission_id": "op-job-1", "runtime_env": {"env_vars": {"A": "b"}}, "metadata": {"k": "v"}}
-    assert client.submit_job_sync(body) == "op-job-1"
-    info = client.get_job_info_sync("op-job-1")
+    assert client.submit_job(body) == "op-job-1"
+    info = client.get_job_info("op-job-1")
     assert info["status"] in ("PENDING", "RUNNING")
     assert info["metadata"] == {"k": "v"}
-    assert client.stop_job_sync("op-job-1") is True
+    assert client.stop_job("op-job-1") is True
     deadline = time.monotonic() + 60
     # Ray reports STOPPED here; OpenRay's job supervisor currently reports FAILED ("supervisor exited
     # with code -15"), a runtime issue outside the operator: the operator only needs a terminal status.
-    while client.get_job_info_sync("op-job-1")["status"] not in ("STOPPED", "FAILED"):
-        info = client.get_job_info_sync("op-job-1")
+    while client.get_job_info("op-job-1")["status"] not in ("STOPPED", "FAILED"):
+        info = client.get_job_info("op-job-1")
         assert time.monotonic() < deadline, (info.get("status"), info.get("message"))
         time.sleep(0.5)

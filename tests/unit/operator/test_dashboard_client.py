@@ -14,4 +14,4 @@ def test_unreachable_dashboard_is_a_dashboard_error():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(DashboardError, match="failed"):
-        DashboardClient(f"http://127.0.0.1:{port}", timeout_s=2).get_job_info_sync("x")
+        DashboardClient(f"http://127.0.0.1:{port}", timeout_s=2).get_job_info("x")

@@ -1,0 +1,35 @@
+"""The reasons of the Kubernetes Events the operator posts, in one place.
+
+They are KubeRay's (v1.7 `utils/constant.go`, type `K8sEventType`) wherever KubeRay posts the same
+event, so `kubectl describe`, `kubectl get events --field-selector reason=…` and alert rules written
+for KubeRay read the same here. The two marked "OpenRay's own" have no KubeRay counterpart.
+"""
+
+from __future__ import annotations
+
+# Event types (core/v1 Event.type).
+NORMAL = "Normal"
+WARNING = "Warning"
+
+# RayCluster: spec, head and worker pods, head Service.
+INVALID_RAYCLUSTER_SPEC = "InvalidRayClusterSpec"
+CREATED_HEAD_POD = "CreatedHeadPod"
+FAILED_TO_CREATE_HEAD_POD = "FailedToCreateHeadPod"
+DELETED_HEAD_POD = "DeletedHeadPod"
+FAILED_TO_DELETE_HEAD_POD = "FailedToDeleteHeadPod"
+CREATED_WORKER_POD = "CreatedWorkerPod"
+FAILED_TO_CREATE_WORKER_POD = "FailedToCreateWorkerPod"
+DELETED_WORKER_POD = "DeletedWorkerPod"
+FAILED_TO_DELETE_WORKER_POD = "FailedToDeleteWorkerPod"
+CREATED_SERVICE = "CreatedService"
+FAILED_TO_CREATE_SERVICE = "FailedToCreateService"
+
+# RayJob: spec, its RayCluster, the submitter Job, the Ray job on the dashboard.
+INVALID_RAYJOB_SPEC = "InvalidRayJobSpec"
+CREATED_RAYCLUSTER = "CreatedRayCluster"
+FAILED_TO_CREATE_RAYCLUSTER = "FailedToCreateRayCluster"
+DELETED_RAYCLUSTER = "DeletedRayCluster"
+CREATED_RAYJOB_SUBMITTER = "CreatedRayJobSubmitter"
+FAILED_TO_CREATE_RAYJOB_SUBMITTER = "FailedToCreateRayJobSubmitter"
+SUBMITTED_RAYJOB = "SubmittedRayJob"  # OpenRay's own: HTTPMode submitted the Ray job to the dashboard
+STOPPED_RAYJOB = "StoppedRayJob"  # OpenRay's own: the RayJob was deleted while its Ray job still ran
