@@ -4,8 +4,9 @@ functions, under TYPE_CHECKING) of every module of the runtime and the operator.
 Layers of the runtime, bottom up; a module may import its own layer and the ones below, never above:
   protocol  <  common  <  core worker | processes  <  driver  <  public API
 Processes (GCS, raylet, node agent, dashboard) know each other only through the protocol: none imports
-another, nor the core worker. The runtime never imports the operator; the operator's builders are pure
-(no kopf, no kubernetes client).
+another, nor the core worker. The runtime never imports the operator, and the operator reaches the runtime
+only through its public interfaces (the operator's own rules: tests/unit/operator/test_builders_are_pure.py,
+test_concurrency_model.py).
 """
 
 from __future__ import annotations
@@ -174,19 +175,6 @@ def test_the_runtime_has_no_import_cycle_between_modules():
 def _package_face_cycle(cycle: str) -> bool:
     nodes = cycle.split(" -> ")
     return any(all(n == a or n.startswith(a + ".") for n in nodes) for a in nodes)
-
-
-def test_the_operators_builders_are_pure():
-    bad = [f"{imp.module}:{imp.line} imports {imp.target}" for imp in all_imports(OPERATOR, "ray_operator")
-           if imp.module.startswith("ray_operator.builders") and _is_io(imp.target)]
-    assert bad == []
-
-
-def _is_io(target: str) -> bool:
-    """kopf, HTTP clients and the kubernetes client; `kubernetes.utils.quantity` is a pure parser."""
-    if target.startswith("kubernetes.utils.quantity"):
-        return False
-    return target.split(".")[0] in ("kopf", "kubernetes", "aiohttp", "urllib3", "requests")
 
 
 def test_the_operator_reaches_the_runtime_only_through_its_public_interfaces():
