@@ -20,6 +20,8 @@ from ray._common.gcs_client import AsyncGcsClient
 from ray._common.resources import GRANULARITY, ResourceSet
 from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import gcs_pb2 as pb
+from ray.protocol import messages as msg
+from ray.protocol.messages import Dispatcher, handles
 from ray.raylet.log_monitor import LogMonitor
 from ray.raylet.object_store import LocalObjectStore
 from ray.raylet.runtime_envs import RuntimeEnvProvider
@@ -88,6 +90,7 @@ class NodeManager:
         self._job_envs: dict[str, dict] = {}
         self._spread_counter = 0
         self._stopping = asyncio.Event()
+        self._dispatch = Dispatcher(msg.RAYLET, self)
         self.pool: WorkerPool | None = None
         self.gcs: AsyncGcsClient | None = None
         self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
@@ -101,10 +104,10 @@ class NodeManager:
 
     async def start(self) -> None:
         os.makedirs(self.shm_dir, exist_ok=True)
-        await framing.serve(self._handle, unix_path=self.socket_path, on_close=self._on_conn_closed)
+        await framing.serve(self._dispatch, unix_path=self.socket_path, on_close=self._on_conn_closed)
         from ray._common.net import bind_host
 
-        _, self.tcp_port = await framing.serve(self._handle, host=bind_host(self.node_ip), port=0,
+        _, self.tcp_port = await framing.serve(self._dispatch, host=bind_host(self.node_ip), port=0,
                                                on_close=self._on_conn_closed)
         self.pool = WorkerPool(f"unix:{self.socket_path}", self.node_id, self.node_ip, self.gcs_address,
                                self.session_dir, self.shm_dir, self._on_worker_dead)
@@ -214,13 +217,8 @@ class NodeManager:
         self._schedule()
 
     # ------------------------------------------------------------------ protocol
-    def _handle(self, conn: framing.Connection, method: str, body):
-        handler = getattr(self, f"_h_{method}", None)
-        if handler is None:
-            raise ValueError(f"unknown raylet method {method!r}")
-        return handler(conn, body)
-
-    def _h_register_client(self, conn, body: dict) -> dict:
+    @handles(msg.REGISTER_CLIENT)
+    def register_client(self, conn: framing.Connection, body: msg.RegisterClient) -> msg.ClientRegistered:
         kind = body["kind"]
         conn.peer_info.update(body)
         if kind == "driver":
@@ -294,7 +292,8 @@ class NodeManager:
             self._schedule()
 
     # ------------------------------------------------------------------ leases
-    def _h_request_lease(self, conn, body: dict) -> asyncio.Future:
+    @handles(msg.REQUEST_LEASE)
+    def request_lease(self, conn: framing.Connection, body: msg.RequestLease) -> asyncio.Future:
         runtime_env = body.get("runtime_env") or {}
         fut = asyncio.get_running_loop().create_future()
         req = LeaseRequest(
@@ -339,7 +338,7 @@ class NodeManager:
                 if not req.warned_infeasible:
                     req.warned_infeasible = True
                     if not req.conn.closed:
-                        req.conn.notify("lease_infeasible", {"resources": req.resources.to_dict()})
+                        req.conn.notify(msg.LEASE_INFEASIBLE, {"resources": req.resources.to_dict()})
                 continue
             if decision.node_id != self.node_id:
                 target = self._cluster[decision.node_id]
@@ -453,18 +452,21 @@ class NodeManager:
                 self.pool.push_idle(worker)
         self._schedule()
 
-    def _h_return_lease(self, conn, body: dict) -> bool:
+    @handles(msg.RETURN_LEASE)
+    def return_lease(self, conn: framing.Connection, body: msg.ReturnLease) -> bool:
         self._return(body["lease_id"], kill=body.get("kill", False))
         return True
 
-    def _h_notify_blocked(self, conn, body: dict) -> None:
+    @handles(msg.NOTIFY_BLOCKED)
+    def notify_blocked(self, conn: framing.Connection, body: msg.LeaseRef) -> None:
         lease = self._leases.get(body["lease_id"])
         if lease is not None and not lease.blocked and lease.resources.get("CPU"):
             lease.blocked = True
             self.available = self.available + ResourceSet({"CPU": lease.resources.get("CPU")})
             self._schedule()
 
-    def _h_notify_unblocked(self, conn, body: dict) -> None:
+    @handles(msg.NOTIFY_UNBLOCKED)
+    def notify_unblocked(self, conn: framing.Connection, body: msg.LeaseRef) -> None:
         lease = self._leases.get(body["lease_id"])
         if lease is not None and lease.blocked:
             lease.blocked = False
@@ -474,14 +476,16 @@ class NodeManager:
             amounts["CPU"] = amounts.get("CPU", 0) - cpu
             self.available = ResourceSet._from_fixed(amounts)
 
-    def _h_kill_worker(self, conn, body: dict) -> bool:
+    @handles(msg.KILL_WORKER)
+    def kill_worker(self, conn: framing.Connection, body: msg.KillWorker) -> bool:
         worker = self.pool.workers.get(body["worker_id"])
         if worker is None:
             return False
         self.pool.kill(worker, force=body.get("force", True))
         return True
 
-    def _h_get_node_stats(self, conn, body) -> dict:
+    @handles(msg.GET_NODE_STATS)
+    def get_node_stats(self, conn: framing.Connection, body: None) -> dict:
         return {
             "node_id": self.node_id,
             "total": self.total.to_dict(),
@@ -494,26 +498,29 @@ class NodeManager:
         }
 
     # ------------------------------------------------------------------ object store accounting
-    def _h_object_created(self, conn, body: dict) -> None:
+    @handles(msg.OBJECT_CREATED)
+    def object_created(self, conn: framing.Connection, body: msg.ObjectCreated) -> None:
         self.store.on_created(body["object_id"], body["size"])
 
-    def _h_free_objects(self, conn, body: dict) -> None:
+    @handles(msg.FREE_OBJECTS)
+    def free_objects(self, conn: framing.Connection, body: msg.FreeObjects) -> None:
         self.store.free(body["object_ids"])
 
-    def _h_restore_object(self, conn, body: dict) -> bool:
+    @handles(msg.RESTORE_OBJECT)
+    def restore_object(self, conn: framing.Connection, body: msg.ObjectByHex) -> bool:
         return self.store.restore(body["object_id"])
 
-    def _h_read_object(self, conn, body: dict) -> bytes | None:
+    @handles(msg.READ_OBJECT)
+    def read_object(self, conn: framing.Connection, body: msg.ObjectByHex) -> bytes | None:
         """Another node pulls a copy of an object held here (in memory or spilled)."""
         return self.store.read(body["object_id"])
 
-    async def _h_kv_get(self, conn, body: dict) -> bytes | None:
+    @handles(msg.KV_GET)
+    async def kv_get(self, conn: framing.Connection, body: msg.KvGet) -> bytes | None:
         """Workers read the function table through their raylet, so they need no gRPC of their own."""
         return await self.gcs.internal_kv_get(body["key"], namespace=body.get("namespace"))
 
-    async def _h_kv_put(self, conn, body: dict) -> int:
+    @handles(msg.KV_PUT)
+    async def kv_put(self, conn: framing.Connection, body: msg.KvPut) -> int:
         return await self.gcs.internal_kv_put(body["key"], body["value"], overwrite=body.get("overwrite", True),
                                               namespace=body.get("namespace"))
-
-    def _h_ping(self, conn, body) -> str:
-        return "pong"
