@@ -7,6 +7,7 @@ from typing import Any
 
 from ray import exceptions
 from ray._common.ids import ActorID
+from ray._common.runtime_env.validation import merge_runtime_envs
 from ray._private import options as opts
 from ray.core_worker.object_ref import ObjectRef
 from ray.protocol.messages import ActorMethodOptions, ActorOptions
@@ -62,7 +63,7 @@ class ActorClass:
         actor = cw.create_actor(ActorOptions(
             function_key=self._key, class_name=self._cls.__name__, resources=resources,
             placement_resources=dict(resources) if default_cpus else {"CPU": 1.0, **resources},
-            runtime_env=opts.merge_runtime_env(cw.runtime_env, options.get("runtime_env")),
+            runtime_env=merge_runtime_envs(cw.runtime_env, options.get("runtime_env")),
             strategy=to_wire(options.get("scheduling_strategy")), name=name or "",
             namespace=options.get("namespace") or cw.namespace, detached=options.get("lifetime") == "detached",
             max_restarts=options.get("max_restarts", 0), max_task_retries=options.get("max_task_retries", 0),

@@ -7,6 +7,7 @@ import functools
 from typing import Any
 
 from ray._common.config import config
+from ray._common.runtime_env.validation import merge_runtime_envs
 from ray._private import options as opts
 from ray.core_worker.object_ref import ObjectRef
 from ray.protocol.messages import TaskOptions
@@ -59,7 +60,7 @@ class RemoteFunction:
             function_key=self._key,
             num_returns=options.get("num_returns", 1),
             resources=opts.resources_of(options, default_cpus=1),
-            runtime_env=opts.merge_runtime_env(cw.runtime_env, options.get("runtime_env")),
+            runtime_env=merge_runtime_envs(cw.runtime_env, options.get("runtime_env")),
             strategy=to_wire(options.get("scheduling_strategy")),
             max_retries=config().task_max_retries if max_retries is None else max_retries,
             retry_exceptions=opts.retry_exceptions_wire(options.get("retry_exceptions")),

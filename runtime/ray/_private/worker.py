@@ -255,10 +255,8 @@ def _num_prestart_workers(cpus: int) -> int:
 def _upload_packages(runtime_env: dict, gcs) -> dict:
     if not (runtime_env.get("working_dir") or runtime_env.get("py_modules")):
         return runtime_env
-    try:
-        from ray._common.runtime_env.packaging import upload_working_dir_and_py_modules
-    except ImportError:
-        return runtime_env
+    from ray._common.runtime_env.packaging import upload_working_dir_and_py_modules
+
     return upload_working_dir_and_py_modules(runtime_env, gcs)
 
 

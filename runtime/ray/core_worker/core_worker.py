@@ -108,7 +108,6 @@ class CoreWorker:
         self.submitter = None
         self.actor_submitter = None
         self.executor = None  # set in workers
-        self.current_lease_id = 0
         self.connected = False
         self._warned_shapes: set[tuple] = set()
 

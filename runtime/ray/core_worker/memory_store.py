@@ -96,14 +96,6 @@ class MemoryStore:
             self._waiters.setdefault(oid, []).append(callback)
             return False
 
-    def remove_waiter(self, oid: bytes, callback: Callable[[], None]) -> None:
-        with self._lock:
-            waiters = self._waiters.get(oid)
-            if waiters and callback in waiters:
-                waiters.remove(callback)
-                if not waiters:
-                    del self._waiters[oid]
-
     def delete(self, oid: bytes) -> StoredObject | None:
         with self._lock:
             return self._values.pop(oid, None)
