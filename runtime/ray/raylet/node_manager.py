@@ -25,7 +25,7 @@ from ray.raylet.runtime_envs import RuntimeEnvProvider
 from ray.raylet.scheduling.cluster_view import ClusterResourceView
 from ray.raylet.scheduling.lease_manager import LeaseManager
 from ray.raylet.scheduling.local_resources import LocalResourceManager
-from ray.raylet.worker_pool import Worker, WorkerPool, env_key
+from ray.raylet.worker_pool import DEAD, Worker, WorkerPool, env_key
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ class NodeManager:
         self.socket_path = framing.abstract_socket_name("raylet", node_id[:24])
         self.tcp_port = 0
         self._drivers: dict[framing.Connection, str] = {}  # driver connection -> job id
-        self._job_envs: dict[str, dict] = {}
         self._stopping = asyncio.Event()
         # Building the pool starts nothing: the worker fork server starts in `start()`.
         self.pool = WorkerPool(f"unix:{self.socket_path}", self.node_id, self.node_ip, self.gcs_address,
@@ -146,7 +145,6 @@ class NodeManager:
         conn.peer_info.update(body)
         if kind == "driver":
             self._drivers[conn] = body["job_id"]
-            self._job_envs[body["job_id"]] = body.get("runtime_env") or {}
             self._prestart(body["job_id"], body.get("runtime_env") or {}, body.get("num_prestart", 0))
         elif kind == "worker":
             self.pool.on_registered(body["worker_id"], conn, body["address"])
@@ -177,7 +175,7 @@ class NodeManager:
                                            config().worker_register_timeout_seconds)
 
     def _on_prestarted(self, worker: Worker, fut: asyncio.Future) -> None:
-        if not fut.cancelled() and fut.exception() is None and worker.state != "DEAD":
+        if not fut.cancelled() and fut.exception() is None and worker.state != DEAD:
             self.pool.push_idle(worker)
             self.leases.schedule()
 
@@ -219,8 +217,8 @@ class NodeManager:
             "node_id": self.node_id,
             "total": self.resources.total.to_dict(),
             "available": self.resources.available.to_dict(),
-            "num_workers": sum(1 for w in self.pool.workers.values() if w.state != "DEAD"),
-            "worker_pids": [w.proc.pid for w in self.pool.workers.values() if w.state != "DEAD"],
+            "num_workers": sum(1 for w in self.pool.workers.values() if w.state != DEAD),
+            "worker_pids": [w.proc.pid for w in self.pool.workers.values() if w.state != DEAD],
             **self.store.stats(),
             "pending_leases": self.leases.num_pending,
             "infeasible_leases": self.leases.num_infeasible,

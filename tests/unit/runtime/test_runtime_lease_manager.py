@@ -260,12 +260,39 @@ def test_an_owner_that_goes_away_loses_its_leases_and_queued_requests():
         await raylet.conn.wait_closed()
         assert raylet.pool.workers[grant["worker_id"]].state == DEAD
         assert raylet.leases.num_pending == raylet.leases.num_infeasible == 0 and raylet.leases.demands() == []
-        for _ in range(100):  # the freed CPU may go to the gone owner's queued request first, then come back
+        await asyncio.sleep(0.05)
+        assert raylet.available == {"CPU": 1.0}
+        # The freed CPU did not start a worker for the gone owner's queued request.
+        assert list(raylet.pool.workers) == [grant["worker_id"]]
+
+    _run({"CPU": 1}, run)
+
+
+def test_an_owner_that_goes_away_while_its_worker_starts_leaves_nothing_behind():
+    async def run(raylet: Raylet):
+        starting = asyncio.Event()
+        proceed = asyncio.Event()
+        start_worker = raylet.pool.start_worker
+
+        async def slow_start(*args, **kwargs):
+            starting.set()
+            await proceed.wait()
+            return await start_worker(*args, **kwargs)
+
+        raylet.pool.start_worker = slow_start
+        raylet.request({"CPU": 1})
+        await asyncio.wait_for(starting.wait(), 5)
+        raylet.request({"CPU": 1})  # queued behind it
+        raylet.owner.close()
+        await raylet.conn.wait_closed()  # its close callback must not fail on the worker-less lease...
+        assert raylet.leases.num_pending == 0  # ... and so drops the queued request
+        proceed.set()
+        for _ in range(100):
             if raylet.available == {"CPU": 1.0}:
                 break
             await asyncio.sleep(0.01)
         assert raylet.available == {"CPU": 1.0}
-        assert all(w.state == DEAD for w in raylet.pool.workers.values())
+        assert [w.state for w in raylet.pool.workers.values()] == [DEAD]
 
     _run({"CPU": 1}, run)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ray._common import framing
 from ray._common.config import config
@@ -25,7 +25,7 @@ from ray.raylet.runtime_envs import RuntimeEnvProvider
 from ray.raylet.scheduling import policy
 from ray.raylet.scheduling.cluster_view import ClusterResourceView
 from ray.raylet.scheduling.local_resources import LocalResourceManager
-from ray.raylet.worker_pool import LEASED, Worker, WorkerPool, env_key
+from ray.raylet.worker_pool import DEAD, LEASED, Worker, WorkerPool, env_key
 
 
 @dataclass
@@ -48,13 +48,12 @@ class LeaseRequest:
 @dataclass
 class Lease:
     lease_id: int
-    worker: Worker
+    worker: Worker | None  # None while its worker is being started
     resources: ResourceSet
     gpu_ids: list[str]
     owner: framing.Connection
     blocked: bool = False
     is_actor: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 class LeaseManager:
@@ -90,9 +89,8 @@ class LeaseManager:
         return fut
 
     @handles(msg.RETURN_LEASE)
-    def return_lease(self, conn: framing.Connection, body: msg.ReturnLease) -> bool:
+    def return_lease(self, conn: framing.Connection, body: msg.ReturnLease) -> None:
         self._return(body["lease_id"], kill=body.get("kill", False))
-        return True
 
     @handles(msg.NOTIFY_BLOCKED)
     def notify_blocked(self, conn: framing.Connection, body: msg.LeaseRef) -> None:
@@ -123,15 +121,14 @@ class LeaseManager:
             self.schedule()
 
     def on_owner_closed(self, conn: framing.Connection) -> None:
-        """Leases held by an owner that went away: their workers are killed, resources freed; its queued
-        requests are dropped."""
-        for lease in list(self._leases.values()):
-            if lease.owner is conn:
-                self.pool.kill(lease.worker)
-        for req in list(self._pending):
-            if req.conn is conn:
-                self._pending.remove(req)
+        """Leases held by an owner that went away: its queued requests are dropped (first, so that freed
+        resources do not start workers for it), their workers killed, resources freed. A lease whose worker
+        is still starting is returned when the start ends (`_attach_worker` sees the closed connection)."""
+        self._pending = [r for r in self._pending if r.conn is not conn]
         self._infeasible = [r for r in self._infeasible if r.conn is not conn]
+        for lease in list(self._leases.values()):
+            if lease.owner is conn and lease.worker is not None:
+                self.pool.kill(lease.worker)
 
     def demands(self) -> list[pb.ResourceDemand]:
         """The shapes this node cannot place now (queued) or anywhere (infeasible), counted: the autoscaler's input."""
@@ -244,14 +241,16 @@ class LeaseManager:
                 req.future.set_result({"failed": message})
             self.schedule()
             return
+        if worker.state == DEAD:  # died between registering and now: queue the request again
+            if self._leases.pop(lease.lease_id, None) is not None:
+                self._release(lease)
+            self._pending.append(req)
+            self.schedule()
+            return
         lease.worker = worker
         worker.lease_id = lease.lease_id
         worker.state = LEASED
         worker.is_actor = req.is_actor
-        if worker.state == "DEAD":  # died between registering and now: queue the request again
-            self._pending.append(req)
-            self.schedule()
-            return
         if req.future.done() or req.conn.closed:
             self._return(lease.lease_id, kill=req.conn.closed)
             return
