@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import pickle
 from typing import Any
 
 from ray import exceptions
-from ray._common.ids import ActorID, ObjectID, TaskID
+from ray._common.ids import ActorID
+from ray._common.runtime_env.validation import merge_runtime_envs
 from ray._private import options as opts
 from ray.core_worker.object_ref import ObjectRef
+from ray.protocol.messages import ActorMethodOptions, ActorOptions
 from ray.util.scheduling_strategies import to_wire
 
 
@@ -49,60 +50,27 @@ class ActorClass:
 
     def _remote(self, args: tuple, kwargs: dict, options: dict[str, Any]) -> ActorHandle:
         from ray._private.worker import global_worker
-        from ray.core_worker.core_worker import encode_args
-        from ray.protocol import actor_pb2 as apb
 
         cw = global_worker.ensure_connected()
         if self._key is None or self._exported_by is not cw:
             self._key = cw.functions.export(self._cls, "ActorClass")
             self._exported_by = cw
         name = options.get("name")
-        namespace = options.get("namespace") or cw.namespace
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError("Actor name must be a non-empty string.")
-        actor_id = ActorID.of(cw.job_id)
-        encoded, kwargs_keys, pinned, keep = encode_args(cw, args, kwargs)
-        # The actor may start (and restart) much later, from arguments the GCS keeps: values put for large
-        # arguments and refs inside arguments stay alive as long as this process.
-        for ref in keep:
-            cw.refs.escape(ref._id)
-        # The GCS forwards the arguments to the actor's worker: resolve our own refs into values now.
-        for i, arg in enumerate(encoded):
-            if arg[0] == "r" and arg[2].get("worker_id") == cw.address["worker_id"]:
-                cw.wait_stored([(arg[1], arg[2])], 1, None)
-                stored = cw.memory_store.get(arg[1])
-                if stored.is_error:
-                    cw.materialize(arg[1], stored)  # raises the argument's error, as Ray does
-                encoded[i] = ("v", stored.data) if stored.data is not None else ("s", arg[1], stored.to_wire())
         default_cpus = 0 if not any(k in options for k in ("num_cpus", "num_gpus", "resources", "memory")) else 1
         resources = opts.resources_of(options, default_cpus=default_cpus)
-        placement = dict(resources) if default_cpus else {"CPU": 1.0, **resources}
-        detached = options.get("lifetime") == "detached"
-        meta = _method_meta(self._cls)
-        max_task_retries = options.get("max_task_retries", 0)
-        spec = {
-            "actor_id": actor_id.binary(), "task_id": TaskID.for_actor_task(actor_id).binary(),
-            "job_id": cw.job_id.hex(), "function_key": self._key, "class_name": self._cls.__name__,
-            "args": encoded, "kwargs_keys": kwargs_keys, "return_ids": [],
-            "resources": resources, "placement_resources": placement,
-            "runtime_env": opts.merge_runtime_env(cw.runtime_env, options.get("runtime_env")),
-            "strategy": to_wire(options.get("scheduling_strategy")),
-            "name": name or "", "namespace": namespace, "detached": detached,
-            "max_restarts": options.get("max_restarts", 0), "max_task_retries": max_task_retries,
-            "max_concurrency": options.get("max_concurrency"), "owner": cw.address,
-        }
-        reply = cw.gcs.call(cw.gcs.stubs.actor.RegisterActor, apb.RegisterActorRequest(
-            creation_spec=pickle.dumps(spec), get_if_exists=bool(options.get("get_if_exists"))))
-        del keep
-        if reply.code != 0:
-            raise ValueError(reply.error_message)
-        data = reply.actor
-        # An unnamed, non-detached actor ends when the last handle to it anywhere goes away: its handles
-        # share one ref that is counted like any object ref (borrowers included).
-        scope_ref = None
-        if not name and not detached and data.actor_id == actor_id.binary():
-            scope_ref = cw.actor_scope_ref(actor_id.binary(), spec["task_id"])
-        return ActorHandle(data.actor_id, data.class_name, meta, data.max_task_retries, scope_ref)
+        actor = cw.create_actor(ActorOptions(
+            function_key=self._key, class_name=self._cls.__name__, resources=resources,
+            placement_resources=dict(resources) if default_cpus else {"CPU": 1.0, **resources},
+            runtime_env=merge_runtime_envs(cw.runtime_env, options.get("runtime_env")),
+            strategy=to_wire(options.get("scheduling_strategy")), name=name or "",
+            namespace=options.get("namespace") or cw.namespace, detached=options.get("lifetime") == "detached",
+            max_restarts=options.get("max_restarts", 0), max_task_retries=options.get("max_task_retries", 0),
+            max_concurrency=options.get("max_concurrency") or 0, get_if_exists=bool(options.get("get_if_exists")),
+        ), args, kwargs)
+        return ActorHandle(actor.actor_id, actor.class_name, _method_meta(self._cls), actor.max_task_retries,
+                           actor.scope_ref)
 
 
 class _ActorClassOptions:
@@ -139,6 +107,7 @@ class ActorHandle:
         self._method_meta = method_meta
         self._max_task_retries = max_task_retries
         self._scope_ref = scope_ref  # None: the actor's life does not depend on handles (named, detached)
+        self._method_options: dict[tuple[str, int], ActorMethodOptions] = {}
 
     def __getattr__(self, name: str) -> ActorMethod:
         if name.startswith("_"):
@@ -150,22 +119,13 @@ class ActorHandle:
 
     def _call(self, method: str, args: tuple, kwargs: dict, num_returns: int):
         from ray._private.worker import global_worker
-        from ray.core_worker.core_worker import encode_args
 
         cw = global_worker.ensure_connected()
-        task_id = TaskID.for_actor_task(ActorID(self._actor_id))
-        return_ids = [ObjectID.for_return(task_id, i).binary() for i in range(num_returns)]
-        encoded, kwargs_keys, pinned, keep = encode_args(cw, args, kwargs)
-        spec = {
-            "task_id": task_id.binary(), "method": method, "name": f"{self._class_name}.{method}",
-            "args": encoded, "kwargs_keys": kwargs_keys, "return_ids": return_ids,
-            "namespace": cw.namespace, "owner": cw.address,
-        }
-        cw.refs.owned.update(return_ids)
-        refs = [ObjectRef(oid, cw.address) for oid in return_ids]
-        cw.pin_submitted(pinned)
-        cw.loop.call_soon_threadsafe(cw.actor_submitter.submit, self._actor_id, spec, pinned, self._max_task_retries)
-        del keep
+        options = self._method_options.get((method, num_returns))
+        if options is None:
+            options = self._method_options[(method, num_returns)] = ActorMethodOptions(
+                method, f"{self._class_name}.{method}", num_returns)
+        refs = cw.submit_actor_task(self._actor_id, options, args, kwargs, self._max_task_retries)
         if num_returns == 1:
             return refs[0]
         return refs if num_returns else None
@@ -191,36 +151,28 @@ class ActorHandle:
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     from ray._private.worker import global_worker
-    from ray.protocol import actor_pb2 as apb
 
     if not isinstance(name, str) or not name:
         raise ValueError("Please supply a non-empty value to get_actor")
     cw = global_worker.ensure_connected()
     ns = namespace if namespace is not None else cw.task_context("namespace") or cw.namespace
-    reply = cw.gcs.call(cw.gcs.stubs.actor.GetNamedActorInfo,
-                        apb.GetNamedActorInfoRequest(name=name, ray_namespace=ns))
-    if not reply.found:
+    actor = cw.named_actor(name, ns)
+    if actor is None:
         raise ValueError(
             f"Failed to look up actor with name '{name}'. This could because 1. You are trying to look up a "
             "named actor you didn't create. 2. The named actor died. 3. You did not use a namespace matching the "
             "namespace of the actor."
         )
-    cls = cw.functions.load(reply.actor.function_key)
-    return ActorHandle(reply.actor.actor_id, reply.actor.class_name, _method_meta(cls), reply.actor.max_task_retries)
+    cls = cw.functions.load(actor.function_key)
+    return ActorHandle(actor.actor_id, actor.class_name, _method_meta(cls), actor.max_task_retries)
 
 
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     from ray._private.worker import global_worker
-    from ray.protocol import actor_pb2 as apb
 
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}.")
-    cw = global_worker.ensure_connected()
-    cw.gcs.call(cw.gcs.stubs.actor.KillActorViaGcs,
-                apb.KillActorViaGcsRequest(actor_id=actor._actor_id, force_kill=True, no_restart=no_restart))
-    if no_restart:
-        cw.loop.call_soon_threadsafe(cw.actor_submitter.mark_killed, actor._actor_id,
-                                     "The actor was killed by `ray.kill`.")
+    global_worker.ensure_connected().kill_actor(actor._actor_id, no_restart)
 
 
 def exit_actor() -> None:

@@ -17,9 +17,7 @@ _TRUE = {"1", "true", "yes", "on"}
 class RayConfig:
     # GCS <-> raylet health: the GCS declares a node dead after `health_check_failure_threshold`
     # missed checks `health_check_period_ms` apart (Ray's defaults).
-    health_check_initial_delay_ms: int = 5000
     health_check_period_ms: int = 3000
-    health_check_timeout_ms: int = 10000
     health_check_failure_threshold: int = 5
     # How often a raylet reports its resource view to the GCS and receives the cluster's.
     raylet_report_resources_period_ms: int = 100
@@ -29,7 +27,6 @@ class RayConfig:
     task_max_retries: int = 3
     # Hybrid scheduling: prefer the local node until its utilization passes this fraction.
     scheduler_spread_threshold: float = 0.5
-    scheduler_top_k_fraction: float = 0.2
     # Idle workers above the soft limit are killed after this long.
     idle_worker_killing_time_threshold_ms: int = 1000
     num_workers_soft_limit: int = -1
@@ -37,10 +34,6 @@ class RayConfig:
     # one per CPU; ours fork from a pre-imported template in milliseconds, so idle ones only cost memory.
     num_prestart_workers: int = 0
     worker_register_timeout_seconds: int = 60
-    # Seconds a driver waits before printing the infeasible / unschedulable task warning.
-    infeasible_task_warning_s: float = 2.0
-    gcs_rpc_server_reconnect_timeout_s: int = 60
-    gcs_server_request_timeout_seconds: int = 60
     object_spilling_threshold: float = 0.8
 
     @classmethod
@@ -54,10 +47,6 @@ class RayConfig:
                 continue
             values[f.name] = _parse(f.name, raw, type(getattr(cls, f.name)))
         return cls(**values)
-
-    def as_env(self) -> dict[str, str]:
-        """The `RAY_<name>` variables that reproduce this config in a child process."""
-        return {f"RAY_{f.name}": str(getattr(self, f.name)) for f in fields(self)}
 
 
 def _parse(name: str, raw: str, kind: type) -> Any:

@@ -35,13 +35,6 @@ class ConnectionLost(ConnectionError):
     pass
 
 
-def install_uvloop() -> None:
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop

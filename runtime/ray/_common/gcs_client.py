@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 
+from ray.protocol import actor_pb2_grpc, gcs_pb2_grpc
 from ray.protocol import gcs_pb2 as pb
-from ray.protocol import gcs_pb2_grpc
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _CHANNEL_OPTIONS = [
@@ -64,12 +64,7 @@ class _Stubs:
         self.node = gcs_pb2_grpc.NodeInfoGcsServiceStub(channel)
         self.job = gcs_pb2_grpc.JobInfoGcsServiceStub(channel)
         self.pubsub = gcs_pb2_grpc.InternalPubSubGcsServiceStub(channel)
-        try:
-            from ray.protocol import actor_pb2_grpc
-
-            self.actor = actor_pb2_grpc.ActorInfoGcsServiceStub(channel)
-        except ImportError:
-            self.actor = None
+        self.actor = actor_pb2_grpc.ActorInfoGcsServiceStub(channel)
 
 
 class GcsClient:

@@ -38,13 +38,6 @@ class BaseID:
     def from_hex(cls, hex_id: str):
         return cls(bytes.fromhex(hex_id))
 
-    @classmethod
-    def nil(cls):
-        return cls(b"\xff" * cls.SIZE)
-
-    def is_nil(self) -> bool:
-        return self._bytes == b"\xff" * self.SIZE
-
     def binary(self) -> bytes:
         return self._bytes
 
@@ -74,10 +67,6 @@ class NodeID(UniqueID):
 
 class WorkerID(UniqueID):
     pass
-
-
-class PlacementGroupID(BaseID):
-    SIZE = 18
 
 
 class JobID(BaseID):

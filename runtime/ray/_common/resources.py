@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 
 GRANULARITY = 10_000  # 1 / MIN_RESOURCE_GRANULARITY (0.0001)
 MAX_RESOURCE_QUANTITY = 100e12
-PREDEFINED = ("CPU", "GPU", "memory", "object_store_memory")
 
 
 def to_fixed(value: float) -> int:
@@ -45,9 +44,6 @@ class ResourceSet:
 
     def names(self) -> Iterable[str]:
         return self._amounts.keys()
-
-    def is_empty(self) -> bool:
-        return not self._amounts
 
     def is_subset_of(self, other: ResourceSet) -> bool:
         """True when every quantity here fits into `other` (the task fits on the node)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import cloudpickle
 
@@ -83,7 +83,7 @@ def _layout_size(header_len: int, lengths: Sequence[int]) -> int:
     return pos
 
 
-def serialize(value: object, reducer_override: Callable | None = None) -> SerializedObject:
+def serialize(value: object) -> SerializedObject:
     buffers: list[pickle.PickleBuffer] = []
     header = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     return SerializedObject(header, buffers)

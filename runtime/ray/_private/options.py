@@ -51,13 +51,3 @@ def retry_exceptions_wire(value: Any) -> bool | bytes:
         return cloudpickle.dumps(tuple(value))
     raise TypeError("retry_exceptions must be either a boolean or a list of exceptions")
 
-
-def merge_runtime_env(parent: dict | None, child: dict | None) -> dict:
-    """Task/actor runtime_env over the job's: child fields replace, env_vars merge."""
-    merged = dict(parent or {})
-    for key, value in (child or {}).items():
-        if key == "env_vars" and isinstance(value, dict):
-            merged["env_vars"] = {**(merged.get("env_vars") or {}), **value}
-        else:
-            merged[key] = value
-    return {k: v for k, v in merged.items() if v not in (None, {}, [])}

@@ -11,10 +11,6 @@ _MEMORY_LIKE = ("memory", "object_store_memory")
 _HIDDEN_PREFIXES = ("node:", "accelerator_type:")
 
 
-def _section(title: str) -> list[str]:
-    return [title, "-" * 63]
-
-
 def _format_usage(name: str, used: float, total: float) -> str:
     if name in _MEMORY_LIKE:
         gib = 1024**3

@@ -255,10 +255,8 @@ def _num_prestart_workers(cpus: int) -> int:
 def _upload_packages(runtime_env: dict, gcs) -> dict:
     if not (runtime_env.get("working_dir") or runtime_env.get("py_modules")):
         return runtime_env
-    try:
-        from ray._common.runtime_env.packaging import upload_working_dir_and_py_modules
-    except ImportError:
-        return runtime_env
+    from ray._common.runtime_env.packaging import upload_working_dir_and_py_modules
+
     return upload_working_dir_and_py_modules(runtime_env, gcs)
 
 
@@ -319,25 +317,15 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
         raise ValueError("num_returns cannot be greater than the number of objects provided to ray.wait.")
     if timeout is not None and timeout < 0:
         raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
-    flags = cw.wait_stored([(r._id, r._owner) for r in object_refs], num_returns, timeout)
-    ready: list[ObjectRef] = []
-    not_ready: list[ObjectRef] = []
-    for ref, is_ready in zip(object_refs, flags, strict=True):
-        (ready if is_ready and len(ready) < num_returns else not_ready).append(ref)
-    return ready, not_ready
+    # fetch_local=False is accepted; values are always fetched, which only makes "ready" arrive later.
+    return cw.wait(object_refs, num_returns, timeout)
 
 
 def cancel(ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     cw = global_worker.ensure_connected()
     if not isinstance(ref, ObjectRef):
         raise TypeError(f"ray.cancel() only supported for object refs. For actors, try ray.kill(). Got: {type(ref)}.")
-    task_id = ref._id[:24]
-
-    def _cancel():
-        if not cw.submitter.cancel(task_id, force, recursive) and cw.actor_submitter is not None:
-            cw.actor_submitter.cancel(task_id, force)
-
-    cw.loop.call_soon_threadsafe(_cancel)
+    cw.cancel(ref, force, recursive)
 
 
 # ---------------------------------------------------------------------- cluster info

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import pickle
 from dataclasses import dataclass, field
 
 from ray import exceptions
 from ray._common import framing
-from ray.core_worker.memory_store import StoredObject
-from ray.core_worker.task_submitter import resolve_dependencies
+from ray.core_worker.memory_store import INLINE, StoredObject, error_object
 from ray.protocol import actor_pb2 as apb
+from ray.protocol import messages as msg
+from ray.protocol.messages import ActorTaskSpec
 
 logger = logging.getLogger(__name__)
 State = apb.ActorTableData
@@ -21,7 +21,7 @@ State = apb.ActorTableData
 
 @dataclass
 class _Call:
-    spec: dict
+    spec: ActorTaskSpec
     pinned: list[bytes]
     retries_left: int
     cancelled: bool = False
@@ -78,7 +78,7 @@ class ActorTaskSubmitter:
             st.sender = self.loop.create_task(self._send_loop(st))
         return st
 
-    def submit(self, actor_id: bytes, spec: dict, pinned: list[bytes], max_task_retries: int) -> None:
+    def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int) -> None:
         self._state(actor_id).queue.put_nowait(_Call(spec, pinned, max_task_retries))
 
     # ------------------------------------------------------------------ sending, in order
@@ -89,19 +89,19 @@ class ActorTaskSubmitter:
             call = await st.queue.get()
             st.busy = True
             if call.cancelled:
-                self._fail(call, exceptions.TaskCancelledError(call.spec["task_id"].hex()))
+                self._fail(call, exceptions.TaskCancelledError(call.spec.task_id.hex()))
                 continue
-            error = await resolve_dependencies(self.cw, call.spec)
+            error = await self.cw.resolver.resolve(call.spec.args)
             if error is not None:
-                self._finish(call, [(oid, error.to_wire()) for oid in call.spec["return_ids"]])
+                self._finish_with(call, error)
                 continue
             while True:
                 conn = await self._connection(st)
                 if conn is None:  # dead for good
                     self._fail(call, self._death_error(st))
                     break
-                st.inflight[call.spec["task_id"]] = call
-                fut = conn.request("push_actor_task", call.spec)
+                st.inflight[call.spec.task_id] = call
+                fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec)
                 fut.add_done_callback(lambda f, st=st, call=call: self._on_reply(st, call, f))
                 break
 
@@ -141,7 +141,7 @@ class ActorTaskSubmitter:
         data = st.data
         actor_hex = st.actor_id.hex()
         if data is not None and data.creation_error:
-            stored = StoredObject.from_wire(pickle.loads(data.creation_error))
+            stored = StoredObject(INLINE, data.creation_error, is_error=True)
             try:
                 self.cw.materialize(b"\x00" * 28, stored)
             except exceptions.RayTaskError as cause:
@@ -155,7 +155,7 @@ class ActorTaskSubmitter:
 
     # ------------------------------------------------------------------ replies
     def _on_reply(self, st: _ActorState, call: _Call, fut: asyncio.Future) -> None:
-        st.inflight.pop(call.spec["task_id"], None)
+        st.inflight.pop(call.spec.task_id, None)
         self.loop.call_soon(self._maybe_terminate, st)
         if fut.cancelled() or fut.exception() is not None:
             err = fut.exception() if not fut.cancelled() else None
@@ -178,8 +178,8 @@ class ActorTaskSubmitter:
         if conn is None:
             self._fail(call, self._death_error(st))
             return
-        st.inflight[call.spec["task_id"]] = call
-        fut = conn.request("push_actor_task", call.spec)
+        st.inflight[call.spec.task_id] = call
+        fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec)
         fut.add_done_callback(lambda f: self._on_reply(st, call, f))
 
     async def _fail_after_state(self, st: _ActorState, call: _Call) -> None:
@@ -191,12 +191,15 @@ class ActorTaskSubmitter:
         for oid, wire in returns:
             self.cw.add_owned_result(oid, wire)
         if nested_holder is not None:
-            self.cw.refs.release_holder(nested_holder, call.spec["task_id"])
-        self.cw.unpin_submitted(call.pinned)
+            self.cw.refs.release_holder(nested_holder, call.spec.task_id)
+        self.cw.refs.unpin(call.pinned)
 
     def _fail(self, call: _Call, error: BaseException) -> None:
-        stored = self.cw._error_object(error).to_wire()
-        self._finish(call, [(oid, stored) for oid in call.spec["return_ids"]])
+        self._finish_with(call, error_object(error))
+
+    def _finish_with(self, call: _Call, error: StoredObject) -> None:
+        wire = error.to_wire()
+        self._finish(call, [(oid, wire) for oid in call.spec.return_ids])
 
     def mark_killed(self, actor_id: bytes, reason: str) -> None:
         """`ray.kill(no_restart=True)` from this process: later calls fail at once, in order."""
@@ -214,7 +217,7 @@ class ActorTaskSubmitter:
     def cancel(self, task_id: bytes, force: bool) -> bool:
         for st in self._actors.values():
             for call in list(st.queue._queue):  # not sent yet: fails with TaskCancelledError when dequeued
-                if call.spec["task_id"] == task_id:
+                if call.spec.task_id == task_id:
                     call.cancelled = True
                     return True
         for st in self._actors.values():
@@ -224,6 +227,6 @@ class ActorTaskSubmitter:
                     raise ValueError("force=True is not supported for actor tasks.")
                 call.cancelled = True
                 if st.conn is not None and not st.conn.closed:
-                    st.conn.notify("cancel_task", {"task_id": task_id})
+                    st.conn.notify(msg.CANCEL_TASK, {"task_id": task_id})
                 return True
         return False

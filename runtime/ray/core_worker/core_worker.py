@@ -1,5 +1,9 @@
 """The core worker inside every driver and worker: owns objects, submits tasks, serves its objects.
 
+Its front door is what the public API calls: `submit_task`, `create_actor`, `submit_actor_task`, `get`,
+`put`, `wait`, `cancel`, `kill_actor`, `named_actor`. They take the specs of `ray.protocol.messages` and
+return refs; everything behind them (ids, argument encoding, ownership, leases) stays in this package.
+
 An asyncio (uvloop) io thread runs the framed-protocol server and all connections; user threads call in
 with `call_soon_threadsafe` / `run_coroutine_threadsafe` and wait on thread-safe callbacks.
 """
@@ -10,27 +14,61 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import json
 import logging
 import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ray import exceptions
 from ray._common import framing
 from ray._common.config import config
-from ray._common.ids import JobID, ObjectID, TaskID, WorkerID
+from ray._common.ids import ActorID, JobID, ObjectID, TaskID, WorkerID
 from ray._common.serialization import deserialize, serialize
 from ray.core_worker import object_ref, shared_memory
+from ray.core_worker.dependency_resolver import DependencyResolver
 from ray.core_worker.function_manager import FunctionManager
-from ray.core_worker.memory_store import IN_STORE, INLINE, MemoryStore, StoredObject, nested_in_wire
+from ray.core_worker.memory_store import (
+    IN_STORE,
+    INLINE,
+    MemoryStore,
+    StoredObject,
+    error_object,
+    nested_in_wire,
+)
 from ray.core_worker.object_ref import ObjectRef
-from ray.core_worker.reference_counter import REFERENCE_METHODS, ReferenceCounter
+from ray.core_worker.reference_counter import ReferenceCounter
+from ray.protocol import messages as msg
+from ray.protocol.messages import (
+    ActorMethodOptions,
+    ActorOptions,
+    ActorTaskSpec,
+    ArgKind,
+    Dispatcher,
+    TaskArg,
+    TaskOptions,
+    TaskSpec,
+    handles,
+)
 
 logger = logging.getLogger(__name__)
 
 DRIVER, WORKER = "driver", "worker"
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    """What a handle needs to know of an actor."""
+
+    actor_id: bytes
+    class_name: str
+    max_task_retries: int
+    function_key: bytes  # its class in the function table
+    # Set when the actor lives as long as its handles (unnamed, not detached, created here): handles share it.
+    scope_ref: ObjectRef | None = None
 
 
 class CoreWorker:
@@ -52,8 +90,11 @@ class CoreWorker:
         self.functions = FunctionManager(self)
         self.memory_store = MemoryStore()
         self.loop = framing.new_event_loop()
+        self.resolver = DependencyResolver(self.worker_id.hex(), self.memory_store, self.loop)
         self._thread = threading.Thread(target=self._run_loop, name="ray-core-worker-io", daemon=True)
         self.refs = ReferenceCounter(self)
+        # A worker process also receives the executor's messages (it adds its handlers when it starts).
+        self.dispatcher = Dispatcher((msg.OWNER, msg.WORKER) if mode == WORKER else msg.OWNER, self, self.refs)
         self._actor_scopes: dict[bytes, bytes] = {}  # an actor's scope ref -> the actor (actors we created)
         self._fetch_lock = threading.Lock()
         self._fetching: set[bytes] = set()
@@ -67,7 +108,6 @@ class CoreWorker:
         self.submitter = None
         self.actor_submitter = None
         self.executor = None  # set in workers
-        self.current_lease_id = 0
         self.connected = False
         self._warned_shapes: set[tuple] = set()
 
@@ -87,16 +127,17 @@ class CoreWorker:
 
     async def _async_start(self) -> None:
         from ray._common.net import bind_host
+        from ray.core_worker.actor_submitter import ActorTaskSubmitter
         from ray.core_worker.task_submitter import NormalTaskSubmitter
 
         self.unix_path = framing.abstract_socket_name("worker", self.worker_id.hex()[:24])
-        self._unix_server, _ = await framing.serve(self._handle, unix_path=self.unix_path)
-        self._tcp_server, port = await framing.serve(self._handle, host=bind_host(self.node_ip), port=0)
+        self._unix_server, _ = await framing.serve(self.dispatcher, unix_path=self.unix_path)
+        self._tcp_server, port = await framing.serve(self.dispatcher, host=bind_host(self.node_ip), port=0)
         self.address = {"worker_id": self.worker_id.hex(), "node_id": self.node_id,
                         "unix": self.unix_path, "tcp": f"{self.node_ip}:{port}"}
-        self.pool = framing.ConnectionPool(self._handle)
-        self.raylet = await framing.connect(f"unix:{self.raylet_socket}", self._handle, self._on_raylet_lost)
-        reply = await self.raylet.request("register_client", {
+        self.pool = framing.ConnectionPool(self.dispatcher)
+        self.raylet = await framing.connect(f"unix:{self.raylet_socket}", self.dispatcher, self._on_raylet_lost)
+        reply = await self.raylet.request(msg.REGISTER_CLIENT, {
             "kind": self.mode, "worker_id": self.worker_id.hex(), "job_id": self.job_id.hex(),
             "address": self.address, "pid": os.getpid(), "runtime_env": self.runtime_env,
             "num_prestart": self.num_prestart,
@@ -104,12 +145,7 @@ class CoreWorker:
         self.shm_dir = reply["shm_dir"]
         self.raylet_tcp = reply["raylet_tcp"]
         self.submitter = NormalTaskSubmitter(self)
-        try:
-            from ray.core_worker.actor_submitter import ActorTaskSubmitter
-
-            self.actor_submitter = ActorTaskSubmitter(self)
-        except ImportError:
-            pass
+        self.actor_submitter = ActorTaskSubmitter(self)
 
     def _on_raylet_lost(self, conn) -> None:
         if self.mode == WORKER:
@@ -154,7 +190,7 @@ class CoreWorker:
             return self.gcs.internal_kv_get(key, namespace=namespace)
 
         async def _get():
-            return await self.raylet.request("kv_get", {"key": key, "namespace": namespace})
+            return await self.raylet.request(msg.KV_GET, {"key": key, "namespace": namespace})
 
         return self.run_sync(_get(), timeout=60)
 
@@ -164,7 +200,7 @@ class CoreWorker:
             return self.gcs.internal_kv_put(key, value, overwrite=overwrite, namespace=namespace)
 
         async def _put():
-            return await self.raylet.request("kv_put", {"key": key, "value": value, "overwrite": overwrite,
+            return await self.raylet.request(msg.KV_PUT, {"key": key, "value": value, "overwrite": overwrite,
                                                         "namespace": namespace})
 
         return self.run_sync(_put(), timeout=60)
@@ -202,13 +238,7 @@ class CoreWorker:
     def on_ref_deserialized(self, ref: ObjectRef) -> None:
         self.refs.on_deserialized(ref)
 
-    def pin_submitted(self, oids: list[bytes]) -> None:
-        self.refs.pin(oids)
-
-    def unpin_submitted(self, oids: list[bytes]) -> None:
-        self.refs.unpin(oids)
-
-    def actor_scope_ref(self, actor_id: bytes, creation_task_id: bytes) -> ObjectRef:
+    def _actor_scope_ref(self, actor_id: bytes, creation_task_id: bytes) -> ObjectRef:
         """The ref all handles of an actor we created share: when it is gone everywhere, so is the actor."""
         oid = ObjectID.for_return(TaskID(creation_task_id), 0).binary()
         self.refs.owned.add(oid)
@@ -232,13 +262,13 @@ class CoreWorker:
     def _free_in_store(self, oid: bytes, stored: StoredObject) -> None:
         if stored.node_id == self.node_id:
             if not self.raylet.closed:
-                self.raylet.notify("free_objects", {"object_ids": [oid.hex()]})
+                self.raylet.notify(msg.FREE_OBJECTS, {"object_ids": [oid.hex()]})
             return
 
         async def _remote():
             try:
                 conn = await self.pool.get(stored.raylet_tcp)
-                conn.notify("free_objects", {"object_ids": [oid.hex()]})
+                conn.notify(msg.FREE_OBJECTS, {"object_ids": [oid.hex()]})
             except OSError:
                 pass
 
@@ -252,6 +282,131 @@ class CoreWorker:
             stored.nested = self.refs.adopt_nested(nested)
         self.memory_store.put(oid, stored)
         self.refs.on_result_stored(oid)
+
+    # ------------------------------------------------------------------ the front door: submitting work
+    def submit_task(self, options: TaskOptions, args: tuple, kwargs: dict) -> list[ObjectRef]:
+        """Submit one call of a remote function (any thread); returns refs to its `num_returns` results."""
+        task_id = TaskID.for_task(self.job_id)
+        return_ids = [ObjectID.for_return(task_id, i).binary() for i in range(options.num_returns)]
+        encoded, pinned, keep = self._encode_args(args, kwargs)
+        # Submitted by a task: `ray.cancel(recursive=True)` of that task reaches this one.
+        parent = self.current_task_id.binary() if self.executor is not None else None
+        spec = TaskSpec(options, task_id.binary(), encoded, tuple(kwargs), return_ids, self.address,
+                        self.namespace, parent)
+        refs = self._own_results(return_ids)
+        self.refs.pin(pinned)
+        self.submitter.submit_threadsafe(spec, pinned)
+        del keep  # the pins hold large arguments from here on
+        return refs
+
+    def submit_actor_task(self, actor_id: bytes, options: ActorMethodOptions, args: tuple, kwargs: dict,
+                          max_task_retries: int) -> list[ObjectRef]:
+        """Call an actor's method (any thread); calls from this process reach the actor in order."""
+        task_id = TaskID.for_actor_task(ActorID(actor_id))
+        return_ids = [ObjectID.for_return(task_id, i).binary() for i in range(options.num_returns)]
+        encoded, pinned, keep = self._encode_args(args, kwargs)
+        spec = ActorTaskSpec(options, task_id.binary(), encoded, tuple(kwargs), return_ids, self.address,
+                             self.namespace)
+        refs = self._own_results(return_ids)
+        self.refs.pin(pinned)
+        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries)
+        del keep
+        return refs
+
+    def create_actor(self, options: ActorOptions, args: tuple, kwargs: dict) -> ActorInfo:
+        """Register an actor with the GCS, which creates (and restarts) it; raises ValueError for a taken name."""
+        from ray.protocol import actor_pb2 as apb
+
+        actor_id = ActorID.of(self.job_id)
+        task_id = TaskID.for_actor_task(actor_id)
+        encoded, _, keep = self._encode_args(args, kwargs)
+        # The actor may start (and restart) much later, from arguments the GCS keeps: values put for large
+        # arguments and refs inside arguments stay alive as long as this process.
+        for ref in keep:
+            self.refs.escape(ref._id)
+        # The GCS forwards the arguments to the actor's worker: our own refs go as their values.
+        error = self.run_sync(self.resolver.resolve(encoded))
+        if error is not None:
+            self.materialize(b"", error)  # raises the argument's error, as Ray does
+        spec = apb.ActorCreationSpec(
+            actor_id=actor_id.binary(), task_id=task_id.binary(), job_id=self.job_id.binary(),
+            function_key=options.function_key, class_name=options.class_name, args=msg.args_to_proto(encoded),
+            kwargs_keys=list(kwargs), resources=options.resources, placement_resources=options.placement_resources,
+            runtime_env_json=json.dumps(options.runtime_env), scheduling_strategy_json=json.dumps(options.strategy),
+            name=options.name, ray_namespace=options.namespace, is_detached=options.detached,
+            max_restarts=options.max_restarts, max_task_retries=options.max_task_retries,
+            max_concurrency=options.max_concurrency, owner_address_json=json.dumps(self.address),
+        )
+        reply = self.gcs.call(self.gcs.stubs.actor.RegisterActor,
+                              apb.RegisterActorRequest(spec=spec, get_if_exists=options.get_if_exists))
+        del keep
+        if reply.code != 0:
+            raise ValueError(reply.error_message)
+        data = reply.actor
+        scope_ref = None
+        if not options.name and not options.detached and data.actor_id == actor_id.binary():
+            scope_ref = self._actor_scope_ref(actor_id.binary(), task_id.binary())
+        return ActorInfo(data.actor_id, data.class_name, data.max_task_retries, data.function_key, scope_ref)
+
+    def named_actor(self, name: str, namespace: str) -> ActorInfo | None:
+        """The live actor called `name` in `namespace`, if any."""
+        from ray.protocol import actor_pb2 as apb
+
+        reply = self.gcs.call(self.gcs.stubs.actor.GetNamedActorInfo,
+                              apb.GetNamedActorInfoRequest(name=name, ray_namespace=namespace))
+        if not reply.found:
+            return None
+        data = reply.actor
+        return ActorInfo(data.actor_id, data.class_name, data.max_task_retries, data.function_key)
+
+    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        from ray.protocol import actor_pb2 as apb
+
+        self.gcs.call(self.gcs.stubs.actor.KillActorViaGcs,
+                      apb.KillActorViaGcsRequest(actor_id=actor_id, force_kill=True, no_restart=no_restart))
+        if no_restart:
+            self.loop.call_soon_threadsafe(self.actor_submitter.mark_killed, actor_id,
+                                           "The actor was killed by `ray.kill`.")
+
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
+        """`ray.cancel`: the task that computes `ref`, queued or running (a normal task or an actor call)."""
+        task_id = ref._id[:24]
+
+        def _cancel() -> None:
+            if not self.submitter.cancel(task_id, force, recursive):
+                self.actor_submitter.cancel(task_id, force)
+
+        self.loop.call_soon_threadsafe(_cancel)
+
+    def _own_results(self, return_ids: list[bytes]) -> list[ObjectRef]:
+        self.refs.owned.update(return_ids)
+        return [ObjectRef(oid, self.address) for oid in return_ids]
+
+    def _encode_args(self, args: tuple, kwargs: dict) -> tuple[list[TaskArg], list[bytes], list[ObjectRef]]:
+        """Task arguments for the wire: refs stay refs, small values inline, large values put in the store.
+        Returns (encoded args, object ids to pin until the task ends, refs to keep alive until it is sent)."""
+        encoded: list[TaskArg] = []
+        pinned: list[bytes] = []
+        keep: list[ObjectRef] = []
+        limit = config().max_direct_call_object_size
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, ObjectRef):
+                encoded.append((ArgKind.BY_REF, value._id, value._owner))
+                pinned.append(value._id)
+                continue
+            with object_ref.collecting_refs() as nested:
+                ser = serialize(value)
+            if ser.total_bytes <= limit:
+                encoded.append((ArgKind.VALUE, ser.to_bytes()))
+                # Refs inside an argument live until the task ends; the worker registers if it keeps one.
+                pinned.extend(ref._id for ref in nested)
+                keep.extend(nested)
+            else:
+                ref = self.put(value)
+                keep.append(ref)
+                encoded.append((ArgKind.BY_REF, ref._id, ref._owner))
+                pinned.append(ref._id)
+        return encoded, pinned, keep
 
     # ------------------------------------------------------------------ put / serialize values
     def store_value(self, oid: bytes, value: Any, owned: bool = True, is_error: bool = False) -> StoredObject:
@@ -270,7 +425,7 @@ class CoreWorker:
 
     def _notify_created(self, oid_hex: str, size: int) -> None:
         if not self.raylet.closed:
-            self.raylet.notify("object_created", {"object_id": oid_hex, "size": size})
+            self.raylet.notify(msg.OBJECT_CREATED, {"object_id": oid_hex, "size": size})
 
     def put(self, value: Any) -> ObjectRef:
         if isinstance(value, ObjectRef):
@@ -299,21 +454,17 @@ class CoreWorker:
     async def _fetch_from_owner(self, oid: bytes, owner: dict) -> None:
         try:
             conn = await self.pool.get(self.conn_address(owner))
-            wire = await conn.request("get_object", {"object_id": oid})
+            wire = await conn.request(msg.GET_OBJECT, {"object_id": oid})
             if wire is None:
-                stored = self._error_object(exceptions.ObjectLostError(oid.hex(), str(owner.get("tcp"))))
+                stored = error_object(exceptions.ObjectLostError(oid.hex(), str(owner.get("tcp"))))
             else:
                 stored = StoredObject.from_wire(wire)
         except (OSError, framing.ConnectionLost, framing.RemoteError):
-            stored = self._error_object(exceptions.OwnerDiedError(oid.hex(), str(owner.get("tcp"))))
+            stored = error_object(exceptions.OwnerDiedError(oid.hex(), str(owner.get("tcp"))))
         finally:
             with self._fetch_lock:
                 self._fetching.discard(oid)
         self.memory_store.put(oid, stored)
-
-    def _error_object(self, error: BaseException) -> StoredObject:
-        ser = serialize(error)
-        return StoredObject(INLINE, ser.to_bytes(), True, size=ser.total_bytes)
 
     def wait_stored(self, items: list[tuple[bytes, dict | None]], num: int, timeout: float | None,
                     fetch: bool = True) -> list[bool]:
@@ -360,12 +511,12 @@ class CoreWorker:
         lease_id = self.task_context("lease_id", 0)
         if self.mode != WORKER or not lease_id or self.task_context("is_actor", False):
             return False
-        self.loop.call_soon_threadsafe(self._raylet_notify, "notify_blocked", {"lease_id": lease_id})
+        self.loop.call_soon_threadsafe(self._raylet_notify, msg.NOTIFY_BLOCKED, {"lease_id": lease_id})
         return True
 
     def _notify_unblocked(self) -> None:
         lease_id = self.task_context("lease_id", 0)
-        self.loop.call_soon_threadsafe(self._raylet_notify, "notify_unblocked", {"lease_id": lease_id})
+        self.loop.call_soon_threadsafe(self._raylet_notify, msg.NOTIFY_UNBLOCKED, {"lease_id": lease_id})
 
     def _raylet_notify(self, method: str, body: dict) -> None:
         if not self.raylet.closed:
@@ -390,6 +541,17 @@ class CoreWorker:
             values.append(self.materialize(oid, s))
         return values
 
+    def wait(self, refs: list[ObjectRef], num_returns: int,
+             timeout: float | None) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        """`ray.wait`: (ready, not ready), in the order given, with at most `num_returns` ready. Ready means
+        readable here: borrowed values are fetched (Ray's default, fetch_local=True)."""
+        flags = self.wait_stored([(r._id, r._owner) for r in refs], num_returns, timeout)
+        ready: list[ObjectRef] = []
+        not_ready: list[ObjectRef] = []
+        for ref, is_ready in zip(refs, flags, strict=True):
+            (ready if is_ready and len(ready) < num_returns else not_ready).append(ref)
+        return ready, not_ready
+
     def materialize(self, oid: bytes, stored: StoredObject) -> Any:
         if stored.kind == INLINE:
             value = deserialize(stored.data)
@@ -410,7 +572,7 @@ class CoreWorker:
             pass
         # Spilled to disk: ask the raylet to restore it into shared memory.
         async def _restore():
-            return await self.raylet.request("restore_object", {"object_id": oid.hex()})
+            return await self.raylet.request(msg.RESTORE_OBJECT, {"object_id": oid.hex()})
 
         restored = self.run_sync(_restore(), timeout=300)
         if not restored:
@@ -420,7 +582,7 @@ class CoreWorker:
     def _pull_remote(self, oid: bytes, stored: StoredObject) -> bytes:
         async def _pull():
             conn = await self.pool.get(stored.raylet_tcp)
-            return await conn.request("read_object", {"object_id": oid.hex()})
+            return await conn.request(msg.READ_OBJECT, {"object_id": oid.hex()})
 
         try:
             data = self.run_sync(_pull(), timeout=300)
@@ -446,18 +608,10 @@ class CoreWorker:
         return fut
 
     # ------------------------------------------------------------------ serving peers (io thread)
-    def _handle(self, conn: framing.Connection, method: str, body: Any):
-        if method == "get_object":
-            return self._serve_object(body["object_id"])
-        if method == "lease_infeasible":
-            return self._warn_infeasible(body["resources"])
-        if method in REFERENCE_METHODS:
-            return self.refs.handle(conn, method, body)
-        if self.executor is not None:
-            return self.executor.handle(conn, method, body)
-        raise ValueError(f"unknown core worker method {method!r}")
-
-    def _serve_object(self, oid: bytes):
+    @handles(msg.GET_OBJECT)
+    def serve_object(self, conn: framing.Connection, body: msg.ObjectById):
+        """A borrower asks for our object's value: now if we have it, else when it arrives."""
+        oid = body["object_id"]
         stored = self.memory_store.get(oid)
         if stored is not None:
             return stored.to_wire()
@@ -478,7 +632,9 @@ class CoreWorker:
 
         return _wait()
 
-    def _warn_infeasible(self, resources: dict) -> None:
+    @handles(msg.LEASE_INFEASIBLE)
+    def warn_infeasible(self, conn: framing.Connection, body: msg.LeaseInfeasible) -> None:
+        resources = body["resources"]
         shape = tuple(sorted(resources.items()))
         if shape in self._warned_shapes:
             return
@@ -491,30 +647,3 @@ class CoreWorker:
             "types to this cluster to resolve this issue.",
             file=sys.stderr, flush=True,
         )
-
-
-def encode_args(cw: CoreWorker, args: tuple, kwargs: dict) -> tuple[list, list[str], list[bytes], list]:
-    """Task arguments for the wire: refs stay refs, small values inline, large values put in the store.
-    Returns (encoded args, kwargs keys, object ids to pin until the task ends, refs to keep alive)."""
-    encoded: list = []
-    pinned: list[bytes] = []
-    keep: list = []
-    limit = config().max_direct_call_object_size
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, ObjectRef):
-            encoded.append(("r", value._id, value._owner))
-            pinned.append(value._id)
-            continue
-        with object_ref.collecting_refs() as nested:
-            ser = serialize(value)
-        if ser.total_bytes <= limit:
-            encoded.append(("v", ser.to_bytes()))
-            # Refs inside an argument live until the task ends; the worker registers if it keeps one.
-            pinned.extend(ref._id for ref in nested)
-            keep.extend(nested)
-        else:
-            ref = cw.put(value)
-            keep.append(ref)
-            encoded.append(("r", ref._id, ref._owner))
-            pinned.append(ref._id)
-    return encoded, list(kwargs), pinned, keep

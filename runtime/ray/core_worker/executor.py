@@ -15,9 +15,10 @@ import logging
 import os
 import queue
 import signal
-import sys
 import threading
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
@@ -26,8 +27,10 @@ from ray import exceptions
 from ray._common import framing
 from ray._common.ids import ActorID, TaskID
 from ray._common.serialization import deserialize
-from ray.core_worker.memory_store import StoredObject
+from ray.core_worker.memory_store import StoredObject, error_object
 from ray.core_worker.object_ref import ObjectRef
+from ray.protocol import messages as msg
+from ray.protocol.messages import ActorTaskSpec, ArgKind, TaskArg, handles
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +39,26 @@ class ActorExit(Exception):
     """Raised by `ray.actor.exit_actor()` to end the actor after the current task."""
 
 
+@dataclass(frozen=True)
+class _Invocation:
+    """What running one task needs, whether a normal task or an actor method call."""
+
+    task_id: bytes
+    name: str
+    args: list[TaskArg]
+    kwargs_keys: tuple[str, ...]
+    return_ids: list[bytes]
+    retry_exceptions: bool | bytes = False
+
+
 class TaskExecutor:
     def __init__(self, core_worker):
         self.cw = core_worker
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.actor: Any = None
         self.actor_id: ActorID | None = None
-        self.actor_spec: dict | None = None
+        self.actor_spec: Any = None  # actor.proto's ActorCreationSpec of the actor this worker became
+        self._actor_context: dict[str, Any] = {}  # what `get_runtime_context()` reports inside its methods
         self.is_async = False
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -56,33 +72,38 @@ class TaskExecutor:
         self._last_task_name = ""
 
     # ------------------------------------------------------------------ io thread
-    def handle(self, conn, method: str, body: Any):
-        if method == "push_task" or method == "create_actor":
-            if method == "create_actor":
-                self.gcs_conn = conn
-            responder = framing.Responder()
-            self.queue.put((method, body, responder))
-            return responder
-        if method == "push_actor_task":
-            responder = framing.Responder()
-            if self.is_async:
-                asyncio.run_coroutine_threadsafe(self._run_async(body, responder), self._async_loop)
-            elif self._pool is not None:
-                self._pool.submit(self._run_and_reply, body, responder)
-            else:
-                self.queue.put(("push_actor_task", body, responder))
-            return responder
-        if method == "cancel_task":
-            if body.get("recursive") and self.cw.submitter is not None:
-                # Ray's recursive cancel: the tasks this task submitted go first (we own them).
-                self.cw.submitter.cancel_children(body["task_id"], body.get("force", False))
-            if not body.get("children_only"):
-                self._cancel(body["task_id"])
-            return True
-        if method == "exit":
-            self._exit_soon(body.get("force", False))
-            return True
-        raise ValueError(f"unknown worker method {method!r}")
+    @handles(msg.PUSH_TASK)
+    def push_task(self, conn: framing.Connection, body: msg.PushTask) -> framing.Responder:
+        responder = framing.Responder()
+        self.queue.put((msg.PUSH_TASK, body, responder))
+        return responder
+
+    @handles(msg.CREATE_ACTOR)
+    def create_actor(self, conn: framing.Connection, body: msg.CreateActor) -> framing.Responder:
+        self.gcs_conn = conn
+        responder = framing.Responder()
+        self.queue.put((msg.CREATE_ACTOR, body, responder))
+        return responder
+
+    @handles(msg.PUSH_ACTOR_TASK)
+    def push_actor_task(self, conn: framing.Connection, spec: ActorTaskSpec) -> framing.Responder:
+        responder = framing.Responder()
+        if self.is_async:
+            asyncio.run_coroutine_threadsafe(self._run_async(spec, responder), self._async_loop)
+        elif self._pool is not None:
+            self._pool.submit(self._run_and_reply, spec, responder)
+        else:
+            self.queue.put((msg.PUSH_ACTOR_TASK, spec, responder))
+        return responder
+
+    @handles(msg.CANCEL_TASK)
+    def cancel_task(self, conn: framing.Connection, body: msg.CancelTask) -> bool:
+        if body.get("recursive") and self.cw.submitter is not None:
+            # Ray's recursive cancel: the tasks this task submitted go first (we own them).
+            self.cw.submitter.cancel_children(body["task_id"], body.get("force", False))
+        if not body.get("children_only"):
+            self._cancel(body["task_id"])
+        return True
 
     def _cancel(self, task_id: bytes) -> None:
         fut = self._async_tasks.get(task_id)
@@ -109,23 +130,19 @@ class TaskExecutor:
 
         signal.signal(signal.SIGINT, on_sigint)
 
-    def _exit_soon(self, force: bool) -> None:
-        if force:
-            os._exit(1)
-        self.exiting = True
-        self.queue.put(None)
-
     # ------------------------------------------------------------------ main thread
     def run(self) -> None:
         while True:
             item = self.queue.get()
             if item is None:
                 break
-            method, body, responder = item
-            if method == "create_actor":
+            message, body, responder = item
+            if message == msg.CREATE_ACTOR:
                 reply = self._create_actor(body)
+            elif message == msg.PUSH_TASK:
+                reply = self._execute_task(body)
             else:
-                reply = self.execute(body)
+                reply = self._execute_actor_task(body)
             self._reply(responder, reply)
             if self.exiting:
                 break
@@ -133,7 +150,7 @@ class TaskExecutor:
 
     def _flush_and_exit(self) -> None:
         if self.gcs_conn is not None:  # an intended exit: the GCS must not restart the actor
-            self.cw.loop.call_soon_threadsafe(_notify_quietly, self.gcs_conn, "actor_exiting")
+            self.cw.loop.call_soon_threadsafe(_notify_quietly, self.gcs_conn, msg.ACTOR_EXITING)
         # Let the io thread send the last replies before the process goes away.
         try:
             self.cw.run_sync(asyncio.sleep(0.05), timeout=2)
@@ -141,37 +158,42 @@ class TaskExecutor:
             pass
         os._exit(0)
 
-    def _run_and_reply(self, body: dict, responder: framing.Responder) -> None:
-        reply = self.execute(body)
+    def _run_and_reply(self, spec: ActorTaskSpec, responder: framing.Responder) -> None:
+        reply = self._execute_actor_task(spec)
         self._reply(responder, reply)
         if self.exiting:
             self.queue.put(None)
 
     # ------------------------------------------------------------------ actors
-    def _create_actor(self, spec: dict) -> dict:
-        self.actor_id = ActorID(spec["actor_id"])
+    def _create_actor(self, creation: msg.CreateActor) -> msg.ActorCreated:
+        from ray.protocol import actor_pb2 as apb
+
+        spec = apb.ActorCreationSpec.FromString(creation["spec"])
+        self.actor_id = ActorID(spec.actor_id)
         self.actor_spec = spec
-        cls = self.cw.functions.load(spec["function_key"])
-        self.cw.set_task_context(TaskID(spec["task_id"]), lease_id=spec.get("lease_id", 0), is_actor=True,
-                                 actor_id=self.actor_id, namespace=spec.get("namespace", ""),
-                                 gpu_ids=spec.get("gpu_ids", []), resources=spec.get("resources", {}),
-                                 actor_name=spec.get("name", ""), actor_restarted=spec.get("restarted", False))
-        self._apply_gpus(spec.get("gpu_ids", []))
+        self._actor_context = dict(
+            is_actor=True, actor_id=self.actor_id, namespace=spec.ray_namespace, gpu_ids=creation["gpu_ids"],
+            resources=dict(spec.resources), actor_name=spec.name, actor_restarted=creation["restarted"])
+        cls = self.cw.functions.load(spec.function_key)
+        self.cw.set_task_context(TaskID(spec.task_id), lease_id=creation["lease_id"], **self._actor_context)
+        self._apply_gpus(creation["gpu_ids"])
+        constructor = _Invocation(spec.task_id, f"{spec.class_name}.__init__", msg.args_from_proto(spec.args),
+                                  tuple(spec.kwargs_keys), [])
         try:
-            args, kwargs = self._resolve_args(spec)
+            args, kwargs = self._resolve_args(constructor)
             self.actor = cls.__new__(cls)
             self.actor.__init__(*args, **kwargs)
         except Exception as e:
-            err = self._task_error(spec, e)
-            return {"ok": False, "error": self.cw._error_object(err).to_wire()}
+            err = self._task_error(constructor, e)
+            return {"ok": False, "error": error_object(err).to_wire()}
         self.is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                             for _, m in inspect.getmembers(cls, inspect.isfunction))
-        max_concurrency = spec.get("max_concurrency") or (1000 if self.is_async else 1)
+        max_concurrency = spec.max_concurrency or (1000 if self.is_async else 1)
         if self.is_async:
             self._start_async_loop(max_concurrency)
         elif max_concurrency > 1:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="ray-actor")
-        print(f":actor_name:{spec.get('class_name', cls.__name__)}", flush=True)
+        print(f":actor_name:{spec.class_name or cls.__name__}", flush=True)
         return {"ok": True, "pid": os.getpid()}
 
     def _start_async_loop(self, max_concurrency: int) -> None:
@@ -179,14 +201,9 @@ class TaskExecutor:
         self._async_loop = loop
         ready = threading.Event()
 
-        spec = self.actor_spec or {}
-
         def run():
             asyncio.set_event_loop(loop)
-            self.cw.set_task_context(TaskID(spec["task_id"]), is_actor=True, actor_id=self.actor_id,
-                                     namespace=spec.get("namespace", ""), gpu_ids=spec.get("gpu_ids", []),
-                                     resources=spec.get("resources", {}), actor_name=spec.get("name", ""),
-                                     actor_restarted=spec.get("restarted", False))
+            self.cw.set_task_context(TaskID(self.actor_spec.task_id), **self._actor_context)
             self._async_sem = asyncio.Semaphore(max_concurrency)
             ready.set()
             loop.run_forever()
@@ -194,79 +211,83 @@ class TaskExecutor:
         threading.Thread(target=run, name="ray-async-actor", daemon=True).start()
         ready.wait()
 
-    async def _run_async(self, spec: dict, responder: framing.Responder) -> None:
+    async def _run_async(self, spec: ActorTaskSpec, responder: framing.Responder) -> None:
         async with self._async_sem:
-            method = getattr(self.actor, spec["method"])
-            task_id = spec["task_id"]
+            call = _actor_invocation(spec)
+            method = getattr(self.actor, spec.options.method)
+            task_id = spec.task_id
             try:
-                if any(arg[0] == "r" for arg in spec["args"]):  # fetching from owners may block: off the loop
-                    args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._resolve_args, spec)
+                if any(arg[0] == ArgKind.BY_REF for arg in spec.args):  # fetching from owners may block: off the loop
+                    args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._resolve_args, call)
                 else:
-                    args, kwargs = self._resolve_args(spec)
+                    args, kwargs = self._resolve_args(call)
                 if inspect.iscoroutinefunction(method):
                     task = asyncio.ensure_future(method(*args, **kwargs))
                     self._async_tasks[task_id] = task
                     result = await task
                 else:
                     result = method(*args, **kwargs)
-                reply = self._store_returns(spec, result)
+                reply = self._store_returns(call, result)
             except asyncio.CancelledError:
-                reply = self._error_reply(spec, exceptions.TaskCancelledError(task_id.hex()))
+                reply = self._error_reply(call, exceptions.TaskCancelledError(task_id.hex()))
             except ActorExit:
-                reply = self._store_returns(spec, None)
+                reply = self._store_returns(call, None)
                 self.exiting = True
                 self.queue.put(None)
             except Exception as e:
-                reply = self._error_reply(spec, self._task_error(spec, e))
+                reply = self._error_reply(call, self._task_error(call, e))
             finally:
                 self._async_tasks.pop(task_id, None)
         self._reply(responder, reply)
 
-    def _reply(self, responder: framing.Responder, reply: dict) -> None:
+    def _reply(self, responder: framing.Responder, reply: msg.TaskReply | msg.ActorCreated) -> None:
         # Refs this task deserialized and kept are registered with their owners before the caller, who
         # may drop its own refs once it has the reply, hears that the task is done.
         self.cw.loop.call_soon_threadsafe(self.cw.refs.after_registrations, responder.send, reply)
 
     # ------------------------------------------------------------------ tasks
-    def execute(self, spec: dict) -> dict:
-        task_id = spec["task_id"]
+    def _execute_task(self, push: msg.PushTask) -> msg.TaskReply:
+        spec = push["spec"]
+        options = spec.options
+        self.cw.set_task_context(TaskID(spec.task_id), lease_id=push["lease_id"], is_actor=False,
+                                 actor_id=None, namespace=spec.namespace, gpu_ids=push["gpu_ids"],
+                                 resources=options.resources, actor_name="", actor_restarted=False)
+        self._apply_gpus(push["gpu_ids"])
+        if options.name != self._last_task_name:  # names the driver's `(name pid=...)` prefix
+            self._last_task_name = options.name
+            print(f":task_name:{options.name}", flush=True)
+        call = _Invocation(spec.task_id, options.name, spec.args, spec.kwargs_keys, spec.return_ids,
+                           options.retry_exceptions)
+        return self._execute(call, lambda: self.cw.functions.load(options.function_key))
+
+    def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
+        self.cw.set_task_context(TaskID(spec.task_id), lease_id=0, **{**self._actor_context,
+                                                                     "namespace": spec.namespace})
+        return self._execute(_actor_invocation(spec), lambda: getattr(self.actor, spec.options.method))
+
+    def _execute(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
+        task_id = call.task_id
         self._running[task_id] = threading.get_ident()
-        is_actor_task = "method" in spec
-        self.cw.set_task_context(TaskID(task_id), lease_id=spec.get("lease_id", 0), is_actor=self.actor is not None,
-                                 actor_id=self.actor_id, namespace=spec.get("namespace", ""),
-                                 gpu_ids=spec.get("gpu_ids", []) if not is_actor_task else
-                                 (self.actor_spec or {}).get("gpu_ids", []),
-                                 resources=spec.get("resources", {}) if not is_actor_task else
-                                 (self.actor_spec or {}).get("resources", {}),
-                                 actor_name=(self.actor_spec or {}).get("name", ""),
-                                 actor_restarted=(self.actor_spec or {}).get("restarted", False))
         try:
-            if not is_actor_task:
-                self._apply_gpus(spec.get("gpu_ids", []))
-                fn = self.cw.functions.load(spec["function_key"])
-                if spec["name"] != self._last_task_name:  # names the driver's `(name pid=...)` prefix
-                    self._last_task_name = spec["name"]
-                    print(f":task_name:{spec['name']}", flush=True)
-            else:
-                fn = getattr(self.actor, spec["method"])
+            fn = function()
             try:
-                args, kwargs = self._resolve_args(spec)
+                args, kwargs = self._resolve_args(call)
             except exceptions.RayError as e:
-                return self._error_reply(spec, e, app_error=False)
+                return self._error_reply(call, e, app_error=False)
             try:
                 result = fn(*args, **kwargs)
             except KeyboardInterrupt:
-                return self._error_reply(spec, exceptions.TaskCancelledError(task_id.hex()))
+                return self._error_reply(call, exceptions.TaskCancelledError(task_id.hex()))
             except ActorExit:
                 self.exiting = True
-                return self._store_returns(spec, None)
+                return self._store_returns(call, None)
             except Exception as e:
-                reply = self._error_reply(spec, self._task_error(spec, e))
-                reply["retryable"] = self._retryable(spec, e)
+                reply = self._error_reply(call, self._task_error(call, e))
+                reply["retryable"] = self._retryable(call, e)
                 return reply
-            return self._store_returns(spec, result)
+            return self._store_returns(call, result)
         except KeyboardInterrupt:
-            return self._error_reply(spec, exceptions.TaskCancelledError(task_id.hex()))
+            return self._error_reply(call, exceptions.TaskCancelledError(task_id.hex()))
         finally:
             self._running.pop(task_id, None)
 
@@ -274,22 +295,22 @@ class TaskExecutor:
         if gpu_ids and not os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
 
-    def _retryable(self, spec: dict, e: Exception) -> bool:
-        retry = spec.get("retry_exceptions")
+    def _retryable(self, call: _Invocation, e: Exception) -> bool:
+        retry = call.retry_exceptions
         if not retry:
             return False
         if retry is True:
             return True
         return isinstance(e, tuple(cloudpickle.loads(retry)))
 
-    def _resolve_args(self, spec: dict) -> tuple[list, dict]:
-        values: list[Any] = [None] * len(spec["args"])
+    def _resolve_args(self, call: _Invocation) -> tuple[list, dict]:
+        values: list[Any] = [None] * len(call.args)
         borrowed = []
-        for i, arg in enumerate(spec["args"]):
-            tag = arg[0]
-            if tag == "v":
+        for i, arg in enumerate(call.args):
+            kind = arg[0]
+            if kind == ArgKind.VALUE:
                 values[i] = deserialize(arg[1])
-            elif tag == "s":
+            elif kind == ArgKind.STORED:
                 values[i] = self.cw.materialize(arg[1], StoredObject.from_wire(arg[2]))
             else:
                 borrowed.append((i, ObjectRef(arg[1], arg[2])))
@@ -297,20 +318,20 @@ class TaskExecutor:
             got = self.cw.get([ref for _, ref in borrowed], None)
             for (i, _), value in zip(borrowed, got, strict=True):
                 values[i] = value
-        nkw = len(spec.get("kwargs_keys", ()))
+        nkw = len(call.kwargs_keys)
         if nkw:
-            kwargs = dict(zip(spec["kwargs_keys"], values[-nkw:], strict=True))
+            kwargs = dict(zip(call.kwargs_keys, values[-nkw:], strict=True))
             return values[:-nkw], kwargs
         return values, {}
 
-    def _task_error(self, spec: dict, e: BaseException) -> exceptions.RayTaskError:
+    def _task_error(self, call: _Invocation, e: BaseException) -> exceptions.RayTaskError:
         if isinstance(e, exceptions.RayTaskError):
             return e  # a nested task's error passes through unchanged
         tb = traceback.format_exception(type(e), e, e.__traceback__.tb_next if e.__traceback__ else None)
         if tb and tb[0].startswith("Traceback"):
             tb = tb[1:]  # Ray shows the frames right under the "ray::f()" header
         text = "".join(tb)
-        name = spec.get("name") or spec.get("method", "task")
+        name = call.name
         actor_repr = None
         if self.actor is not None:
             actor_repr = repr(self.actor) if type(self.actor).__repr__ is not object.__repr__ else (
@@ -324,12 +345,12 @@ class TaskExecutor:
                                        ip=self.cw.node_ip, actor_repr=actor_repr,
                                        actor_id=self.actor_id.hex() if self.actor_id else None)
 
-    def _error_reply(self, spec: dict, error: BaseException, app_error: bool = True) -> dict:
-        stored = self.cw._error_object(error).to_wire()
-        return {"returns": [(oid, stored) for oid in spec["return_ids"]], "app_error": app_error}
+    def _error_reply(self, call: _Invocation, error: BaseException, app_error: bool = True) -> msg.TaskReply:
+        stored = error_object(error).to_wire()
+        return {"returns": [(oid, stored) for oid in call.return_ids], "app_error": app_error}
 
-    def _store_returns(self, spec: dict, result: Any) -> dict:
-        return_ids = spec["return_ids"]
+    def _store_returns(self, call: _Invocation, result: Any) -> msg.TaskReply:
+        return_ids = call.return_ids
         n = len(return_ids)
         if n == 0:
             return {"returns": []}
@@ -343,29 +364,29 @@ class TaskExecutor:
             if values is None or len(values) != n:
                 err = ValueError(f"Task returned {len(values) if values is not None else 'a non-sequence'} "
                                  f"objects, but num_returns={n}.")
-                return self._error_reply(spec, self._task_error(spec, err))
+                return self._error_reply(call, self._task_error(call, err))
         returns = []
         nested: tuple = ()
         for oid, value in zip(return_ids, values, strict=True):
             try:
                 stored = self.cw.store_value(oid, value, owned=False)
             except Exception as e:
-                stored = self.cw._error_object(self._task_error(spec, e))
+                stored = error_object(self._task_error(call, e))
             nested += stored.nested
             returns.append((oid, stored.to_wire()))
-        reply = {"returns": returns, "exit": self.exiting}
+        reply: msg.TaskReply = {"returns": returns, "exit": self.exiting}
         if nested:  # the caller lets us drop them once it holds them itself
-            self.cw.refs.hold_for_caller(spec["task_id"], nested)
+            self.cw.refs.hold_for_caller(call.task_id, nested)
             reply["nested_holder"] = self.cw.address
         return reply
 
 
-def _notify_quietly(conn, method: str) -> None:
+def _actor_invocation(spec: ActorTaskSpec) -> _Invocation:
+    return _Invocation(spec.task_id, spec.options.name, spec.args, spec.kwargs_keys, spec.return_ids)
+
+
+def _notify_quietly(conn: framing.Connection, message: str) -> None:
     try:
-        conn.notify(method, {})
+        conn.notify(message, {})
     except Exception:
         pass
-
-
-def main_thread_excepthook() -> None:
-    sys.excepthook = sys.__excepthook__

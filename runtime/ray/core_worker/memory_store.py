@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ray._common.serialization import serialize
+
 INLINE, IN_STORE = 0, 1
 
 
@@ -26,6 +28,7 @@ class StoredObject:
     nested: tuple = ()
 
     def to_wire(self) -> tuple:
+        """ray.protocol.messages.StoredObjectWire's layout, as a plain tuple (cheaper to pickle)."""
         wire = (self.kind, self.data, self.is_error, self.node_id, self.raylet_tcp, self.size)
         if self.nested:
             wire += (tuple((r._id, r._owner) for r in self.nested),)
@@ -35,6 +38,12 @@ class StoredObject:
     def from_wire(cls, wire: tuple) -> StoredObject:
         """A copy of the value; the nested refs are not held (see `nested_in_wire`)."""
         return cls(*wire[:6])
+
+
+def error_object(error: BaseException) -> StoredObject:
+    """An error as a stored value: whoever reads it gets the exception raised."""
+    ser = serialize(error)
+    return StoredObject(INLINE, ser.to_bytes(), True, size=ser.total_bytes)
 
 
 def nested_in_wire(wire: tuple) -> tuple:
@@ -86,14 +95,6 @@ class MemoryStore:
                 return True
             self._waiters.setdefault(oid, []).append(callback)
             return False
-
-    def remove_waiter(self, oid: bytes, callback: Callable[[], None]) -> None:
-        with self._lock:
-            waiters = self._waiters.get(oid)
-            if waiters and callback in waiters:
-                waiters.remove(callback)
-                if not waiters:
-                    del self._waiters[oid]
 
     def delete(self, oid: bytes) -> StoredObject | None:
         with self._lock:

@@ -21,22 +21,33 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ray._common import framing
+from ray.core_worker.memory_store import MemoryStore
 from ray.core_worker.object_ref import ObjectRef
-
-if TYPE_CHECKING:
-    from ray.core_worker.core_worker import CoreWorker
+from ray.protocol import messages as msg
+from ray.protocol.messages import ADD_BORROWER, RELEASE_NESTED, REMOVE_BORROWER, handles
 
 logger = logging.getLogger(__name__)
 
-ADD_BORROWER, REMOVE_BORROWER, RELEASE_NESTED = "add_borrower", "remove_borrower", "release_nested"
-REFERENCE_METHODS = frozenset((ADD_BORROWER, REMOVE_BORROWER, RELEASE_NESTED))
+
+class Owner(Protocol):
+    """What reference counting needs of its core worker (which owns it)."""
+
+    address: msg.Address
+    connected: bool
+    loop: asyncio.AbstractEventLoop
+    memory_store: MemoryStore
+    pool: framing.ConnectionPool
+
+    def conn_address(self, addr: msg.Address) -> str: ...
+
+    def free_owned(self, oid: bytes) -> None: ...
 
 
 class ReferenceCounter:
-    def __init__(self, core_worker: CoreWorker):
+    def __init__(self, core_worker: Owner):
         self.cw = core_worker
         # Re-entrant: an ObjectRef's __del__ may run (garbage collection) while this thread holds the lock.
         self._lock = threading.RLock()
@@ -135,26 +146,27 @@ class ReferenceCounter:
         self._post(self.cw.conn_address(holder), RELEASE_NESTED, task_id)
 
     # ------------------------------------------------------------------ owner side (io thread)
-    def handle(self, conn: framing.Connection, method: str, body: Any) -> Any:
-        if method == ADD_BORROWER:
-            if body in self.owned:
-                borrowed = conn.peer_info.get("borrowed")
-                if borrowed is None:
-                    borrowed = conn.peer_info["borrowed"] = set()
-                    conn.on_close_callbacks.append(self._borrower_gone)
-                borrowed.add(body)
-                self.borrowers.setdefault(body, set()).add(conn)
-            return True
-        if method == REMOVE_BORROWER:
-            conn.peer_info.get("borrowed", set()).discard(body)
-            self._drop_borrower(conn, body)
-            return None
-        if method == RELEASE_NESTED:
-            with self._lock:
-                held = self._held_for_caller.pop(body, ())
-            del held  # the refs go here, after the caller's registrations reached their owners
-            return None
-        raise ValueError(method)
+    @handles(ADD_BORROWER)
+    def add_borrower(self, conn: framing.Connection, oid: bytes) -> bool:
+        if oid in self.owned:
+            borrowed = conn.peer_info.get("borrowed")
+            if borrowed is None:
+                borrowed = conn.peer_info["borrowed"] = set()
+                conn.on_close_callbacks.append(self._borrower_gone)
+            borrowed.add(oid)
+            self.borrowers.setdefault(oid, set()).add(conn)
+        return True
+
+    @handles(REMOVE_BORROWER)
+    def remove_borrower(self, conn: framing.Connection, oid: bytes) -> None:
+        conn.peer_info.get("borrowed", set()).discard(oid)
+        self._drop_borrower(conn, oid)
+
+    @handles(RELEASE_NESTED)
+    def release_nested(self, conn: framing.Connection, task_id: bytes) -> None:
+        with self._lock:
+            held = self._held_for_caller.pop(task_id, ())
+        del held  # the refs go here, after the caller's registrations reached their owners
 
     def _drop_borrower(self, conn: framing.Connection, oid: bytes) -> None:
         conns = self.borrowers.get(oid)

@@ -89,15 +89,6 @@ def claim_recycled(shm_dir: str, size: int, tmp: str) -> int | None:
     return None
 
 
-def write_bytes(shm_dir: str, oid_hex: str, data: bytes) -> int:
-    path = object_path(shm_dir, oid_hex)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return len(data)
-
-
 def exists(shm_dir: str, oid_hex: str) -> bool:
     return os.path.exists(object_path(shm_dir, oid_hex))
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from ray import exceptions
 from ray._common import framing
-from ray._common.config import config
-from ray.core_worker.memory_store import INLINE, StoredObject
+from ray.core_worker.memory_store import StoredObject, error_object
+from ray.protocol import messages as msg
+from ray.protocol.messages import ArgKind, TaskOptions, TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +25,9 @@ LEASE_IDLE_TIMEOUT_S = 0.25  # keep an idle leased worker this long for the next
 
 @dataclass
 class PendingTask:
-    spec: dict
+    spec: TaskSpec
     retries_left: int
     pinned: list[bytes]
-    scheduling_key: tuple | None = None
-    parent_task_id: bytes | None = None  # the task (of this worker) that submitted it
     worker: LeasedWorker | None = None
     cancelled: bool = False
 
@@ -48,7 +47,7 @@ class LeasedWorker:
 @dataclass
 class SchedulingClass:
     key: tuple
-    request: dict
+    request: msg.RequestLease
     tasks: deque = field(default_factory=deque)
     idle: list[LeasedWorker] = field(default_factory=list)
     workers: set = field(default_factory=set)
@@ -60,14 +59,17 @@ class NormalTaskSubmitter:
         self.cw = core_worker
         self.loop = core_worker.loop
         self._classes: dict[tuple, SchedulingClass] = {}
+        # Options object (by identity; a remote function reuses one per `.options()`) -> its class: the key
+        # is computed once per options, not per task.
+        self._class_of_options: dict[int, tuple[TaskOptions, SchedulingClass]] = {}
         self._tasks: dict[bytes, PendingTask] = {}  # task id -> pending/running task
         self._closed = False
-        self._inbox: list[tuple[dict, list[bytes]]] = []  # submitted by user threads, not yet seen here
+        self._inbox: list[tuple[TaskSpec, list[bytes]]] = []  # submitted by user threads, not yet seen here
         self._inbox_lock = threading.Lock()
         self._inbox_scheduled = False
 
     # ------------------------------------------------------------------ entry
-    def submit_threadsafe(self, spec: dict, pinned: list[bytes]) -> None:
+    def submit_threadsafe(self, spec: TaskSpec, pinned: list[bytes]) -> None:
         """From a user thread: hand the task to the io thread, waking it once per burst of submissions
         (a `[f.remote() for _ in range(1000)]` costs one wakeup, not a thousand)."""
         with self._inbox_lock:
@@ -84,18 +86,17 @@ class NormalTaskSubmitter:
         for spec, pinned in batch:
             self.submit(spec, pinned)
 
-    def submit(self, spec: dict, pinned: list[bytes]) -> None:
+    def submit(self, spec: TaskSpec, pinned: list[bytes]) -> None:
         """On the io thread."""
-        task = PendingTask(spec, spec["max_retries"], pinned, spec.pop("scheduling_key", None),
-                           spec.pop("parent_task_id", None))
-        self._tasks[spec["task_id"]] = task
-        if any(arg[0] == "r" for arg in spec["args"]):
+        task = PendingTask(spec, spec.options.max_retries, pinned)
+        self._tasks[spec.task_id] = task
+        if any(arg[0] == ArgKind.BY_REF for arg in spec.args):
             self.loop.create_task(self._resolve_and_queue(task))
         else:  # nothing to wait for
             self._queue(task)
 
     async def _resolve_and_queue(self, task: PendingTask) -> None:
-        error = await resolve_dependencies(self.cw, task.spec)
+        error = await self.cw.resolver.resolve(task.spec.args)
         if task.cancelled:
             return
         if error is not None:
@@ -104,16 +105,25 @@ class NormalTaskSubmitter:
         self._queue(task)
 
     def _queue(self, task: PendingTask) -> None:
-        spec = task.spec
-        key = task.scheduling_key or scheduling_key(spec["resources"], spec["runtime_env"], spec["strategy"])
+        cls = self._class_for(task.spec.options)
+        cls.tasks.append(task)
+        self._pump(cls)
+
+    def _class_for(self, options: TaskOptions) -> SchedulingClass:
+        known = self._class_of_options.get(id(options))
+        if known is not None and known[0] is options:
+            return known[1]
+        key = scheduling_key(options.resources, options.runtime_env, options.strategy)
         cls = self._classes.get(key)
         if cls is None:
             cls = self._classes[key] = SchedulingClass(key, {
-                "resources": spec["resources"], "runtime_env": spec["runtime_env"],
-                "strategy": spec["strategy"], "job_id": self.cw.job_id.hex(),
+                "resources": options.resources, "runtime_env": options.runtime_env,
+                "strategy": options.strategy, "job_id": self.cw.job_id.hex(),
             })
-        cls.tasks.append(task)
-        self._pump(cls)
+        if len(self._class_of_options) > 256:
+            self._class_of_options.clear()
+        self._class_of_options[id(options)] = (options, cls)
+        return cls
 
     # ------------------------------------------------------------------ scheduling
     def _pump(self, cls: SchedulingClass) -> None:
@@ -136,7 +146,7 @@ class NormalTaskSubmitter:
         try:
             while True:
                 try:
-                    reply = await raylet.request("request_lease", {**cls.request, "grant_or_reject": grant_or_reject})
+                    reply = await raylet.request(msg.REQUEST_LEASE, {**cls.request, "grant_or_reject": grant_or_reject})
                 except (framing.ConnectionLost, framing.RemoteError) as e:
                     if raylet is self.cw.raylet:
                         self._fail_class(cls, exceptions.LocalRayletDiedError(), only_if_no_workers=True)
@@ -166,7 +176,7 @@ class NormalTaskSubmitter:
             try:
                 conn = await self.cw.pool.get(self.cw.conn_address(grant["address"]))
             except OSError:
-                raylet.notify("return_lease", {"lease_id": grant["lease_id"], "kill": True})
+                raylet.notify(msg.RETURN_LEASE, {"lease_id": grant["lease_id"], "kill": True})
                 return
             worker = LeasedWorker(conn, grant["lease_id"], raylet, grant["worker_id"], grant["node_id"],
                                   grant["gpu_ids"])
@@ -192,7 +202,7 @@ class NormalTaskSubmitter:
         cls.idle.remove(worker)
         cls.workers.discard(worker)
         if not worker.raylet.closed:
-            worker.raylet.notify("return_lease", {"lease_id": worker.lease_id})
+            worker.raylet.notify(msg.RETURN_LEASE, {"lease_id": worker.lease_id})
 
     def _drop_worker(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
         cls.workers.discard(worker)
@@ -202,8 +212,8 @@ class NormalTaskSubmitter:
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
         worker.busy = True
         task.worker = worker
-        reply = worker.conn.request("push_task", {**task.spec, "lease_id": worker.lease_id,
-                                                  "gpu_ids": worker.gpu_ids})
+        reply = worker.conn.request(msg.PUSH_TASK, {"spec": task.spec, "lease_id": worker.lease_id,
+                                                    "gpu_ids": worker.gpu_ids})
         # A done callback, not a coroutine: the next task goes out in the same loop turn as this reply.
         reply.add_done_callback(lambda reply: self._on_push_reply(cls, worker, task, reply))
 
@@ -215,10 +225,11 @@ class NormalTaskSubmitter:
         if isinstance(error, (framing.ConnectionLost, OSError)):
             self._drop_worker(cls, worker)
             if task.cancelled:
-                self._finish_with_error(task, exceptions.TaskCancelledError(spec["task_id"].hex()))
+                self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
             elif task.retries_left != 0:
                 task.retries_left -= 1 if task.retries_left > 0 else 0
-                logger.info("Worker died running %s; retrying (%s retries left).", spec["name"], task.retries_left)
+                logger.info("Worker died running %s; retrying (%s retries left).", spec.options.name,
+                            task.retries_left)
                 cls.tasks.appendleft(task)
                 self._pump(cls)
             else:
@@ -240,24 +251,25 @@ class NormalTaskSubmitter:
             self._make_idle(cls, worker)
         if task.cancelled and reply.get("app_error"):
             # It failed after `ray.cancel` (e.g. a child it waited on was cancelled): report the cancel.
-            self._finish_with_error(task, exceptions.TaskCancelledError(spec["task_id"].hex()))
+            self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
             return
         self._finish(task, reply["returns"], reply.get("nested_holder"))
 
     # ------------------------------------------------------------------ completion
     def _finish(self, task: PendingTask, returns: list, nested_holder: dict | None = None) -> None:
-        self._tasks.pop(task.spec["task_id"], None)
+        self._tasks.pop(task.spec.task_id, None)
         for oid, wire in returns:
             self.cw.add_owned_result(oid, wire)
         if nested_holder is not None:
-            self.cw.refs.release_holder(nested_holder, task.spec["task_id"])
-        self.cw.unpin_submitted(task.pinned)
+            self.cw.refs.release_holder(nested_holder, task.spec.task_id)
+        self.cw.refs.unpin(task.pinned)
 
     def _finish_with_error(self, task: PendingTask, error: BaseException) -> None:
-        self._finish_with_error_object(task, self.cw._error_object(error))
+        self._finish_with_error_object(task, error_object(error))
 
     def _finish_with_error_object(self, task: PendingTask, stored: StoredObject) -> None:
-        self._finish(task, [(oid, stored.to_wire()) for oid in task.spec["return_ids"]])
+        wire = stored.to_wire()
+        self._finish(task, [(oid, wire) for oid in task.spec.return_ids])
 
     def _fail_class(self, cls: SchedulingClass, error: BaseException, only_if_no_workers: bool = False) -> None:
         if only_if_no_workers and cls.workers:
@@ -283,20 +295,20 @@ class NormalTaskSubmitter:
         if force:
             self.loop.create_task(self._kill_running(worker, task_id, recursive))
         else:
-            worker.conn.notify("cancel_task", {"task_id": task_id, "recursive": recursive})
+            worker.conn.notify(msg.CANCEL_TASK, {"task_id": task_id, "recursive": recursive})
         return True
 
     async def _kill_running(self, worker: LeasedWorker, task_id: bytes, recursive: bool) -> None:
         if recursive:  # the worker cancels what the task submitted before it is killed
             with contextlib.suppress(framing.ConnectionLost, framing.RemoteError, asyncio.TimeoutError):
-                await asyncio.wait_for(worker.conn.request("cancel_task", {
+                await asyncio.wait_for(worker.conn.request(msg.CANCEL_TASK, {
                     "task_id": task_id, "recursive": True, "force": True, "children_only": True}), 5)
         if not worker.raylet.closed:
-            worker.raylet.notify("kill_worker", {"worker_id": worker.worker_id, "force": True})
+            worker.raylet.notify(msg.KILL_WORKER, {"worker_id": worker.worker_id, "force": True})
 
     def cancel_children(self, parent_task_id: bytes, force: bool) -> None:
         """Cancel the tasks that `parent_task_id` (a task this worker runs) submitted, recursively."""
-        for task_id in [t for t, task in self._tasks.items() if task.parent_task_id == parent_task_id]:
+        for task_id in [t for t, task in self._tasks.items() if task.spec.parent_task_id == parent_task_id]:
             self.cancel(task_id, force, recursive=True)
 
     def shutdown(self) -> None:
@@ -306,40 +318,11 @@ class NormalTaskSubmitter:
                 if worker.idle_handle is not None:
                     worker.idle_handle.cancel()
                 if not worker.raylet.closed:
-                    worker.raylet.notify("return_lease", {"lease_id": worker.lease_id})
+                    worker.raylet.notify(msg.RETURN_LEASE, {"lease_id": worker.lease_id})
             cls.idle.clear()
 
 
-def scheduling_key(resources: dict, runtime_env: dict, strategy) -> tuple:
+def scheduling_key(resources: dict, runtime_env: dict, strategy: dict) -> tuple:
     """Tasks with equal keys share leased workers (Ray's scheduling class)."""
     return (tuple(sorted(resources.items())), json.dumps(runtime_env, sort_keys=True),
             json.dumps(strategy, sort_keys=True))
-
-
-async def resolve_dependencies(cw, spec: dict) -> StoredObject | None:
-    """Wait for this process's own top-level ref args; inline small ones. Returns an error object if an
-    argument failed (the task then fails with it without running)."""
-    args = spec["args"]
-    for i, arg in enumerate(args):
-        if arg[0] != "r" or arg[2].get("worker_id") != cw.address["worker_id"]:
-            continue
-        oid = arg[1]
-        stored = cw.memory_store.get(oid)
-        if stored is None:
-            fut = cw.loop.create_future()
-
-            def arrived(fut=fut):
-                cw.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
-
-            if not cw.memory_store.add_waiter(oid, arrived):
-                await fut
-            stored = cw.memory_store.get(oid)
-        if stored is None:
-            return cw._error_object(exceptions.ObjectLostError(oid.hex()))
-        if stored.is_error:
-            return stored
-        if stored.kind == INLINE and stored.size <= config().max_direct_call_object_size:
-            args[i] = ("v", stored.data)
-        else:
-            args[i] = ("s", oid, stored.to_wire())
-    return None

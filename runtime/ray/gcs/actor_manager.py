@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import pickle
 
 from ray._common import framing
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import actor_pb2_grpc
 from ray.protocol import gcs_pb2 as pb
+from ray.protocol import messages as msg
+from ray.protocol.messages import Dispatcher, handles
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +23,10 @@ State = apb.ActorTableData
 
 
 class _Actor:
-    def __init__(self, data: apb.ActorTableData, spec: dict):
+    def __init__(self, data: apb.ActorTableData, spec: apb.ActorCreationSpec):
         self.data = data
         self.spec = spec
+        self.spec_bytes = spec.SerializeToString()  # what each (re)start sends to the actor's worker
         self.conn: framing.Connection | None = None  # to the worker running it
         self.raylet: framing.Connection | None = None
         self.lease_id = 0
@@ -38,7 +40,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         self.gcs = gcs_server
         self._actors: dict[bytes, _Actor] = {}
         self._names: dict[tuple[str, str], bytes] = {}
-        self._pool = framing.ConnectionPool(self._handle_worker_message)
+        self._dispatch = Dispatcher(msg.GCS, self)
+        self._pool = framing.ConnectionPool(self._dispatch)
         gcs_server.jobs.on_job_finished.append(self._on_job_finished)
 
     # ------------------------------------------------------------------ state
@@ -56,8 +59,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
 
     # ------------------------------------------------------------------ rpc
     async def RegisterActor(self, request, context):
-        spec = pickle.loads(request.creation_spec)
-        name, namespace = spec.get("name") or "", spec.get("namespace") or ""
+        spec = request.spec
+        name, namespace = spec.name, spec.ray_namespace
         if name:
             existing = self._names.get((namespace, name))
             if existing is not None:
@@ -67,10 +70,10 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                     f"The name {name} (namespace={namespace}) is already taken. Please use a different name or "
                     f"get the existing actor using ray.get_actor('{name}', namespace='{namespace}')"))
         data = apb.ActorTableData(
-            actor_id=spec["actor_id"], job_id=bytes.fromhex(spec["job_id"]), name=name, ray_namespace=namespace,
-            class_name=spec["class_name"], state=State.PENDING_CREATION, max_restarts=spec["max_restarts"],
-            is_detached=spec["detached"], owner_address_json=json.dumps(spec["owner"]), version=1,
-            max_task_retries=spec.get("max_task_retries", 0), function_key=spec["function_key"],
+            actor_id=spec.actor_id, job_id=spec.job_id, name=name, ray_namespace=namespace,
+            class_name=spec.class_name, state=State.PENDING_CREATION, max_restarts=spec.max_restarts,
+            is_detached=spec.is_detached, owner_address_json=spec.owner_address_json, version=1,
+            max_task_retries=spec.max_task_retries, function_key=spec.function_key,
         )
         actor = _Actor(data, spec)
         self._actors[data.actor_id] = actor
@@ -136,7 +139,13 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
 
     async def _create(self, actor: _Actor) -> None:
         spec = actor.spec
-        owner_node = bytes.fromhex(spec["owner"]["node_id"])
+        owner_node = bytes.fromhex(json.loads(spec.owner_address_json)["node_id"])
+        lease_request: msg.RequestLease = {
+            "resources": dict(spec.placement_resources), "running_resources": dict(spec.resources),
+            "runtime_env": json.loads(spec.runtime_env_json or "{}"),
+            "strategy": json.loads(spec.scheduling_strategy_json or "{}"), "job_id": spec.job_id.hex(),
+            "is_actor": True,
+        }
         address = self._raylet_address_for(owner_node) or self._any_raylet()
         grant_or_reject = False
         while True:
@@ -148,11 +157,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                 continue
             try:
                 raylet = await self._pool.get(address)
-                reply = await raylet.request("request_lease", {
-                    "resources": spec["placement_resources"], "running_resources": spec["resources"],
-                    "runtime_env": spec["runtime_env"], "strategy": spec["strategy"], "job_id": spec["job_id"],
-                    "grant_or_reject": grant_or_reject, "is_actor": True,
-                })
+                reply = await raylet.request(msg.REQUEST_LEASE, {**lease_request, "grant_or_reject": grant_or_reject})
             except (OSError, framing.ConnectionLost, framing.RemoteError) as e:
                 logger.warning("Lease request for actor %s at %s failed: %s", actor.data.actor_id.hex(), address, e)
                 address, grant_or_reject = self._any_raylet(), False
@@ -171,13 +176,13 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             grant = reply["granted"]
             break
         if actor.data.state == State.DEAD:
-            raylet.notify("return_lease", {"lease_id": grant["lease_id"], "kill": True})
+            raylet.notify(msg.RETURN_LEASE, {"lease_id": grant["lease_id"], "kill": True})
             return
         try:
-            conn = await framing.connect(grant["address"]["tcp"], self._handle_worker_message)
-            created = await conn.request("create_actor", {**spec, "lease_id": grant["lease_id"],
-                                                          "gpu_ids": grant["gpu_ids"],
-                                                          "restarted": actor.data.num_restarts > 0})
+            conn = await framing.connect(grant["address"]["tcp"], self._dispatch)
+            created = await conn.request(msg.CREATE_ACTOR, {"spec": actor.spec_bytes, "lease_id": grant["lease_id"],
+                                                            "gpu_ids": grant["gpu_ids"],
+                                                            "restarted": actor.data.num_restarts > 0})
         except (OSError, framing.ConnectionLost, framing.RemoteError) as e:
             logger.warning("Creating actor %s failed: %s; retrying", actor.data.actor_id.hex(), e)
             await asyncio.sleep(0.2)
@@ -185,8 +190,9 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             return
         if not created.get("ok"):
             conn.close()
-            raylet.notify("return_lease", {"lease_id": grant["lease_id"], "kill": True})
-            await self._set_state(actor, State.DEAD, creation_error=pickle.dumps(created["error"]),
+            raylet.notify(msg.RETURN_LEASE, {"lease_id": grant["lease_id"], "kill": True})
+            error = msg.StoredObjectWire(*created["error"][:6])  # the constructor's exception, serialized
+            await self._set_state(actor, State.DEAD, creation_error=error.data,
                                   death_cause="The actor died because of an error raised in its creation task.")
             return
         actor.conn, actor.raylet, actor.lease_id = conn, raylet, grant["lease_id"]
@@ -195,13 +201,11 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         await self._set_state(actor, State.ALIVE, address_json=json.dumps(grant["address"]),
                               node_id=bytes.fromhex(grant["node_id"]), pid=created.get("pid", 0))
 
-    def _handle_worker_message(self, conn, method: str, body):
-        if method == "actor_exiting":
-            actor = self._actors.get(conn.peer_info.get("actor_id", b""))
-            if actor is not None:
-                actor.exiting = True
-            return None
-        return None
+    @handles(msg.ACTOR_EXITING)
+    def actor_exiting(self, conn: framing.Connection, body: dict) -> None:
+        actor = self._actors.get(conn.peer_info.get("actor_id", b""))
+        if actor is not None:
+            actor.exiting = True
 
     # ------------------------------------------------------------------ death / restart
     def _on_worker_lost(self, actor: _Actor, conn) -> None:
@@ -234,7 +238,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             await self._set_state(actor, State.DEAD, death_cause=reason)
             return
         if actor.raylet is not None and not actor.raylet.closed and actor.conn is not None:
-            actor.raylet.notify("kill_worker", {"worker_id": json.loads(actor.data.address_json)["worker_id"],
+            actor.raylet.notify(msg.KILL_WORKER, {"worker_id": json.loads(actor.data.address_json)["worker_id"],
                                                 "force": True})
         if no_restart and actor.data.state != State.DEAD:
             await self._set_state(actor, State.DEAD, death_cause=reason)  # callers learn it at once

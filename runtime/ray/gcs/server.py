@@ -14,6 +14,7 @@ import grpc
 from ray._common import lifetime
 from ray._common.net import bind_host
 from ray._version import version as ray_version
+from ray.gcs.actor_manager import add_actor_service
 from ray.gcs.job_manager import JobManager
 from ray.gcs.kv_manager import InternalKVManager
 from ray.gcs.node_manager import NodeManager
@@ -34,7 +35,6 @@ class GcsServer:
         self.jobs = JobManager(self.storage, self.publisher)
         self.server: grpc.aio.Server | None = None
         self.port = 0
-        self._extra = []  # services added by later modules (actors, ...)
 
     async def start(self, host: str, port: int) -> int:
         await self.nodes.load()
@@ -44,8 +44,7 @@ class GcsServer:
         gcs_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(self.nodes, self.server)
         gcs_pb2_grpc.add_JobInfoGcsServiceServicer_to_server(self.jobs, self.server)
         gcs_pb2_grpc.add_InternalPubSubGcsServiceServicer_to_server(PubSubService(self.publisher), self.server)
-        for add in _extra_services():
-            self._extra.append(add(self, self.server))
+        self.actors = add_actor_service(self, self.server)
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"GCS could not bind {host}:{port}; is another Ray cluster using that port?")
@@ -57,18 +56,6 @@ class GcsServer:
         self._health_task.cancel()
         if self.server:
             await self.server.stop(grace=0.5)
-
-
-def _extra_services() -> list:
-    """Services living in their own modules (kept optional so the core GCS starts without them)."""
-    adders = []
-    try:
-        from ray.gcs.actor_manager import add_actor_service
-
-        adders.append(add_actor_service)
-    except ImportError:
-        pass
-    return adders
 
 
 async def _serve(args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ import click
 
 from ray._common import process_registry
 from ray._version import version as ray_version
+from ray.dashboard.modules.job.cli import job_cli_group
 
 logger = logging.getLogger("ray.scripts")
 
@@ -282,15 +283,7 @@ def status(address: str | None, verbose: bool) -> None:
     click.echo(text)
 
 
-def _add_optional_commands() -> None:
-    try:
-        from ray.dashboard.modules.job.cli import job_cli_group
-    except ImportError:
-        return
-    cli.add_command(job_cli_group, name="job")
-
-
-_add_optional_commands()
+cli.add_command(job_cli_group, name="job")
 
 
 def main() -> None:

@@ -158,14 +158,15 @@ def validate_runtime_env(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def merge_runtime_envs(parent: dict[str, Any] | None, child: dict[str, Any] | None) -> dict[str, Any]:
-    """Ray's inheritance rule: the child's fields replace the parent's, except `env_vars`, which merge."""
+    """Ray's inheritance rule (a task's or actor's env over its job's): the child's fields replace the
+    parent's, except `env_vars`, which merge; fields left empty are dropped."""
     merged = dict(parent or {})
     for field, value in (child or {}).items():
-        if field == "env_vars" and isinstance(merged.get("env_vars"), dict) and isinstance(value, dict):
-            merged["env_vars"] = {**merged["env_vars"], **value}
+        if field == "env_vars" and isinstance(value, dict):
+            merged["env_vars"] = {**(merged.get("env_vars") or {}), **value}
         else:
             merged[field] = value
-    return merged
+    return {k: v for k, v in merged.items() if v not in (None, {}, [])}
 
 
 def setup_timeout_seconds(runtime_env: dict[str, Any]) -> float | None:

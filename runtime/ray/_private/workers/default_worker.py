@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         args.node_ip_address, args.session_dir, JobID.from_hex(args.job_id), WorkerID.from_hex(args.worker_id),
     )
     cw.executor = TaskExecutor(cw)
+    cw.dispatcher.add(cw.executor)  # this process also runs tasks: it receives pushes and cancels
     cw.executor.install_interrupt_handler()
     cw.start()
     worker_module.global_worker.attach(cw, mode="worker")

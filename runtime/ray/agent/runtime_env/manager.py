@@ -188,5 +188,3 @@ class RuntimeEnvManager:
             self._caches[kind].mark_unused(uri)
         return True
 
-    def list_envs(self) -> list[dict[str, Any]]:
-        return [{"runtime_env": key, "ref_cnt": users} for key, users in self._env_users.items()]

@@ -36,8 +36,7 @@ def _score(node: NodeView, request: ResourceSet) -> float:
     return utilization(node.total, after)
 
 
-def hybrid(request: ResourceSet, nodes: list[NodeView], local_id: str, spread_threshold: float = 0.5,
-           require_available: bool = False) -> Decision:
+def hybrid(request: ResourceSet, nodes: list[NodeView], local_id: str, spread_threshold: float = 0.5) -> Decision:
     feasible = [n for n in nodes if n.alive and request.is_subset_of(n.total)]
     if not feasible:
         return Decision(None)
@@ -49,8 +48,6 @@ def hybrid(request: ResourceSet, nodes: list[NodeView], local_id: str, spread_th
         # Lowest utilization; local node first among equals (stable sort keeps it in front).
         ordered = sorted(available, key=lambda n: (round(_score(n, request), 4), n.node_id != local_id))
         return Decision(ordered[0].node_id, True)
-    if require_available:
-        return Decision(None)
     local_feasible = next((n for n in feasible if n.node_id == local_id), None)
     if local_feasible is not None:
         return Decision(local_id, False)

@@ -16,14 +16,11 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 JOB_ID_METADATA_KEY = "job_submission_id"
-JOB_NAME_METADATA_KEY = "job_name"
 JOB_KV_NAMESPACE = b"job"
 JOB_INFO_KEY_PREFIX = "_ray_internal_job_info_"
 JOB_LOGS_FILE_TEMPLATE = "job-driver-{submission_id}.log"
 # Ray's supervisor waits this long between SIGTERM and SIGKILL when a job is stopped.
 DEFAULT_JOB_STOP_WAIT_TIME_S = 3.0
-# Ray truncates the entrypoint's last logs in the FAILED message to this many characters.
-JOB_LOGS_IN_MESSAGE_MAX_CHARS = 20000
 
 
 class JobStatus(StrEnum):

@@ -1,0 +1,442 @@
+"""The framed protocol's contract: every message the runtime sends on its hot paths, who sends it to whom,
+what it carries and what comes back; the task specs and argument kinds they carry.
+
+The control plane is gRPC (`gcs.proto`, `actor.proto`, `runtime_env_agent.proto` beside this file). The hot
+paths — leases, task pushes, actor calls, returns, object fetches, borrower bookkeeping — are frames of
+`ray._common.framing`: `(kind, request id, message name, payload)`. Each message below is a plain string
+constant (it travels as one), declared once in `MESSAGES` with its direction and payload, and received
+through a `Dispatcher`, which refuses a handler for a message its process is not meant to receive.
+
+Payloads are TypedDicts (they travel as plain dicts: no cost on the hot path) except the task specs, which
+are slotted dataclasses that pickle as a class and a tuple of fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypedDict
+
+# ---------------------------------------------------------------------------- who talks
+OWNER = "core worker"  # any driver or worker, as the owner of its objects and tasks
+WORKER = "worker"  # a worker process's task executor
+RAYLET = "raylet"
+GCS = "gcs"
+
+
+class Address(TypedDict):
+    """How to reach a core worker: its ids, its Unix socket on its node, its TCP address elsewhere."""
+
+    worker_id: str
+    node_id: str
+    unix: str
+    tcp: str
+
+
+# ---------------------------------------------------------------------------- objects on the wire
+class StoredObjectWire(NamedTuple):
+    """A value as it travels (a task's return, a fetched object): inline bytes, or where it lives."""
+
+    kind: int  # memory_store.INLINE (`data` holds the serialized value) or IN_STORE (a node's shared memory)
+    data: bytes | None
+    is_error: bool
+    node_id: str  # IN_STORE: the node holding it
+    raylet_tcp: str  # IN_STORE: that node's raylet, which serves copies to other nodes
+    size: int
+    # optional 7th item: the (object id, owner Address) pairs of the refs pickled inside the value
+
+
+class ArgKind(enum.IntEnum):
+    """How a task argument travels (`TaskArg`). Values match `actor.proto`'s `TaskArg.Kind`."""
+
+    BY_REF = 0  # (BY_REF, object id, owner Address): the executor fetches it from its owner
+    VALUE = 1  # (VALUE, serialized bytes): small, inline
+    STORED = 2  # (STORED, object id, StoredObjectWire): resolved by the owner; the executor reads it
+
+
+# (ArgKind, ...) as described on each kind.
+TaskArg = tuple
+
+
+# ---------------------------------------------------------------------------- task specs
+@dataclass(slots=True, frozen=True)
+class TaskOptions:
+    """What a remote function runs and how: one per `.options()`, shared by all its calls."""
+
+    name: str
+    function_key: bytes
+    num_returns: int
+    resources: dict[str, float]
+    runtime_env: dict
+    strategy: dict  # util.scheduling_strategies.to_wire: {} is Ray's default (hybrid)
+    max_retries: int
+    retry_exceptions: bool | bytes  # bytes: the cloudpickled tuple of exception types to retry on
+
+    def __reduce__(self):
+        return TaskOptions, tuple(getattr(self, f) for f in _TASK_OPTION_FIELDS)
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """One call of a remote function, as its owner submits it and a leased worker runs it."""
+
+    options: TaskOptions
+    task_id: bytes
+    args: list[TaskArg]  # positional args, then the values of kwargs_keys
+    kwargs_keys: tuple[str, ...]
+    return_ids: list[bytes]
+    owner: Address
+    namespace: str
+    parent_task_id: bytes | None = None  # the task that submitted it, for recursive `ray.cancel`
+
+    def __reduce__(self):
+        return TaskSpec, (self.options, self.task_id, self.args, self.kwargs_keys, self.return_ids, self.owner,
+                          self.namespace, self.parent_task_id)
+
+
+@dataclass(slots=True, frozen=True)
+class ActorMethodOptions:
+    """One method of an actor class, as its handles call it."""
+
+    method: str
+    name: str  # "Class.method", for logs and errors
+    num_returns: int
+
+    def __reduce__(self):
+        return ActorMethodOptions, (self.method, self.name, self.num_returns)
+
+
+@dataclass(slots=True)
+class ActorTaskSpec:
+    """One actor method call, pushed in order to the worker running the actor."""
+
+    options: ActorMethodOptions
+    task_id: bytes
+    args: list[TaskArg]
+    kwargs_keys: tuple[str, ...]
+    return_ids: list[bytes]
+    owner: Address
+    namespace: str
+
+    def __reduce__(self):
+        return ActorTaskSpec, (self.options, self.task_id, self.args, self.kwargs_keys, self.return_ids,
+                               self.owner, self.namespace)
+
+
+@dataclass(slots=True, frozen=True)
+class ActorOptions:
+    """How to create an actor (`@ray.remote` class options). The core worker turns it and the constructor's
+    arguments into `actor.proto`'s `ActorCreationSpec`, which the GCS keeps for restarts."""
+
+    function_key: bytes
+    class_name: str
+    resources: dict[str, float]  # held while it runs
+    placement_resources: dict[str, float]  # needed to place it (Ray's default actor: 1 CPU to place, 0 to run)
+    runtime_env: dict
+    strategy: dict
+    name: str
+    namespace: str
+    detached: bool
+    max_restarts: int
+    max_task_retries: int
+    max_concurrency: int  # 0: the default (1, or 1000 for async actors)
+    get_if_exists: bool
+
+
+_TASK_OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(TaskOptions))
+
+
+# ---------------------------------------------------------------------------- payloads
+class RegisterClient(TypedDict):
+    kind: str  # "driver" or "worker"
+    worker_id: str
+    job_id: str
+    address: Address
+    pid: int
+    runtime_env: dict
+    num_prestart: int
+
+
+class ClientRegistered(TypedDict):
+    node_id: str
+    shm_dir: str
+    session_dir: str
+    gcs_address: str
+    node_ip: str
+    raylet_tcp: str
+
+
+class RequestLease(TypedDict, total=False):
+    resources: dict[str, float]
+    runtime_env: dict
+    strategy: dict
+    job_id: str
+    grant_or_reject: bool  # a spilled-back request: grant here or say "rejected", never spill again
+    is_actor: bool
+    running_resources: dict[str, float]  # actors: what the lease holds once the actor runs
+
+
+class LeaseGrant(TypedDict):
+    lease_id: int
+    worker_id: str
+    address: Address
+    node_id: str
+    gpu_ids: list[str]
+    pid: int
+    resources: dict[str, float]
+
+
+class LeaseReply(TypedDict, total=False):
+    """Exactly one key: granted here, try that raylet instead, not here after all, or cannot run."""
+
+    granted: LeaseGrant
+    spillback: str  # the raylet's framed TCP address
+    node_id: str  # with spillback
+    rejected: bool
+    failed: str  # why (e.g. the runtime env could not be set up)
+
+
+class ReturnLease(TypedDict, total=False):
+    lease_id: int
+    kill: bool  # the worker is not reusable (its owner failed to reach it, or it ran an actor)
+
+
+class LeaseRef(TypedDict):
+    lease_id: int
+
+
+class KillWorker(TypedDict):
+    worker_id: str
+    force: bool
+
+
+class ObjectCreated(TypedDict):
+    object_id: str  # hex
+    size: int
+
+
+class FreeObjects(TypedDict):
+    object_ids: list[str]  # hex
+
+
+class ObjectByHex(TypedDict):
+    object_id: str
+
+
+class ObjectById(TypedDict):
+    object_id: bytes
+
+
+class KvGet(TypedDict):
+    key: bytes
+    namespace: bytes | None
+
+
+class KvPut(TypedDict):
+    key: bytes
+    value: bytes
+    overwrite: bool
+    namespace: bytes | None
+
+
+class LeaseInfeasible(TypedDict):
+    resources: dict[str, float]
+
+
+class PushTask(TypedDict):
+    spec: TaskSpec
+    lease_id: int
+    gpu_ids: list[str]
+
+
+class CreateActor(TypedDict):
+    spec: bytes  # actor.proto's ActorCreationSpec, serialized
+    lease_id: int
+    gpu_ids: list[str]
+    restarted: bool
+
+
+class ActorCreated(TypedDict, total=False):
+    ok: bool
+    pid: int
+    error: StoredObjectWire  # the constructor's exception
+
+
+class TaskReply(TypedDict, total=False):
+    returns: list[tuple[bytes, StoredObjectWire]]
+    app_error: bool  # the task raised (as opposed to: its arguments could not be read)
+    retryable: bool  # ... and `retry_exceptions` says that error may be retried
+    exit: bool  # the worker exits after this reply (exit_actor, max_calls)
+    nested_holder: Address  # the worker holds refs inside the returns until RELEASE_NESTED
+
+
+class CancelTask(TypedDict, total=False):
+    task_id: bytes
+    recursive: bool  # also cancel the tasks it submitted
+    force: bool
+    children_only: bool  # only those (the caller kills the worker itself next)
+
+
+# ---------------------------------------------------------------------------- every message
+# core worker -> its raylet (the GCS also leases workers for actors)
+REGISTER_CLIENT = "register_client"
+REQUEST_LEASE = "request_lease"
+RETURN_LEASE = "return_lease"
+NOTIFY_BLOCKED = "notify_blocked"
+NOTIFY_UNBLOCKED = "notify_unblocked"
+KILL_WORKER = "kill_worker"
+GET_NODE_STATS = "get_node_stats"
+OBJECT_CREATED = "object_created"
+FREE_OBJECTS = "free_objects"
+RESTORE_OBJECT = "restore_object"
+READ_OBJECT = "read_object"
+KV_GET = "kv_get"
+KV_PUT = "kv_put"
+# raylet -> owner; core worker <-> core worker
+LEASE_INFEASIBLE = "lease_infeasible"
+GET_OBJECT = "get_object"
+ADD_BORROWER = "add_borrower"
+REMOVE_BORROWER = "remove_borrower"
+RELEASE_NESTED = "release_nested"
+# owner (or the GCS, for actor creation) -> the worker it leased
+PUSH_TASK = "push_task"
+CREATE_ACTOR = "create_actor"
+PUSH_ACTOR_TASK = "push_actor_task"
+CANCEL_TASK = "cancel_task"
+# an actor's worker -> the GCS that created it
+ACTOR_EXITING = "actor_exiting"
+
+
+class Message(NamedTuple):
+    senders: tuple[str, ...]
+    receiver: str
+    payload: Any  # the body's type
+    reply: Any  # None: a notification (no reply)
+    doc: str
+
+
+MESSAGES: dict[str, Message] = {
+    REGISTER_CLIENT: Message((OWNER,), RAYLET, RegisterClient, ClientRegistered,
+                             "A driver or worker joins its node; the raylet says where the node's store is."),
+    REQUEST_LEASE: Message((OWNER, GCS), RAYLET, RequestLease, LeaseReply,
+                           "Lease a worker for a scheduling class (bottom-up scheduling with spillback)."),
+    RETURN_LEASE: Message((OWNER, GCS), RAYLET, ReturnLease, None, "The leased worker is idle (or unusable)."),
+    NOTIFY_BLOCKED: Message((OWNER,), RAYLET, LeaseRef, None,
+                            "A task blocks in ray.get/wait: its CPUs are lent back to the node."),
+    NOTIFY_UNBLOCKED: Message((OWNER,), RAYLET, LeaseRef, None, "... and takes them again."),
+    KILL_WORKER: Message((OWNER, GCS), RAYLET, KillWorker, bool, "Force-cancel a task, or kill an actor."),
+    GET_NODE_STATS: Message((OWNER,), RAYLET, type(None), dict,
+                            "Resources, workers and store usage of the node (tests and tools)."),
+    OBJECT_CREATED: Message((OWNER,), RAYLET, ObjectCreated, None, "A value was written to the node's store."),
+    FREE_OBJECTS: Message((OWNER,), RAYLET, FreeObjects, None, "The owner freed these values."),
+    RESTORE_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bool, "Bring a spilled value back into memory."),
+    READ_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bytes,
+                         "A copy of a value held on this node, for another node (None: not here)."),
+    KV_GET: Message((OWNER,), RAYLET, KvGet, bytes, "The GCS's KV through the raylet: workers need no gRPC."),
+    KV_PUT: Message((OWNER,), RAYLET, KvPut, int, "... and writes to it."),
+    LEASE_INFEASIBLE: Message((RAYLET,), OWNER, LeaseInfeasible, None,
+                              "No node can ever run this shape: the owner warns the user once."),
+    GET_OBJECT: Message((OWNER,), OWNER, ObjectById, StoredObjectWire,
+                        "A borrower asks the owner for a value (waits until it exists; None: freed)."),
+    ADD_BORROWER: Message((OWNER,), OWNER, bytes, bool,
+                          "This process holds a ref to your object (acknowledged before it lets go of others)."),
+    REMOVE_BORROWER: Message((OWNER,), OWNER, bytes, None, "... and no longer does."),
+    RELEASE_NESTED: Message((OWNER,), OWNER, bytes, None,
+                            "The caller of task <id> holds the refs inside its returns: the worker lets go."),
+    PUSH_TASK: Message((OWNER,), WORKER, PushTask, TaskReply, "Run a normal task on the leased worker."),
+    CREATE_ACTOR: Message((GCS,), WORKER, CreateActor, ActorCreated, "Become this actor (run its constructor)."),
+    PUSH_ACTOR_TASK: Message((OWNER,), WORKER, ActorTaskSpec, TaskReply, "Call an actor method (in order)."),
+    CANCEL_TASK: Message((OWNER,), WORKER, CancelTask, bool, "ray.cancel of a running task."),
+    ACTOR_EXITING: Message((WORKER,), GCS, dict, None,
+                           "The actor exits on purpose (exit_actor): the GCS must not restart it."),
+}
+
+
+# ---------------------------------------------------------------------------- receiving
+Handler = Callable[[Any, Any], Any]  # (framing.Connection, payload) -> reply, awaitable or Responder
+
+
+def handles(message: str) -> Callable[[Handler], Handler]:
+    """Marks a method as the handler of `message`; `Dispatcher(obj)` finds it."""
+    if message not in MESSAGES:
+        raise ValueError(f"{message!r} is not a message of ray.protocol.messages")
+
+    def mark(fn: Handler) -> Handler:
+        fn.__ray_handles__ = message
+        return fn
+
+    return mark
+
+
+class Dispatcher:
+    """Routes each incoming framed message of one process to its handler: `framing`'s connection handler.
+
+    Built from objects whose methods are marked with `@handles(...)`; refuses a handler for a message that
+    `MESSAGES` does not address to one of `receivers` (a worker process is both a core worker and a task
+    executor), and answers an unknown message with an error naming it."""
+
+    def __init__(self, receivers: str | tuple[str, ...], *handler_objects: object) -> None:
+        self.receivers = (receivers,) if isinstance(receivers, str) else tuple(receivers)
+        self._routes: dict[str, Handler] = {}
+        for obj in handler_objects:
+            self.add(obj)
+
+    def add(self, handler_object: object) -> None:
+        for name in dir(type(handler_object)):
+            message = getattr(getattr(type(handler_object), name), "__ray_handles__", None)
+            if message is not None:
+                self.route(message, getattr(handler_object, name))
+
+    def route(self, message: str, handler: Handler) -> None:
+        declared = MESSAGES[message]
+        if declared.receiver not in self.receivers:
+            raise ValueError(f"{message!r} is sent to the {declared.receiver}, not to the {' or the '.join(self.receivers)}")
+        if message in self._routes:
+            raise ValueError(f"two handlers for {message!r}")
+        self._routes[message] = handler
+
+    def handled(self) -> frozenset[str]:
+        return frozenset(self._routes)
+
+    def __call__(self, conn: Any, message: str, payload: Any) -> Any:
+        handler = self._routes.get(message)
+        if handler is None:
+            raise ValueError(f"this {' and '.join(self.receivers)} does not handle {message!r}")
+        return handler(conn, payload)
+
+
+# ---------------------------------------------------------------------------- actor.proto's TaskArg
+def args_to_proto(args: list[TaskArg]) -> list:
+    """Arguments as `actor.proto` TaskArgs (an actor's constructor travels through the GCS)."""
+    from ray.protocol import actor_pb2 as apb
+
+    out = []
+    for arg in args:
+        kind = arg[0]
+        if kind == ArgKind.VALUE:
+            out.append(apb.TaskArg(kind=apb.TaskArg.VALUE, data=arg[1]))
+        elif kind == ArgKind.BY_REF:
+            out.append(apb.TaskArg(kind=apb.TaskArg.BY_REF, object_id=arg[1], owner_address_json=json.dumps(arg[2])))
+        else:
+            where = StoredObjectWire(*arg[2][:6])
+            out.append(apb.TaskArg(kind=apb.TaskArg.STORED, object_id=arg[1], stored=apb.StoredObject(
+                kind=where.kind, data=where.data or b"", is_error=where.is_error, node_id=where.node_id,
+                raylet_tcp=where.raylet_tcp, size=where.size)))
+    return out
+
+
+def args_from_proto(proto_args) -> list[TaskArg]:
+    out: list[TaskArg] = []
+    for arg in proto_args:
+        if arg.kind == ArgKind.VALUE:
+            out.append((ArgKind.VALUE, arg.data))
+        elif arg.kind == ArgKind.BY_REF:
+            out.append((ArgKind.BY_REF, arg.object_id, json.loads(arg.owner_address_json)))
+        else:
+            s = arg.stored
+            out.append((ArgKind.STORED, arg.object_id,
+                        (s.kind, s.data or None, s.is_error, s.node_id, s.raylet_tcp, s.size)))
+    return out

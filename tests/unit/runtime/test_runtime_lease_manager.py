@@ -1,0 +1,309 @@
+"""The raylet's lease manager without processes: grants, GPU ids, CPU lending, spillback, infeasible requests,
+demand shapes, owners that go away, and the node manager's dispatcher that routes lease messages to it.
+
+Real lease manager, resources, cluster view, runtime-env provider and dispatcher. The owner is a real framed
+connection (a socket pair in this process): the raylet's notifications reach it, and its closing is noticed;
+its messages go through the dispatcher as the connection would pass them. Only the worker pool's
+`start_worker` is replaced: the real one starts processes, here a worker is a record that registers on the
+next loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+
+from ray._common import framing
+from ray.protocol import gcs_pb2 as pb
+from ray.protocol import messages as msg
+from ray.protocol.messages import Dispatcher
+from ray.raylet.node_manager import NodeManager
+from ray.raylet.runtime_envs import RuntimeEnvProvider
+from ray.raylet.scheduling.cluster_view import ClusterResourceView
+from ray.raylet.scheduling.lease_manager import LeaseManager
+from ray.raylet.scheduling.local_resources import LocalResourceManager
+from ray.raylet.worker_pool import DEAD, Worker, WorkerPool
+
+NODE = "aa" * 28
+REMOTE = "bb" * 28
+JOB = "01000000"
+
+
+class _Process:
+    """What the pool does to a worker's process: signal it, poll it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.signals: list[int] = []
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+
+    def poll(self) -> int | None:
+        return -signal.SIGKILL if signal.SIGKILL in self.signals else None
+
+
+class InProcessWorkerPool(WorkerPool):
+    """The real pool (idle lists, kill, the death callback); its workers start without a process."""
+
+    def __init__(self, on_worker_dead) -> None:
+        super().__init__("unix:@unused", NODE, "127.0.0.1", "127.0.0.1:1", "/nonexistent", "/nonexistent",
+                         on_worker_dead)
+
+    async def start_worker(self, key: str, job_id: str, runtime_env: dict | None, ctx: dict | None = None) -> Worker:
+        n = len(self.workers) + 1
+        loop = asyncio.get_running_loop()
+        worker = Worker(f"worker-{n}", key, job_id, _Process(1000 + n), registered=loop.create_future())
+        self.workers[worker.worker_id] = worker
+        # A real worker connects back and registers a moment later.
+        loop.call_soon(self.on_registered, worker.worker_id, None, {"worker_id": worker.worker_id})
+        return worker
+
+
+class Raylet:
+    """The scheduling half of one raylet, and one owner connected to it."""
+
+    def __init__(self, resources: dict, visible_gpus: str | None = None) -> None:
+        self.resources = LocalResourceManager(resources, visible_gpus)
+        self.cluster = ClusterResourceView(NODE, self.resources)
+        self.cluster.local_address = "127.0.0.1:7000"
+        self.pool = InProcessWorkerPool(lambda worker: self.leases.on_worker_dead(worker))
+        self.leases = LeaseManager(NODE, self.resources, self.cluster, self.pool, RuntimeEnvProvider(""),
+                                   asyncio.Semaphore(4))
+        self.dispatch = Dispatcher(msg.RAYLET, self.leases)
+        self.notified: asyncio.Queue = asyncio.Queue()
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        _, self.conn = await loop.create_unix_connection(
+            lambda: framing.Connection(self.dispatch, on_close=self.leases.on_owner_closed), sock=a)
+        _, self.owner = await loop.create_unix_connection(
+            lambda: framing.Connection(lambda conn, method, body: self.notified.put_nowait((method, body))), sock=b)
+
+    def request(self, resources: dict, **extra) -> asyncio.Future:
+        return self.dispatch(self.conn, msg.REQUEST_LEASE, {"resources": resources, "job_id": JOB, **extra})
+
+    def send(self, message: str, body: dict) -> None:
+        self.dispatch(self.conn, message, body)
+
+    @property
+    def available(self) -> dict:
+        return self.resources.available.to_dict()
+
+
+async def _granted(fut: asyncio.Future) -> msg.LeaseGrant:
+    reply = await asyncio.wait_for(fut, 5)
+    assert set(reply) == {"granted"}, reply
+    return reply["granted"]
+
+
+async def _still_waiting(fut: asyncio.Future) -> bool:
+    await asyncio.sleep(0.02)
+    return not fut.done()
+
+
+def _run(resources: dict, scenario, visible_gpus: str | None = None) -> None:
+    async def main():
+        raylet = Raylet(resources, visible_gpus)
+        await raylet.connect()
+        try:
+            await scenario(raylet)
+        finally:
+            raylet.owner.close()
+            raylet.conn.close()
+
+    asyncio.run(main())
+
+
+def _remote_node(total: dict, available: dict) -> pb.NodeResources:
+    return pb.NodeResources(node_id=bytes.fromhex(REMOTE), resources_total=total, resources_available=available)
+
+
+REMOTE_INFO = pb.GcsNodeInfo(node_id=bytes.fromhex(REMOTE), node_manager_address="127.0.0.2", raylet_tcp_port=7001)
+
+
+def test_a_lease_holds_its_resources_until_returned_and_its_worker_is_reused():
+    async def run(raylet: Raylet):
+        grant = await _granted(raylet.request({"CPU": 1}))
+        assert grant["node_id"] == NODE and grant["worker_id"] == "worker-1" and grant["gpu_ids"] == []
+        assert raylet.available == {"CPU": 1.0}
+        raylet.send(msg.RETURN_LEASE, {"lease_id": grant["lease_id"]})
+        assert raylet.available == {"CPU": 2.0}
+        again = await _granted(raylet.request({"CPU": 1}))
+        assert again["worker_id"] == "worker-1" and again["lease_id"] != grant["lease_id"]
+
+    _run({"CPU": 2}, run)
+
+
+def test_gpu_ids_are_given_whole_or_shared_by_fractions_and_come_back_on_return():
+    async def run(raylet: Raylet):
+        first = await _granted(raylet.request({"CPU": 1, "GPU": 1}))
+        halves = [await _granted(raylet.request({"CPU": 1, "GPU": 0.5})) for _ in range(2)]
+        assert first["gpu_ids"] == ["4"]  # the node's own CUDA_VISIBLE_DEVICES numbering
+        assert [h["gpu_ids"] for h in halves] == [["6"], ["6"]]  # two halves share one GPU
+        waiting = raylet.request({"CPU": 1, "GPU": 1})
+        assert await _still_waiting(waiting)
+        raylet.send(msg.RETURN_LEASE, {"lease_id": first["lease_id"]})
+        assert (await _granted(waiting))["gpu_ids"] == ["4"]
+        for h in halves:
+            raylet.send(msg.RETURN_LEASE, {"lease_id": h["lease_id"]})
+        assert (await _granted(raylet.request({"GPU": 1})))["gpu_ids"] == ["6"]
+
+    _run({"CPU": 8, "GPU": 2}, run, visible_gpus="4,6")
+
+
+def test_a_blocked_worker_lends_its_cpus_and_takes_them_back_even_if_that_overcommits():
+    async def run(raylet: Raylet):
+        blocked = await _granted(raylet.request({"CPU": 1}))
+        waiting = raylet.request({"CPU": 1})
+        assert await _still_waiting(waiting)
+        raylet.send(msg.NOTIFY_BLOCKED, {"lease_id": blocked["lease_id"]})
+        nested = await _granted(waiting)  # runs on the CPU the blocked task lent
+        raylet.send(msg.NOTIFY_UNBLOCKED, {"lease_id": blocked["lease_id"]})
+        assert raylet.available == {"CPU": -1.0}
+        assert raylet.resources.reported_available() == {"CPU": 0.0}  # the GCS never sees a negative
+        raylet.send(msg.RETURN_LEASE, {"lease_id": nested["lease_id"]})
+        raylet.send(msg.RETURN_LEASE, {"lease_id": blocked["lease_id"]})
+        assert raylet.available == {"CPU": 1.0}
+
+    _run({"CPU": 1}, run)
+
+
+def test_a_lease_returned_while_blocked_does_not_give_its_cpus_back_twice():
+    async def run(raylet: Raylet):
+        grant = await _granted(raylet.request({"CPU": 1}))
+        raylet.send(msg.NOTIFY_BLOCKED, {"lease_id": grant["lease_id"]})
+        raylet.send(msg.NOTIFY_BLOCKED, {"lease_id": grant["lease_id"]})  # a repeat lends nothing more
+        assert raylet.available == {"CPU": 2.0}
+        raylet.send(msg.RETURN_LEASE, {"lease_id": grant["lease_id"]})
+        assert raylet.available == {"CPU": 2.0}
+
+    _run({"CPU": 2}, run)
+
+
+def test_a_busy_node_spills_back_to_a_node_with_room_once_it_knows_its_address():
+    async def run(raylet: Raylet):
+        await _granted(raylet.request({"CPU": 1}))
+        assert raylet.cluster.update([_remote_node({"CPU": 2}, {"CPU": 1})])  # no address yet
+        raylet.leases.on_cluster_update()
+        waiting = raylet.request({"CPU": 1})
+        assert await _still_waiting(waiting)  # nowhere to send it yet
+        raylet.cluster.fill_addresses([REMOTE_INFO])
+        raylet.leases.schedule()
+        assert await asyncio.wait_for(waiting, 5) == {"spillback": "127.0.0.2:7001", "node_id": REMOTE}
+        # The spilled request counts against the remote node until its next report: the next one queues here.
+        assert await _still_waiting(raylet.request({"CPU": 1}))
+        assert raylet.leases.num_pending == 1
+
+    _run({"CPU": 1}, run)
+
+
+def test_a_spilled_back_request_is_never_spilled_again_but_rejected_when_it_cannot_run_here():
+    async def run(raylet: Raylet):
+        raylet.cluster.update([_remote_node({"CPU": 4}, {"CPU": 4})])
+        raylet.cluster.fill_addresses([REMOTE_INFO])
+        assert await asyncio.wait_for(raylet.request({"CPU": 2}), 5) == {"spillback": "127.0.0.2:7001",
+                                                                         "node_id": REMOTE}
+        assert await asyncio.wait_for(raylet.request({"CPU": 2}, grant_or_reject=True), 5) == {"rejected": True}
+
+    _run({"CPU": 1}, run)
+
+
+def test_an_infeasible_request_warns_its_owner_once_and_runs_when_a_node_that_fits_joins():
+    async def run(raylet: Raylet):
+        waiting = raylet.request({"GPU": 1})
+        assert await asyncio.wait_for(raylet.notified.get(), 5) == (msg.LEASE_INFEASIBLE, {"resources": {"GPU": 1.0}})
+        assert raylet.leases.num_infeasible == 1
+        raylet.leases.on_cluster_update()  # another report, still no GPU anywhere: no second warning
+        assert await _still_waiting(waiting) and raylet.notified.empty()
+        raylet.cluster.update([_remote_node({"CPU": 1, "GPU": 1}, {"CPU": 1, "GPU": 1})])
+        raylet.cluster.fill_addresses([REMOTE_INFO])
+        raylet.leases.on_cluster_update()
+        assert await asyncio.wait_for(waiting, 5) == {"spillback": "127.0.0.2:7001", "node_id": REMOTE}
+        assert raylet.leases.num_infeasible == 0
+
+    _run({"CPU": 2}, run)
+
+
+def test_demand_shapes_count_queued_and_infeasible_requests_per_shape():
+    async def run(raylet: Raylet):
+        await _granted(raylet.request({"CPU": 1}))
+        for _ in range(2):
+            raylet.request({"CPU": 1})
+        raylet.request({"CPU": 1, "GPU": 1})
+        demands = {tuple(sorted(d.shape.items())): (d.num_ready_requests_queued, d.num_infeasible_requests_queued)
+                   for d in raylet.leases.demands()}
+        assert demands == {(("CPU", 1.0),): (2, 0), (("CPU", 1.0), ("GPU", 1.0)): (0, 1)}
+
+    _run({"CPU": 1}, run)
+
+
+def test_an_actor_is_placed_with_its_placement_resources_and_its_worker_dies_with_the_lease():
+    async def run(raylet: Raylet):
+        grant = await _granted(raylet.request({"CPU": 1}, is_actor=True, running_resources={}))
+        assert raylet.available == {"CPU": 1.0}  # placed with 1 CPU, holds none while it runs
+        worker = raylet.pool.workers[grant["worker_id"]]
+        raylet.send(msg.RETURN_LEASE, {"lease_id": grant["lease_id"]})
+        assert worker.state == DEAD and worker.proc.signals == [signal.SIGKILL]
+
+    _run({"CPU": 1}, run)
+
+
+def test_an_owner_that_goes_away_loses_its_leases_and_queued_requests():
+    async def run(raylet: Raylet):
+        grant = await _granted(raylet.request({"CPU": 1}))
+        raylet.request({"CPU": 1})
+        raylet.request({"GPU": 1})
+        raylet.owner.close()
+        await raylet.conn.wait_closed()
+        assert raylet.pool.workers[grant["worker_id"]].state == DEAD
+        assert raylet.leases.num_pending == raylet.leases.num_infeasible == 0 and raylet.leases.demands() == []
+        await asyncio.sleep(0.05)
+        assert raylet.available == {"CPU": 1.0}
+        # The freed CPU did not start a worker for the gone owner's queued request.
+        assert list(raylet.pool.workers) == [grant["worker_id"]]
+
+    _run({"CPU": 1}, run)
+
+
+def test_an_owner_that_goes_away_while_its_worker_starts_leaves_nothing_behind():
+    async def run(raylet: Raylet):
+        starting = asyncio.Event()
+        proceed = asyncio.Event()
+        start_worker = raylet.pool.start_worker
+
+        async def slow_start(*args, **kwargs):
+            starting.set()
+            await proceed.wait()
+            return await start_worker(*args, **kwargs)
+
+        raylet.pool.start_worker = slow_start
+        raylet.request({"CPU": 1})
+        await asyncio.wait_for(starting.wait(), 5)
+        raylet.request({"CPU": 1})  # queued behind it
+        raylet.owner.close()
+        await raylet.conn.wait_closed()  # its close callback must not fail on the worker-less lease...
+        assert raylet.leases.num_pending == 0  # ... and so drops the queued request
+        proceed.set()
+        for _ in range(100):
+            if raylet.available == {"CPU": 1.0}:
+                break
+            await asyncio.sleep(0.01)
+        assert raylet.available == {"CPU": 1.0}
+        assert [w.state for w in raylet.pool.workers.values()] == [DEAD]
+
+    _run({"CPU": 1}, run)
+
+
+def test_the_raylet_handles_every_message_sent_to_it_with_leases_in_the_lease_manager(tmp_path):
+    async def main():
+        # Building a node manager starts nothing (no sockets, no workers, no GCS calls).
+        node = NodeManager(NODE, "127.0.0.1", "127.0.0.1:1", str(tmp_path), {"CPU": 1}, {}, is_head=False)
+        to_raylet = {name for name, m in msg.MESSAGES.items() if m.receiver == msg.RAYLET}
+        assert node._dispatch.handled() == to_raylet
+        lease_messages = {msg.REQUEST_LEASE, msg.RETURN_LEASE, msg.NOTIFY_BLOCKED, msg.NOTIFY_UNBLOCKED}
+        assert Dispatcher(msg.RAYLET, node.leases).handled() == lease_messages
+
+    asyncio.run(main())
