@@ -1,1 +1,1 @@
-"""The per-node agent: runtime env service (gRPC) and health endpoints (HTTP)."""
+"""The per-node agent: runtime envs (gRPC service, `runtime_env/`), the job agent, health endpoints (HTTP)."""

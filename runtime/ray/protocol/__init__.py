@@ -1,1 +1,2 @@
-"""Protobuf/gRPC definitions of OpenRay's control plane (generated modules committed beside the .proto files)."""
+"""The wire: protobuf/gRPC definitions of the control plane (generated modules committed beside the .proto
+files) and `messages`, the contract of the framed protocol on the hot paths. The bottom layer."""
