@@ -101,7 +101,7 @@ class ActorTaskSubmitter:
                     self._fail(call, self._death_error(st))
                     break
                 st.inflight[call.spec.task_id] = call
-                fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec)
+                fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec.to_wire())
                 fut.add_done_callback(lambda f, st=st, call=call: self._on_reply(st, call, f))
                 break
 
@@ -179,7 +179,7 @@ class ActorTaskSubmitter:
             self._fail(call, self._death_error(st))
             return
         st.inflight[call.spec.task_id] = call
-        fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec)
+        fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec.to_wire())
         fut.add_done_callback(lambda f: self._on_reply(st, call, f))
 
     async def _fail_after_state(self, st: _ActorState, call: _Call) -> None:

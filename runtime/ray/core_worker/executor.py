@@ -30,7 +30,7 @@ from ray._common.serialization import deserialize
 from ray.core_worker.memory_store import StoredObject, error_object
 from ray.core_worker.object_ref import ObjectRef
 from ray.protocol import messages as msg
-from ray.protocol.messages import ActorTaskSpec, ArgKind, TaskArg, handles
+from ray.protocol.messages import ActorTaskSpec, ArgKind, TaskArg, TaskSpec, handles
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ActorExit(Exception):
     """Raised by `ray.actor.exit_actor()` to end the actor after the current task."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Invocation:
     """What running one task needs, whether a normal task or an actor method call."""
 
@@ -86,7 +86,8 @@ class TaskExecutor:
         return responder
 
     @handles(msg.PUSH_ACTOR_TASK)
-    def push_actor_task(self, conn: framing.Connection, spec: ActorTaskSpec) -> framing.Responder:
+    def push_actor_task(self, conn: framing.Connection, wire: tuple) -> framing.Responder:
+        spec = ActorTaskSpec.from_wire(wire)
         responder = framing.Responder()
         if self.is_async:
             asyncio.run_coroutine_threadsafe(self._run_async(spec, responder), self._async_loop)
@@ -247,7 +248,7 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------ tasks
     def _execute_task(self, push: msg.PushTask) -> msg.TaskReply:
-        spec = push["spec"]
+        spec = TaskSpec.from_wire(push["spec"])
         options = spec.options
         self.cw.set_task_context(TaskID(spec.task_id), lease_id=push["lease_id"], is_actor=False,
                                  actor_id=None, namespace=spec.namespace, gpu_ids=push["gpu_ids"],

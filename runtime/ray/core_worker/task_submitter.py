@@ -212,7 +212,7 @@ class NormalTaskSubmitter:
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
         worker.busy = True
         task.worker = worker
-        reply = worker.conn.request(msg.PUSH_TASK, {"spec": task.spec, "lease_id": worker.lease_id,
+        reply = worker.conn.request(msg.PUSH_TASK, {"spec": task.spec.to_wire(), "lease_id": worker.lease_id,
                                                     "gpu_ids": worker.gpu_ids})
         # A done callback, not a coroutine: the next task goes out in the same loop turn as this reply.
         reply.add_done_callback(lambda reply: self._on_push_reply(cls, worker, task, reply))
