@@ -325,9 +325,10 @@ class CoreWorker:
         for ref in keep:
             self.refs.escape(ref._id)
         # The GCS forwards the arguments to the actor's worker: our own refs go as their values.
-        error = self.run_sync(self.resolver.resolve(encoded))
-        if error is not None:
-            self.materialize(b"", error)  # raises the argument's error, as Ray does
+        if any(arg[0] == ArgKind.BY_REF for arg in encoded):
+            error = self.run_sync(self.resolver.resolve(encoded))
+            if error is not None:
+                self.materialize(b"", error)  # raises the argument's error, as Ray does
         spec = apb.ActorCreationSpec(
             actor_id=actor_id.binary(), task_id=task_id.binary(), job_id=self.job_id.binary(),
             function_key=options.function_key, class_name=options.class_name, args=msg.args_to_proto(encoded),
