@@ -94,3 +94,55 @@ class _DictKV:
 
     def internal_kv_exists(self, key, namespace=None):
         return key in self.data
+
+
+@pytest.mark.parametrize("entry", ["../escaped.txt", "/tmp/openray-absolute-escape.txt", "a/../../escaped.txt"])
+def test_an_entry_outside_the_package_is_refused_and_nothing_is_written_outside(tmp_path, entry):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("ok.py", "x = 1")
+        info = zipfile.ZipInfo(entry)
+        info.external_attr = (stat.S_IFREG | 0o777) << 16
+        archive.writestr(info, "owned")
+    uri = "gcs://_ray_pkg_evil.zip"
+    nodes = tmp_path / "nodes"
+    nodes.mkdir()
+    with pytest.raises(ValueError, match="points outside its directory"):
+        packaging.download_and_unpack_package(uri, str(nodes), _DictKV({uri.encode(): buffer.getvalue()}))
+    assert not (tmp_path / "escaped.txt").exists() and not os.path.exists("/tmp/openray-absolute-escape.txt")
+    assert sorted(os.listdir(nodes)) == ["_ray_pkg_evil.lock"]
+
+
+def test_a_link_pointing_out_of_the_package_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("passwd")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(info, "/etc/passwd")
+    uri = "gcs://_ray_pkg_link.zip"
+    with pytest.raises(ValueError, match="'passwd'"):
+        packaging.download_and_unpack_package(uri, str(tmp_path), _DictKV({uri.encode(): buffer.getvalue()}))
+
+
+def test_permissions_apply_to_the_unpacked_file_only(tmp_path):
+    import io
+    import zipfile
+
+    outside = tmp_path / "outside.sh"
+    outside.write_text("echo hi")
+    os.chmod(outside, 0o600)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("run.sh")
+        info.external_attr = (stat.S_IFREG | 0o755) << 16
+        archive.writestr(info, "echo ok")
+    uri = "gcs://_ray_pkg_perm.zip"
+    root = packaging.download_and_unpack_package(uri, str(tmp_path / "n"), _DictKV({uri.encode(): buffer.getvalue()}))
+    assert stat.S_IMODE(os.stat(os.path.join(root, "run.sh")).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(outside).st_mode) == 0o600

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import urllib.request
 import zipfile
@@ -252,11 +253,7 @@ def download_and_unpack_package(uri: str, base_dir: str, kv: PackageKV | None) -
         staging = tempfile.mkdtemp(prefix=".unpack-", dir=base_dir)
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                archive.extractall(staging)
-                for info in archive.infolist():  # zipfile drops permissions; scripts must stay executable
-                    mode = info.external_attr >> 16
-                    if mode:
-                        os.chmod(os.path.join(staging, info.filename), mode & 0o7777)
+                _extract_inside(archive, staging, uri)
             root = staging
             entries = os.listdir(staging)
             # Remote zips (e.g. GitHub archives) wrap everything in one top-level directory; Ray strips it.
@@ -268,6 +265,31 @@ def download_and_unpack_package(uri: str, base_dir: str, kv: PackageKV | None) -
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _extract_inside(archive: zipfile.ZipFile, target: str, uri: str) -> None:
+    """Unpack every entry under `target`, refusing the whole package if an entry would land outside it (an
+    absolute name, a `..` step, a symbolic link pointing out). Permissions are applied to the extracted file
+    itself, never to a path taken from the archive."""
+    root = os.path.realpath(target)
+    for info in archive.infolist():
+        name = info.filename
+        dest = os.path.realpath(os.path.join(root, name))
+        mode = info.external_attr >> 16
+        escapes = os.path.isabs(name) or ".." in name.replace("\\", "/").split("/")
+        if not escapes and stat.S_ISLNK(mode):
+            link = archive.read(info).decode("utf-8", "replace")
+            escapes = os.path.isabs(link) or not os.path.realpath(
+                os.path.join(os.path.dirname(dest), link)).startswith(root + os.sep)
+        if escapes or not (dest == root or dest.startswith(root + os.sep)):
+            raise ValueError(
+                f"runtime_env package {uri} has an entry that points outside its directory ({name!r}); refusing "
+                "to unpack it. Package the directory again without absolute paths, '..' or links out of it.")
+    for info in archive.infolist():
+        path = archive.extract(info, root)
+        mode = (info.external_attr >> 16) & 0o777  # zipfile drops permissions; scripts must stay executable
+        if mode and not info.is_dir():
+            os.chmod(path, mode)
 
 
 def directory_size(path: str) -> int:
