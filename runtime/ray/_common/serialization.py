@@ -40,17 +40,14 @@ class SerializedObject:
         """Write the layout into a file with pwrite: the kernel copies into tmpfs pages, which is several
         times faster than faulting in a fresh mmap page by page."""
         raws = [memoryview(b).cast("B") for b in self.buffers]
-        prefix = bytearray(_U32.pack(len(raws)) + _U64.pack(len(self.header)))
-        for r in raws:
-            prefix += _U64.pack(r.nbytes)
-        prefix += self.header
-        os.pwrite(fd, prefix, 0)
-        pos = len(prefix)
+        lengths = _U32.pack(len(raws)) + _U64.pack(len(self.header)) + b"".join(_U64.pack(r.nbytes) for r in raws)
+        _pwrite_all(fd, memoryview(lengths), 0)
+        # The header is written where it is (it holds the whole value for a large `bytes`: no copy of it).
+        _pwrite_all(fd, memoryview(self.header), len(lengths))
+        pos = len(lengths) + len(self.header)
         for raw in raws:
             pos = _aligned(pos)
-            written = 0
-            while written < raw.nbytes:
-                written += os.pwrite(fd, raw[written:], pos + written)
+            _pwrite_all(fd, raw, pos)
             pos += raw.nbytes
 
     def write_into(self, target: memoryview) -> None:
@@ -70,6 +67,17 @@ class SerializedObject:
             pos = _aligned(pos)
             target[pos : pos + raw.nbytes] = raw
             pos += raw.nbytes
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """pwrite until everything is written: Linux writes at most 2,147,479,552 bytes per call, so one call
+    silently leaves the rest of a 2 GiB header unwritten."""
+    written = 0
+    while written < data.nbytes:
+        n = os.pwrite(fd, data[written:], offset + written)
+        if n <= 0:
+            raise OSError(f"pwrite wrote nothing at offset {offset + written} of {data.nbytes} bytes")
+        written += n
 
 
 def _aligned(pos: int) -> int:

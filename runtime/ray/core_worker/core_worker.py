@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import logging
+import mmap
 import os
 import sys
 import threading
@@ -27,7 +28,7 @@ from ray import exceptions
 from ray._common import framing
 from ray._common.config import config
 from ray._common.ids import ActorID, JobID, ObjectID, TaskID, WorkerID
-from ray._common.serialization import deserialize, serialize
+from ray._common.serialization import SerializedObject, deserialize, serialize
 from ray.core_worker import object_ref, shared_memory
 from ray.core_worker.dependency_resolver import DependencyResolver
 from ray.core_worker.function_manager import FunctionManager
@@ -403,7 +404,7 @@ class CoreWorker:
                 pinned.extend(ref._id for ref in nested)
                 keep.extend(nested)
             else:
-                ref = self.put(value)
+                ref = self._put_serialized(ser, nested)
                 keep.append(ref)
                 encoded.append((ArgKind.BY_REF, ref._id, ref._owner))
                 pinned.append(ref._id)
@@ -414,6 +415,10 @@ class CoreWorker:
         """Serialize a value (a put or a task's return); the result holds the refs found inside it."""
         with object_ref.collecting_refs() as nested:
             ser = serialize(value)
+        return self._store_serialized(oid, ser, nested, is_error)
+
+    def _store_serialized(self, oid: bytes, ser: SerializedObject, nested: list[ObjectRef],
+                          is_error: bool = False) -> StoredObject:
         size = ser.total_bytes
         if size <= config().max_direct_call_object_size:
             stored = StoredObject(INLINE, ser.to_bytes(), is_error, size=size)
@@ -432,12 +437,23 @@ class CoreWorker:
         if isinstance(value, ObjectRef):
             raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really want to do this, "
                             "you can wrap the ray.ObjectRef in a list and call 'put' on it.")
-        counter = getattr(self._task_context, "put_counter", None) or self._put_counter
-        oid = ObjectID.for_put(self.current_task_id, next(counter)).binary()
-        self.refs.owned.add(oid)
+        oid = self._next_put_id()
         ref = ObjectRef(oid, self.address)
         self.memory_store.put(oid, self.store_value(oid, value))
         return ref
+
+    def _put_serialized(self, ser: SerializedObject, nested: list[ObjectRef]) -> ObjectRef:
+        """`put` of a value serialized already (a large task argument): serialized once, not twice."""
+        oid = self._next_put_id()
+        ref = ObjectRef(oid, self.address)
+        self.memory_store.put(oid, self._store_serialized(oid, ser, nested))
+        return ref
+
+    def _next_put_id(self) -> bytes:
+        counter = getattr(self._task_context, "put_counter", None) or self._put_counter
+        oid = ObjectID.for_put(self.current_task_id, next(counter)).binary()
+        self.refs.owned.add(oid)
+        return oid
 
     # ------------------------------------------------------------------ get / wait
     def _ensure_local(self, oid: bytes, owner: dict | None) -> None:
@@ -580,18 +596,33 @@ class CoreWorker:
             raise exceptions.ObjectLostError(oid.hex())
         return shared_memory.read(self.shm_dir, oid.hex())
 
-    def _pull_remote(self, oid: bytes, stored: StoredObject) -> bytes:
-        async def _pull():
+    def _pull_remote(self, oid: bytes, stored: StoredObject) -> memoryview:
+        """A copy of a value held on another node, pulled in chunks (a few in flight) into private memory;
+        large buffers in it stay views of that memory."""
+        size = stored.size
+        chunk = config().object_manager_default_chunk_size
+        copy = mmap.mmap(-1, max(size, 1))
+
+        async def _pull() -> None:
             conn = await self.pool.get(stored.raylet_tcp)
-            return await conn.request(msg.READ_OBJECT, {"object_id": oid.hex()})
+            in_flight = asyncio.Semaphore(4)
+
+            async def pull_range(offset: int) -> None:
+                length = min(chunk, size - offset)
+                async with in_flight:
+                    data = await conn.request(msg.READ_OBJECT, {"object_id": oid.hex(), "offset": offset,
+                                                               "length": length})
+                if data is None or len(data) != length:
+                    raise exceptions.ObjectLostError(oid.hex())
+                copy[offset:offset + length] = data
+
+            await asyncio.gather(*(pull_range(offset) for offset in range(0, size, chunk)))
 
         try:
-            data = self.run_sync(_pull(), timeout=300)
+            self.run_sync(_pull(), timeout=300 + size / 2**25)  # 300 s, plus 1 s per 32 MiB
         except (OSError, framing.ConnectionLost) as e:
             raise exceptions.ObjectLostError(oid.hex()) from e
-        if data is None:
-            raise exceptions.ObjectLostError(oid.hex())
-        return data
+        return memoryview(copy)[:size]
 
     def future_for(self, ref: ObjectRef) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()

@@ -235,6 +235,12 @@ class ObjectByHex(TypedDict):
     object_id: str
 
 
+class ReadObject(TypedDict):
+    object_id: str  # hex
+    offset: int
+    length: int  # at most `object_manager_default_chunk_size`: a frame's length field is 32 bits
+
+
 class ObjectById(TypedDict):
     object_id: bytes
 
@@ -342,8 +348,8 @@ MESSAGES: dict[str, Message] = {
     OBJECT_CREATED: Message((OWNER,), RAYLET, ObjectCreated, None, "A value was written to the node's store."),
     FREE_OBJECTS: Message((OWNER,), RAYLET, FreeObjects, None, "The owner freed these values."),
     RESTORE_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bool, "Bring a spilled value back into memory."),
-    READ_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bytes,
-                         "A copy of a value held on this node, for another node (None: not here)."),
+    READ_OBJECT: Message((OWNER,), RAYLET, ReadObject, bytes,
+                         "A chunk of a value held on this node, for another node (None: not here)."),
     KV_GET: Message((OWNER,), RAYLET, KvGet, bytes, "The GCS's KV through the raylet: workers need no gRPC."),
     KV_PUT: Message((OWNER,), RAYLET, KvPut, int, "... and writes to it."),
     LEASE_INFEASIBLE: Message((RAYLET,), OWNER, LeaseInfeasible, None,

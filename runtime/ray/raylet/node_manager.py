@@ -238,9 +238,10 @@ class NodeManager:
         return self.store.restore(body["object_id"])
 
     @handles(msg.READ_OBJECT)
-    def read_object(self, conn: framing.Connection, body: msg.ObjectByHex) -> bytes | None:
-        """Another node pulls a copy of an object held here (in memory or spilled)."""
-        return self.store.read(body["object_id"])
+    async def read_object(self, conn: framing.Connection, body: msg.ReadObject) -> bytes | None:
+        """Another node pulls a copy of an object held here (in memory or spilled), a chunk at a time; the
+        read runs off the event loop so a large one does not stall leases and reports."""
+        return await asyncio.to_thread(self.store.read, body["object_id"], body["offset"], body["length"])
 
     @handles(msg.KV_GET)
     async def kv_get(self, conn: framing.Connection, body: msg.KvGet) -> bytes | None:

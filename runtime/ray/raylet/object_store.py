@@ -153,13 +153,17 @@ class LocalObjectStore:
             _unlink(os.path.join(self.pool_dir, name))
             total -= size
 
-    def read(self, oid: str) -> bytes | None:
+    def read(self, oid: str, offset: int, length: int) -> bytes | None:
+        """`length` bytes of an object's stored form from `offset` (in memory or spilled); None if not here."""
         for d in (self.shm_dir, self.spill_dir):
             try:
-                with open(os.path.join(d, oid), "rb") as f:
-                    return f.read()
+                fd = os.open(os.path.join(d, oid), os.O_RDONLY)
             except FileNotFoundError:
                 continue
+            try:
+                return os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
         return None
 
     def destroy(self) -> None:

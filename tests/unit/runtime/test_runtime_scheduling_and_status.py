@@ -70,7 +70,7 @@ def test_store_spills_oldest_objects_past_the_threshold_and_restores(tmp_path):
         store.on_created(f"o{i}", 30)
     assert store.used_bytes <= 80  # object_spilling_threshold 0.8 of 100
     assert not (shm / "o0").exists() and (spill / "o0").exists()
-    assert store.read("o0") == b"x" * 30
+    assert store.read("o0", 0, 30) == b"x" * 30 and store.read("o0", 10, 5) == b"x" * 5
     assert store.restore("o0") and (shm / "o0").exists()
     store.free([f"o{i}" for i in range(5)])
     assert store.used_bytes == 0 and store.num_objects == 0
