@@ -35,6 +35,8 @@ class RayConfig:
     num_prestart_workers: int = 0
     worker_register_timeout_seconds: int = 60
     object_spilling_threshold: float = 0.8
+    # The largest gRPC message either way (Ray's default; gRPC's own is 4 MiB).
+    max_grpc_message_size: int = 512 * 1024 * 1024
     # A value pulled from another node travels in chunks of this size, a few in flight (Ray's name; Ray's
     # default is 5 MiB, ours is larger because each chunk costs a Python round trip).
     object_manager_default_chunk_size: int = 64 * 1024 * 1024

@@ -13,15 +13,11 @@ from typing import Any
 
 import grpc
 
+from ray._common.grpc_util import channel_options, too_large
 from ray.protocol import actor_pb2_grpc, gcs_pb2_grpc
 from ray.protocol import gcs_pb2 as pb
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-_CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 512 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
-    ("grpc.enable_http_proxy", 0),
-]
 
 
 def node_info_to_dict(info: pb.GcsNodeInfo) -> dict[str, Any]:
@@ -75,7 +71,7 @@ class GcsClient:
             raise ValueError(f"GCS address must be 'host:port', got {address!r}.")
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._channel = grpc.insecure_channel(address, options=channel_options())
         self.stubs = _Stubs(self._channel)
 
     def call(self, method: Callable, request, timeout_s: float | None = None):
@@ -87,6 +83,8 @@ class GcsClient:
             try:
                 return method(request, timeout=max(remaining, 0.1), wait_for_ready=True)
             except grpc.RpcError as e:
+                if (reason := too_large(e)) is not None:
+                    raise ValueError(reason) from e
                 if e.code() not in _RETRYABLE or time.monotonic() + delay >= deadline:
                     raise ConnectionError(
                         f"Could not reach the GCS at {self.address} ({e.code().name}: {e.details()}). "
@@ -160,7 +158,7 @@ class AsyncGcsClient:
     def __init__(self, address: str, timeout_s: float = 30):
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(address, options=channel_options())
         self.stubs = _Stubs(self._channel)
 
     async def call(self, method: Callable, request, timeout_s: float | None = None):
@@ -171,6 +169,8 @@ class AsyncGcsClient:
             try:
                 return await method(request, timeout=max(remaining, 0.1), wait_for_ready=True)
             except grpc.RpcError as e:
+                if (reason := too_large(e)) is not None:
+                    raise ValueError(reason) from e
                 if e.code() not in _RETRYABLE or time.monotonic() + delay >= deadline:
                     raise ConnectionError(
                         f"Could not reach the GCS at {self.address} ({e.code().name}: {e.details()})."

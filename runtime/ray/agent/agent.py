@@ -21,6 +21,7 @@ import grpc
 from aiohttp import web
 
 from ray._common import lifetime
+from ray._common.grpc_util import message_options
 from ray._common.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
 from ray._common.session_logs import log_to_session_file
 from ray.agent.runtime_env.manager import RuntimeEnvManager
@@ -121,7 +122,7 @@ class NodeAgent:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serve until SIGTERM/SIGINT, or until `stop` is set when the caller owns the signals (the agent
         running inside the head's dashboard process, see ray.agent.with_dashboard)."""
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=message_options())
         runtime_env_agent_pb2_grpc.add_RuntimeEnvAgentServiceServicer_to_server(
             RuntimeEnvAgentServicer(self.manager), server
         )

@@ -74,6 +74,14 @@ def test_working_dir_over_the_size_limit_is_refused(head, tmp_path):
     assert "excludes" in proc.stderr
 
 
+def test_a_working_dir_over_grpcs_default_4_mib_is_shipped(head, tmp_path):
+    (tmp_path / "wd").mkdir()
+    (tmp_path / "wd" / "data.bin").write_bytes(os.urandom(5 * 10**6))  # 5 MB does not compress
+    proc = head.ray("job", "submit", f"--address={head.dashboard_url}", "--working-dir", str(tmp_path / "wd"),
+                    "--", "python", "-c", "import os; print('size', os.path.getsize('data.bin'))")
+    assert "size 5000000" in proc.stdout and "succeeded" in proc.stdout
+
+
 def test_missing_working_dir_is_a_clear_cli_error(head, tmp_path):
     proc = head.ray("job", "submit", f"--address={head.dashboard_url}", "--working-dir", str(tmp_path / "nope"),
                     "--", "ls", check=False)

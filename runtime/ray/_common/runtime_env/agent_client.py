@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from ray._common.grpc_util import channel_options
 from ray._common.runtime_env.context import RuntimeEnvContext
 from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import runtime_env_agent_pb2, runtime_env_agent_pb2_grpc
@@ -21,7 +22,7 @@ class RuntimeEnvAgentClient:
     def _get_stub(self) -> runtime_env_agent_pb2_grpc.RuntimeEnvAgentServiceStub:
         # Created lazily so the channel belongs to the event loop that uses it.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
             self._stub = runtime_env_agent_pb2_grpc.RuntimeEnvAgentServiceStub(self._channel)
         return self._stub
 
