@@ -18,7 +18,6 @@ from aiohttp import web
 
 from ray._common import lifetime
 from ray._common.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
-from ray._common.runtime_env.packaging import gcs_storage_max_size
 from ray._common.session_logs import log_to_session_file
 from ray.dashboard.modules import overview, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
@@ -31,6 +30,20 @@ logger = logging.getLogger("ray.dashboard")
 
 DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 DEFAULT_DASHBOARD_PORT = 8265
+# Ray's DASHBOARD_CLIENT_MAX_SIZE: the largest request body (working_dir uploads go up to it).
+CLIENT_MAX_SIZE = 100 * 1024 * 1024
+
+
+@web.middleware
+async def refuse_large_bodies(request: web.Request, handler):
+    """413 from the Content-Length alone, before a byte of an oversized body is read."""
+    if request.content_length is not None and request.content_length > CLIENT_MAX_SIZE:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=CLIENT_MAX_SIZE, actual_size=request.content_length,
+            text=f"The request body ({request.content_length / 2**20:.1f} MiB) is over the dashboard's limit of "
+                 f"{CLIENT_MAX_SIZE / 2**20:.0f} MiB. For a working_dir or py_modules package, leave large files "
+                 "out with runtime_env 'excludes' or put them behind a remote URI.")
+    return await handler(request)
 
 
 class GcsLike(InternalKV, Protocol):
@@ -82,8 +95,7 @@ class AgentLocator:
 
 def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) -> tuple[web.Application, JobManager]:
     """The aiohttp application with every route; `gcs` is a GcsClient."""
-    # Package uploads arrive as one body: allow the largest package the GCS accepts.
-    app = web.Application(client_max_size=gcs_storage_max_size() + 1024 * 1024)
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[refuse_large_bodies])
     agents = AgentLocator(gcs, node_ip)
     runner = LocalJobRunner(gcs_address, session_dir, agents.local_grpc_address)
     cluster = ClusterView(nodes=gcs.get_all_node_info, agent_for_node=agents.for_node, local_agent=agents.local)

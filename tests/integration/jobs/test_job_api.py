@@ -247,3 +247,22 @@ def test_package_endpoints(head):
     assert requests.get(url).status_code == 200
     other = requests.put(head.dashboard_url + "/api/packages/s3/x.zip", data=b"x")
     assert other.status_code == 400 and "Only gcs:// packages" in other.text
+
+
+def test_a_body_over_100_mib_is_refused_with_413_before_it_is_read(head):
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlparse(head.dashboard_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.putrequest("PUT", "/api/packages/gcs/_ray_pkg_huge.zip")
+        conn.putheader("Content-Length", str(513 * 2**20))
+        conn.endheaders()
+        conn.send(b"x" * 1024)  # the rest never comes: the answer must not wait for it
+        response = conn.getresponse()
+        assert response.status == 413
+        assert "over the dashboard's limit of 100 MiB" in response.read().decode()
+    finally:
+        conn.close()
+    assert requests.get(head.dashboard_url + "/api/version").status_code == 200
