@@ -33,7 +33,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `port` now. SO_REUSEADDR as the servers themselves set it, so that
+    connections of a crashed predecessor lingering in TIME_WAIT (about 60 s) do not count as "in use"."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((bind_host(host), port))
         except OSError:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 
 import grpc
+import psutil
 import pytest
 from ray._common.gcs_client import GcsClient
 from ray.protocol import gcs_pb2 as pb
@@ -46,6 +50,31 @@ def test_start_head_health_check_kv_and_stop(cli, port):
     cli.assert_no_processes(pids)
     assert cli.ray("health-check", "--address", f"127.0.0.1:{port}", "--timeout", "1", check=False).returncode == 1
     assert "Did not find any active Ray processes." in cli.ray("stop").stdout
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def test_start_head_again_right_after_a_crash_on_the_same_port(cli, port):
+    _start_head(cli, port)
+    client = GcsClient(f"127.0.0.1:{port}")
+    try:
+        client.check_alive()  # a connection to the port, closed by the crash: it lingers in TIME_WAIT
+    finally:
+        client.close()
+    pids = cli.recorded_pids()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    psutil.wait_procs([p for pid in pids if (p := _process(pid))], timeout=10)
+    cli.assert_no_processes(pids)
+    out = _start_head(cli, port).stdout  # used to be "Port ... already in use" for about a minute
+    assert "Ray runtime started." in out
+    assert cli.ray("health-check", "--address", f"127.0.0.1:{port}").returncode == 0
 
 
 def test_start_accepts_every_flag_the_operator_emits(cli, port):
