@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 from ray._common import lifetime, process_registry
 from ray._common.config import system_config_to_env
 from ray._common.ids import NodeID
-from ray._common.net import free_port, node_ip_address, port_is_free
+from ray._common.net import free_port, node_ip_address, port_is_free, split_address
 from ray._private.resource_spec import node_resources
 from ray._version import RUNTIME_ROOT
 
@@ -222,6 +223,20 @@ class Node:
             # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
             process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
         self._write_node_info()
+
+    def wait_for_dashboard(self, timeout_s: float) -> bool:
+        """Until the dashboard accepts connections (`ray start` returns only then, as Ray's does, so a job
+        submitted right after it finds the API); False if it did not within `timeout_s` or its process died."""
+        host, port = split_address(self.dashboard_url)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+                return True
+            proc = self.processes.get("dashboard")
+            if proc is not None and proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
 
     def _spawn_dashboard(self, module_args: list[str]) -> None:
         """The dashboard process: `module_args` (its module and any extra flags) plus the dashboard's own."""

@@ -158,6 +158,9 @@ def start(**kw) -> None:
         node.start()
     except (ProcessStartError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
+    if node.dashboard_url and not node.wait_for_dashboard(float(os.environ.get("RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60))):
+        click.echo(f"Warning: the dashboard did not start listening on {node.dashboard_url}; job submission and the "
+                   f"web UI are unavailable. See {os.path.join(node.session_dir, 'logs', 'dashboard.log')}.", err=True)
     _print_started(node, params)
     if kw["block"]:
         _block(node)

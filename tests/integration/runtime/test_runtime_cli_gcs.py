@@ -77,6 +77,19 @@ def test_start_head_again_right_after_a_crash_on_the_same_port(cli, port):
     assert cli.ray("health-check", "--address", f"127.0.0.1:{port}").returncode == 0
 
 
+def test_start_head_returns_once_the_dashboard_answers(cli, port):
+    import urllib.request
+
+    from ray._common.net import free_port
+
+    dashboard_port = free_port()
+    cli.ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=true",
+            f"--dashboard-port={dashboard_port}")
+    # No retry: a job submitted right after `ray start` must find the API.
+    with urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/version", timeout=10) as reply:
+        assert reply.status == 200
+
+
 def test_start_accepts_every_flag_the_operator_emits(cli, port):
     proc = _start_head(
         cli, port, "--num-cpus=1", "--num-gpus=0", "--memory=1000000000", "--resources={}",
