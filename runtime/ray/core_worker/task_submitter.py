@@ -76,6 +76,7 @@ class NormalTaskSubmitter:
         self._class_of_options: dict[int, tuple[TaskOptions, SchedulingClass]] = {}
         self._tasks: dict[bytes, PendingTask] = {}  # task id -> pending/running task
         self._request_ids = itertools.count(1)
+        self._lease_tasks: set[asyncio.Task] = set()  # lease requests in flight (ended at shutdown)
         self._closed = False
         self._inbox: list[tuple[TaskSpec, list[bytes]]] = []  # submitted by user threads, not yet seen here
         self._inbox_lock = threading.Lock()
@@ -172,7 +173,9 @@ class NormalTaskSubmitter:
         wanted = min(len(cls.tasks), MAX_PENDING_LEASE_REQUESTS) - cls.pending_leases
         for _ in range(max(0, wanted)):
             cls.pending_leases += 1
-            self.loop.create_task(self._request_lease(cls))
+            task = self.loop.create_task(self._request_lease(cls))
+            self._lease_tasks.add(task)
+            task.add_done_callback(self._lease_tasks.discard)
 
     async def _request_lease(self, cls: SchedulingClass) -> None:
         request_id = next(self._request_ids)
@@ -379,6 +382,8 @@ class NormalTaskSubmitter:
 
     def shutdown(self) -> None:
         self._closed = True
+        for task in list(self._lease_tasks):  # the raylets drop their requests with our connection
+            task.cancel()
         for cls in self._classes.values():
             for worker in list(cls.idle):
                 if worker.idle_handle is not None:
