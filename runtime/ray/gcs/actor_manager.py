@@ -167,6 +167,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             request_id = next(self._request_ids)
             try:
                 raylet = await self._pool.get(address)
+                if actor.data.state == State.DEAD:  # killed while we connected: ask for nothing
+                    return
                 actor.lease_request = (raylet, request_id)
                 reply = await raylet.request(msg.REQUEST_LEASE, {**lease_request, "grant_or_reject": grant_or_reject,
                                                                  "request_id": request_id})

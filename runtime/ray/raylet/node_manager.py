@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 
 from ray._common import framing
 from ray._common.config import config
@@ -58,6 +59,7 @@ class NodeManager:
         self.leases = LeaseManager(node_id, self.resources, self.cluster, self.pool, self.runtime_envs,
                                    self._start_slots, refresh_node_table=self._refresh_node_table)
         self._node_table_task: asyncio.Task | None = None
+        self._node_table_wanted = False
         self._dispatch = Dispatcher(msg.RAYLET, self, self.leases)
         self.gcs: AsyncGcsClient | None = None
         self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
@@ -138,18 +140,25 @@ class NodeManager:
             await asyncio.sleep(period)
 
     async def _fill_addresses(self) -> None:
+        started = time.monotonic()
         try:
             reply = await self.gcs.call(self.gcs.stubs.node.GetAllNodeInfo, pb.GetAllNodeInfoRequest())
         except ConnectionError:
             return  # the report loop notices a lost GCS
-        self.cluster.fill_addresses(reply.node_info_list)
+        self.cluster.fill_addresses(reply.node_info_list, started)
         self.leases.schedule()
 
     def _refresh_node_table(self) -> None:
-        """The lease manager needs the GCS node table (hard affinity to a node it has not heard of): read it
-        once, however many requests asked meanwhile."""
+        """The lease manager needs the GCS node table as it is from now on (hard affinity to a node it has not
+        heard of): one read begun after this call, however many requests ask meanwhile."""
+        self._node_table_wanted = True
         if self._node_table_task is None or self._node_table_task.done():
-            self._node_table_task = asyncio.get_running_loop().create_task(self._fill_addresses())
+            self._node_table_task = asyncio.get_running_loop().create_task(self._read_node_table())
+
+    async def _read_node_table(self) -> None:
+        while self._node_table_wanted:
+            self._node_table_wanted = False
+            await self._fill_addresses()
 
     # ------------------------------------------------------------------ debug state
     def debug_state_text(self) -> str:

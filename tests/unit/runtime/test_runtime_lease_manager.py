@@ -72,6 +72,7 @@ class Raylet:
         self.pool = InProcessWorkerPool(lambda worker: self.leases.on_worker_dead(worker))
         self.node_table: list = []  # what the GCS node table holds, for refresh_node_table
         self.table_reads = 0
+        self._read_scheduled = False
         self.leases = LeaseManager(NODE, self.resources, self.cluster, self.pool, RuntimeEnvProvider(""),
                                    asyncio.Semaphore(4), refresh_node_table=self._read_node_table)
         self.dispatch = Dispatcher(msg.RAYLET, self.leases)
@@ -86,10 +87,14 @@ class Raylet:
             lambda: framing.Connection(lambda conn, method, body: self.notified.put_nowait((method, body))), sock=b)
 
     def _read_node_table(self) -> None:
-        """What the node manager does: read the GCS node table on the next loop turn, then schedule."""
-        self.table_reads += 1
+        """What the node manager does: one read of the GCS node table begun after the asks, then schedule."""
+        if self._read_scheduled:
+            return
+        self._read_scheduled = True
 
         def read():
+            self._read_scheduled = False
+            self.table_reads += 1
             self.cluster.fill_addresses(self.node_table)
             self.leases.schedule()
 

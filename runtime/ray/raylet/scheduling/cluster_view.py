@@ -10,6 +10,8 @@ request is cancelled (a node that has just joined is not in the last report yet)
 
 from __future__ import annotations
 
+import time
+
 from ray._common.resources import ResourceSet
 from ray.protocol import gcs_pb2 as pb
 from ray.raylet.scheduling.local_resources import LocalResourceManager
@@ -25,7 +27,7 @@ class ClusterResourceView:
         self._local = local
         self._nodes: dict[str, NodeView] = {local_node_id: self._local_view()}
         self._node_states: dict[str, str] = {local_node_id: ALIVE}  # node id -> ALIVE/DEAD, as last learned
-        self.table_version = 0  # bumped each time the GCS node table was read
+        self.table_read_at = -1.0  # when (time.monotonic()) the newest node table read applied here began
 
     def nodes(self) -> list[NodeView]:
         """Every node known, this one with its resources as they are at this moment."""
@@ -61,9 +63,9 @@ class ClusterResourceView:
         self._nodes = view
         return missing
 
-    def fill_addresses(self, node_infos) -> None:
+    def fill_addresses(self, node_infos, read_started: float | None = None) -> None:
         """Raylet addresses of the nodes that lack one, and every node's state, from the GCS node table
-        (`GcsNodeInfo` messages)."""
+        (`GcsNodeInfo` messages) as read from `read_started` on (time.monotonic(); default: now)."""
         for info in node_infos:
             node_id = info.node_id.hex()
             if node_id != self.local_node_id:
@@ -71,7 +73,7 @@ class ClusterResourceView:
             v = self._nodes.get(node_id)
             if v is not None and not v.address:
                 v.address = f"{info.node_manager_address}:{info.raylet_tcp_port}"
-        self.table_version += 1
+        self.table_read_at = max(self.table_read_at, time.monotonic() if read_started is None else read_started)
 
     def _local_view(self) -> NodeView:
         return NodeView(self.local_node_id, self._local.total, self._local.view_available(), self.local_address)

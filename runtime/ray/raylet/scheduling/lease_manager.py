@@ -63,8 +63,6 @@ class LeaseRequest:
     # default actor: 1 CPU to place, 0 to run).
     running_resources: ResourceSet | None = None
     arrived: float = field(default_factory=time.monotonic)
-    # Hard affinity to a node this raylet has not heard of: the node table version it waits to see.
-    table_version: int = -1
 
 
 @dataclass
@@ -118,7 +116,7 @@ class LeaseManager:
         self._start_slots = start_slots
         # Asks the node manager to read the GCS node table (for hard affinity to a node not heard of yet).
         self._refresh_node_table = refresh_node_table
-        self._table_asked_at = -1  # the node table version when a read was last asked for
+        self._table_asked_at = -1.0  # when a read of the node table was last asked for (time.monotonic())
         self._pending: list[LeaseRequest] = []
         self._infeasible: list[LeaseRequest] = []
         self._starting: set[LeaseRequest] = set()  # granted, their worker still starting
@@ -296,22 +294,20 @@ class LeaseManager:
     def _affinity_target_may_appear(self, req: LeaseRequest) -> bool:
         """Hard affinity found no usable target. True while it should wait instead of being cancelled: the
         target is not in this raylet's view yet but the GCS says it is alive (it has just joined), or this
-        raylet has never heard of it and has not read the GCS node table since the request arrived."""
+        raylet has never heard of it and no read of the GCS node table begun after the request arrived says
+        otherwise."""
         target = req.strategy.get("node_id", "")
         if self.cluster.has_node(target):
             return False  # known and alive here: it is too small (infeasible) or unavailable (fail_on_unavailable)
         state = self.cluster.node_state(target)
         if state == ALIVE:
             return time.monotonic() - req.arrived < _AFFINITY_JOIN_WAIT_S
-        if state is not None or self._refresh_node_table is None:
-            return False  # dead
-        if req.table_version < 0:
-            req.table_version = self.cluster.table_version
-            if self._table_asked_at != self.cluster.table_version:  # one read for all requests waiting on it
-                self._table_asked_at = self.cluster.table_version
-                self._refresh_node_table()
-            return True
-        return self.cluster.table_version <= req.table_version
+        if state is not None or self._refresh_node_table is None or self.cluster.table_read_at >= req.arrived:
+            return False  # dead, or the GCS did not know it when asked after the request came
+        if self._table_asked_at < req.arrived:  # one read for every request waiting on it
+            self._table_asked_at = time.monotonic()
+            self._refresh_node_table()
+        return True
 
     def _spill_back(self, req: LeaseRequest, node_id: str) -> bool:
         """Answers the owner with the raylet of `node_id`; False while that raylet's address is unknown."""
