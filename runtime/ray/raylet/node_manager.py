@@ -99,6 +99,7 @@ class NodeManager:
         await self._stopping.wait()
 
     async def shutdown(self, unregister: bool = True) -> None:
+        self.leases.stop()  # no grant from here on: the requests still waiting go with their connections
         self.pool.kill_all()
         if unregister and self.gcs:
             try:

@@ -64,8 +64,12 @@ def where() -> str:
 
 
 @ray.remote
-def where_after(seconds: float) -> str:
-    time.sleep(seconds)
+def together(barrier_dir: str, me: int, count: int) -> str:
+    """Returns its node once `count` of these tasks are running at the same time."""
+    Path(barrier_dir, f"started-{me}").write_text("")
+    deadline = time.monotonic() + 60
+    while len(list(Path(barrier_dir).glob("started-*"))) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
     return ray.get_runtime_context().get_node_id()
 
 
@@ -192,9 +196,12 @@ def test_tasks_waiting_for_a_node_that_dies_fail_as_unschedulable(nodes, tmp_pat
     assert ("cancelled", None, msg.CANCELLED_UNSCHEDULABLE) in _lease_records(nodes.head)
 
 
-def test_spread_puts_tasks_and_actors_on_every_node(nodes):
-    assert set(ray.get([where_after.options(scheduling_strategy="SPREAD").remote(1.0) for _ in range(5)])) \
-        == nodes.all
+def test_spread_puts_tasks_and_actors_on_every_node(nodes, tmp_path):
+    # Three small tasks that all run at once (each waits for the others): the default strategy would keep two
+    # of them on the idle head (a quarter CPU each stays under the spread threshold); SPREAD takes turns.
+    _wait_idle(nodes.head)
+    small = together.options(num_cpus=0.25, scheduling_strategy="SPREAD")
+    assert set(ray.get([small.remote(str(tmp_path), i, 3) for i in range(3)], timeout=60)) == nodes.all
     _wait_idle(nodes.head)
     actors = [Where.options(scheduling_strategy="SPREAD").remote() for _ in range(3)]
     assert {ray.get(a.node.remote()) for a in actors} == nodes.all

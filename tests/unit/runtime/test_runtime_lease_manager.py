@@ -519,3 +519,15 @@ def test_an_owner_that_goes_away_has_its_queued_requests_recorded_as_cancelled()
         assert raylet.leases.debug_state()["recent"][-1]["message"] == "The lease request's owner exited."
 
     _run({"CPU": 1}, run)
+
+
+def test_a_node_shutting_down_grants_nothing_to_the_requests_still_waiting():
+    async def run(raylet: Raylet):
+        grant = await _granted(raylet.request({"CPU": 1}))
+        waiting = raylet.request({"CPU": 1})
+        raylet.leases.stop()
+        raylet.send(msg.RETURN_LEASE, {"lease_id": grant["lease_id"]})  # its worker killed: the CPU is free
+        assert await _still_waiting(waiting)
+        assert len(raylet.pool.workers) == 1  # no worker started for it
+
+    _run({"CPU": 1}, run)

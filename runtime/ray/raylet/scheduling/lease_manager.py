@@ -126,6 +126,7 @@ class LeaseManager:
         cfg = config()
         self.hybrid_options = policy.HybridOptions(cfg.scheduler_spread_threshold, cfg.scheduler_top_k_fraction,
                                                    cfg.scheduler_top_k_absolute, cfg.scheduler_avoid_gpu_nodes)
+        self._stopped = False
         self.counts: Counter = Counter()  # lease states, and cancellations by type
         self.recent: deque[LeaseRecord] = deque(maxlen=RECENT_LEASES)
 
@@ -238,9 +239,16 @@ class LeaseManager:
             "recent": [r.to_dict() for r in self.recent],
         }
 
+    def stop(self) -> None:
+        """The node is shutting down: nothing is granted any more (killing its workers frees resources, which
+        must not start new ones), and a worker start that fails now is not the request's fault."""
+        self._stopped = True
+
     # ------------------------------------------------------------------ scheduling
     def schedule(self) -> None:
         """Decides every pending request that can be decided now; the rest stay queued."""
+        if self._stopped:
+            return
         still_pending = []
         for req in self._pending:
             if req.future.done():
@@ -379,6 +387,8 @@ class LeaseManager:
         except Exception as e:
             if self._leases.pop(lease.lease_id, None) is not None:
                 self._release(lease)
+            if self._stopped:
+                return  # the node is going away; its owner learns it from the closed connection
             message = e.error_message if isinstance(e, RuntimeEnvSetupError) else f"Could not start a worker: {e}"
             self._cancel(req, msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED, message)
             self.schedule()
