@@ -231,6 +231,7 @@ def test_a_task_runs_where_its_large_argument_lives(nodes, tmp_path):
 
 def test_accelerator_type_runs_on_a_node_that_has_it_and_otherwise_waits_as_demand(nodes):
     assert ray.get(where.options(accelerator_type="A100").remote(), timeout=60) == nodes.b
+    assert ray.get(Where.options(accelerator_type="A100").remote().node.remote(), timeout=60) == nodes.b
     missing = where.options(accelerator_type="T4").remote()
     assert ray.wait([missing], timeout=1)[0] == []
     line = " {'CPU': 1.0, 'accelerator_type:T4': 0.001}: 1+ pending tasks/actors"
