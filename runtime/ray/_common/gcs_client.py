@@ -128,11 +128,7 @@ class GcsClient:
         return list(self.call(self.stubs.node.GetAllNodeInfo, pb.GetAllNodeInfoRequest()).node_info_list)
 
     def get_all_resource_usage(self) -> list[pb.NodeResources]:
-        return list(self.get_demand_snapshot().nodes)
-
-    def get_demand_snapshot(self) -> pb.GetAllResourceUsageReply:
-        """Every alive node's resources and queued/infeasible lease shapes, and the pending placement groups."""
-        return self.call(self.stubs.node.GetAllResourceUsage, pb.GetAllResourceUsageRequest())
+        return list(self.call(self.stubs.node.GetAllResourceUsage, pb.GetAllResourceUsageRequest()).nodes)
 
     def get_all_job_info(self) -> list[pb.JobTableData]:
         return list(self.call(self.stubs.job.GetAllJobInfo, pb.GetAllJobInfoRequest()).job_info_list)

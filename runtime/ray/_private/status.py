@@ -34,32 +34,18 @@ def _usage_lines(nodes: list[pb.NodeResources]) -> list[str]:
     return [_format_usage(k, max(total[k] - avail.get(k, 0), 0), total[k]) for k in sorted(names, key=order)]
 
 
-def _demand_lines(nodes: list[pb.NodeResources],
-                  placement_group_demands: list[pb.PlacementGroupDemand] = ()) -> list[str]:
-    """Ray's Demands section: each lease shape queued or infeasible anywhere, summed over the nodes, then each
-    pending placement group shape (autoscaler/_private/util.py get_demand_report)."""
+def _demand_lines(nodes: list[pb.NodeResources]) -> list[str]:
     counts: Counter = Counter()
     for n in nodes:
         for d in n.demands:
             shape = tuple(sorted(d.shape.items()))
             counts[shape] += d.num_ready_requests_queued + d.num_infeasible_requests_queued
     lines = [f" {dict(shape)}: {count}+ pending tasks/actors" for shape, count in counts.items() if count]
-    lines += _placement_group_demand_lines(placement_group_demands)
     return lines or [" (no resource demands)"]
 
 
-def _placement_group_demand_lines(demands: list[pb.PlacementGroupDemand]) -> list[str]:
-    """` {'CPU': 1.0} * 2 (STRICT_SPREAD): 1+ pending placement groups`, as Ray's format_pg."""
-    lines = []
-    for pg in demands:
-        bundles = ", ".join(f"{dict(sorted(b.shape.items()))} * {b.num_ready_requests_queued}" for b in pg.bundles)
-        lines.append(f" {bundles} ({pg.strategy}): {pg.count}+ pending placement groups")
-    return lines
-
-
 def format_status(
-    node_infos: list[pb.GcsNodeInfo], usage: list[pb.NodeResources], verbose: bool = False,
-    placement_group_demands: list[pb.PlacementGroupDemand] = (),
+    node_infos: list[pb.GcsNodeInfo], usage: list[pb.NodeResources], verbose: bool = False
 ) -> str:
     now = datetime.datetime.now()
     lines = [f"======== Autoscaler status: {now} ========"]
@@ -75,7 +61,7 @@ def format_status(
     lines += ["Total Usage:" if verbose else "Usage:"]
     lines += _usage_lines(usage) or [" (no resources)"]
     lines += ["", "Total Demands:" if verbose else "Demands:"]
-    lines += _demand_lines(usage, placement_group_demands)
+    lines += _demand_lines(usage)
     if verbose:
         for n in usage:
             lines += ["", f"Node: {n.node_manager_address} ({n.node_id.hex()})", " Usage:"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from ray._common.config import config
 from ray.gcs.pubsub import Publisher
@@ -34,8 +33,6 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         self._usage: dict[bytes, pb.NodeResources] = {}
         self._last_seen: dict[bytes, float] = {}
         self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
-        # The pending placement groups for the demand snapshot (the placement-group manager sets it).
-        self.placement_group_demands: Callable[[], list[pb.PlacementGroupDemand]] = list
 
     async def load(self) -> None:
         for value in (await self._storage.get_all(NODE_TABLE)).values():
@@ -114,9 +111,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         return pb.ReportResourceUsageReply(nodes=list(self._usage.values()))
 
     async def GetAllResourceUsage(self, request, context):
-        """The demand snapshot: every alive node's resources and lease shapes, and pending placement groups."""
-        return pb.GetAllResourceUsageReply(nodes=list(self._usage.values()),
-                                           placement_group_demands=self.placement_group_demands())
+        return pb.GetAllResourceUsageReply(nodes=list(self._usage.values()))
 
     async def run_health_checks(self) -> None:
         cfg = config()

@@ -275,9 +275,7 @@ def status(address: str | None, verbose: bool) -> None:
     gcs_address = resolve_gcs_address(address)
     client = GcsClient(gcs_address, timeout_s=10)
     try:
-        snapshot = client.get_demand_snapshot()
-        text = format_status(client.get_all_node_info_proto(), list(snapshot.nodes), verbose,
-                             list(snapshot.placement_group_demands))
+        text = format_status(client.get_all_node_info_proto(), client.get_all_resource_usage(), verbose)
     except ConnectionError as e:
         raise click.ClickException(str(e)) from e
     finally:

@@ -138,8 +138,7 @@ def _lease_records(node_id: str) -> list[tuple]:
 def _demand_lines(gcs_address: str) -> list[str]:
     client = GcsClient(gcs_address)
     try:
-        snapshot = client.get_demand_snapshot()
-        lines = format_status(client.get_all_node_info_proto(), list(snapshot.nodes)).splitlines()
+        lines = format_status(client.get_all_node_info_proto(), client.get_all_resource_usage()).splitlines()
     finally:
         client.close()
     return lines[lines.index("Demands:") + 1:]
@@ -306,7 +305,7 @@ def test_the_demand_snapshot_counts_queued_and_infeasible_shapes_and_forgets_a_d
         # Per node: totals, availability and the shapes queued there.
         client = GcsClient(nodes.cluster.address)
         try:
-            per_node = {n.node_id.hex(): n for n in client.get_demand_snapshot().nodes}
+            per_node = {n.node_id.hex(): n for n in client.get_all_resource_usage()}
         finally:
             client.close()
         assert set(per_node) == nodes.all

@@ -25,18 +25,15 @@ def test_status_text_has_rays_layout():
     assert " {'CPU': 8.0}: 2+ pending tasks/actors" in lines
 
 
-def test_status_demands_sum_each_shape_over_the_nodes_and_list_pending_placement_groups_apart():
+def test_status_demands_sum_each_shape_over_the_nodes_queued_and_infeasible():
     a = pb.NodeResources(node_id=b"\x01" * 28, resources_total={"CPU": 1.0}, demands=[
         pb.ResourceDemand(shape={"CPU": 1.0}, num_ready_requests_queued=3),
         pb.ResourceDemand(shape={"CPU": 8.0}, num_infeasible_requests_queued=1)])
     b = pb.NodeResources(node_id=b"\x02" * 28, resources_total={"CPU": 1.0}, demands=[
         pb.ResourceDemand(shape={"CPU": 1.0}, num_ready_requests_queued=1, num_infeasible_requests_queued=1)])
-    pg = pb.PlacementGroupDemand(strategy="STRICT_SPREAD", count=1, bundles=[
-        pb.ResourceDemand(shape={"CPU": 1.0}, num_ready_requests_queued=2)])
-    lines = format_status([], [a, b], placement_group_demands=[pg]).splitlines()
-    demands = lines[lines.index("Demands:") + 1:]
-    assert demands == [" {'CPU': 1.0}: 5+ pending tasks/actors", " {'CPU': 8.0}: 1+ pending tasks/actors",
-                       " {'CPU': 1.0} * 2 (STRICT_SPREAD): 1+ pending placement groups"]
+    lines = format_status([], [a, b]).splitlines()
+    assert lines[lines.index("Demands:") + 1:] == [" {'CPU': 1.0}: 5+ pending tasks/actors",
+                                                   " {'CPU': 8.0}: 1+ pending tasks/actors"]
     empty = format_status([], [pb.NodeResources(node_id=b"\x01" * 28, resources_total={"CPU": 1.0})]).splitlines()
     assert empty[empty.index("Demands:") + 1:] == [" (no resource demands)"]
 
