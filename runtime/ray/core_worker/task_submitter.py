@@ -241,11 +241,11 @@ class NormalTaskSubmitter:
             return
         while cls.tasks:
             task = cls.tasks.popleft()
-            if kind == msg.CANCELLED_UNSCHEDULABLE:
+            if kind == msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED:
+                error: BaseException = exceptions.RuntimeEnvSetupError(message)
+            else:  # CANCELLED_UNSCHEDULABLE (each cancellation type gets Ray's error here)
                 error = exceptions.TaskUnschedulableError(
                     f"{message} lease_id={task.spec.task_id.hex()}, name={task.spec.options.name}")
-            else:
-                error = exceptions.RuntimeEnvSetupError(message)
             self._finish_with_error(task, error)
 
     def _cancel_lease_requests(self, cls: SchedulingClass) -> None:

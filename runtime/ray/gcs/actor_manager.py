@@ -188,10 +188,12 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                 continue
             if "cancelled" in reply:
                 cancelled = reply["cancelled"]
-                if cancelled["type"] == msg.CANCELLED_UNSCHEDULABLE:
-                    await self._set_state(actor, State.DEAD, death_cause=cancelled["message"], unschedulable=True)
-                elif cancelled["type"] != msg.CANCELLED_INTENDED and actor.data.state != State.DEAD:
+                if cancelled["type"] == msg.CANCELLED_INTENDED or actor.data.state == State.DEAD:
+                    return  # withdrawn by us (the actor was killed)
+                if cancelled["type"] == msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED:
                     await self._set_state(actor, State.DEAD, death_cause=cancelled["message"])
+                else:  # Ray's ActorUnschedulableContext: calls raise ActorUnschedulableError
+                    await self._set_state(actor, State.DEAD, death_cause=cancelled["message"], unschedulable=True)
                 return
             grant = reply["granted"]
             break
