@@ -169,26 +169,15 @@ def tasks_async(duration_s: float) -> Rows:
     return one_row("tasks_async", value, **details)
 
 
-def wait_1k_refs(duration_s: float) -> Rows:
-    ray.init()
-
-    def one_round() -> None:
-        not_ready = [noop.remote() for _ in range(BATCH)]
-        for _ in range(BATCH):
-            _ready, not_ready = ray.wait(not_ready)
-
-    value, details = measure_rate(one_round, 1, duration_s)
-    return one_row("wait_1k_refs", value, **details)
-
-
 def _three_node_cluster() -> Any:
     """Three nodes of 2 CPUs on this machine (`ray.cluster_utils.Cluster`, the same public test API in both
     runtimes), with this driver connected to the head."""
     global _CLUSTER
     from ray.cluster_utils import Cluster
 
-    # The runner sets RAY_AUTH_MODE=token (Ray 2.60's default for clusters that ray.init or `ray start` create,
-    # which also make the token); cluster_utils makes none, and Ray's processes refuse to start without one.
+    # The runner sets RAY_AUTH_MODE=token (Ray 2.60's default for the clusters ray.init and `ray start` create;
+    # they also write ~/.ray/auth_token on first use). cluster_utils writes none, and on a machine without that
+    # file Ray's GCS exits ("Token authentication is enabled but Ray couldn't find an authentication token").
     # OpenRay has no token auth and ignores both.
     os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex)
     _CLUSTER = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
@@ -211,6 +200,18 @@ def tasks_spread_3_nodes(duration_s: float) -> Rows:
     return one_row("tasks_spread_3_nodes", value, nodes_used_by_a_spread_batch=nodes_used,
                    default_strategy_tasks_per_s=round(default, 1), default_strategy_trials=default_details["trials"],
                    spread_vs_default=round(value / default, 3), **details)
+
+
+def wait_1k_refs(duration_s: float) -> Rows:
+    ray.init()
+
+    def one_round() -> None:
+        not_ready = [noop.remote() for _ in range(BATCH)]
+        for _ in range(BATCH):
+            _ready, not_ready = ray.wait(not_ready)
+
+    value, details = measure_rate(one_round, 1, duration_s)
+    return one_row("wait_1k_refs", value, **details)
 
 
 # ---------------------------------------------------------------- actors
@@ -455,9 +456,10 @@ def pip_env_job(duration_s: float) -> Rows:
 
 WORKLOADS: dict[str, Callable[[float], Rows]] = {
     fn.__name__: fn for fn in (
+        tasks_spread_3_nodes,
         init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
         async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
-        idle_memory, job_submit_running, pip_env, pip_env_job, tasks_spread_3_nodes,
+        idle_memory, job_submit_running, pip_env, pip_env_job,
     )
 }
 
