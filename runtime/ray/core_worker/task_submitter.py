@@ -243,7 +243,9 @@ class NormalTaskSubmitter:
             task = cls.tasks.popleft()
             if kind == msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED:
                 error: BaseException = exceptions.RuntimeEnvSetupError(message)
-            else:  # CANCELLED_UNSCHEDULABLE (each cancellation type gets Ray's error here)
+            elif kind == msg.CANCELLED_PLACEMENT_GROUP_REMOVED:
+                error = exceptions.TaskPlacementGroupRemoved()
+            else:  # CANCELLED_UNSCHEDULABLE
                 error = exceptions.TaskUnschedulableError(
                     f"{message} lease_id={task.spec.task_id.hex()}, name={task.spec.options.name}")
             self._finish_with_error(task, error)
