@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +34,17 @@ MIB = 1024 * 1024
 AGENT_PORT = 52365  # --dashboard-agent-listen-port's default, in Ray and in OpenRay
 PROFILE_ENV = "OPENRAY_BENCH_PROFILE"  # set by run.py --profile: where the driver's profile goes
 _STARTED_HEAD_WITH_CLI = False  # set when a workload started its cluster with `ray start --head`
+_CLUSTER: Any = None  # a ray.cluster_utils.Cluster a workload started, shut down after its figures are written
 
 
 @ray.remote
 def noop() -> int:
     return 0
+
+
+@ray.remote
+def node_of() -> str:
+    return ray.get_runtime_context().get_node_id()
 
 
 @ray.remote
@@ -160,6 +167,44 @@ def tasks_async(duration_s: float) -> Rows:
     ray.init()
     value, details = measure_rate(lambda: ray.get([noop.remote() for _ in range(BATCH)]), BATCH, duration_s)
     return one_row("tasks_async", value, **details)
+
+
+def _three_node_cluster() -> Any:
+    """Three nodes of 2 CPUs on this machine (`ray.cluster_utils.Cluster`, the same public test API in both
+    runtimes), with this driver connected to the head."""
+    global _CLUSTER
+    from ray.cluster_utils import Cluster
+
+    # The runner sets RAY_AUTH_MODE=token (Ray 2.60's default for the clusters ray.init and `ray start` create;
+    # they also write ~/.ray/auth_token on first use). cluster_utils writes none, and on a machine without that
+    # file Ray's GCS exits ("Token authentication is enabled but Ray couldn't find an authentication token").
+    # OpenRay has no token auth and ignores both.
+    os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex)
+    _CLUSTER = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    for _ in range(2):
+        _CLUSTER.add_node(num_cpus=2, include_dashboard=False)
+    _CLUSTER.wait_for_nodes()
+    ray.init(address=_CLUSTER.address)
+    return _CLUSTER
+
+
+def tasks_spread_3_nodes(duration_s: float) -> Rows:
+    """Batches of 1000 no-op tasks with scheduling_strategy="SPREAD" on three nodes; the JSON also has the
+    same batches with the default strategy on the same cluster, and on how many nodes a SPREAD batch ran."""
+    _three_node_cluster()
+    spread = noop.options(scheduling_strategy="SPREAD")
+    nodes_used = len(set(ray.get([node_of.options(scheduling_strategy="SPREAD").remote() for _ in range(BATCH)])))
+    # A fresh cluster: workers still start on the other nodes. Warm both strategies up alike, so that the
+    # first one measured is not the one that pays for it.
+    for _ in range(3):
+        ray.get([spread.remote() for _ in range(BATCH)])
+        ray.get([noop.remote() for _ in range(BATCH)])
+    value, details = measure_rate(lambda: ray.get([spread.remote() for _ in range(BATCH)]), BATCH, duration_s)
+    default, default_details = measure_rate(lambda: ray.get([noop.remote() for _ in range(BATCH)]), BATCH,
+                                            duration_s)
+    return one_row("tasks_spread_3_nodes", value, nodes_used_by_a_spread_batch=nodes_used,
+                   default_strategy_tasks_per_s=round(default, 1), default_strategy_trials=default_details["trials"],
+                   spread_vs_default=round(value / default, 3), **details)
 
 
 def wait_1k_refs(duration_s: float) -> Rows:
@@ -340,6 +385,11 @@ def _stop_head_started_with_cli() -> None:
         terminate([p.pid for p in processes_of_run(os.environ.get(TOKEN_ENV), None)])
 
 
+def _shutdown_cluster() -> None:
+    if _CLUSTER is not None:
+        _CLUSTER.shutdown()
+
+
 def job_submit_running(duration_s: float) -> Rows:
     client = _start_head_with_cli()
     latencies: list[float] = []
@@ -411,6 +461,7 @@ def pip_env_job(duration_s: float) -> Rows:
 
 WORKLOADS: dict[str, Callable[[float], Rows]] = {
     fn.__name__: fn for fn in (
+        tasks_spread_3_nodes,
         init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
         async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
         idle_memory, job_submit_running, pip_env, pip_env_job,
@@ -456,6 +507,7 @@ def main() -> int:
     start = time.perf_counter()
     try:
         ray.shutdown()
+        _shutdown_cluster()
         _stop_head_started_with_cli()
     finally:
         print(f"ray.shutdown took {time.perf_counter() - start:.2f}s", file=sys.stderr)

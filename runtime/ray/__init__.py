@@ -15,6 +15,7 @@ from ray._version import version as __version__  # noqa: F401  (public: `ray.__v
 # public name -> the module that defines it
 _LAZY = {
     "ObjectRef": "ray.core_worker.object_ref",
+    "NodeID": "ray._common.ids",
     **{name: "ray._private.worker" for name in (
         "available_resources", "cancel", "cluster_resources", "get", "get_gpu_ids", "init", "is_initialized",
         "nodes", "put", "shutdown", "wait")},
@@ -98,7 +99,7 @@ def get_runtime_context():
 
 
 __all__ = [
-    "ObjectRef", "available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",
+    "NodeID", "ObjectRef", "available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
     "shutdown", "wait",
 ]

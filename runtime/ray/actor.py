@@ -11,7 +11,7 @@ from ray._common.runtime_env.validation import merge_runtime_envs
 from ray._private import options as opts
 from ray.core_worker.object_ref import ObjectRef
 from ray.protocol.messages import ActorMethodOptions, ActorOptions
-from ray.util.scheduling_strategies import to_wire
+from ray.util.scheduling_strategies import check_option, to_wire
 
 
 def _method_meta(cls: type) -> dict[str, dict]:
@@ -26,6 +26,7 @@ def _method_meta(cls: type) -> dict[str, dict]:
 class ActorClass:
     def __init__(self, cls: type, options: dict[str, Any]):
         opts.validate(options, for_actor=True)
+        check_option(options)
         self._cls = cls
         self._options = options
         self._key: bytes | None = None
@@ -43,6 +44,7 @@ class ActorClass:
 
     def options(self, **actor_options) -> _ActorClassOptions:
         opts.validate(actor_options, for_actor=True)
+        check_option(actor_options)
         return _ActorClassOptions(self, {**self._options, **actor_options})
 
     def remote(self, *args, **kwargs) -> ActorHandle:

@@ -71,10 +71,10 @@ class Cluster:
     def _wait_for_node(self, node: Node, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if node.node_id.hex() in self._alive_node_ids():
+            if node.node_id in self._alive_node_ids():
                 return
             time.sleep(0.05)
-        raise TimeoutError(f"Node {node.node_id.hex()} did not register with the GCS in {timeout} s.")
+        raise TimeoutError(f"Node {node.node_id} did not register with the GCS in {timeout} s.")
 
     def remove_node(self, node: Node, allow_graceful: bool = True) -> None:
         """Stop a node's processes: gracefully (it unregisters) or by SIGKILL (health checks notice)."""
@@ -87,7 +87,7 @@ class Cluster:
         return ([self.head_node] if self.head_node else []) + list(self.worker_nodes)
 
     def wait_for_nodes(self, timeout: float = 30) -> None:
-        expected = {n.node_id.hex() for n in self.list_all_nodes()}
+        expected = {n.node_id for n in self.list_all_nodes()}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             alive = self._alive_node_ids()

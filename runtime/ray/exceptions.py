@@ -120,7 +120,14 @@ class ActorUnavailableError(RayActorError):
 
 
 class ActorUnschedulableError(RayError):
-    pass
+    """The actor cannot be scheduled (e.g. the node of its hard NodeAffinitySchedulingStrategy is dead)."""
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+        super().__init__(error_message)
+
+    def __str__(self) -> str:
+        return f"The actor is not schedulable: {self.error_message}"
 
 
 class LocalRayletDiedError(RayError):
@@ -133,7 +140,14 @@ class NodeDiedError(RayError):
 
 
 class TaskUnschedulableError(RayError):
-    pass
+    """The task cannot be scheduled (e.g. the node of its hard NodeAffinitySchedulingStrategy is dead)."""
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+        super().__init__(error_message)
+
+    def __str__(self) -> str:
+        return f"The task is not schedulable: {self.error_message}"
 
 
 class ObjectStoreFullError(RayError):

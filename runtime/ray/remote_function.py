@@ -11,12 +11,13 @@ from ray._common.runtime_env.validation import merge_runtime_envs
 from ray._private import options as opts
 from ray.core_worker.object_ref import ObjectRef
 from ray.protocol.messages import TaskOptions
-from ray.util.scheduling_strategies import to_wire
+from ray.util.scheduling_strategies import check_option, to_wire
 
 
 class RemoteFunction:
     def __init__(self, function, options: dict[str, Any]):
         opts.validate(options, for_actor=False)
+        check_option(options)
         self._function = function
         self._options = options
         self._key: bytes | None = None
@@ -32,6 +33,7 @@ class RemoteFunction:
 
     def options(self, **task_options) -> _OptionsWrapper:
         opts.validate(task_options, for_actor=False)
+        check_option(task_options)
         return _OptionsWrapper(self, {**self._options, **task_options})
 
     def remote(self, *args, **kwargs):

@@ -25,8 +25,18 @@ class RayConfig:
     max_direct_call_object_size: int = 100 * 1024
     # Normal tasks are retried this many times when their worker dies.
     task_max_retries: int = 3
-    # Hybrid scheduling: prefer the local node until its utilization passes this fraction.
+    # Hybrid scheduling (Ray's names and defaults): a node whose critical-resource utilization is under the
+    # threshold scores 0, so the local node is preferred until it passes it; then one of the k least-loaded
+    # nodes is chosen, k = max(top_k_absolute, int(top_k_fraction * #nodes)); CPU-only requests try nodes
+    # without GPUs first.
     scheduler_spread_threshold: float = 0.5
+    scheduler_top_k_fraction: float = 0.2
+    scheduler_top_k_absolute: int = 1
+    scheduler_avoid_gpu_nodes: bool = True
+    # An owner asks the raylet of the node holding most of a task's argument bytes for its lease first.
+    locality_aware_leasing_enabled: bool = True
+    # How often each raylet writes its scheduler's state to <session>/logs/debug_state.txt (0: never).
+    debug_dump_period_milliseconds: int = 10000
     # Idle workers above the soft limit are killed after this long.
     idle_worker_killing_time_threshold_ms: int = 1000
     num_workers_soft_limit: int = -1

@@ -38,6 +38,14 @@ class BaseID:
     def from_hex(cls, hex_id: str):
         return cls(bytes.fromhex(hex_id))
 
+    @classmethod
+    def nil(cls):
+        """Ray's nil id: every byte 0xff."""
+        return cls(b"\xff" * cls.SIZE)
+
+    def is_nil(self) -> bool:
+        return self._bytes == b"\xff" * self.SIZE
+
     def binary(self) -> bytes:
         return self._bytes
 

@@ -98,7 +98,7 @@ class Node:
         self.node_ip_address = params.node_ip_address or node_ip_address(
             (params.gcs_address or "8.8.8.8:0").split(":")[0]
         )
-        self.node_id = NodeID.from_random()
+        self.node_id = NodeID.from_random().hex()  # a hex string, as Ray's Node.node_id
         self.session_dir = ""
         self.gcs_address = params.gcs_address or ""
         self.processes: dict[str, subprocess.Popen] = {}
@@ -200,7 +200,7 @@ class Node:
         if with_dashboard and p.owned_by_driver and module_exists("ray.agent"):
             # `ray.init()`'s cluster: the head's agent lives in the dashboard's process (one interpreter with
             # aiohttp and gRPC instead of two, ~55 MiB of idle RSS). Same ports and registration as apart.
-            self._spawn_dashboard(["-m", "ray.agent.with_dashboard", "--node-id", self.node_id.hex(),
+            self._spawn_dashboard(["-m", "ray.agent.with_dashboard", "--node-id", self.node_id,
                                    "--agent-grpc-port", str(agent_grpc_port),
                                    "--agent-http-port", str(agent_http_port)])
         elif module_exists("ray.agent"):
@@ -208,7 +208,7 @@ class Node:
                 "agent",
                 [
                     "-m", "ray.agent",
-                    "--node-id", self.node_id.hex(),
+                    "--node-id", self.node_id,
                     "--node-ip-address", self.node_ip_address,
                     "--gcs-address", self.gcs_address,
                     "--session-dir", self.session_dir,
@@ -284,14 +284,14 @@ class Node:
 
     @property
     def _raylet_ready_file(self) -> str:
-        return os.path.join(self.session_dir, f"raylet_{self.node_id.hex()[:8]}.json")
+        return os.path.join(self.session_dir, f"raylet_{self.node_id[:8]}.json")
 
     def _spawn_raylet(self) -> subprocess.Popen:
         ready_file = self._raylet_ready_file
         p = self.params
         args = [
             "-m", "ray.raylet.main",
-            "--node-id", self.node_id.hex(),
+            "--node-id", self.node_id,
             "--node-ip-address", self.node_ip_address,
             "--gcs-address", self.gcs_address,
             "--session-dir", self.session_dir,
@@ -308,7 +308,7 @@ class Node:
 
     def _write_node_info(self) -> None:
         info = {
-            "node_id": self.node_id.hex(),
+            "node_id": self.node_id,
             "node_ip_address": self.node_ip_address,
             "gcs_address": self.gcs_address,
             "session_dir": self.session_dir,
@@ -316,7 +316,7 @@ class Node:
             "raylet": self.raylet_info,
             "pids": {name: proc.pid for name, proc in self.processes.items()},
         }
-        Path(self.session_dir, f"node_{self.node_id.hex()[:8]}.json").write_text(json.dumps(info, indent=1))
+        Path(self.session_dir, f"node_{self.node_id[:8]}.json").write_text(json.dumps(info, indent=1))
 
     # ------------------------------------------------------------------ stop
     def dead_processes(self) -> list[str]:

@@ -205,7 +205,7 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
         job_runtime_env = _upload_packages(job_runtime_env, gcs)
     nodes = [n for n in gcs.get_all_node_info_proto() if n.state == pb.GcsNodeInfo.ALIVE]
     if node is not None:
-        local = [n for n in nodes if n.node_id.hex() == node.node_id.hex()]
+        local = [n for n in nodes if n.node_id.hex() == node.node_id]
         my_ip = node.node_ip_address
     else:
         my_ip = node_ip_address(gcs_address.split(":")[0])

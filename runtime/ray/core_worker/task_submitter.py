@@ -1,10 +1,18 @@
 """Submitting normal tasks from their owner: dependency resolution, leases per scheduling class, direct
-pushes to leased workers (lease reuse), spillback, retries and cancellation. Runs on the io thread."""
+pushes to leased workers (lease reuse), spillback, retries and cancellation. Runs on the io thread.
+
+Locality-aware leasing (Ray's LocalityAwareLeasePolicy): a default-strategy task whose resolved arguments
+live mostly in another node's object store asks that node's raylet for its lease first; such tasks form
+their own scheduling class per data node. A lease request the raylet cancels fails the class's queued tasks
+(TaskUnschedulableError, RuntimeEnvSetupError); `ray.cancel` of the last queued task of a class withdraws
+its outstanding lease requests (CANCEL_LEASE).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import threading
@@ -13,7 +21,8 @@ from dataclasses import dataclass, field
 
 from ray import exceptions
 from ray._common import framing
-from ray.core_worker.memory_store import StoredObject, error_object
+from ray._common.config import config
+from ray.core_worker.memory_store import IN_STORE, StoredObject, error_object
 from ray.protocol import messages as msg
 from ray.protocol.messages import ArgKind, TaskOptions, TaskSpec
 
@@ -52,6 +61,9 @@ class SchedulingClass:
     idle: list[LeasedWorker] = field(default_factory=list)
     workers: set = field(default_factory=set)
     pending_leases: int = 0
+    # The raylet (TCP address) of the node holding these tasks' data, asked first; "": the local raylet.
+    locality_raylet: str = ""
+    lease_requests: dict = field(default_factory=dict)  # request id -> the raylet connection it waits at
 
 
 class NormalTaskSubmitter:
@@ -63,6 +75,8 @@ class NormalTaskSubmitter:
         # is computed once per options, not per task.
         self._class_of_options: dict[int, tuple[TaskOptions, SchedulingClass]] = {}
         self._tasks: dict[bytes, PendingTask] = {}  # task id -> pending/running task
+        self._request_ids = itertools.count(1)
+        self._lease_tasks: set[asyncio.Task] = set()  # lease requests in flight (ended at shutdown)
         self._closed = False
         self._inbox: list[tuple[TaskSpec, list[bytes]]] = []  # submitted by user threads, not yet seen here
         self._inbox_lock = threading.Lock()
@@ -102,24 +116,43 @@ class NormalTaskSubmitter:
         if error is not None:
             self._finish_with_error_object(task, error)
             return
-        self._queue(task)
+        locality = ""
+        if not task.spec.options.strategy and config().locality_aware_leasing_enabled:
+            locality = self._data_raylet(task.spec.args)
+        self._queue(task, locality)
 
-    def _queue(self, task: PendingTask) -> None:
-        cls = self._class_for(task.spec.options)
+    def _data_raylet(self, args: list) -> str:
+        """The raylet of the node holding most of these (resolved) arguments' bytes in its store, when that
+        is another node's; "" otherwise."""
+        by_node: dict[tuple[str, str], int] = {}
+        for arg in args:
+            if arg[0] == ArgKind.STORED and arg[2][0] == IN_STORE:
+                where = (arg[2][3], arg[2][4])  # node id, its raylet's TCP address
+                by_node[where] = by_node.get(where, 0) + arg[2][5]
+        if not by_node:
+            return ""
+        (node_id, raylet_tcp), _ = max(by_node.items(), key=lambda item: item[1])
+        return "" if node_id == self.cw.node_id else raylet_tcp
+
+    def _queue(self, task: PendingTask, locality: str = "") -> None:
+        cls = self._class_for(task.spec.options, locality)
         cls.tasks.append(task)
         self._pump(cls)
 
-    def _class_for(self, options: TaskOptions) -> SchedulingClass:
-        known = self._class_of_options.get(id(options))
-        if known is not None and known[0] is options:
-            return known[1]
-        key = scheduling_key(options.resources, options.runtime_env, options.strategy)
+    def _class_for(self, options: TaskOptions, locality: str = "") -> SchedulingClass:
+        if not locality:
+            known = self._class_of_options.get(id(options))
+            if known is not None and known[0] is options:
+                return known[1]
+        key = scheduling_key(options.resources, options.runtime_env, options.strategy) + (locality,)
         cls = self._classes.get(key)
         if cls is None:
             cls = self._classes[key] = SchedulingClass(key, {
                 "resources": options.resources, "runtime_env": options.runtime_env,
                 "strategy": options.strategy, "job_id": self.cw.job_id.hex(),
-            })
+            }, locality_raylet=locality)
+        if locality:
+            return cls
         if len(self._class_of_options) > 256:
             self._class_of_options.clear()
         self._class_of_options[id(options)] = (options, cls)
@@ -140,23 +173,36 @@ class NormalTaskSubmitter:
         wanted = min(len(cls.tasks), MAX_PENDING_LEASE_REQUESTS) - cls.pending_leases
         for _ in range(max(0, wanted)):
             cls.pending_leases += 1
-            self.loop.create_task(self._request_lease(cls, self.cw.raylet, grant_or_reject=False))
+            task = self.loop.create_task(self._request_lease(cls))
+            self._lease_tasks.add(task)
+            task.add_done_callback(self._lease_tasks.discard)
 
-    async def _request_lease(self, cls: SchedulingClass, raylet: framing.Connection, grant_or_reject: bool) -> None:
+    async def _request_lease(self, cls: SchedulingClass) -> None:
+        request_id = next(self._request_ids)
+        raylet, grant_or_reject, locality = self.cw.raylet, False, False
+        if cls.locality_raylet:  # ask the node holding the tasks' data first
+            try:
+                raylet, locality = await self.cw.pool.get(cls.locality_raylet), True
+            except OSError:
+                pass
         try:
             while True:
+                cls.lease_requests[request_id] = raylet
                 try:
-                    reply = await raylet.request(msg.REQUEST_LEASE, {**cls.request, "grant_or_reject": grant_or_reject})
+                    reply = await raylet.request(msg.REQUEST_LEASE, {
+                        **cls.request, "grant_or_reject": grant_or_reject, "locality": locality,
+                        "request_id": request_id})
                 except (framing.ConnectionLost, framing.RemoteError) as e:
                     if raylet is self.cw.raylet:
                         self._fail_class(cls, exceptions.LocalRayletDiedError(), only_if_no_workers=True)
                         return
                     # The node we were spilled to died: start over at our own raylet.
                     logger.info("Lost the raylet a lease was spilled to (%s); asking the local raylet again.", e)
-                    raylet, grant_or_reject = self.cw.raylet, False
+                    raylet, grant_or_reject, locality = self.cw.raylet, False, False
                     await asyncio.sleep(0.1)
                     continue
                 if "spillback" in reply:
+                    locality = False
                     try:
                         raylet = await self.cw.pool.get(reply["spillback"])
                         grant_or_reject = True
@@ -165,11 +211,11 @@ class NormalTaskSubmitter:
                         await asyncio.sleep(0.1)
                     continue
                 if "rejected" in reply:  # the node we were spilled to cannot run it any more
-                    raylet, grant_or_reject = self.cw.raylet, False
+                    raylet, grant_or_reject, locality = self.cw.raylet, False, False
                     await asyncio.sleep(0.1)
                     continue
-                if "failed" in reply:
-                    self._fail_class(cls, exceptions.RuntimeEnvSetupError(reply["failed"]))
+                if "cancelled" in reply:
+                    self._on_lease_cancelled(cls, reply["cancelled"])
                     return
                 break
             grant = reply["granted"]
@@ -183,9 +229,32 @@ class NormalTaskSubmitter:
             cls.workers.add(worker)
             self._make_idle(cls, worker)
         finally:
+            cls.lease_requests.pop(request_id, None)
             cls.pending_leases -= 1
             if cls.tasks and not self._closed:
                 self._pump(cls)
+
+    def _on_lease_cancelled(self, cls: SchedulingClass, cancelled: msg.LeaseCancelled) -> None:
+        """The raylet cancelled a lease request: withdrawn by us, or the class's tasks can never run here."""
+        kind, message = cancelled["type"], cancelled["message"]
+        if kind == msg.CANCELLED_INTENDED:
+            return
+        while cls.tasks:
+            task = cls.tasks.popleft()
+            if kind == msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED:
+                error: BaseException = exceptions.RuntimeEnvSetupError(message)
+            elif kind == msg.CANCELLED_PLACEMENT_GROUP_REMOVED:
+                error = exceptions.TaskPlacementGroupRemoved()
+            else:  # CANCELLED_UNSCHEDULABLE
+                error = exceptions.TaskUnschedulableError(
+                    f"{message} lease_id={task.spec.task_id.hex()}, name={task.spec.options.name}")
+            self._finish_with_error(task, error)
+
+    def _cancel_lease_requests(self, cls: SchedulingClass) -> None:
+        """No task of the class is queued any more: its outstanding lease requests are withdrawn."""
+        for request_id, raylet in list(cls.lease_requests.items()):
+            if not raylet.closed:
+                raylet.notify(msg.CANCEL_LEASE, {"request_id": request_id})
 
     def _make_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
         worker.busy = False
@@ -287,6 +356,8 @@ class NormalTaskSubmitter:
             if task in cls.tasks:
                 cls.tasks.remove(task)
                 self._finish_with_error(task, exceptions.TaskCancelledError(task_id.hex()))
+                if not cls.tasks:
+                    self._cancel_lease_requests(cls)
                 return True
         worker = task.worker
         if worker is None:  # still resolving dependencies
@@ -313,6 +384,8 @@ class NormalTaskSubmitter:
 
     def shutdown(self) -> None:
         self._closed = True
+        for task in list(self._lease_tasks):  # the raylets drop their requests with our connection
+            task.cancel()
         for cls in self._classes.values():
             for worker in list(cls.idle):
                 if worker.idle_handle is not None:

@@ -1,10 +1,17 @@
 """GCS actor management: registration with names/namespaces, creation through raylet leases (bottom-up,
 following spillback), restarts on worker/node death up to `max_restarts`, kill, and cleanup when the
-owning job ends (detached actors survive it)."""
+owning job ends (detached actors survive it).
+
+A lease request the raylet cancels ends the creation: unschedulable (hard node affinity to a dead or unknown
+node) makes the actor DEAD with `unschedulable` set (its calls raise ActorUnschedulableError), a runtime env
+that cannot be created makes it DEAD with that cause. Killing an actor that is still waiting for its lease
+(ray.kill, its job ending) withdraws the request (CANCEL_LEASE), so its shape leaves the demand at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 
@@ -33,6 +40,7 @@ class _Actor:
         self.no_restart = False
         self.exiting = False
         self.changed = asyncio.Event()
+        self.lease_request: tuple[framing.Connection, int] | None = None  # (raylet, request id) while waiting
 
 
 class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
@@ -42,6 +50,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         self._names: dict[tuple[str, str], bytes] = {}
         self._dispatch = Dispatcher(msg.GCS, self)
         self._pool = framing.ConnectionPool(self._dispatch)
+        self._request_ids = itertools.count(1)
         gcs_server.jobs.on_job_finished.append(self._on_job_finished)
 
     # ------------------------------------------------------------------ state
@@ -155,14 +164,21 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                 await asyncio.sleep(0.5)
                 address = self._any_raylet()
                 continue
+            request_id = next(self._request_ids)
             try:
                 raylet = await self._pool.get(address)
-                reply = await raylet.request(msg.REQUEST_LEASE, {**lease_request, "grant_or_reject": grant_or_reject})
+                if actor.data.state == State.DEAD:  # killed while we connected: ask for nothing
+                    return
+                actor.lease_request = (raylet, request_id)
+                reply = await raylet.request(msg.REQUEST_LEASE, {**lease_request, "grant_or_reject": grant_or_reject,
+                                                                 "request_id": request_id})
             except (OSError, framing.ConnectionLost, framing.RemoteError) as e:
                 logger.warning("Lease request for actor %s at %s failed: %s", actor.data.actor_id.hex(), address, e)
                 address, grant_or_reject = self._any_raylet(), False
                 await asyncio.sleep(0.2)
                 continue
+            finally:
+                actor.lease_request = None
             if "spillback" in reply:
                 address, grant_or_reject = reply["spillback"], True
                 continue
@@ -170,8 +186,14 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                 address, grant_or_reject = self._any_raylet(), False
                 await asyncio.sleep(0.1)
                 continue
-            if "failed" in reply:
-                await self._set_state(actor, State.DEAD, death_cause=reply["failed"])
+            if "cancelled" in reply:
+                cancelled = reply["cancelled"]
+                if cancelled["type"] == msg.CANCELLED_INTENDED or actor.data.state == State.DEAD:
+                    return  # withdrawn by us (the actor was killed)
+                if cancelled["type"] == msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED:
+                    await self._set_state(actor, State.DEAD, death_cause=cancelled["message"])
+                else:  # Ray's ActorUnschedulableContext: calls raise ActorUnschedulableError
+                    await self._set_state(actor, State.DEAD, death_cause=cancelled["message"], unschedulable=True)
                 return
             grant = reply["granted"]
             break
@@ -235,6 +257,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             actor.no_restart = True
             actor.data.death_cause = reason
         if actor.data.state in (State.PENDING_CREATION, State.RESTARTING) and no_restart:
+            self._cancel_lease_request(actor)
             await self._set_state(actor, State.DEAD, death_cause=reason)
             return
         if actor.raylet is not None and not actor.raylet.closed and actor.conn is not None:
@@ -242,6 +265,13 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                                                 "force": True})
         if no_restart and actor.data.state != State.DEAD:
             await self._set_state(actor, State.DEAD, death_cause=reason)  # callers learn it at once
+
+    def _cancel_lease_request(self, actor: _Actor) -> None:
+        """The actor will not be created: withdraw the lease request it is waiting on, if any."""
+        if actor.lease_request is not None:
+            raylet, request_id = actor.lease_request
+            if not raylet.closed:
+                raylet.notify(msg.CANCEL_LEASE, {"request_id": request_id})
 
     async def _on_job_finished(self, job_id: bytes) -> None:
         for actor in list(self._actors.values()):

@@ -183,7 +183,11 @@ class RequestLease(TypedDict, total=False):
     runtime_env: dict
     strategy: dict
     job_id: str
+    request_id: int  # the owner's id for this request on its connection (CANCEL_LEASE names it)
     grant_or_reject: bool  # a spilled-back request: grant here or say "rejected", never spill again
+    # Sent to the raylet of the node holding most of the task's argument bytes (locality-aware leasing):
+    # granted there when it fits now, else scheduled from there.
+    locality: bool
     is_actor: bool
     running_resources: dict[str, float]  # actors: what the lease holds once the actor runs
 
@@ -198,14 +202,30 @@ class LeaseGrant(TypedDict):
     resources: dict[str, float]
 
 
+# Why a lease request was cancelled (Ray's RequestWorkerLeaseReply.SchedulingFailureType).
+CANCELLED_INTENDED = "SCHEDULING_CANCELLED_INTENDED"  # its owner cancelled it, or went away
+CANCELLED_UNSCHEDULABLE = "SCHEDULING_CANCELLED_UNSCHEDULABLE"  # it can never run (hard node affinity)
+CANCELLED_RUNTIME_ENV_SETUP_FAILED = "SCHEDULING_CANCELLED_RUNTIME_ENV_SETUP_FAILED"
+CANCELLED_PLACEMENT_GROUP_REMOVED = "SCHEDULING_CANCELLED_PLACEMENT_GROUP_REMOVED"  # its placement group is gone
+
+
+class LeaseCancelled(TypedDict):
+    type: str  # one of the CANCELLED_* above
+    message: str
+
+
 class LeaseReply(TypedDict, total=False):
-    """Exactly one key: granted here, try that raylet instead, not here after all, or cannot run."""
+    """Exactly one key: granted here, try that raylet instead, not here after all, or cancelled."""
 
     granted: LeaseGrant
     spillback: str  # the raylet's framed TCP address
     node_id: str  # with spillback
     rejected: bool
-    failed: str  # why (e.g. the runtime env could not be set up)
+    cancelled: LeaseCancelled
+
+
+class CancelLease(TypedDict):
+    request_id: int  # RequestLease.request_id, on the same connection
 
 
 class ReturnLease(TypedDict, total=False):
@@ -299,6 +319,7 @@ class CancelTask(TypedDict, total=False):
 # core worker -> its raylet (the GCS also leases workers for actors)
 REGISTER_CLIENT = "register_client"
 REQUEST_LEASE = "request_lease"
+CANCEL_LEASE = "cancel_lease"
 RETURN_LEASE = "return_lease"
 NOTIFY_BLOCKED = "notify_blocked"
 NOTIFY_UNBLOCKED = "notify_unblocked"
@@ -338,13 +359,16 @@ MESSAGES: dict[str, Message] = {
                              "A driver or worker joins its node; the raylet says where the node's store is."),
     REQUEST_LEASE: Message((OWNER, GCS), RAYLET, RequestLease, LeaseReply,
                            "Lease a worker for a scheduling class (bottom-up scheduling with spillback)."),
+    CANCEL_LEASE: Message((OWNER, GCS), RAYLET, CancelLease, None,
+                          "Withdraw a lease request still waiting here (its tasks were cancelled, its actor killed)."),
     RETURN_LEASE: Message((OWNER, GCS), RAYLET, ReturnLease, None, "The leased worker is idle (or unusable)."),
     NOTIFY_BLOCKED: Message((OWNER,), RAYLET, LeaseRef, None,
                             "A task blocks in ray.get/wait: its CPUs are lent back to the node."),
     NOTIFY_UNBLOCKED: Message((OWNER,), RAYLET, LeaseRef, None, "... and takes them again."),
     KILL_WORKER: Message((OWNER, GCS), RAYLET, KillWorker, bool, "Force-cancel a task, or kill an actor."),
     GET_NODE_STATS: Message((OWNER,), RAYLET, type(None), dict,
-                            "Resources, workers and store usage of the node (tests and tools)."),
+                            "Resources, workers, store usage and the scheduler's lease counters and recent "
+                            "leases (the raylet's debug state; tests and tools)."),
     OBJECT_CREATED: Message((OWNER,), RAYLET, ObjectCreated, None, "A value was written to the node's store."),
     FREE_OBJECTS: Message((OWNER,), RAYLET, FreeObjects, None, "The owner freed these values."),
     RESTORE_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bool, "Bring a spilled value back into memory."),

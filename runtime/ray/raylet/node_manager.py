@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 
 from ray._common import framing
 from ray._common.config import config
@@ -56,7 +57,9 @@ class NodeManager:
                                self.session_dir, self.shm_dir, self._on_worker_dead)
         self.cluster = ClusterResourceView(node_id, self.resources)
         self.leases = LeaseManager(node_id, self.resources, self.cluster, self.pool, self.runtime_envs,
-                                   self._start_slots)
+                                   self._start_slots, refresh_node_table=self._refresh_node_table)
+        self._node_table_task: asyncio.Task | None = None
+        self._node_table_wanted = False
         self._dispatch = Dispatcher(msg.RAYLET, self, self.leases)
         self.gcs: AsyncGcsClient | None = None
         self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
@@ -85,6 +88,8 @@ class NodeManager:
         await self.gcs.call(self.gcs.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=info))
         asyncio.get_running_loop().create_task(self._report_loop())
         self._log_monitor_task = asyncio.get_running_loop().create_task(LogMonitor(self).run())
+        if config().debug_dump_period_milliseconds > 0:
+            self._debug_dump_task = asyncio.get_running_loop().create_task(self._debug_dump_loop())
 
     def ready_info(self) -> dict:
         return {"node_id": self.node_id, "socket": self.socket_path, "tcp_port": self.tcp_port,
@@ -94,6 +99,7 @@ class NodeManager:
         await self._stopping.wait()
 
     async def shutdown(self, unregister: bool = True) -> None:
+        self.leases.stop()  # no grant from here on: the requests still waiting go with their connections
         self.pool.kill_all()
         if unregister and self.gcs:
             try:
@@ -113,6 +119,7 @@ class NodeManager:
         while not self._stopping.is_set():
             self.pool.reap()
             self.pool.kill_idle_above(soft_limit, cfg.idle_worker_killing_time_threshold_ms / 1000)
+            self.resources.set_object_store_used(self.store.used_bytes)
             req = pb.ReportResourceUsageRequest(
                 node_id=bytes.fromhex(self.node_id), resources_available=self.resources.reported_available(),
                 resources_total=self.resources.total.to_dict(), demands=self.leases.demands(),
@@ -134,9 +141,70 @@ class NodeManager:
             await asyncio.sleep(period)
 
     async def _fill_addresses(self) -> None:
-        reply = await self.gcs.call(self.gcs.stubs.node.GetAllNodeInfo, pb.GetAllNodeInfoRequest())
-        self.cluster.fill_addresses(reply.node_info_list)
+        started = time.monotonic()
+        try:
+            reply = await self.gcs.call(self.gcs.stubs.node.GetAllNodeInfo, pb.GetAllNodeInfoRequest())
+        except ConnectionError:
+            return  # the report loop notices a lost GCS
+        self.cluster.fill_addresses(reply.node_info_list, started)
         self.leases.schedule()
+
+    def _refresh_node_table(self) -> None:
+        """The lease manager needs the GCS node table as it is from now on (hard affinity to a node it has not
+        heard of): one read begun after this call, however many requests ask meanwhile."""
+        self._node_table_wanted = True
+        if self._node_table_task is None or self._node_table_task.done():
+            self._node_table_task = asyncio.get_running_loop().create_task(self._read_node_table())
+
+    async def _read_node_table(self) -> None:
+        while self._node_table_wanted:
+            self._node_table_wanted = False
+            await self._fill_addresses()
+
+    # ------------------------------------------------------------------ debug state
+    def debug_state_text(self) -> str:
+        """The scheduler's state as text, the counterpart of Ray's raylet `debug_state.txt`."""
+        state = self.leases.debug_state()
+        lines = [
+            "NodeManager:",
+            f"Node ID: {self.node_id}",
+            f"Node name: {self.node_ip}",
+            f"InitialConfigResources: {self.resources.total.to_dict()}",
+            f"Available resources: {self.resources.available.to_dict()}",
+            "ClusterLeaseManager:",
+            f"Schedule queue length: {state['num_pending']}",
+            f"Infeasible queue length: {state['num_infeasible']}",
+            f"Leases starting a worker: {state['num_starting']}",
+            f"Leases held: {state['num_leased']}",
+            f"Num leases granted: {state['num_granted']}",
+            f"Num leases rescheduled (spilled back): {state['num_rescheduled']}",
+            f"Num leases rejected: {state['num_rejected']}",
+            f"Num leases cancelled: {state['num_cancelled']}",
+        ]
+        lines += [f"  {kind}: {n}" for kind, n in sorted(state["cancelled_by_type"].items())]
+        lines.append("Cluster resources as this raylet sees them:")
+        for v in self.cluster.nodes():
+            lines.append(f"  node {v.node_id}: total {v.total.to_dict()} available {v.available.to_dict()}")
+        lines.append("Recent leases (oldest first):")
+        for r in state["recent"]:
+            where = f" node={r['node_id']}" if "node_id" in r else ""
+            why = f" {r['cancel_type']}: {r['message']}" if r["state"] == "cancelled" else ""
+            kind = "actor" if r["is_actor"] else "task"
+            lines.append(f"  {r['state']}{where} {kind} job={r['job_id']} {r['strategy']} {r['resources']}{why}")
+        return "\n".join(lines) + "\n"
+
+    async def _debug_dump_loop(self) -> None:
+        path = os.path.join(self.session_dir, "logs", "debug_state.txt")
+        period = config().debug_dump_period_milliseconds / 1000
+        while not self._stopping.is_set():
+            await asyncio.sleep(period)
+            try:
+                tmp = path + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(self.debug_state_text())
+                os.replace(tmp, path)
+            except OSError:
+                pass  # the session dir is going away
 
     # ------------------------------------------------------------------ protocol
     @handles(msg.REGISTER_CLIENT)
@@ -222,6 +290,10 @@ class NodeManager:
             **self.store.stats(),
             "pending_leases": self.leases.num_pending,
             "infeasible_leases": self.leases.num_infeasible,
+            "leases": self.leases.debug_state(),
+            # The scheduler's view of every node (this one as it is now, the others as last reported).
+            "cluster_view": {v.node_id: {"total": v.total.to_dict(), "available": v.available.to_dict()}
+                             for v in self.cluster.nodes()},
         }
 
     # ------------------------------------------------------------------ object store accounting

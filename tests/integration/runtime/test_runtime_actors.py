@@ -149,6 +149,30 @@ def test_max_restarts_and_max_task_retries():
     assert ray.get(r.pid.remote()) != first_pid
 
 
+def test_an_actor_whose_method_kills_its_process_is_restarted_and_a_call_right_after_reaches_the_new_one():
+    # Measured on Ray 2.60 (bench/workloads.py run by bench/run.py --ray-only, 2026-12-01): a method that kills
+    # its process on every call, retried once (max_task_retries=1), kills the restarted actor too, and with
+    # max_restarts=1 the actor is then dead: Ray raises ActorDiedError for that call and the next ones, as the
+    # test above asserts. A method that kills it only the first time is restarted, retried, and later calls
+    # reach the new process.
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class CrashOnce:
+        def pid(self):
+            return os.getpid()
+
+        def crash_once(self):
+            if not ray.get_runtime_context().was_current_actor_reconstructed:
+                os._exit(1)
+            return os.getpid()
+
+    actor = CrashOnce.remote()
+    first = ray.get(actor.pid.remote())
+    crashed = actor.crash_once.remote()
+    after = ray.get(actor.pid.remote(), timeout=60)
+    assert after != first
+    assert ray.get(crashed, timeout=60) == after  # retried once, on the restarted actor
+
+
 def test_exit_actor_ends_the_actor_without_restart():
     @ray.remote(max_restarts=3)
     class Quitter:

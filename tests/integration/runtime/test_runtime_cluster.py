@@ -198,7 +198,7 @@ def test_cluster_utils_places_work_by_resource_and_survives_node_death(two_node_
         return ray.get_runtime_context().get_node_id(), np.arange(300_000)
 
     node_id, arr = ray.get(on_special.remote())
-    assert node_id == worker.node_id.hex()
+    assert node_id == worker.node_id
     assert arr[-1] == 299_999  # a large object fetched from the other node
 
     @ray.remote(max_restarts=1, max_task_retries=-1, num_cpus=1)
@@ -213,10 +213,10 @@ def test_cluster_utils_places_work_by_resource_and_survives_node_death(two_node_
             return True
 
     blocker = Blocker.options(scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-        cluster.head_node.node_id.hex(), soft=False)).remote()
+        cluster.head_node.node_id, soft=False)).remote()
     assert ray.get(blocker.ok.remote())
     actor = Pinned.remote()
-    assert ray.get(actor.node.remote()) == worker.node_id.hex()
+    assert ray.get(actor.node.remote()) == worker.node_id
 
     started = Path(cluster.head_node.session_dir) / "slow-task-started"
 
@@ -237,19 +237,19 @@ def test_cluster_utils_places_work_by_resource_and_survives_node_death(two_node_
     replacement = cluster.add_node(num_cpus=2, resources={"special": 1})
     cluster.remove_node(worker, allow_graceful=False)
     # The running task is retried on the node that still has the resource it needs.
-    assert ray.get(slow, timeout=120) == replacement.node_id.hex()
+    assert ray.get(slow, timeout=120) == replacement.node_id
     # An object whose only copy was on the dead node is gone (no lineage reconstruction here).
     with pytest.raises(ray.exceptions.ObjectLostError):
         ray.get(ref, timeout=60)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        if worker.node_id.hex() not in alive:
+        if worker.node_id not in alive:
             break
         time.sleep(0.2)
-    assert worker.node_id.hex() not in alive
+    assert worker.node_id not in alive
     # The actor is restarted on a live node and its calls go on.
-    assert ray.get(actor.node.remote(), timeout=60) == replacement.node_id.hex()
+    assert ray.get(actor.node.remote(), timeout=60) == replacement.node_id
 
 
 def test_store_bytes_return_to_zero_when_refs_go_away(tmp_path):

@@ -1,5 +1,6 @@
 """The raylet's lease manager without processes: grants, GPU ids, CPU lending, spillback, infeasible requests,
-demand shapes, owners that go away, and the node manager's dispatcher that routes lease messages to it.
+demand shapes, owners that go away, the lease states (granted, rescheduled, cancelled) and their records, the
+strategies as the lease manager applies them, and the node manager's dispatcher that routes lease messages to it.
 
 Real lease manager, resources, cluster view, runtime-env provider and dispatcher. The owner is a real framed
 connection (a socket pair in this process): the raylet's notifications reach it, and its closing is noticed;
@@ -69,8 +70,11 @@ class Raylet:
         self.cluster = ClusterResourceView(NODE, self.resources)
         self.cluster.local_address = "127.0.0.1:7000"
         self.pool = InProcessWorkerPool(lambda worker: self.leases.on_worker_dead(worker))
+        self.node_table: list = []  # what the GCS node table holds, for refresh_node_table
+        self.table_reads = 0
+        self._read_scheduled = False
         self.leases = LeaseManager(NODE, self.resources, self.cluster, self.pool, RuntimeEnvProvider(""),
-                                   asyncio.Semaphore(4))
+                                   asyncio.Semaphore(4), refresh_node_table=self._read_node_table)
         self.dispatch = Dispatcher(msg.RAYLET, self.leases)
         self.notified: asyncio.Queue = asyncio.Queue()
 
@@ -81,6 +85,20 @@ class Raylet:
             lambda: framing.Connection(self.dispatch, on_close=self.leases.on_owner_closed), sock=a)
         _, self.owner = await loop.create_unix_connection(
             lambda: framing.Connection(lambda conn, method, body: self.notified.put_nowait((method, body))), sock=b)
+
+    def _read_node_table(self) -> None:
+        """What the node manager does: one read of the GCS node table begun after the asks, then schedule."""
+        if self._read_scheduled:
+            return
+        self._read_scheduled = True
+
+        def read():
+            self._read_scheduled = False
+            self.table_reads += 1
+            self.cluster.fill_addresses(self.node_table)
+            self.leases.schedule()
+
+        asyncio.get_running_loop().call_soon(read)
 
     def request(self, resources: dict, **extra) -> asyncio.Future:
         return self.dispatch(self.conn, msg.REQUEST_LEASE, {"resources": resources, "job_id": JOB, **extra})
@@ -303,7 +321,213 @@ def test_the_raylet_handles_every_message_sent_to_it_with_leases_in_the_lease_ma
         node = NodeManager(NODE, "127.0.0.1", "127.0.0.1:1", str(tmp_path), {"CPU": 1}, {}, is_head=False)
         to_raylet = {name for name, m in msg.MESSAGES.items() if m.receiver == msg.RAYLET}
         assert node._dispatch.handled() == to_raylet
-        lease_messages = {msg.REQUEST_LEASE, msg.RETURN_LEASE, msg.NOTIFY_BLOCKED, msg.NOTIFY_UNBLOCKED}
+        lease_messages = {msg.REQUEST_LEASE, msg.CANCEL_LEASE, msg.RETURN_LEASE, msg.NOTIFY_BLOCKED,
+                          msg.NOTIFY_UNBLOCKED}
         assert Dispatcher(msg.RAYLET, node.leases).handled() == lease_messages
 
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------- lease states and strategies
+def _states(raylet: Raylet) -> list[tuple]:
+    return [(r["state"], r.get("node_id"), r.get("cancel_type")) for r in raylet.leases.debug_state()["recent"]]
+
+
+def _with_remote(raylet: Raylet, total: dict, available: dict | None = None) -> None:
+    raylet.cluster.update([_remote_node(total, total if available is None else available)])
+    raylet.cluster.fill_addresses([REMOTE_INFO])
+
+
+def _affinity(node_id: str, **flags) -> dict:
+    return {"strategy": {"type": "NODE_AFFINITY", "node_id": node_id, "soft": False, **flags}}
+
+
+def test_granted_and_rescheduled_leases_are_counted_and_recorded_with_their_node():
+    async def run(raylet: Raylet):
+        _with_remote(raylet, {"CPU": 2})
+        grant = await _granted(raylet.request({"CPU": 1}))
+        assert await asyncio.wait_for(raylet.request({"CPU": 1}), 5) == {"spillback": "127.0.0.2:7001",
+                                                                         "node_id": REMOTE}
+        state = raylet.leases.debug_state()
+        assert (state["num_granted"], state["num_rescheduled"], state["num_cancelled"]) == (1, 1, 0)
+        assert _states(raylet) == [("granted", NODE, None), ("rescheduled", REMOTE, None)]
+        assert state["recent"][0]["lease_id"] == grant["lease_id"] and state["recent"][0]["job_id"] == JOB
+
+    _run({"CPU": 1}, run)
+
+
+def test_an_owner_cancels_a_queued_request_and_its_shape_leaves_the_demand():
+    async def run(raylet: Raylet):
+        await _granted(raylet.request({"CPU": 1}))
+        queued = raylet.request({"CPU": 1}, request_id=7)
+        assert await _still_waiting(queued) and raylet.leases.demands()
+        raylet.send(msg.CANCEL_LEASE, {"request_id": 8})  # another request id: nothing happens
+        assert await _still_waiting(queued)
+        raylet.send(msg.CANCEL_LEASE, {"request_id": 7})
+        reply = await asyncio.wait_for(queued, 5)
+        assert reply["cancelled"]["type"] == msg.CANCELLED_INTENDED
+        assert raylet.leases.demands() == [] and raylet.leases.num_pending == 0
+        assert _states(raylet)[-1] == ("cancelled", None, msg.CANCELLED_INTENDED)
+        assert raylet.leases.debug_state()["cancelled_by_type"] == {msg.CANCELLED_INTENDED: 1}
+
+    _run({"CPU": 1}, run)
+
+
+def test_a_request_cancelled_while_its_worker_starts_gives_the_worker_back_idle():
+    async def run(raylet: Raylet):
+        starting, proceed = asyncio.Event(), asyncio.Event()
+        start_worker = raylet.pool.start_worker
+
+        async def slow_start(*args, **kwargs):
+            starting.set()
+            await proceed.wait()
+            return await start_worker(*args, **kwargs)
+
+        raylet.pool.start_worker = slow_start
+        fut = raylet.request({"CPU": 1}, request_id=1)
+        await asyncio.wait_for(starting.wait(), 5)
+        raylet.send(msg.CANCEL_LEASE, {"request_id": 1})
+        assert (await asyncio.wait_for(fut, 5))["cancelled"]["type"] == msg.CANCELLED_INTENDED
+        proceed.set()
+        for _ in range(100):
+            if raylet.available == {"CPU": 1.0}:
+                break
+            await asyncio.sleep(0.01)
+        assert raylet.available == {"CPU": 1.0}
+        assert [w.state for w in raylet.pool.workers.values()] == ["IDLE"]
+
+    _run({"CPU": 1}, run)
+
+
+def test_hard_affinity_to_a_node_that_died_is_cancelled_at_once():
+    async def run(raylet: Raylet):
+        _with_remote(raylet, {"CPU": 1}, {"CPU": 0})
+        waiting_there = raylet.request({"CPU": 1}, **_affinity(REMOTE))  # busy: it waits for that node
+        assert await asyncio.wait_for(waiting_there, 5) == {"spillback": "127.0.0.2:7001", "node_id": REMOTE}
+        raylet.cluster.update([])  # the next report no longer has it: dead
+        reply = await asyncio.wait_for(raylet.request({"CPU": 1}, **_affinity(REMOTE)), 5)
+        assert reply == {"cancelled": {"type": msg.CANCELLED_UNSCHEDULABLE, "message": (
+            "The node specified via NodeAffinitySchedulingStrategy doesn't exist any more or is infeasible, and "
+            "soft=False was specified.")}}
+        assert raylet.table_reads == 0  # a node known dead needs no look at the node table
+        assert _states(raylet)[-1] == ("cancelled", None, msg.CANCELLED_UNSCHEDULABLE)
+
+    _run({"CPU": 1}, run)
+
+
+def test_hard_affinity_to_an_unknown_node_reads_the_node_table_once_then_is_cancelled():
+    async def run(raylet: Raylet):
+        unknown = "cc" * 28
+        first = raylet.request({"CPU": 1}, **_affinity(unknown))
+        second = raylet.request({"CPU": 1}, **_affinity(unknown))
+        for fut in (first, second):
+            assert (await asyncio.wait_for(fut, 5))["cancelled"]["type"] == msg.CANCELLED_UNSCHEDULABLE
+        assert raylet.table_reads == 1
+        # Too small a node fails the same way, without a look at the table.
+        too_big = await asyncio.wait_for(raylet.request({"CPU": 4}, **_affinity(NODE)), 5)
+        assert too_big["cancelled"]["type"] == msg.CANCELLED_UNSCHEDULABLE and raylet.table_reads == 1
+
+    _run({"CPU": 1}, run)
+
+
+def test_hard_affinity_to_a_node_that_just_joined_waits_for_its_first_report():
+    async def run(raylet: Raylet):
+        raylet.node_table = [pb.GcsNodeInfo(node_id=bytes.fromhex(REMOTE), state=pb.GcsNodeInfo.ALIVE,
+                                            node_manager_address="127.0.0.2", raylet_tcp_port=7001)]
+        waiting = raylet.request({"CPU": 1}, **_affinity(REMOTE))
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and raylet.table_reads == 1  # the GCS says it is alive: wait for its report
+        _with_remote(raylet, {"CPU": 1})
+        raylet.leases.on_cluster_update()
+        assert await asyncio.wait_for(waiting, 5) == {"spillback": "127.0.0.2:7001", "node_id": REMOTE}
+
+    _run({"CPU": 1}, run)
+
+
+def test_hard_affinity_with_fail_on_unavailable_is_cancelled_while_its_node_is_busy():
+    async def run(raylet: Raylet):
+        await _granted(raylet.request({"CPU": 1}))
+        reply = await asyncio.wait_for(raylet.request({"CPU": 1}, **_affinity(NODE, fail_on_unavailable=True)), 5)
+        assert reply["cancelled"]["type"] == msg.CANCELLED_UNSCHEDULABLE
+        assert await _still_waiting(raylet.request({"CPU": 1}, **_affinity(NODE)))  # without it: waits
+
+    _run({"CPU": 1}, run)
+
+
+def test_a_runtime_env_that_cannot_be_created_cancels_the_lease_with_the_reason():
+    async def run(raylet: Raylet):
+        reply = await asyncio.wait_for(raylet.request({"CPU": 1}, runtime_env={"pip": ["nothing-here"]}), 5)
+        assert reply["cancelled"]["type"] == msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED
+        assert "needs the node agent" in reply["cancelled"]["message"]
+        assert raylet.available == {"CPU": 1.0}
+        assert _states(raylet) == [("cancelled", None, msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED)]
+
+    _run({"CPU": 1}, run)
+
+
+def test_spread_leases_take_turns_between_the_nodes():
+    async def run(raylet: Raylet):
+        _with_remote(raylet, {"CPU": 4})
+        spread = {"strategy": {"type": "SPREAD"}}
+        replies = [await asyncio.wait_for(raylet.request({"CPU": 1}, **spread), 5) for _ in range(4)]
+        assert [("granted" in r, r.get("node_id")) for r in replies] == [
+            (True, None), (False, REMOTE), (True, None), (False, REMOTE)]
+        # The default strategy keeps the same work on the local node until it is half busy.
+        for r in replies:
+            if "granted" in r:
+                raylet.send(msg.RETURN_LEASE, {"lease_id": r["granted"]["lease_id"]})
+        _with_remote(raylet, {"CPU": 4})
+        default = [await asyncio.wait_for(raylet.request({"CPU": 1}), 5) for _ in range(3)]
+        assert [("granted" in r) for r in default] == [True, True, False]
+
+    _run({"CPU": 4}, run)
+
+
+def test_a_spilled_back_request_is_rejected_when_another_node_is_better_now():
+    async def run(raylet: Raylet):
+        await _granted(raylet.request({"CPU": 1}))
+        _with_remote(raylet, {"CPU": 1})
+        assert await asyncio.wait_for(raylet.request({"CPU": 1}, grant_or_reject=True), 5) == {"rejected": True}
+        assert _states(raylet)[-1] == ("rejected", None, None)
+        # With nothing better anywhere it queues here instead.
+        _with_remote(raylet, {"CPU": 1}, {"CPU": 0})
+        assert await _still_waiting(raylet.request({"CPU": 1}, grant_or_reject=True))
+
+    _run({"CPU": 1}, run)
+
+
+def test_a_request_sent_for_its_data_runs_on_the_data_node_when_it_fits_there():
+    async def run(raylet: Raylet):
+        for _ in range(3):
+            await _granted(raylet.request({"CPU": 1}))  # 75 % busy: hybrid would send more work away
+        _with_remote(raylet, {"CPU": 4})
+        assert "spillback" in await asyncio.wait_for(raylet.request({"CPU": 1}), 5)
+        assert "granted" in await asyncio.wait_for(raylet.request({"CPU": 1}, locality=True), 5)
+        # No room left here: it is scheduled from here like any other request.
+        assert "spillback" in await asyncio.wait_for(raylet.request({"CPU": 1}, locality=True), 5)
+
+    _run({"CPU": 4}, run)
+
+
+def test_an_owner_that_goes_away_has_its_queued_requests_recorded_as_cancelled():
+    async def run(raylet: Raylet):
+        await _granted(raylet.request({"CPU": 1}))
+        raylet.request({"CPU": 1})
+        raylet.owner.close()
+        await raylet.conn.wait_closed()
+        assert _states(raylet)[-1] == ("cancelled", None, msg.CANCELLED_INTENDED)
+        assert raylet.leases.debug_state()["recent"][-1]["message"] == "The lease request's owner exited."
+
+    _run({"CPU": 1}, run)
+
+
+def test_a_node_shutting_down_grants_nothing_to_the_requests_still_waiting():
+    async def run(raylet: Raylet):
+        grant = await _granted(raylet.request({"CPU": 1}))
+        waiting = raylet.request({"CPU": 1})
+        raylet.leases.stop()
+        raylet.send(msg.RETURN_LEASE, {"lease_id": grant["lease_id"]})  # its worker killed: the CPU is free
+        assert await _still_waiting(waiting)
+        assert len(raylet.pool.workers) == 1  # no worker started for it
+
+    _run({"CPU": 1}, run)

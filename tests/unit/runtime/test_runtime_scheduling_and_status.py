@@ -1,44 +1,8 @@
-"""The hybrid/affinity/spread policies, `ray status` text and the store's spilling bookkeeping (no processes)."""
+"""`ray status` text and the store's spilling bookkeeping (no processes); the policies have their own file."""
 
-from ray._common.resources import ResourceSet
 from ray._private.status import format_status
 from ray.protocol import gcs_pb2 as pb
 from ray.raylet.object_store import LocalObjectStore
-from ray.raylet.scheduling import policy
-
-
-def _node(node_id: str, total: dict, available: dict | None = None) -> policy.NodeView:
-    return policy.NodeView(node_id, ResourceSet(total), ResourceSet(available or total), f"{node_id}:1")
-
-
-def test_hybrid_prefers_the_local_node_until_the_spread_threshold():
-    local, remote = _node("local", {"CPU": 4}), _node("remote", {"CPU": 4})
-    assert policy.hybrid(ResourceSet({"CPU": 1}), [local, remote], "local").node_id == "local"
-    busy_local = _node("local", {"CPU": 4}, {"CPU": 1})
-    decision = policy.hybrid(ResourceSet({"CPU": 1}), [busy_local, remote], "local")
-    assert decision.node_id == "remote" and decision.available_now
-
-
-def test_hybrid_queues_locally_when_feasible_but_busy_and_reports_infeasible():
-    full_local = _node("local", {"CPU": 2}, {"CPU": 0})
-    decision = policy.hybrid(ResourceSet({"CPU": 1}), [full_local], "local")
-    assert decision.node_id == "local" and not decision.available_now
-    assert policy.hybrid(ResourceSet({"GPU": 1}), [full_local], "local").node_id is None
-    special = _node("special", {"CPU": 1, "bob": 5})
-    assert policy.hybrid(ResourceSet({"bob": 1}), [full_local, special], "local").node_id == "special"
-
-
-def test_node_affinity_hard_and_soft():
-    a, b = _node("a", {"CPU": 1}), _node("b", {"CPU": 1})
-    assert policy.node_affinity(ResourceSet({"CPU": 1}), [a, b], "b", soft=False, local_id="a").node_id == "b"
-    assert policy.node_affinity(ResourceSet({"CPU": 1}), [a], "gone", soft=False, local_id="a").node_id is None
-    assert policy.node_affinity(ResourceSet({"CPU": 1}), [a], "gone", soft=True, local_id="a").node_id == "a"
-
-
-def test_spread_round_robins_over_available_nodes():
-    nodes = [_node(n, {"CPU": 1}) for n in ("a", "b", "c")]
-    picked = {policy.spread(ResourceSet({"CPU": 1}), nodes, i).node_id for i in range(3)}
-    assert picked == {"a", "b", "c"}
 
 
 def test_status_text_has_rays_layout():
@@ -59,6 +23,19 @@ def test_status_text_has_rays_layout():
     usage_lines = lines[lines.index("Usage:") + 1 : lines.index("Demands:") - 1]
     assert usage_lines == [" 1.0/5.0 CPU", " 0.0/5.0 bob", " 0.00/2.000 GiB memory"]
     assert " {'CPU': 8.0}: 2+ pending tasks/actors" in lines
+
+
+def test_status_demands_sum_each_shape_over_the_nodes_queued_and_infeasible():
+    a = pb.NodeResources(node_id=b"\x01" * 28, resources_total={"CPU": 1.0}, demands=[
+        pb.ResourceDemand(shape={"CPU": 1.0}, num_ready_requests_queued=3),
+        pb.ResourceDemand(shape={"CPU": 8.0}, num_infeasible_requests_queued=1)])
+    b = pb.NodeResources(node_id=b"\x02" * 28, resources_total={"CPU": 1.0}, demands=[
+        pb.ResourceDemand(shape={"CPU": 1.0}, num_ready_requests_queued=1, num_infeasible_requests_queued=1)])
+    lines = format_status([], [a, b]).splitlines()
+    assert lines[lines.index("Demands:") + 1:] == [" {'CPU': 1.0}: 5+ pending tasks/actors",
+                                                   " {'CPU': 8.0}: 1+ pending tasks/actors"]
+    empty = format_status([], [pb.NodeResources(node_id=b"\x01" * 28, resources_total={"CPU": 1.0})]).splitlines()
+    assert empty[empty.index("Demands:") + 1:] == [" (no resource demands)"]
 
 
 def test_store_spills_oldest_objects_past_the_threshold_and_restores(tmp_path):

@@ -21,6 +21,7 @@ class LocalResourceManager:
         self.total = ResourceSet(resources)
         self.available = ResourceSet(resources)
         self._gpu_free = _gpu_slots(resources.get("GPU", 0), visible_gpus)
+        self._store_used = 0  # bytes in the node's object store (the node manager keeps it current)
 
     def fits(self, request: ResourceSet) -> bool:
         return request.is_subset_of(self.available)
@@ -50,9 +51,25 @@ class LocalResourceManager:
         amounts["CPU"] = amounts.get("CPU", 0) - round(cpu * GRANULARITY)
         self.available = ResourceSet._from_fixed(amounts)
 
+    def set_object_store_used(self, used_bytes: int) -> None:
+        """The store's usage: like Ray, the node's available object_store_memory is its capacity minus what the
+        store holds (the hybrid policy scores it, `ray status` shows it); leases never take it."""
+        self._store_used = max(0, int(used_bytes))
+
+    def view_available(self) -> ResourceSet:
+        """What is free as the scheduler and the GCS see it: the leases' availability, with object_store_memory
+        reduced by the store's usage."""
+        total_store = self.total.get("object_store_memory")
+        if not self._store_used or not total_store:
+            return self.available
+        amounts = dict(self.available._amounts)
+        used = min(round(self._store_used), round(total_store))  # bytes are whole units
+        amounts["object_store_memory"] = max(0, amounts.get("object_store_memory", 0) - used * GRANULARITY)
+        return ResourceSet._from_fixed(amounts)
+
     def reported_available(self) -> dict[str, float]:
         """What is free, for the GCS: an overcommitted quantity is reported as zero."""
-        return {k: max(v, 0.0) for k, v in self.available.to_dict().items()}
+        return {k: max(v, 0.0) for k, v in self.view_available().to_dict().items()}
 
     def _take_gpus(self, amount: float) -> list[str]:
         if not amount:
