@@ -149,6 +149,8 @@ class ActorTaskSubmitter:
                     f"The actor died because of an error raised in its creation task, {cause}"))
             except Exception as cause:  # noqa: BLE001
                 return exceptions.ActorDiedError(cause, actor_hex, str(cause))
+        if data is not None and data.unschedulable:
+            return exceptions.ActorUnschedulableError(data.death_cause)
         cause = data.death_cause if data is not None else ""
         return exceptions.ActorDiedError(None, actor_hex, f"The actor died unexpectedly before finishing this task. "
                                                           f"{cause}".strip())

@@ -29,7 +29,10 @@ def to_wire(strategy) -> dict:
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         return {"type": "NODE_AFFINITY", "node_id": strategy.node_id, "soft": strategy.soft}
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        raise NotImplementedError("Placement groups are not supported by OpenRay yet.")
+        # The request's resources must be renamed too: ray.util.placement_group.resolve_scheduling does both.
+        return {"type": "PLACEMENT_GROUP", "placement_group_id": strategy.placement_group.id.hex(),
+                "bundle_index": strategy.placement_group_bundle_index,
+                "capture_child_tasks": bool(strategy.placement_group_capture_child_tasks)}
     raise ValueError(
         f"Invalid scheduling_strategy {strategy!r}: use 'DEFAULT', 'SPREAD' or NodeAffinitySchedulingStrategy."
     )

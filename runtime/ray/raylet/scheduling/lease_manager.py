@@ -15,6 +15,7 @@ import itertools
 from dataclasses import dataclass
 
 from ray._common import framing
+from ray._common import placement_groups as pgs
 from ray._common.config import config
 from ray._common.resources import ResourceSet
 from ray.exceptions import RuntimeEnvSetupError
@@ -25,6 +26,7 @@ from ray.raylet.runtime_envs import RuntimeEnvProvider
 from ray.raylet.scheduling import policy
 from ray.raylet.scheduling.cluster_view import ClusterResourceView
 from ray.raylet.scheduling.local_resources import LocalResourceManager
+from ray.raylet.scheduling.placement_groups import PlacementDecision, PlacementGroupBundles, removed_message
 from ray.raylet.worker_pool import DEAD, LEASED, Worker, WorkerPool, env_key
 
 
@@ -54,6 +56,8 @@ class Lease:
     owner: framing.Connection
     blocked: bool = False
     is_actor: bool = False
+    placement_group: str = ""  # hex id of the group whose bundle it runs in
+    request: LeaseRequest | None = None  # while its worker starts
 
 
 class LeaseManager:
@@ -71,6 +75,7 @@ class LeaseManager:
         self._leases: dict[int, Lease] = {}
         self._lease_ids = itertools.count(1)
         self._spread_counter = 0
+        self.placement_groups: PlacementGroupBundles | None = None  # set by the node manager
 
     # ------------------------------------------------------------------ protocol
     @handles(msg.REQUEST_LEASE)
@@ -130,6 +135,24 @@ class LeaseManager:
             if lease.owner is conn and lease.worker is not None:
                 self.pool.kill(lease.worker)
 
+    def end_placement_group_leases(self, pg_hex: str, removed: bool) -> None:
+        """The group's bundles leave this node: its leases end and their workers die (Ray's raylet does the
+        same); a lease whose worker is still starting answers its owner instead (a removed group fails the
+        request, else the owner asks again), and is returned when the start ends."""
+        for lease in list(self._leases.values()):
+            if lease.placement_group != pg_hex:
+                continue
+            req = lease.request
+            if req is not None and not req.future.done():
+                req.future.set_result({"failed": removed_message(pg_hex), "failure_type": msg.PLACEMENT_GROUP_REMOVED}
+                                      if removed else {"rejected": True})
+            if lease.worker is None:
+                continue
+            del self._leases[lease.lease_id]
+            self._release(lease)
+            if lease.worker.state == LEASED:
+                self.pool.kill(lease.worker)
+
     def demands(self) -> list[pb.ResourceDemand]:
         """The shapes this node cannot place now (queued) or anywhere (infeasible), counted: the autoscaler's input."""
         shapes: dict[tuple, list[int]] = {}
@@ -156,6 +179,12 @@ class LeaseManager:
             if req.future.done():
                 continue
             decision = self._decide(req)
+            if isinstance(decision, PlacementDecision) and (decision.wait or decision.failed):
+                if decision.failed:  # its placement group was removed
+                    req.future.set_result({"failed": decision.failed, "failure_type": msg.PLACEMENT_GROUP_REMOVED})
+                else:  # its placement group is not placed yet
+                    still_pending.append(req)
+                continue
             if decision.node_id is None and req.grant_or_reject:
                 req.future.set_result({"rejected": True})  # the owner asks its own raylet again
                 continue
@@ -186,6 +215,9 @@ class LeaseManager:
         if kind == "NODE_AFFINITY":
             return policy.node_affinity(req.resources, views, strategy["node_id"], strategy.get("soft", False),
                                         self.node_id, cfg.scheduler_spread_threshold)
+        if kind == pgs.STRATEGY_TYPE:
+            return self.placement_groups.decide(req.resources, views, strategy["placement_group_id"],
+                                                strategy.get("bundle_index", -1), req.grant_or_reject)
         if kind == "SPREAD":
             self._spread_counter += 1
             return policy.spread(req.resources, views, self._spread_counter)
@@ -208,7 +240,9 @@ class LeaseManager:
     def _grant(self, req: LeaseRequest) -> None:
         held = req.running_resources if req.running_resources is not None else req.resources
         gpu_ids = self.resources.allocate(held)
-        lease = Lease(next(self._lease_ids), None, held, gpu_ids, req.conn, is_actor=req.is_actor)
+        in_group = pgs.placement_group_of(req.strategy)
+        lease = Lease(next(self._lease_ids), None, held, gpu_ids, req.conn, is_actor=req.is_actor,
+                      placement_group=in_group[0] if in_group else "", request=req)
         self._leases[lease.lease_id] = lease
         asyncio.get_running_loop().create_task(self._attach_worker(req, lease))
 
@@ -248,6 +282,7 @@ class LeaseManager:
             self.schedule()
             return
         lease.worker = worker
+        lease.request = None
         worker.lease_id = lease.lease_id
         worker.state = LEASED
         worker.is_actor = req.is_actor
