@@ -169,10 +169,10 @@ class NormalTaskSubmitter:
                     await asyncio.sleep(0.1)
                     continue
                 if "failed" in reply:
-                    if reply.get("failure_type") == msg.PLACEMENT_GROUP_REMOVED:
-                        self._fail_class(cls, exceptions.TaskPlacementGroupRemoved())
-                    else:
-                        self._fail_class(cls, exceptions.RuntimeEnvSetupError(reply["failed"]))
+                    self._fail_class(cls, exceptions.RuntimeEnvSetupError(reply["failed"]))
+                    return
+                if "cancelled" in reply:  # CANCELLED_PLACEMENT_GROUP_REMOVED
+                    self._fail_class(cls, exceptions.TaskPlacementGroupRemoved())
                     return
                 break
             grant = reply["granted"]

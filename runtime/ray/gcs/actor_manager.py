@@ -176,10 +176,11 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                 await asyncio.sleep(0.1)
                 continue
             if "failed" in reply:
-                if reply.get("failure_type") == msg.PLACEMENT_GROUP_REMOVED:
-                    await self._set_state(actor, State.DEAD, unschedulable=True, death_cause=PG_REMOVED_CAUSE)
-                    return
                 await self._set_state(actor, State.DEAD, death_cause=reply["failed"])
+                return
+            if "cancelled" in reply:  # CANCELLED_PLACEMENT_GROUP_REMOVED: Ray's ActorUnschedulableContext
+                if actor.data.state != State.DEAD:
+                    await self._set_state(actor, State.DEAD, unschedulable=True, death_cause=PG_REMOVED_CAUSE)
                 return
             grant = reply["granted"]
             break

@@ -290,7 +290,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
             group.failed_on = view
             return data.state == Data.REMOVED
         rescheduling = data.state == Data.RESCHEDULING
-        await self._set_state(group, Data.PREPARED)
+        data.state = Data.PREPARED  # for the next moment only: not stored, not published
         # Phase two.
         committed = await self._on_each(msg.COMMIT_BUNDLES, by_node)
         if data.state == Data.REMOVED or not all(committed.values()):
@@ -379,9 +379,12 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
                 by_node.setdefault(b.node_id, []).append(
                     {"placement_group_id": group.hex, "bundle_index": b.bundle_index,
                      "resources": dict(b.unit_resources)})
-        done = await self._on_each(msg.CANCEL_BUNDLES, by_node, removed=True)
-        self._reserve_in_view(by_node, done, sign=+1)
-        self._committed_in_view(group.hex, {n: b for n, b in by_node.items() if done.get(n)}, sign=-1)
+        # Ray's removal is asynchronous: the raylets give the bundles back (ending the leases in them) after
+        # the reply. The view counts them free now; a group scheduled onto them next is prepared after the
+        # cancel on the same connection, so in order.
+        asyncio.get_running_loop().create_task(self._on_each(msg.CANCEL_BUNDLES, by_node, removed=True))
+        self._reserve_in_view(by_node, {n: True for n in by_node}, sign=+1)
+        self._committed_in_view(group.hex, by_node, sign=-1)
         await self.gcs.actors.on_placement_group_removed(group.hex)
         self._wakeup.set()  # what it held may let a queued group fit
 

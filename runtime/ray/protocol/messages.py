@@ -199,19 +199,24 @@ class LeaseGrant(TypedDict):
     resources: dict[str, float]
 
 
-# LeaseReply's `failure_type` (Ray's RequestWorkerLeaseReply.SchedulingFailureType names); absent: the runtime env.
-PLACEMENT_GROUP_REMOVED = "SCHEDULING_CANCELLED_PLACEMENT_GROUP_REMOVED"
+# Why a lease request was cancelled (Ray's RequestWorkerLeaseReply.SchedulingFailureType).
+CANCELLED_PLACEMENT_GROUP_REMOVED = "SCHEDULING_CANCELLED_PLACEMENT_GROUP_REMOVED"  # its placement group is gone
+
+
+class LeaseCancelled(TypedDict):
+    type: str  # one of the CANCELLED_* above
+    message: str
 
 
 class LeaseReply(TypedDict, total=False):
-    """Exactly one key: granted here, try that raylet instead, not here after all, or cannot run."""
+    """Exactly one key: granted here, try that raylet instead, not here after all, cannot run, or cancelled."""
 
     granted: LeaseGrant
     spillback: str  # the raylet's framed TCP address
     node_id: str  # with spillback
     rejected: bool
     failed: str  # why (e.g. the runtime env could not be set up)
-    failure_type: str  # with failed: PLACEMENT_GROUP_REMOVED, ...
+    cancelled: LeaseCancelled
 
 
 class ReturnLease(TypedDict, total=False):

@@ -71,8 +71,8 @@ def three_nodes(tmp_path_factory):
     temp_dir = str(tmp_path_factory.mktemp("ray"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": CPUS_PER_NODE, "_temp_dir": temp_dir})
     try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=CPUS_PER_NODE)
+        for zone in ("b", "c"):
+            cluster.add_node(num_cpus=CPUS_PER_NODE, labels={"zone": zone})
         cluster.wait_for_nodes()
         cluster.connect(namespace="pg-tests")
         yield cluster
@@ -147,6 +147,8 @@ def test_bundle_resources_show_in_available_resources_and_tasks_use_only_their_b
     assert {k: avail[k] for k in _group_keys(avail)} == {
         f"CPU_group_{hex_id}": 2.0, f"CPU_group_0_{hex_id}": 1.0, f"CPU_group_1_{hex_id}": 1.0,
         f"bundle_group_{hex_id}": 2000.0, f"bundle_group_0_{hex_id}": 1000.0, f"bundle_group_1_{hex_id}": 1000.0}
+    total = ray.cluster_resources()
+    assert total["CPU"] == 3.0 * CPUS_PER_NODE and total[f"CPU_group_{hex_id}"] == 2.0  # as Ray counts them
     assert pg.bundle_specs == [{"CPU": 1.0}, {"CPU": 1.0}] and pg.bundle_count == 2
     assert get_current_placement_group() is None  # a driver is in no group
 
@@ -170,6 +172,34 @@ def test_bundle_resources_show_in_available_resources_and_tasks_use_only_their_b
     assert ray.get(running, timeout=30) == {"CPU": 1.0}
     with pytest.raises(ValueError, match=r"cannot fit into any bundles for the placement group"):
         where.options(num_cpus=2, scheduling_strategy=InGroup(pg)).remote()
+
+
+def test_bundle_label_selectors_choose_the_nodes(cluster):
+    zone_b = next(_hex(n) for n in cluster.worker_nodes if n.params.labels == {"zone": "b"})
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK",
+                         bundle_label_selector=[{"zone": "b"}, {"zone": "!b"}])
+    assert pg.wait(30)
+    first, second = _nodes_of(pg)
+    assert first == zone_b and second != zone_b
+    nowhere = placement_group([{"CPU": 1}], bundle_label_selector=[{"zone": "in(x,y)"}])
+    assert not nowhere.wait(1)
+    assert placement_group_table(nowhere)["stats"]["scheduling_state"] == "INFEASIBLE"
+
+
+def test_a_group_created_by_an_actor_dies_with_it_unless_detached(cluster):
+    @ray.remote(num_cpus=0)
+    class Creator:
+        def make(self, detached: bool) -> str:
+            pg = placement_group([{"CPU": 1}], lifetime="detached" if detached else None)
+            assert pg.wait(30)
+            return pg.id.hex()
+
+    creator = Creator.remote()
+    fate_shared, detached = ray.get([creator.make.remote(False), creator.make.remote(True)], timeout=60)
+    ray.kill(creator)
+    _wait_for(lambda: placement_group_table()[fate_shared]["state"] == "REMOVED",
+              what="the actor's group to be removed with it")
+    assert placement_group_table()[detached]["state"] == "CREATED"
 
 
 def test_child_tasks_are_captured_only_when_asked(cluster):

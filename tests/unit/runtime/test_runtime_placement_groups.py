@@ -202,13 +202,13 @@ def test_a_lease_in_a_bundle_uses_only_the_bundles_share_and_ends_when_the_group
         assert plain["worker_id"] != grant["worker_id"]
         raylet.dispatch(None, msg.CANCEL_BUNDLES, {"bundles": [_bundle(0, {"CPU": 1})], "removed": True})
         reply = await asyncio.wait_for(queued, 5)
-        assert reply == {"failed": f"Required placement group {PG} is removed.",
-                         "failure_type": msg.PLACEMENT_GROUP_REMOVED}
+        assert reply == {"cancelled": {"type": msg.CANCELLED_PLACEMENT_GROUP_REMOVED,
+                                      "message": f"Required placement group {PG} is removed."}}
         worker = raylet.pool.workers[grant["worker_id"]]
         assert worker.state == DEAD  # its lease ended with the group
         assert raylet.available == {"CPU": 1.0}  # the bundle's CPU is back, the plain lease still holds 2
         later = await asyncio.wait_for(raylet.request(request, strategy=_in_group(0)), 5)
-        assert later["failure_type"] == msg.PLACEMENT_GROUP_REMOVED
+        assert later["cancelled"]["type"] == msg.CANCELLED_PLACEMENT_GROUP_REMOVED
 
     _run({"CPU": 3}, run)
 
@@ -233,7 +233,7 @@ def test_a_lease_for_a_bundle_elsewhere_waits_for_the_group_then_spills_to_its_n
         other = "cd" * 18
         gone = raylet.request(pgs.task_resources({"CPU": 1}, other, -1),
                               strategy={**_in_group(), "placement_group_id": other})
-        assert (await asyncio.wait_for(gone, 5))["failure_type"] == msg.PLACEMENT_GROUP_REMOVED
+        assert (await asyncio.wait_for(gone, 5))["cancelled"]["type"] == msg.CANCELLED_PLACEMENT_GROUP_REMOVED
 
     _run({"CPU": 2}, run)
 

@@ -144,7 +144,8 @@ class LeaseManager:
                 continue
             req = lease.request
             if req is not None and not req.future.done():
-                req.future.set_result({"failed": removed_message(pg_hex), "failure_type": msg.PLACEMENT_GROUP_REMOVED}
+                req.future.set_result({"cancelled": {"type": msg.CANCELLED_PLACEMENT_GROUP_REMOVED,
+                                                     "message": removed_message(pg_hex)}}
                                       if removed else {"rejected": True})
             if lease.worker is None:
                 continue
@@ -181,7 +182,8 @@ class LeaseManager:
             decision = self._decide(req)
             if isinstance(decision, PlacementDecision) and (decision.wait or decision.failed):
                 if decision.failed:  # its placement group was removed
-                    req.future.set_result({"failed": decision.failed, "failure_type": msg.PLACEMENT_GROUP_REMOVED})
+                    req.future.set_result({"cancelled": {"type": msg.CANCELLED_PLACEMENT_GROUP_REMOVED,
+                                                         "message": decision.failed}})
                 else:  # its placement group is not placed yet
                     still_pending.append(req)
                 continue
