@@ -283,7 +283,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         self._reserve_in_view(by_node, prepared, sign=-1)
         if data.state == Data.REMOVED or not all(prepared.values()):
             ok = {n: b for n, b in by_node.items() if prepared.get(n)}
-            await self._on_each(msg.CANCEL_BUNDLES, ok)
+            await self._on_each(msg.CANCEL_BUNDLES, ok, removed=data.state == Data.REMOVED)
             self._reserve_in_view(ok, {n: True for n in ok}, sign=+1)
             stats.scheduling_state = Stats.NO_RESOURCES
             # The view was wrong about a node; try again once its next report (or its death) changes the view.
@@ -294,7 +294,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         # Phase two.
         committed = await self._on_each(msg.COMMIT_BUNDLES, by_node)
         if data.state == Data.REMOVED or not all(committed.values()):
-            await self._on_each(msg.CANCEL_BUNDLES, by_node)
+            await self._on_each(msg.CANCEL_BUNDLES, by_node, removed=data.state == Data.REMOVED)
             self._reserve_in_view(by_node, {n: True for n in by_node}, sign=+1)
             if data.state == Data.REMOVED:
                 return True

@@ -69,7 +69,10 @@ class Where:
 @pytest.fixture(scope="module")
 def three_nodes(tmp_path_factory):
     temp_dir = str(tmp_path_factory.mktemp("ray"))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": CPUS_PER_NODE, "_temp_dir": temp_dir})
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the head's two (pretend) GPUs are ids 0 and 1
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": CPUS_PER_NODE, "num_gpus": 2, "_temp_dir": temp_dir})
     try:
         for zone in ("b", "c"):
             cluster.add_node(num_cpus=CPUS_PER_NODE, labels={"zone": zone})
@@ -200,6 +203,22 @@ def test_a_group_created_by_an_actor_dies_with_it_unless_detached(cluster):
     _wait_for(lambda: placement_group_table()[fate_shared]["state"] == "REMOVED",
               what="the actor's group to be removed with it")
     assert placement_group_table()[detached]["state"] == "CREATED"
+
+
+def test_gpu_tasks_in_a_bundle_get_that_bundles_gpu_ids(cluster):
+    pg = placement_group([{"GPU": 1}, {"GPU": 1}], strategy="STRICT_PACK")
+    assert pg.wait(30)
+
+    @ray.remote(num_cpus=0, num_gpus=1)
+    def gpus():
+        import os
+
+        return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    first = ray.get(gpus.options(scheduling_strategy=InGroup(pg, 0)).remote(), timeout=30)
+    second = ray.get(gpus.options(scheduling_strategy=InGroup(pg, 1)).remote(), timeout=30)
+    assert sorted([first, second]) == [([0], "0"), ([1], "1")]
+    assert ray.get(gpus.options(scheduling_strategy=InGroup(pg, 0)).remote(), timeout=30) == first
 
 
 def test_child_tasks_are_captured_only_when_asked(cluster):
