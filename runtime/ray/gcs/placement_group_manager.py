@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 PLACEMENT_GROUP_TABLE = "PLACEMENT_GROUP"
 PLACEMENT_GROUP_CHANNEL = "PLACEMENT_GROUP"
-RETRY_PERIOD_S = 0.1  # queued groups are tried again this often (resources change with every report)
+RETRY_PERIOD_S = 0.1  # queued groups are looked at this often (resources change with every report)
+MAX_RETRY_DELAY_S = 5.0
 RAYLET_TIMEOUT_S = 10
 
 Data = ppb.PlacementGroupTableData
@@ -46,7 +47,18 @@ class _Group:
         self.changed = asyncio.Event()
         self.warned_infeasible = False
         self.infeasible = False
-        self.failed_on: int | None = None  # the cluster view it last did not fit in: no use trying it again
+        # The cluster view it last did not fit in: tried again when the view changes, or after `retry_at`
+        # anyway (a refused prepare may have had another cause), backing off up to MAX_RETRY_DELAY_S.
+        self.failed_on: int | None = None
+        self.retry_at = 0.0
+        self.retry_delay = RETRY_PERIOD_S
+
+    def failed(self, view: int) -> None:
+        self.failed_on = view
+        self.retry_at = time.monotonic() + self.retry_delay
+        self.data.stats.highest_retry_delay_ms = max(self.data.stats.highest_retry_delay_ms,
+                                                     self.retry_delay * 1000)
+        self.retry_delay = min(self.retry_delay * 2, MAX_RETRY_DELAY_S)
 
     @property
     def hex(self) -> str:
@@ -201,7 +213,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
                 if group is None or group.data.state in (Data.REMOVED, Data.CREATED):
                     self._dequeue(pg_id)
                     continue
-                if group.failed_on == view:
+                if group.failed_on == view and time.monotonic() < group.retry_at:
                     continue
                 try:
                     if await self._schedule(group):
@@ -262,8 +274,8 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         view = self._view_fingerprint()
         assignment = bundle_policy.schedule(group.strategy(), self._unplaced(group), nodes, self._placed(group),
                                             fraction)
-        group.failed_on = None if assignment is not None else view
         if assignment is None:
+            group.failed(view)
             group.infeasible = not bundle_policy.feasible(group.strategy(), self._unplaced(group), nodes,
                                                           self._placed(group), fraction)
             stats.scheduling_state = Stats.INFEASIBLE if group.infeasible else Stats.NO_RESOURCES
@@ -286,8 +298,8 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
             await self._on_each(msg.CANCEL_BUNDLES, ok, removed=data.state == Data.REMOVED)
             self._reserve_in_view(ok, {n: True for n in ok}, sign=+1)
             stats.scheduling_state = Stats.NO_RESOURCES
-            # The view was wrong about a node; try again once its next report (or its death) changes the view.
-            group.failed_on = view
+            # The view was wrong about a node: try again once its next report (or its death) changes the view.
+            group.failed(view)
             return data.state == Data.REMOVED
         rescheduling = data.state == Data.RESCHEDULING
         data.state = Data.PREPARED  # for the next moment only: not stored, not published
@@ -305,6 +317,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
             if b.bundle_index in assignment:
                 b.node_id = assignment[b.bundle_index]
         self._committed_in_view(group.hex, by_node, sign=+1)
+        group.failed_on, group.retry_delay = None, RETRY_PERIOD_S
         now = time.monotonic_ns()
         stats.scheduling_state = Stats.FINISHED
         stats.scheduling_latency_us = (now - stats.scheduling_started_time_ns) // 1000
