@@ -96,14 +96,17 @@ def _remember_bundles(pg_id: bytes, bundles: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------- the API
-def placement_group(bundles: list[dict[str, float]], strategy: str = "PACK", name: str = "",
+def placement_group(bundles: list[dict[str, float]], strategy: str | None = "PACK", name: str = "",
                     lifetime: str | None = None, _max_cpu_fraction_per_node: float = 1.0,
                     _soft_target_node_id: str | None = None,
                     bundle_label_selector: list[dict[str, str]] | None = None) -> PlacementGroup:
     """Asynchronously reserve `bundles` (resource dicts) with `strategy` ("PACK", "SPREAD", "STRICT_PACK",
     "STRICT_SPREAD"); `lifetime="detached"` outlives the creating job; `name` makes it findable with
-    `get_placement_group` in this namespace."""
+    `get_placement_group` in this namespace. `_soft_target_node_id` (a hint) is accepted and not used."""
+    strategy = "PACK" if strategy is None else strategy
     validate_placement_group(bundles, strategy, lifetime, _max_cpu_fraction_per_node, bundle_label_selector)
+    if _soft_target_node_id and strategy != "STRICT_PACK":
+        raise ValueError(f"_soft_target_node_id currently only works with STRICT_PACK but got {strategy}")
     cw = _core_worker()
     pg_id = cw.create_placement_group(
         [{k: float(v) for k, v in b.items()} for b in bundles], strategy, name or "", lifetime == "detached",
