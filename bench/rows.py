@@ -1,4 +1,4 @@
-"""The rows of the side-by-side table: what each measures, its unit, and its target (issues 4 and 5).
+"""The rows of the side-by-side table: what each measures, its unit, and its target (issues 4, 5 and 12).
 
 Shared by the orchestrator (run.py) and the report; the workloads themselves only need the keys.
 """
@@ -57,6 +57,12 @@ ROWS: tuple[Row, ...] = (
         "pip_env", 600, 4, absolute_max=1.0),
     Row("pip_env_second_job", "pip runtime env: 2nd job submit -> RUNNING", "s", False, AT_LEAST_RAY,
         "pip_env_job", 900, 4),
+    Row("pg_create_one_bundle", "placement group create + ready + remove (1 bundle)", "PGs/s", True,
+        AT_LEAST_RAY, "pg_create_one_bundle", 240, 12),
+    Row("pg_create_strict_spread_4_nodes", "placement group create + ready + remove (4 bundles STRICT_SPREAD, "
+        "4 nodes)", "PGs/s", True, AT_LEAST_RAY, "pg_create_strict_spread_4_nodes", 400, 12),
+    Row("pg_tasks_async", "tasks inside a placement group (batches of 1000)", "tasks/s", True, AT_LEAST_RAY,
+        "pg_tasks_async", 240, 12),
 )
 
 ROWS_BY_KEY: dict[str, Row] = {row.key: row for row in ROWS}

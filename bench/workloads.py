@@ -219,6 +219,56 @@ def wait_1k_refs(duration_s: float) -> Rows:
     return one_row("wait_1k_refs", value, **details)
 
 
+# ---------------------------------------------------------------- placement groups (issue 12)
+
+def _placement_group_rate(bundles: list[dict], strategy: str, duration_s: float) -> tuple[float, dict]:
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    def create_ready_remove() -> None:
+        pg = placement_group(bundles, strategy=strategy)
+        ray.get(pg.ready())
+        remove_placement_group(pg)
+
+    return measure_rate(create_ready_remove, 1, duration_s)
+
+
+def pg_create_one_bundle(duration_s: float) -> Rows:
+    ray.init()
+    value, details = _placement_group_rate([{"CPU": 1}], "PACK", duration_s)
+    return one_row("pg_create_one_bundle", value, **details)
+
+
+def pg_create_strict_spread_4_nodes(duration_s: float) -> Rows:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        for _ in range(3):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        value, details = _placement_group_rate([{"CPU": 1}] * 4, "STRICT_SPREAD", duration_s)
+        nodes = sum(1 for n in ray.nodes() if n["Alive"])
+        ray.shutdown()
+    finally:
+        cluster.shutdown()
+    return one_row("pg_create_strict_spread_4_nodes", value, nodes=nodes, **details)
+
+
+def pg_tasks_async(duration_s: float) -> Rows:
+    """`tasks async` with every task in a group that holds all the node's CPUs (any bundle)."""
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    ray.init()
+    cpus = int(ray.cluster_resources()["CPU"])
+    pg = placement_group([{"CPU": 1}] * cpus, strategy="PACK")
+    ray.get(pg.ready())
+    in_group = noop.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg))
+    value, details = measure_rate(lambda: ray.get([in_group.remote() for _ in range(BATCH)]), BATCH, duration_s)
+    return one_row("pg_tasks_async", value, bundles=cpus, **details)
+
+
 # ---------------------------------------------------------------- actors
 
 def _actor_rows(key: str, actor_class: Any, batched: bool, duration_s: float) -> Rows:
@@ -464,7 +514,8 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
         tasks_spread_3_nodes,
         init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
         async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
-        idle_memory, job_submit_running, pip_env, pip_env_job,
+        idle_memory, job_submit_running, pip_env, pip_env_job, pg_create_one_bundle,
+        pg_create_strict_spread_4_nodes, pg_tasks_async,
     )
 }
 

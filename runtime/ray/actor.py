@@ -11,7 +11,8 @@ from ray._common.runtime_env.validation import merge_runtime_envs
 from ray._private import options as opts
 from ray.core_worker.object_ref import ObjectRef
 from ray.protocol.messages import ActorMethodOptions, ActorOptions
-from ray.util.scheduling_strategies import check_option, to_wire
+from ray.util.placement_group import resolve_scheduling
+from ray.util.scheduling_strategies import check_option
 
 
 def _method_meta(cls: type) -> dict[str, dict]:
@@ -62,11 +63,13 @@ class ActorClass:
             raise ValueError("Actor name must be a non-empty string.")
         default_cpus = 0 if not any(k in options for k in ("num_cpus", "num_gpus", "resources", "memory")) else 1
         resources = opts.resources_of(options, default_cpus=default_cpus)
+        strategy, resources, placement_resources = resolve_scheduling(
+            options, resources, dict(resources) if default_cpus else {"CPU": 1.0, **resources}, self._cls.__name__)
         actor = cw.create_actor(ActorOptions(
             function_key=self._key, class_name=self._cls.__name__, resources=resources,
-            placement_resources=dict(resources) if default_cpus else {"CPU": 1.0, **resources},
+            placement_resources=placement_resources,
             runtime_env=merge_runtime_envs(cw.runtime_env, options.get("runtime_env")),
-            strategy=to_wire(options.get("scheduling_strategy")), name=name or "",
+            strategy=strategy, name=name or "",
             namespace=options.get("namespace") or cw.namespace, detached=options.get("lifetime") == "detached",
             max_restarts=options.get("max_restarts", 0), max_task_retries=options.get("max_task_retries", 0),
             max_concurrency=options.get("max_concurrency") or 0, get_if_exists=bool(options.get("get_if_exists")),

@@ -15,6 +15,10 @@ class RaySystemError(RayError):
         self.traceback_str = traceback_str
         super().__init__(client_exc)
 
+    def __str__(self) -> str:
+        text = f"System error: {self.client_exc}"
+        return f"{text}\ntraceback: {self.traceback_str}" if self.traceback_str else text
+
 
 class RayTaskError(RayError):
     """A task or actor method raised. `ray.get` raises a subclass that is also the user's exception type."""
@@ -231,11 +235,15 @@ class RuntimeEnvSetupError(RayError):
 
 
 class TaskPlacementGroupRemoved(RayError):
-    pass
+    """The task's placement group was removed before the task could run."""
+
+    def __str__(self) -> str:
+        return "The placement group corresponding to this task has been removed."
 
 
 class ActorPlacementGroupRemoved(RayError):
-    pass
+    def __str__(self) -> str:
+        return "The placement group corresponding to this Actor has been removed."
 
 
 class PendingCallsLimitExceeded(RayError):

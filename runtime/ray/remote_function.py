@@ -11,7 +11,8 @@ from ray._common.runtime_env.validation import merge_runtime_envs
 from ray._private import options as opts
 from ray.core_worker.object_ref import ObjectRef
 from ray.protocol.messages import TaskOptions
-from ray.util.scheduling_strategies import check_option, to_wire
+from ray.util.placement_group import capture_key, resolve_scheduling
+from ray.util.scheduling_strategies import check_option
 
 
 class RemoteFunction:
@@ -22,7 +23,7 @@ class RemoteFunction:
         self._options = options
         self._key: bytes | None = None
         self._exported_by = None
-        self._task_options_cache: dict[tuple[int, int], tuple[dict, TaskOptions]] = {}
+        self._task_options_cache: dict[tuple, tuple[dict, TaskOptions]] = {}
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
@@ -49,7 +50,7 @@ class RemoteFunction:
     def _task_options(self, cw, options: dict[str, Any]) -> TaskOptions:
         """The options as the core worker takes them; computed once per options dict (and connection), so
         that a loop of `.remote()` calls reuses one object."""
-        cache_key = (id(cw), id(options))
+        cache_key = (id(cw), id(options), capture_key(cw))
         cached = self._task_options_cache.get(cache_key)
         if cached is not None and cached[0] is options:
             return cached[1]
@@ -57,13 +58,15 @@ class RemoteFunction:
             self._key = cw.functions.export(self._function)
             self._exported_by = cw
         max_retries = options.get("max_retries")
+        strategy, resources, _ = resolve_scheduling(options, opts.resources_of(options, default_cpus=1), None,
+                                                    self._function.__name__)
         task_options = TaskOptions(
             name=options.get("name") or self._function.__name__,
             function_key=self._key,
             num_returns=options.get("num_returns", 1),
-            resources=opts.resources_of(options, default_cpus=1),
+            resources=resources,
             runtime_env=merge_runtime_envs(cw.runtime_env, options.get("runtime_env")),
-            strategy=to_wire(options.get("scheduling_strategy")),
+            strategy=strategy,
             max_retries=config().task_max_retries if max_retries is None else max_retries,
             retry_exceptions=opts.retry_exceptions_wire(options.get("retry_exceptions")),
         )

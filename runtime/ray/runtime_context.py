@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from ray._common.placement_groups import original_resources
+
 
 class RuntimeContext:
     def __init__(self, worker):
@@ -48,7 +50,8 @@ class RuntimeContext:
     def get_assigned_resources(self) -> dict[str, float]:
         if self._worker.mode == "driver":
             return {}
-        return dict(self._cw.task_context("resources", {}) or {})
+        # Inside a placement group the lease holds renamed resources (CPU_group_...); Ray reports the user's.
+        return original_resources(dict(self._cw.task_context("resources", {}) or {}))
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         ids = [] if self._worker.mode == "driver" else self._cw.task_context("gpu_ids", []) or []

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from ray._common.grpc_util import channel_options, too_large
-from ray.protocol import actor_pb2_grpc, gcs_pb2_grpc
+from ray.protocol import actor_pb2_grpc, gcs_pb2_grpc, placement_group_pb2_grpc
 from ray.protocol import gcs_pb2 as pb
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -61,6 +61,7 @@ class _Stubs:
         self.job = gcs_pb2_grpc.JobInfoGcsServiceStub(channel)
         self.pubsub = gcs_pb2_grpc.InternalPubSubGcsServiceStub(channel)
         self.actor = actor_pb2_grpc.ActorInfoGcsServiceStub(channel)
+        self.placement_group = placement_group_pb2_grpc.PlacementGroupInfoGcsServiceStub(channel)
 
 
 class GcsClient:
@@ -127,6 +128,10 @@ class GcsClient:
 
     def get_all_resource_usage(self) -> list[pb.NodeResources]:
         return list(self.call(self.stubs.node.GetAllResourceUsage, pb.GetAllResourceUsageRequest()).nodes)
+
+    def get_placement_group_load(self) -> list[pb.PlacementGroupDemand]:
+        """Placement groups waiting for their bundles (the demand snapshot's placement group part)."""
+        return list(self.call(self.stubs.node.GetAllResourceUsage, pb.GetAllResourceUsageRequest()).placement_group_load)
 
     def get_all_job_info(self) -> list[pb.JobTableData]:
         return list(self.call(self.stubs.job.GetAllJobInfo, pb.GetAllJobInfoRequest()).job_info_list)

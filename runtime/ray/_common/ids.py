@@ -1,4 +1,5 @@
-"""Binary ids with Ray's sizes and hex forms (JobID 4 bytes, ActorID 16, TaskID 24, ObjectID 28, others 28)."""
+"""Binary ids with Ray's sizes and hex forms (JobID 4 bytes, ActorID 16, TaskID 24, ObjectID 28,
+PlacementGroupID 18, others 28)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,26 @@ class ActorID(BaseID):
 
     def job_id(self) -> JobID:
         return JobID(self._bytes[12:])
+
+
+class PlacementGroupID(BaseID):
+    """14 unique bytes + the creating job's id, as Ray's; `.hex()` names the group's bundle resources."""
+
+    SIZE = 18
+
+    @classmethod
+    def of(cls, job_id: JobID) -> PlacementGroupID:
+        return cls(os.urandom(14) + job_id.binary())
+
+    @classmethod
+    def nil(cls) -> PlacementGroupID:
+        return cls(b"\xff" * cls.SIZE)
+
+    def is_nil(self) -> bool:
+        return self._bytes == b"\xff" * self.SIZE
+
+    def job_id(self) -> JobID:
+        return JobID(self._bytes[14:])
 
 
 class TaskID(BaseID):

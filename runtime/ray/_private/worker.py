@@ -339,11 +339,12 @@ def nodes() -> list[dict]:
 
 
 def cluster_resources() -> dict[str, float]:
+    """Every alive node's resources, summed; as in Ray, placement group bundles' renamed resources
+    (`CPU_group_...`) count too (they come with the nodes' resource reports)."""
     total: dict[str, float] = {}
-    for n in nodes():
-        if n["Alive"]:
-            for k, v in n["Resources"].items():
-                total[k] = total.get(k, 0) + v
+    for n in _gcs().get_all_resource_usage():
+        for k, v in n.resources_total.items():
+            total[k] = total.get(k, 0) + v
     return total
 
 

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import ctypes
 import inspect
+import json
 import logging
 import os
 import queue
@@ -26,6 +27,7 @@ import cloudpickle
 from ray import exceptions
 from ray._common import framing
 from ray._common.ids import ActorID, TaskID
+from ray._common.placement_groups import STRATEGY_TYPE as PLACEMENT_GROUP
 from ray._common.serialization import deserialize
 from ray.core_worker.memory_store import StoredObject, error_object
 from ray.core_worker.object_ref import ObjectRef
@@ -172,9 +174,11 @@ class TaskExecutor:
         spec = apb.ActorCreationSpec.FromString(creation["spec"])
         self.actor_id = ActorID(spec.actor_id)
         self.actor_spec = spec
+        strategy = json.loads(spec.scheduling_strategy_json or "{}")
         self._actor_context = dict(
             is_actor=True, actor_id=self.actor_id, namespace=spec.ray_namespace, gpu_ids=creation["gpu_ids"],
-            resources=dict(spec.resources), actor_name=spec.name, actor_restarted=creation["restarted"])
+            resources=dict(spec.resources), actor_name=spec.name, actor_restarted=creation["restarted"],
+            placement_group=strategy if strategy.get("type") == PLACEMENT_GROUP else None)
         cls = self.cw.functions.load(spec.function_key)
         self.cw.set_task_context(TaskID(spec.task_id), lease_id=creation["lease_id"], **self._actor_context)
         self._apply_gpus(creation["gpu_ids"])
@@ -252,7 +256,9 @@ class TaskExecutor:
         options = spec.options
         self.cw.set_task_context(TaskID(spec.task_id), lease_id=push["lease_id"], is_actor=False,
                                  actor_id=None, namespace=spec.namespace, gpu_ids=push["gpu_ids"],
-                                 resources=options.resources, actor_name="", actor_restarted=False)
+                                 resources=options.resources, actor_name="", actor_restarted=False,
+                                 placement_group=options.strategy if options.strategy.get("type") == PLACEMENT_GROUP
+                                 else None)
         self._apply_gpus(push["gpu_ids"])
         if options.name != self._last_task_name:  # names the driver's `(name pid=...)` prefix
             self._last_task_name = options.name

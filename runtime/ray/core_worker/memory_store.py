@@ -53,7 +53,10 @@ def nested_in_wire(wire: tuple) -> tuple:
 
 class MemoryStore:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant, as the reference counter's: the collector may run an ObjectRef's __del__ (which frees an
+        # owned value here) while this thread is inside one of the sections below; a plain Lock deadlocked
+        # there. The sections never iterate a dict the re-entered `delete` changes.
+        self._lock = threading.RLock()
         self._values: dict[bytes, StoredObject] = {}
         self._waiters: dict[bytes, list[Callable[[], None]]] = {}
         # Called with every arriving object id: one registration covers a `ray.wait` over many refs.

@@ -16,6 +16,7 @@ import json
 import logging
 
 from ray._common import framing
+from ray._common import placement_groups as pgs
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import actor_pb2_grpc
 from ray.protocol import gcs_pb2 as pb
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 ACTOR_TABLE = "ACTOR"
 ACTOR_CHANNEL = "ACTOR"
+# Ray's message for an actor whose placement group was removed before it could be created.
+PG_REMOVED_CAUSE = "Could not create the actor because its associated placement group was removed."
 State = apb.ActorTableData
 
 
@@ -65,6 +68,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         self.gcs.publisher.publish(ACTOR_CHANNEL, actor.data.actor_id, actor.data.SerializeToString())
         actor.changed.set()
         actor.changed = asyncio.Event()
+        if state == State.DEAD:
+            await self.gcs.placement_groups.on_actor_dead(actor.data.actor_id)
 
     # ------------------------------------------------------------------ rpc
     async def RegisterActor(self, request, context):
@@ -192,6 +197,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                     return  # withdrawn by us (the actor was killed)
                 if cancelled["type"] == msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED:
                     await self._set_state(actor, State.DEAD, death_cause=cancelled["message"])
+                elif cancelled["type"] == msg.CANCELLED_PLACEMENT_GROUP_REMOVED:
+                    await self._set_state(actor, State.DEAD, unschedulable=True, death_cause=PG_REMOVED_CAUSE)
                 else:  # Ray's ActorUnschedulableContext: calls raise ActorUnschedulableError
                     await self._set_state(actor, State.DEAD, death_cause=cancelled["message"], unschedulable=True)
                 return
@@ -272,6 +279,24 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             raylet, request_id = actor.lease_request
             if not raylet.closed:
                 raylet.notify(msg.CANCEL_LEASE, {"request_id": request_id})
+
+    async def on_placement_group_removed(self, pg_hex: str) -> None:
+        """The group's actors die with it: those alive are killed, those never created are unschedulable."""
+        for actor in list(self._actors.values()):
+            if actor.data.state == State.DEAD or not actor.spec.scheduling_strategy_json:
+                continue
+            placed = pgs.placement_group_of(json.loads(actor.spec.scheduling_strategy_json))
+            if placed is None or placed[0] != pg_hex:
+                continue
+            if actor.data.state == State.PENDING_CREATION:
+                actor.no_restart = True
+                self._cancel_lease_request(actor)
+                await self._set_state(actor, State.DEAD, unschedulable=True, death_cause=PG_REMOVED_CAUSE)
+            else:
+                await self.kill(actor, no_restart=True, reason=(
+                    "The actor is dead because its worker process has died. Worker exit type: INTENDED_SYSTEM_EXIT "
+                    "Worker exit detail: Destroying worker since its placement group was removed. Placement group "
+                    f"id: {pg_hex}"))
 
     async def _on_job_finished(self, job_id: bytes) -> None:
         for actor in list(self._actors.values()):

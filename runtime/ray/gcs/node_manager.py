@@ -33,6 +33,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         self._usage: dict[bytes, pb.NodeResources] = {}
         self._last_seen: dict[bytes, float] = {}
         self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
+        self.placement_group_load = list  # () -> [PlacementGroupDemand]: pending groups, set by their manager
 
     async def load(self) -> None:
         for value in (await self._storage.get_all(NODE_TABLE)).values():
@@ -111,7 +112,8 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         return pb.ReportResourceUsageReply(nodes=list(self._usage.values()))
 
     async def GetAllResourceUsage(self, request, context):
-        return pb.GetAllResourceUsageReply(nodes=list(self._usage.values()))
+        return pb.GetAllResourceUsageReply(nodes=list(self._usage.values()),
+                                           placement_group_load=self.placement_group_load())
 
     async def run_health_checks(self) -> None:
         cfg = config()

@@ -19,6 +19,7 @@ from ray.gcs.actor_manager import add_actor_service
 from ray.gcs.job_manager import JobManager
 from ray.gcs.kv_manager import InternalKVManager
 from ray.gcs.node_manager import NodeManager
+from ray.gcs.placement_group_manager import add_placement_group_service
 from ray.gcs.pubsub import Publisher, PubSubService
 from ray.gcs.storage import InMemoryStoreClient, StoreClient
 from ray.protocol import gcs_pb2_grpc
@@ -46,15 +47,19 @@ class GcsServer:
         gcs_pb2_grpc.add_JobInfoGcsServiceServicer_to_server(self.jobs, self.server)
         gcs_pb2_grpc.add_InternalPubSubGcsServiceServicer_to_server(PubSubService(self.publisher), self.server)
         self.actors = add_actor_service(self, self.server)
+        self.placement_groups = add_placement_group_service(self, self.server)
+        await self.placement_groups.load()
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"GCS could not bind {host}:{port}; is another Ray cluster using that port?")
         await self.server.start()
         self._health_task = asyncio.get_running_loop().create_task(self.nodes.run_health_checks())
+        self.placement_groups.start()
         return self.port
 
     async def stop(self) -> None:
         self._health_task.cancel()
+        self.placement_groups.stop()
         if self.server:
             await self.server.stop(grace=0.5)
 

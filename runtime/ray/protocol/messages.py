@@ -1,11 +1,12 @@
 """The framed protocol's contract: every message the runtime sends on its hot paths, who sends it to whom,
 what it carries and what comes back; the task specs and argument kinds they carry.
 
-The control plane is gRPC (`gcs.proto`, `actor.proto`, `runtime_env_agent.proto` beside this file). The hot
-paths — leases, task pushes, actor calls, returns, object fetches, borrower bookkeeping — are frames of
-`ray._common.framing`: `(kind, request id, message name, payload)`. Each message below is a plain string
-constant (it travels as one), declared once in `MESSAGES` with its direction and payload, and received
-through a `Dispatcher`, which refuses a handler for a message its process is not meant to receive.
+The control plane is gRPC (`gcs.proto`, `actor.proto`, `placement_group.proto`, `runtime_env_agent.proto` beside
+this file). The hot paths — leases, task pushes, actor calls, returns, object fetches, borrower bookkeeping —
+and the GCS's requests to raylets (which serve no gRPC) are frames of `ray._common.framing`: `(kind, request
+id, message name, payload)`. Each message below is a plain string constant (it travels as one), declared once
+in `MESSAGES` with its direction and payload, and received through a `Dispatcher`, which refuses a handler for
+a message its process is not meant to receive.
 
 Payloads are TypedDicts (they travel as plain dicts: no cost on the hot path); the task specs are slotted
 dataclasses in code and plain tuples on the wire (`to_wire`/`from_wire`).
@@ -315,6 +316,22 @@ class CancelTask(TypedDict, total=False):
     children_only: bool  # only those (the caller kills the worker itself next)
 
 
+class Bundle(TypedDict):
+    """One bundle of a placement group, as the GCS reserves it on a node."""
+
+    placement_group_id: str  # hex
+    bundle_index: int
+    resources: dict[str, float]
+
+
+class Bundles(TypedDict):
+    bundles: list[Bundle]
+
+
+class CancelBundles(Bundles, total=False):
+    removed: bool  # the group is removed: requests waiting for it fail
+
+
 # ---------------------------------------------------------------------------- every message
 # core worker -> its raylet (the GCS also leases workers for actors)
 REGISTER_CLIENT = "register_client"
@@ -344,6 +361,11 @@ PUSH_ACTOR_TASK = "push_actor_task"
 CANCEL_TASK = "cancel_task"
 # an actor's worker -> the GCS that created it
 ACTOR_EXITING = "actor_exiting"
+# the GCS -> a raylet: placement group bundles, reserved in two phases (Ray's PrepareBundleResources,
+# CommitBundleResources, CancelResourceReserve)
+PREPARE_BUNDLES = "prepare_bundles"
+COMMIT_BUNDLES = "commit_bundles"
+CANCEL_BUNDLES = "cancel_bundles"
 
 
 class Message(NamedTuple):
@@ -391,6 +413,12 @@ MESSAGES: dict[str, Message] = {
     CANCEL_TASK: Message((OWNER,), WORKER, CancelTask, bool, "ray.cancel of a running task."),
     ACTOR_EXITING: Message((WORKER,), GCS, dict, None,
                            "The actor exits on purpose (exit_actor): the GCS must not restart it."),
+    PREPARE_BUNDLES: Message((GCS,), RAYLET, Bundles, bool,
+                             "Set these bundles' resources aside, all or none (False: they do not fit now)."),
+    COMMIT_BUNDLES: Message((GCS,), RAYLET, Bundles, bool,
+                            "Prepared bundles become the node's `<name>_group_..` resources tasks can use."),
+    CANCEL_BUNDLES: Message((GCS,), RAYLET, CancelBundles, bool,
+                            "Give bundles back (a failed prepare, a removed group): their leases end, workers die."),
 }
 
 

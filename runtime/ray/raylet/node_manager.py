@@ -26,6 +26,7 @@ from ray.raylet.runtime_envs import RuntimeEnvProvider
 from ray.raylet.scheduling.cluster_view import ClusterResourceView
 from ray.raylet.scheduling.lease_manager import LeaseManager
 from ray.raylet.scheduling.local_resources import LocalResourceManager
+from ray.raylet.scheduling.placement_groups import PlacementGroupBundles, lookup_in_gcs
 from ray.raylet.worker_pool import DEAD, Worker, WorkerPool, env_key
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,10 @@ class NodeManager:
                                    self._start_slots, refresh_node_table=self._refresh_node_table)
         self._node_table_task: asyncio.Task | None = None
         self._node_table_wanted = False
-        self._dispatch = Dispatcher(msg.RAYLET, self, self.leases)
+        self.bundles = PlacementGroupBundles(node_id, self.resources, lambda pg: lookup_in_gcs(self.gcs, pg),
+                                             self.leases.schedule, self.leases.end_placement_group_leases)
+        self.leases.placement_groups = self.bundles
+        self._dispatch = Dispatcher(msg.RAYLET, self, self.leases, self.bundles)
         self.gcs: AsyncGcsClient | None = None
         self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
                                       int(resources.get("object_store_memory", 0)))

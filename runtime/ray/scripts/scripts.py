@@ -278,7 +278,8 @@ def status(address: str | None, verbose: bool) -> None:
     gcs_address = resolve_gcs_address(address)
     client = GcsClient(gcs_address, timeout_s=10)
     try:
-        text = format_status(client.get_all_node_info_proto(), client.get_all_resource_usage(), verbose)
+        text = format_status(client.get_all_node_info_proto(), client.get_all_resource_usage(), verbose,
+                             placement_group_load=client.get_placement_group_load())
     except ConnectionError as e:
         raise click.ClickException(str(e)) from e
     finally:

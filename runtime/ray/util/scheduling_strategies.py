@@ -74,6 +74,9 @@ def to_wire(strategy) -> dict:
             wire["fail_on_unavailable"] = True
         return wire
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        raise NotImplementedError("Placement groups are not supported by OpenRay yet.")
+        # The request's resources must be renamed too: ray.util.placement_group.resolve_scheduling does both.
+        return {"type": "PLACEMENT_GROUP", "placement_group_id": strategy.placement_group.id.hex(),
+                "bundle_index": strategy.placement_group_bundle_index,
+                "capture_child_tasks": bool(strategy.placement_group_capture_child_tasks)}
     raise ValueError(f"Invalid scheduling_strategy value {strategy}. Valid values are "
                      '["DEFAULT" | "SPREAD" | PlacementGroupSchedulingStrategy | NodeAffinitySchedulingStrategy]')

@@ -80,3 +80,24 @@ def test_the_default_temp_dir_follows_ray_tmpdir_then_tmpdir(monkeypatch, tmp_pa
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() caches its first answer
     assert default_temp_dir() == str(tmp_path / "ray")
+
+
+def test_a_value_freed_by_the_garbage_collector_inside_a_store_call_does_not_deadlock():
+    """An ObjectRef's __del__, run by the collector while this thread is in a MemoryStore section (e.g. at the
+    set `present()` allocates), frees an owned value: `delete` re-enters the store's lock."""
+    import threading
+
+    from ray.core_worker.memory_store import INLINE, MemoryStore, StoredObject
+
+    store = MemoryStore()
+    store.put(b"x" * 28, StoredObject(INLINE, b"v", size=1))
+    done = threading.Event()
+
+    def section_interrupted_by_a_free():
+        with store._lock:  # what present()/put()/add_waiter() hold when the collector runs
+            store.delete(b"x" * 28)
+        done.set()
+
+    threading.Thread(target=section_interrupted_by_a_free, daemon=True).start()
+    assert done.wait(5), "deadlocked"
+    assert not store.contains(b"x" * 28)

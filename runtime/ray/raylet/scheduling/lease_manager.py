@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ray._common import framing
+from ray._common import placement_groups as pgs
 from ray._common.config import config
 from ray._common.resources import ResourceSet
 from ray.exceptions import RuntimeEnvSetupError
@@ -35,6 +36,7 @@ from ray.raylet.runtime_envs import RuntimeEnvProvider
 from ray.raylet.scheduling import policy
 from ray.raylet.scheduling.cluster_view import ALIVE, ClusterResourceView
 from ray.raylet.scheduling.local_resources import LocalResourceManager
+from ray.raylet.scheduling.placement_groups import PlacementDecision, PlacementGroupBundles, removed_message
 from ray.raylet.worker_pool import DEAD, LEASED, Worker, WorkerPool, env_key
 
 # Lease states (seed 001): granted here, rescheduled (spilled back to another node), cancelled; and rejected (a
@@ -74,6 +76,8 @@ class Lease:
     owner: framing.Connection
     blocked: bool = False
     is_actor: bool = False
+    placement_group: str = ""  # hex id of the group whose bundle it runs in
+    request: LeaseRequest | None = None  # while its worker starts
 
 
 @dataclass
@@ -129,6 +133,7 @@ class LeaseManager:
         self._stopped = False
         self.counts: Counter = Counter()  # lease states, and cancellations by type
         self.recent: deque[LeaseRecord] = deque(maxlen=RECENT_LEASES)
+        self.placement_groups: PlacementGroupBundles | None = None  # set by the node manager
 
     # ------------------------------------------------------------------ protocol
     @handles(msg.REQUEST_LEASE)
@@ -208,6 +213,25 @@ class LeaseManager:
             if lease.owner is conn and lease.worker is not None:
                 self.pool.kill(lease.worker)
 
+    def end_placement_group_leases(self, pg_hex: str, removed: bool) -> None:
+        """The group's bundles leave this node: its leases end and their workers die (Ray's raylet does the
+        same); a lease whose worker is still starting answers its owner instead (a removed group fails the
+        request, else the owner asks again), and is returned when the start ends."""
+        for lease in list(self._leases.values()):
+            if lease.placement_group != pg_hex:
+                continue
+            req = lease.request
+            if req is not None and not req.future.done():
+                req.future.set_result({"cancelled": {"type": msg.CANCELLED_PLACEMENT_GROUP_REMOVED,
+                                                     "message": removed_message(pg_hex)}}
+                                      if removed else {"rejected": True})
+            if lease.worker is None:
+                continue
+            del self._leases[lease.lease_id]
+            self._release(lease)
+            if lease.worker.state == LEASED:
+                self.pool.kill(lease.worker)
+
     def demands(self) -> list[pb.ResourceDemand]:
         """The shapes this node cannot place now (queued) or anywhere (infeasible), counted: the autoscaler's input."""
         shapes: dict[tuple, list[int]] = {}
@@ -254,6 +278,12 @@ class LeaseManager:
             if req.future.done():
                 continue
             decision = self._decide(req)
+            if isinstance(decision, PlacementDecision) and (decision.wait or decision.failed):
+                if decision.failed:  # its placement group was removed
+                    self._cancel(req, msg.CANCELLED_PLACEMENT_GROUP_REMOVED, decision.failed)
+                else:  # its placement group is not placed yet
+                    still_pending.append(req)
+                continue
             if decision.node_id is None and decision.unschedulable:
                 if self._affinity_target_may_appear(req):
                     still_pending.append(req)
@@ -294,6 +324,9 @@ class LeaseManager:
             return policy.node_affinity(req.resources, views, strategy["node_id"], strategy.get("soft", False),
                                         self.node_id, strategy.get("spill_on_unavailable", False),
                                         strategy.get("fail_on_unavailable", False), self.hybrid_options)
+        if kind == pgs.STRATEGY_TYPE:
+            return self.placement_groups.decide(req.resources, views, strategy["placement_group_id"],
+                                                strategy.get("bundle_index", -1), req.grant_or_reject)
         if kind == "SPREAD":
             decision, self._spread_next = policy.spread(req.resources, views, self._spread_next)
             return decision
@@ -352,7 +385,9 @@ class LeaseManager:
     def _grant(self, req: LeaseRequest) -> None:
         held = req.running_resources if req.running_resources is not None else req.resources
         gpu_ids = self.resources.allocate(held)
-        lease = Lease(next(self._lease_ids), None, held, gpu_ids, req.conn, is_actor=req.is_actor)
+        in_group = pgs.placement_group_of(req.strategy)
+        lease = Lease(next(self._lease_ids), None, held, gpu_ids, req.conn, is_actor=req.is_actor,
+                      placement_group=in_group[0] if in_group else "", request=req)
         self._leases[lease.lease_id] = lease
         self._starting.add(req)
         asyncio.get_running_loop().create_task(self._attach_worker(req, lease))
@@ -400,6 +435,7 @@ class LeaseManager:
             self.schedule()
             return
         lease.worker = worker
+        lease.request = None
         worker.lease_id = lease.lease_id
         worker.state = LEASED
         worker.is_actor = req.is_actor
