@@ -14,7 +14,8 @@ from typing import Any
 import grpc
 
 from ray._common.grpc_util import channel_options, too_large
-from ray.protocol import actor_pb2_grpc, gcs_pb2_grpc, placement_group_pb2_grpc
+from ray.protocol import actor_pb2_grpc, autoscaler_pb2_grpc, gcs_pb2_grpc, placement_group_pb2_grpc
+from ray.protocol import autoscaler_pb2 as apb
 from ray.protocol import gcs_pb2 as pb
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -62,6 +63,7 @@ class _Stubs:
         self.pubsub = gcs_pb2_grpc.InternalPubSubGcsServiceStub(channel)
         self.actor = actor_pb2_grpc.ActorInfoGcsServiceStub(channel)
         self.placement_group = placement_group_pb2_grpc.PlacementGroupInfoGcsServiceStub(channel)
+        self.autoscaler = autoscaler_pb2_grpc.AutoscalerStateServiceStub(channel)
 
 
 class GcsClient:
@@ -132,6 +134,36 @@ class GcsClient:
     def get_placement_group_load(self) -> list[pb.PlacementGroupDemand]:
         """Placement groups waiting for their bundles (the demand snapshot's placement group part)."""
         return list(self.call(self.stubs.node.GetAllResourceUsage, pb.GetAllResourceUsageRequest()).placement_group_load)
+
+    # autoscaler state service
+    def get_cluster_resource_state(self, timeout_s: float | None = None) -> apb.ClusterResourceState:
+        return self.call(self.stubs.autoscaler.GetClusterResourceState, apb.GetClusterResourceStateRequest(),
+                         timeout_s).cluster_resource_state
+
+    def get_cluster_status(self, timeout_s: float | None = None) -> apb.GetClusterStatusReply:
+        return self.call(self.stubs.autoscaler.GetClusterStatus, apb.GetClusterStatusRequest(), timeout_s)
+
+    def report_autoscaling_state(self, state: apb.AutoscalingState, timeout_s: float | None = None) -> None:
+        self.call(self.stubs.autoscaler.ReportAutoscalingState,
+                  apb.ReportAutoscalingStateRequest(autoscaling_state=state), timeout_s)
+
+    def request_cluster_resource_constraint(self, bundles: list[dict[str, float]]) -> None:
+        """`request_resources()`: the cluster should fit these bundles; [] clears the standing request."""
+        counts: dict[tuple, int] = {}
+        for bundle in bundles:
+            key = tuple(sorted(bundle.items()))
+            counts[key] = counts.get(key, 0) + 1
+        constraint = apb.ClusterResourceConstraint(resource_requests=[
+            apb.ResourceRequestByCount(request=apb.ResourceRequest(resources_bundle=dict(k)), count=n)
+            for k, n in counts.items()])
+        self.call(self.stubs.autoscaler.RequestClusterResourceConstraint,
+                  apb.RequestClusterResourceConstraintRequest(cluster_resource_constraint=constraint))
+
+    def drain_node(self, node_id: bytes, reason: int, reason_message: str = "", deadline_ms: int = 0,
+                   timeout_s: float | None = None) -> apb.DrainNodeReply:
+        req = apb.DrainNodeRequest(node_id=node_id, reason=reason, reason_message=reason_message,
+                                   deadline_timestamp_ms=deadline_ms)
+        return self.call(self.stubs.autoscaler.DrainNode, req, timeout_s)
 
     def get_all_job_info(self) -> list[pb.JobTableData]:
         return list(self.call(self.stubs.job.GetAllJobInfo, pb.GetAllJobInfoRequest()).job_info_list)

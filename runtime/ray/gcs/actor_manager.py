@@ -141,7 +141,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         return f"{info.node_manager_address}:{info.raylet_tcp_port}"
 
     def _any_raylet(self) -> str | None:
-        alive = self.gcs.nodes.alive_nodes()
+        alive = [n for n in self.gcs.nodes.alive_nodes() if self.gcs.nodes.schedulable(n.node_id)] or \
+            self.gcs.nodes.alive_nodes()
         usage = self.gcs.nodes.usage()
 
         def free_cpu(n):

@@ -1,6 +1,7 @@
 """Node table: registration, the cluster resource view, and health checks.
 
-Each raylet's periodic `ReportResourceUsage` doubles as its heartbeat. A node that misses
+Each raylet's periodic `ReportResourceUsage` doubles as its heartbeat; it also says how long the node has been
+idle (and why not), and whether it is draining, which the autoscaler state service reads. A node that misses
 `health_check_failure_threshold` periods is declared dead, published on the NODE_INFO channel and
 left in the table as DEAD (as Ray keeps dead nodes in `ray.nodes()`).
 """
@@ -32,6 +33,9 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         self._nodes: dict[bytes, pb.GcsNodeInfo] = {}
         self._usage: dict[bytes, pb.NodeResources] = {}
         self._last_seen: dict[bytes, float] = {}
+        # From each alive node's last report: (idle duration ms, node activity), and the draining nodes.
+        self._idle: dict[bytes, tuple[int, list[str]]] = {}
+        self._draining: set[bytes] = set()
         self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
         self.placement_group_load = list  # () -> [PlacementGroupDemand]: pending groups, set by their manager
 
@@ -51,6 +55,26 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
 
     def usage(self) -> dict[bytes, pb.NodeResources]:
         return self._usage
+
+    def all_nodes(self) -> list[pb.GcsNodeInfo]:
+        return list(self._nodes.values())
+
+    def idle_state(self, node_id: bytes) -> tuple[int, list[str]]:
+        """(ms the node has been idle, 0 while busy; why it is busy), as its raylet last reported."""
+        return self._idle.get(node_id, (0, []))
+
+    def is_draining(self, node_id: bytes) -> bool:
+        return node_id in self._draining
+
+    def set_draining(self, node_id: bytes) -> None:
+        """A drain was accepted: schedulers (raylets through the report replies, the GCS's own) skip the node."""
+        if node_id in self._usage:
+            self._draining.add(node_id)
+            self._usage[node_id].is_draining = True
+
+    def schedulable(self, node_id: bytes) -> bool:
+        """Alive and not draining: new work may go there."""
+        return node_id in self._usage and node_id not in self._draining
 
     async def RegisterNode(self, request, context):
         info = pb.GcsNodeInfo()
@@ -83,6 +107,8 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         info.death_reason = reason
         self._usage.pop(node_id, None)
         self._last_seen.pop(node_id, None)
+        self._idle.pop(node_id, None)
+        self._draining.discard(node_id)
         await self._storage.put(NODE_TABLE, node_id, info.SerializeToString())
         self._publisher.publish(NODE_CHANNEL, node_id, info.SerializeToString())
         logger.warning("Node %s is dead: %s", node_id.hex(), reason)
@@ -101,6 +127,9 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
             # A node declared dead must not come back under the same id; the raylet exits.
             return pb.ReportResourceUsageReply(node_is_dead=True)
         self._last_seen[request.node_id] = time.monotonic()
+        if request.is_draining:
+            self._draining.add(request.node_id)
+        self._idle[request.node_id] = (request.idle_duration_ms, list(request.node_activity))
         self._usage[request.node_id] = pb.NodeResources(
             node_id=request.node_id,
             resources_available=dict(request.resources_available),
@@ -108,6 +137,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
             demands=list(request.demands),
             node_manager_address=info.node_manager_address,
             object_store_used_bytes=request.object_store_used_bytes,
+            is_draining=request.node_id in self._draining,
         )
         return pb.ReportResourceUsageReply(nodes=list(self._usage.values()))
 

@@ -192,6 +192,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
                 continue
             out.append(pb.PlacementGroupDemand(
                 placement_group_id=pg_id, strategy=group.strategy(), infeasible=group.infeasible,
+                state=Data.PlacementGroupState.Name(group.data.state),
                 bundles=[pb.ResourceDemand(shape=dict(b.unit_resources), num_ready_requests_queued=1)
                          for b in group.data.bundles if not b.node_id]))
         return out
@@ -234,7 +235,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         out = []
         for node_id, usage in self.gcs.nodes.usage().items():
             info = alive.get(node_id)
-            if info is None:
+            if info is None or not self.gcs.nodes.schedulable(node_id):  # draining nodes take no new bundles
                 continue
             out.append(bundle_policy.NodeCapacity(node_id, ResourceSet(dict(usage.resources_total)),
                                                   ResourceSet(dict(usage.resources_available)), dict(info.labels)))

@@ -16,25 +16,27 @@ from ray._common.grpc_util import message_options
 from ray._common.net import bind_host
 from ray._version import version as ray_version
 from ray.gcs.actor_manager import add_actor_service
+from ray.gcs.autoscaler_state_manager import AutoscalerStateManager
 from ray.gcs.job_manager import JobManager
 from ray.gcs.kv_manager import InternalKVManager
 from ray.gcs.node_manager import NodeManager
 from ray.gcs.placement_group_manager import add_placement_group_service
 from ray.gcs.pubsub import Publisher, PubSubService
 from ray.gcs.storage import InMemoryStoreClient, StoreClient
-from ray.protocol import gcs_pb2_grpc
+from ray.protocol import autoscaler_pb2_grpc, gcs_pb2_grpc
 
 logger = logging.getLogger("ray.gcs")
 
 
 class GcsServer:
-    def __init__(self, storage: StoreClient | None = None):
+    def __init__(self, storage: StoreClient | None = None, session_name: str = ""):
         self.storage = storage or InMemoryStoreClient()
         self.publisher = Publisher()
         self.cluster_id = os.urandom(28)
         self.kv = InternalKVManager(self.storage)
         self.nodes = NodeManager(self.storage, self.publisher, self.cluster_id, ray_version)
         self.jobs = JobManager(self.storage, self.publisher)
+        self.autoscaler_state = AutoscalerStateManager(self, session_name)
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -46,6 +48,7 @@ class GcsServer:
         gcs_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(self.nodes, self.server)
         gcs_pb2_grpc.add_JobInfoGcsServiceServicer_to_server(self.jobs, self.server)
         gcs_pb2_grpc.add_InternalPubSubGcsServiceServicer_to_server(PubSubService(self.publisher), self.server)
+        autoscaler_pb2_grpc.add_AutoscalerStateServiceServicer_to_server(self.autoscaler_state, self.server)
         self.actors = add_actor_service(self, self.server)
         self.placement_groups = add_placement_group_service(self, self.server)
         await self.placement_groups.load()
@@ -60,12 +63,13 @@ class GcsServer:
     async def stop(self) -> None:
         self._health_task.cancel()
         self.placement_groups.stop()
+        self.autoscaler_state.close()
         if self.server:
             await self.server.stop(grace=0.5)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    server = GcsServer()
+    server = GcsServer(session_name=os.path.basename(args.session_dir.rstrip("/")) if args.session_dir else "")
     port = await server.start(bind_host(args.node_ip_address), args.port)
     logger.info("GCS server listening on %s:%d", args.node_ip_address, port)
     if args.port_file:

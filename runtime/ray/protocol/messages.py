@@ -332,6 +332,19 @@ class CancelBundles(Bundles, total=False):
     removed: bool  # the group is removed: requests waiting for it fail
 
 
+class DrainRaylet(TypedDict):
+    """The GCS forwards an accepted-or-not DrainNode (autoscaler.proto) to the node's raylet."""
+
+    reason: int  # autoscaler.proto's DrainNodeReason: IDLE_TERMINATION is refused by a busy node
+    reason_message: str
+    deadline_ms: int  # unix ms when the node will be stopped anyway (0: none)
+
+
+class DrainReply(TypedDict):
+    accepted: bool
+    rejection_reason: str  # why a busy node refused an idle-termination drain
+
+
 # ---------------------------------------------------------------------------- every message
 # core worker -> its raylet (the GCS also leases workers for actors)
 REGISTER_CLIENT = "register_client"
@@ -366,6 +379,8 @@ ACTOR_EXITING = "actor_exiting"
 PREPARE_BUNDLES = "prepare_bundles"
 COMMIT_BUNDLES = "commit_bundles"
 CANCEL_BUNDLES = "cancel_bundles"
+# the GCS -> a raylet: stop taking work (Ray's DrainRaylet)
+DRAIN_RAYLET = "drain_raylet"
 
 
 class Message(NamedTuple):
@@ -419,6 +434,9 @@ MESSAGES: dict[str, Message] = {
                             "Prepared bundles become the node's `<name>_group_..` resources tasks can use."),
     CANCEL_BUNDLES: Message((GCS,), RAYLET, CancelBundles, bool,
                             "Give bundles back (a failed prepare, a removed group): their leases end, workers die."),
+    DRAIN_RAYLET: Message((GCS,), RAYLET, DrainRaylet, DrainReply,
+                          "Take no new work and let the running work finish; an idle-termination drain is "
+                          "refused by a node that is not idle."),
 }
 
 

@@ -17,6 +17,7 @@ import time
 from ray._common import framing
 from ray._common.config import config
 from ray._common.gcs_client import AsyncGcsClient
+from ray.protocol import autoscaler_pb2 as apb
 from ray.protocol import gcs_pb2 as pb
 from ray.protocol import messages as msg
 from ray.protocol.messages import Dispatcher, handles
@@ -53,6 +54,9 @@ class NodeManager:
         self.tcp_port = 0
         self._drivers: dict[framing.Connection, str] = {}  # driver connection -> job id
         self._stopping = asyncio.Event()
+        # Since when (time.monotonic()) the node has had nothing to do; None while it is busy (`activity`).
+        self._idle_since: float | None = time.monotonic()
+        self.drain_reason = ""  # set once a drain is accepted
         # Building the pool starts nothing: the worker fork server starts in `start()`.
         self.pool = WorkerPool(f"unix:{self.socket_path}", self.node_id, self.node_ip, self.gcs_address,
                                self.session_dir, self.shm_dir, self._on_worker_dead)
@@ -88,6 +92,9 @@ class NodeManager:
             resources_total=self.resources.total.to_dict(), labels=self.labels, is_head_node=self.is_head,
             metrics_export_port=self.metrics_export_port, session_dir=self.session_dir,
             raylet_tcp_port=self.tcp_port,
+            # Set by whoever started the node for an autoscaler (KubeRay's pods, the fake provider, ...).
+            instance_id=os.environ.get("RAY_CLOUD_INSTANCE_ID", ""),
+            node_type_name=os.environ.get("RAY_NODE_TYPE_NAME", ""),
         )
         await self.gcs.call(self.gcs.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=info))
         asyncio.get_running_loop().create_task(self._report_loop())
@@ -124,10 +131,12 @@ class NodeManager:
             self.pool.reap()
             self.pool.kill_idle_above(soft_limit, cfg.idle_worker_killing_time_threshold_ms / 1000)
             self.resources.set_object_store_used(self.store.used_bytes)
+            activity = self.activity()
             req = pb.ReportResourceUsageRequest(
                 node_id=bytes.fromhex(self.node_id), resources_available=self.resources.reported_available(),
                 resources_total=self.resources.total.to_dict(), demands=self.leases.demands(),
                 object_store_used_bytes=float(self.store.used_bytes),
+                idle_duration_ms=self._idle_ms(activity), node_activity=activity, is_draining=self.leases.draining,
             )
             try:
                 reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req, timeout_s=30)
@@ -164,6 +173,39 @@ class NodeManager:
         while self._node_table_wanted:
             self._node_table_wanted = False
             await self._fill_addresses()
+
+    # ------------------------------------------------------------------ idleness and draining
+    def activity(self) -> list[str]:
+        """Why the node is not idle: the leases' activity, and objects in its store (which someone may still
+        need: the node must not go while it holds them). Empty: idle."""
+        out = self.leases.activity()
+        if self.store.num_objects:
+            out.append("Resource: object_store_memory currently in use.")
+        return out
+
+    def _idle_ms(self, activity: list[str]) -> int:
+        now = time.monotonic()
+        if activity:
+            self._idle_since = None
+            return 0
+        if self._idle_since is None:
+            self._idle_since = now
+        return max(1, int((now - self._idle_since) * 1000))
+
+    @handles(msg.DRAIN_RAYLET)
+    def drain(self, conn: framing.Connection, body: msg.DrainRaylet) -> msg.DrainReply:
+        """Ray's DrainRaylet: an idle-termination drain is refused while the node is busy (the autoscaler saw
+        it idle a moment ago, and something has arrived since); any other is accepted. Once draining, the node
+        grants nothing new; what runs here finishes."""
+        if body["reason"] == apb.DRAIN_NODE_REASON_IDLE_TERMINATION and not self.leases.draining:
+            activity = self.activity()
+            if activity:
+                return {"accepted": False, "rejection_reason": "The node is not idle: " + " ".join(activity)}
+        if not self.leases.draining:
+            self.drain_reason = body.get("reason_message") or apb.DrainNodeReason.Name(body["reason"])
+            logger.info("Draining this node (%s): no new work is granted here.", self.drain_reason)
+            self.leases.set_draining()
+        return {"accepted": True, "rejection_reason": ""}
 
     # ------------------------------------------------------------------ debug state
     def debug_state_text(self) -> str:

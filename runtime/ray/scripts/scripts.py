@@ -272,14 +272,13 @@ def health_check(address: str | None, component: str | None, skip_version_check:
 @click.option("-v", "--verbose", is_flag=True, default=False)
 def status(address: str | None, verbose: bool) -> None:
     """Print the cluster's nodes, resource usage and pending demands."""
+    from ray._common.cluster_status import status_text
     from ray._common.gcs_client import GcsClient
-    from ray._private.status import format_status
 
     gcs_address = resolve_gcs_address(address)
     client = GcsClient(gcs_address, timeout_s=10)
     try:
-        text = format_status(client.get_all_node_info_proto(), client.get_all_resource_usage(), verbose,
-                             placement_group_load=client.get_placement_group_load())
+        text = status_text(client, verbose)
     except ConnectionError as e:
         raise click.ClickException(str(e)) from e
     finally:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import ray
 from ray._common import process_registry
+from ray._common.cluster_status import status_text
 from ray._common.gcs_client import GcsClient
-from ray._private.status import format_status
 from ray.cluster_utils import Cluster
 from ray.exceptions import ActorUnschedulableError, RuntimeEnvSetupError, TaskUnschedulableError
 from ray.protocol import messages as msg
@@ -138,10 +138,10 @@ def _lease_records(node_id: str) -> list[tuple]:
 def _demand_lines(gcs_address: str) -> list[str]:
     client = GcsClient(gcs_address)
     try:
-        lines = format_status(client.get_all_node_info_proto(), client.get_all_resource_usage()).splitlines()
+        lines = status_text(client).splitlines()
     finally:
         client.close()
-    return lines[lines.index("Demands:") + 1:]
+    return lines[lines.index("Pending Demands:") + 1:]
 
 
 def test_node_ids_are_hex_strings_as_ray_gives_them(nodes):

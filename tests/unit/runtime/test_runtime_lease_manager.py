@@ -531,3 +531,67 @@ def test_a_node_shutting_down_grants_nothing_to_the_requests_still_waiting():
         assert len(raylet.pool.workers) == 1  # no worker started for it
 
     _run({"CPU": 1}, run)
+
+
+# ---------------------------------------------------------------------------- draining
+def _drain(node: NodeManager, reason: int) -> msg.DrainReply:
+    return node._dispatch(None, msg.DRAIN_RAYLET, {"reason": reason, "reason_message": "test", "deadline_ms": 0})
+
+
+def test_an_idle_termination_drain_is_refused_by_a_busy_node_and_accepted_once_it_is_idle(tmp_path):
+    from ray.protocol import autoscaler_pb2 as apb
+
+    async def main():
+        node = NodeManager(NODE, "127.0.0.1", "127.0.0.1:1", str(tmp_path), {"CPU": 2}, {}, is_head=False)
+        raylet = Raylet({"CPU": 2})  # its lease manager stands in for the node manager's
+        raylet.pool = node.pool = raylet.pool
+        node.leases = raylet.leases
+        await raylet.connect()
+        grant = await _granted(raylet.request({"CPU": 1}))
+        assert node.activity() == ["Resource: CPU currently in use.", "Busy workers on node."]
+        assert node._idle_ms(node.activity()) == 0
+        refused = _drain(node, apb.DRAIN_NODE_REASON_IDLE_TERMINATION)
+        assert refused == {"accepted": False, "rejection_reason": "The node is not idle: Resource: CPU currently in "
+                                                                  "use. Busy workers on node."}
+        assert not raylet.leases.draining
+        raylet.send(msg.RETURN_LEASE, {"lease_id": grant["lease_id"]})
+        assert node.activity() == [] and node._idle_ms([]) >= 1
+        assert _drain(node, apb.DRAIN_NODE_REASON_IDLE_TERMINATION) == {"accepted": True, "rejection_reason": ""}
+        assert raylet.leases.draining and not raylet.cluster.nodes()[0].alive
+        raylet.owner.close()
+        raylet.conn.close()
+
+    asyncio.run(main())
+
+
+def test_a_draining_node_grants_nothing_new_and_sends_requests_to_other_nodes():
+    async def run(raylet: Raylet):
+        running = await _granted(raylet.request({"CPU": 1}))
+        raylet.leases.set_draining()  # a preemption drain (ray stop): accepted while busy
+        # Nothing else can hold it: it waits as demand (the autoscaler sees it), even though the CPU is free.
+        waiting = raylet.request({"CPU": 1})
+        assert await _still_waiting(waiting)
+        assert [(d.num_ready_requests_queued, d.num_infeasible_requests_queued) for d in raylet.leases.demands()] == [
+            (0, 1)]
+        assert await asyncio.wait_for(raylet.request({"CPU": 1}, grant_or_reject=True), 5) == {"rejected": True}
+        _with_remote(raylet, {"CPU": 2})  # a node that can take it joins: the waiting request goes there
+        raylet.leases.on_cluster_update()
+        assert await asyncio.wait_for(waiting, 5) == {"spillback": "127.0.0.2:7001", "node_id": REMOTE}
+        # What was running here goes on until it is returned.
+        assert raylet.leases.activity() == ["Resource: CPU currently in use.", "Busy workers on node."]
+        raylet.send(msg.RETURN_LEASE, {"lease_id": running["lease_id"]})
+        assert raylet.leases.activity() == []
+
+    _run({"CPU": 2}, run)
+
+
+def test_the_view_counts_draining_nodes_as_not_schedulable():
+    async def run(raylet: Raylet):
+        raylet.cluster.update([pb.NodeResources(node_id=bytes.fromhex(REMOTE), resources_total={"CPU": 4},
+                                                resources_available={"CPU": 4}, is_draining=True)])
+        raylet.cluster.fill_addresses([REMOTE_INFO])
+        raylet.leases.on_cluster_update()
+        await _granted(raylet.request({"CPU": 1}))
+        assert await _still_waiting(raylet.request({"CPU": 1}))  # not spilled to the draining node
+
+    _run({"CPU": 1}, run)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from gcs_snapshot import Gcs
 from ray._common import placement_groups as pgs
+from ray._common.cluster_status import format_cluster_status
 from ray._common.ids import JobID, PlacementGroupID
 from ray._common.resources import ResourceSet
-from ray._private.status import format_status
 from ray.gcs import bundle_policy
 from ray.gcs.bundle_policy import BundleRequest, NodeCapacity
 from ray.protocol import gcs_pb2 as pb
@@ -247,17 +248,17 @@ def test_the_raylet_receives_the_gcss_bundle_messages_through_its_bundle_handler
 
 # ---------------------------------------------------------------------------- ray status
 def test_status_shows_pending_groups_and_what_groups_reserve_in_rays_format():
-    node = pb.GcsNodeInfo(node_id=b"\x01" * 28, node_manager_address="127.0.0.1", state=pb.GcsNodeInfo.ALIVE)
+    gcs = Gcs()
+    node = gcs.add_node(b"\x01" * 28, {"CPU": 4.0}, head=True)
     indexed, wildcard = pgs.bundle_node_resources(PG, 0, {"CPU": 2.0})
-    usage = pb.NodeResources(
-        node_id=node.node_id, resources_total={"CPU": 4.0, **indexed, **wildcard},
-        resources_available={"CPU": 2.0, **wildcard, f"CPU_group_{PG}": 1.0, f"CPU_group_0_{PG}": 1.0},
-        demands=[pb.ResourceDemand(shape=pgs.task_resources({"CPU": 1.0}, PG, 0), num_ready_requests_queued=3)])
-    load = [pb.PlacementGroupDemand(placement_group_id=b"\x02" * 18, strategy="PACK", bundles=[
+    gcs.report(node.node_id, {"CPU": 4.0, **indexed, **wildcard},
+               {"CPU": 2.0, **wildcard, f"CPU_group_{PG}": 1.0, f"CPU_group_0_{PG}": 1.0},
+               demands=[pb.ResourceDemand(shape=pgs.task_resources({"CPU": 1.0}, PG, 0), num_ready_requests_queued=3)])
+    gcs.placement_group_load = [pb.PlacementGroupDemand(placement_group_id=b"\x02" * 18, strategy="PACK", bundles=[
         pb.ResourceDemand(shape={"CPU": 1.0}, num_ready_requests_queued=1)] * 2)]
-    lines = format_status([node], [usage], placement_group_load=load).splitlines()
-    usage_lines = lines[lines.index("Usage:") + 1: lines.index("Demands:") - 1]
+    lines = format_cluster_status(gcs.status()).splitlines()
+    usage_lines = lines[lines.index("Total Usage:") + 1: lines.index("From request_resources:") - 1]
     assert usage_lines == [" 1.0/4.0 CPU (1.0 used of 2.0 reserved in placement groups)"]
-    demand_lines = lines[lines.index("Demands:") + 1:]
+    demand_lines = lines[lines.index("Pending Demands:") + 1:]
     assert demand_lines == [" {'CPU': 1.0}: 3+ pending tasks/actors (3+ using placement groups)",
                             " {'CPU': 1.0} * 2 (PACK): 1+ pending placement groups"]

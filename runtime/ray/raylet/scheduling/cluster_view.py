@@ -5,7 +5,8 @@ totals and availability; a node missing from it has died. A node new to the view
 (the report does not carry it); it is read from the GCS node table (`fill_addresses`), and until then nothing
 is spilled back to that node. The node table also says which nodes the GCS knows and which of them are dead,
 so that hard node affinity to a node this raylet has not heard of waits for one look at the table before the
-request is cancelled (a node that has just joined is not in the last report yet).
+request is cancelled (a node that has just joined is not in the last report yet). Draining nodes (this one
+included) stay in the view but count as not alive: no policy places new work on them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ClusterResourceView:
         self.local_node_id = local_node_id
         self.local_address = ""  # this raylet's framed TCP address, once it listens
         self._local = local
+        self.local_draining = False  # this node accepted a drain: the policies skip it, as a draining other
         self._nodes: dict[str, NodeView] = {local_node_id: self._local_view()}
         self._node_states: dict[str, str] = {local_node_id: ALIVE}  # node id -> ALIVE/DEAD, as last learned
         self.table_read_at = -1.0  # when (time.monotonic()) the newest node table read applied here began
@@ -54,7 +56,8 @@ class ClusterResourceView:
                 continue
             known = self._nodes.get(node_id)
             view[node_id] = NodeView(node_id, ResourceSet(dict(n.resources_total)),
-                                     ResourceSet(dict(n.resources_available)), known.address if known else "")
+                                     ResourceSet(dict(n.resources_available)), known.address if known else "",
+                                     alive=not n.is_draining)
             self._node_states[node_id] = ALIVE
         for gone in self._nodes.keys() - view.keys() - {self.local_node_id}:
             self._node_states[gone] = DEAD
@@ -76,4 +79,5 @@ class ClusterResourceView:
         self.table_read_at = max(self.table_read_at, time.monotonic() if read_started is None else read_started)
 
     def _local_view(self) -> NodeView:
-        return NodeView(self.local_node_id, self._local.total, self._local.view_available(), self.local_address)
+        return NodeView(self.local_node_id, self._local.total, self._local.view_available(), self.local_address,
+                        alive=not self.local_draining)

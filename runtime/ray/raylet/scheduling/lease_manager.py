@@ -131,6 +131,8 @@ class LeaseManager:
         self.hybrid_options = policy.HybridOptions(cfg.scheduler_spread_threshold, cfg.scheduler_top_k_fraction,
                                                    cfg.scheduler_top_k_absolute, cfg.scheduler_avoid_gpu_nodes)
         self._stopped = False
+        # Draining (the GCS forwarded an accepted DrainNode): nothing new is granted here; requests go elsewhere.
+        self.draining = False
         self.counts: Counter = Counter()  # lease states, and cancellations by type
         self.recent: deque[LeaseRecord] = deque(maxlen=RECENT_LEASES)
         self.placement_groups: PlacementGroupBundles | None = None  # set by the node manager
@@ -244,6 +246,27 @@ class LeaseManager:
         return [pb.ResourceDemand(shape=dict(k), num_ready_requests_queued=c[0], num_infeasible_requests_queued=c[1])
                 for k, c in shapes.items()]
 
+    def activity(self) -> list[str]:
+        """Why the node is busy, as Ray's node activity says it: resources held, leased workers, requests
+        waiting here. Empty when the leases have nothing running or waiting."""
+        total, available = self.resources.total.to_dict(), self.resources.available.to_dict()
+        out = [f"Resource: {name} currently in use." for name in sorted(total)
+               if name != "object_store_memory" and not name.startswith("node:")
+               and available.get(name, 0.0) < total[name] - 1e-9 and not pgs.is_group_resource(name)]
+        if self._leases:
+            out.append("Busy workers on node.")
+        waiting = sum(1 for r in self._pending + self._infeasible if not r.future.done()) + len(self._starting)
+        if waiting:
+            out.append(f"{waiting} lease requests waiting on node.")
+        return out
+
+    def set_draining(self) -> None:
+        """From now on nothing is granted here: waiting requests and new ones go to other nodes (or wait, as
+        demand, until one can take them), as if this node were gone; running leases finish."""
+        self.draining = True
+        self.cluster.local_draining = True
+        self.schedule()
+
     @property
     def num_pending(self) -> int:
         return len(self._pending)
@@ -315,7 +338,7 @@ class LeaseManager:
     def _decide(self, req: LeaseRequest) -> policy.Decision:
         # A request spilled back here, or sent here for its data, runs here when it fits now (Ray's
         # "prioritize the local node": no second spillback).
-        if (req.grant_or_reject or req.locality) and self.resources.fits(req.resources):
+        if (req.grant_or_reject or req.locality) and not self.draining and self.resources.fits(req.resources):
             return policy.Decision(self.node_id, True)
         views = self.cluster.nodes()
         strategy = req.strategy
