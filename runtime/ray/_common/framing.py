@@ -215,8 +215,9 @@ class Connection(asyncio.Protocol):
             given = bytes(buf[:PROOF_LEN])
             expected = _proof(self._token, _SERVER_LABEL, self._server_nonce, self._nonce)
             if not hmac.compare_digest(given, expected):
-                return self._fail(AuthenticationError(f"{self._where()} could not prove that it holds this cluster's "
-                                              "authentication token; this process exchanges no data with it."))
+                return self._fail(AuthenticationError(
+                    f"{self._where()} could not prove that it holds this cluster's authentication token; this "
+                    "process exchanges no data with it."))
             del buf[:PROOF_LEN]
             self._open()
             return True
@@ -273,11 +274,16 @@ class Connection(asyncio.Protocol):
         if not self.handshake_done.done():
             if self._hs == _CLIENT_WAITS_PROOF:
                 # The server hung up on our proof: it does not accept this process's token.
-                self.handshake_done.set_exception(AuthenticationError(_auth.refused_message(self._where(), self._token is not None)))
+                self.handshake_done.set_exception(
+                    AuthenticationError(_auth.refused_message(self._where(), self._token is not None)))
             else:
                 self.handshake_done.set_exception(HandshakeError(
                     f"{self._where()} closed the connection during the handshake: {exc or 'closed by peer'}"))
             self.handshake_done.exception()  # retrieved: nobody may be awaiting it
+        if self._hs:
+            # Never opened: no request was sent or received on it, and nobody above knows it exists.
+            self._closed_event.set()
+            return
         err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed by peer")
         for fut in self._pending.values():
             if not fut.done():

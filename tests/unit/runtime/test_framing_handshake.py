@@ -108,7 +108,8 @@ def test_server_never_unpickles_from_a_peer_that_did_not_authenticate(tmp_path):
         a, b = socket.socketpair()
         calls: list = []
         _, server = await loop.create_unix_connection(
-            lambda: framing.Connection(lambda *args: calls.append(args), handshake="server", token=TOKEN), sock=a)
+            lambda: framing.Connection(lambda *args: calls.append(args), on_close=lambda conn: calls.append("closed"),
+                                       handshake="server", token=TOKEN), sock=a)
         reader, writer = await asyncio.open_unix_connection(sock=b)
         hello = await reader.readexactly(framing.SERVER_HELLO_LEN)
         assert hello[:4] == b"ORAY" and hello[5] & framing.FLAG_TOKEN
@@ -116,7 +117,7 @@ def test_server_never_unpickles_from_a_peer_that_did_not_authenticate(tmp_path):
         await writer.drain()
         rest = await asyncio.wait_for(reader.read(), 5)  # EOF: the server hung up
         await asyncio.wait_for(server.wait_closed(), 5)
-        assert calls == []
+        assert calls == []  # no handler ran, and nobody was told of a connection that never opened
         writer.close()
         return rest
 
