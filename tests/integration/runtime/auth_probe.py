@@ -95,12 +95,19 @@ def closed_by_peer(sock: socket.socket) -> bool:
 
 def framed(address: str, name: str) -> dict:
     out = {}
-    # 1. A pickle bomb as the very first bytes (what the old protocol would have unpickled).
+    # 1. A pickle bomb as the very first bytes (what a server without the handshake would unpickle).
     with open_socket(address) as sock:
-        hello = read_exactly(sock, 38)
+        sock.settimeout(3)
+        try:
+            hello = read_exactly(sock, 38)
+        except TimeoutError:
+            hello = b""
         out["server_hello_magic"] = hello[:4].decode(errors="replace")
+        sock.settimeout(15)
         sock.sendall(frame((REQUEST, 1, "register_client", Bomb(f"{name}-first"))))
         out["bomb_first"] = "closed" if closed_by_peer(sock) else "open"
+        if not hello:
+            return out  # no handshake at all: nothing more to learn
     # 2. A well-formed hello with a proof made from a wrong token, then a bomb.
     with open_socket(address) as sock:
         hello = read_exactly(sock, 38)

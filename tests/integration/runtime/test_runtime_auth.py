@@ -91,6 +91,7 @@ def test_a_stranger_gets_nothing_and_no_pickle_is_loaded(cli, port, tmp_path):
         markers.mkdir()
         result = _probe(targets, token, markers)
         assert result["ray_imported"] is False
+        assert list(markers.iterdir()) == [], "a stranger's pickle was loaded (or its job ran)"
 
         # gRPC: refused before the request is parsed (garbage bytes give UNAUTHENTICATED, not INTERNAL).
         for name, codes in result["grpc"].items():
