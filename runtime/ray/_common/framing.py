@@ -17,7 +17,7 @@ connection; the token itself never crosses the wire), and nothing is unpickled b
 flags bit 0: this side uses token authentication. proof = HMAC-SHA256(token, label | server nonce |
 client nonce), the label differing per direction so one side's proof is never valid for the other. The
 server checks the client's proof (constant time) on the fixed-size hello alone; a wrong or missing proof,
-wrong magic or a hello that does not come within `HANDSHAKE_TIMEOUT_S` aborts the connection. The client
+wrong magic or a hello that does not come within `RAY_framed_handshake_timeout_s` (30 s) aborts the connection. The client
 checks the server's proof before it decodes a byte from the server, so a process that does not hold the
 token cannot feed it pickles either. With authentication disabled on both sides the proofs are zeros.
 """
@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ray._common import auth as _auth
+from ray._common.config import config
 from ray.exceptions import AuthenticationError
 
 logger = logging.getLogger(__name__)
@@ -54,12 +55,16 @@ FLAG_TOKEN = 1
 NONCE_LEN = PROOF_LEN = 32
 SERVER_HELLO_LEN = len(MAGIC) + 2 + NONCE_LEN
 CLIENT_HELLO_LEN = len(MAGIC) + 2 + NONCE_LEN + PROOF_LEN
-HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S: float | None = None  # None: config().framed_handshake_timeout_s (RAY_framed_handshake_timeout_s)
 _CLIENT_LABEL = b"openray-framed-v1-client"
 _SERVER_LABEL = b"openray-framed-v1-server"
 _ZERO_PROOF = bytes(PROOF_LEN)
 # states of Connection._hs (0: open, frames flow)
 _OPEN, _SERVER_WAITS_HELLO, _CLIENT_WAITS_HELLO, _CLIENT_WAITS_PROOF = 0, 1, 2, 3
+
+
+def _handshake_timeout_s() -> float:
+    return HANDSHAKE_TIMEOUT_S if HANDSHAKE_TIMEOUT_S is not None else config().framed_handshake_timeout_s
 
 
 _refusals = {"last_logged": 0.0, "unlogged": 0}
@@ -138,7 +143,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         if self._hs == _OPEN:
             return
-        self._hs_timer = self.loop.call_later(HANDSHAKE_TIMEOUT_S, self._handshake_timed_out)
+        self._hs_timer = self.loop.call_later(_handshake_timeout_s(), self._handshake_timed_out)
         if self._hs == _SERVER_WAITS_HELLO:
             self._nonce = os.urandom(NONCE_LEN)
             flags = FLAG_TOKEN if self._token is not None else 0
@@ -261,10 +266,10 @@ class Connection(asyncio.Protocol):
         self._hs_timer = None
         if self._hs and not self.closed:
             if self._hs == _SERVER_WAITS_HELLO:
-                self._refuse(f"no handshake within {HANDSHAKE_TIMEOUT_S:.0f} s")
+                self._refuse(f"no handshake within {_handshake_timeout_s():g} s")
             else:
                 self._fail(HandshakeError(f"{self._where()} did not complete the handshake within "
-                                          f"{HANDSHAKE_TIMEOUT_S:.0f} s"))
+                                          f"{_handshake_timeout_s():g} s"))
 
     def connection_lost(self, exc) -> None:
         self.closed = True
