@@ -17,9 +17,10 @@ connection; the token itself never crosses the wire), and nothing is unpickled b
 flags bit 0: this side uses token authentication. proof = HMAC-SHA256(token, label | server nonce |
 client nonce), the label differing per direction so one side's proof is never valid for the other. The
 server checks the client's proof (constant time) on the fixed-size hello alone; a wrong or missing proof,
-wrong magic or a hello that does not come within `RAY_framed_handshake_timeout_s` (30 s) aborts the connection. The client
-checks the server's proof before it decodes a byte from the server, so a process that does not hold the
-token cannot feed it pickles either. With authentication disabled on both sides the proofs are zeros.
+wrong magic or a hello that does not come within `RAY_framed_handshake_timeout_s` (30 s) aborts the
+connection. The client checks the server's proof before it decodes a byte from the server, so a process
+that does not hold the token cannot feed it pickles either. With authentication disabled on both sides the
+proofs are zeros.
 """
 
 from __future__ import annotations
