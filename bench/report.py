@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from rows import Row
@@ -76,7 +76,7 @@ def target_text(row: Row) -> str:
     if row.higher_is_better:
         text = f">= {row.target_speedup:g}x"
     else:
-        text = f"<= {1.0 / row.target_speedup:.2g}x"
+        text = f"<= {1.0 / row.target_speedup:.3g}x"
     if row.absolute_max is not None:
         text += f", < {row.absolute_max:g} {row.unit}"
     return text
@@ -109,6 +109,15 @@ def verdict_text(comparison: Comparison) -> str:
 
 
 _HEADERS = ("row", "unit", "OpenRay", "Ray 2.60", "OpenRay/Ray", "target", "meets")
+# --auth-cost: OpenRay with token authentication (the default) next to OpenRay with RAY_AUTH_MODE=disabled.
+AUTH_COST_HEADERS = ("row", "unit", "auth on", "auth off", "on/off", "target", "meets")
+AUTH_COST_TOLERANCE = 0.05  # every row within 5% of auth off
+
+
+def auth_cost_row(row: Row) -> Row:
+    """The row with the auth-cost target: at most 5% worse than auth off, whatever its Ray target."""
+    speedup = 1 - AUTH_COST_TOLERANCE if row.higher_is_better else 1 / (1 + AUTH_COST_TOLERANCE)
+    return replace(row, target_speedup=speedup, absolute_max=None)
 
 
 def _table_cells(comparisons: list[Comparison], width: int | None) -> list[tuple[str, ...]]:
@@ -120,10 +129,10 @@ def _table_cells(comparisons: list[Comparison], width: int | None) -> list[tuple
     return cells
 
 
-def text_table(comparisons: list[Comparison], error_width: int = 34) -> str:
+def text_table(comparisons: list[Comparison], error_width: int = 34, headers: tuple[str, ...] = _HEADERS) -> str:
     """A fixed-width table for the terminal; long errors are cut (the Markdown keeps them whole)."""
-    rows = [_HEADERS, *_table_cells(comparisons, error_width)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADERS))]
+    rows = [headers, *_table_cells(comparisons, error_width)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
     numeric = {2, 3, 4}
     lines = []
     for n, r in enumerate(rows):
@@ -134,11 +143,11 @@ def text_table(comparisons: list[Comparison], error_width: int = 34) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(comparisons: list[Comparison]) -> str:
+def markdown_table(comparisons: list[Comparison], headers: tuple[str, ...] = _HEADERS) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for cells in _table_cells(comparisons, None):
         lines.append("| " + " | ".join(esc(c) for c in cells) + " |")
     return "\n".join(lines)

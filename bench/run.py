@@ -4,6 +4,7 @@
     python bench/run.py --only tasks,actor   # rows whose key/title contains a pattern
     python bench/run.py --openray-only       # Ray's column from the committed baseline
     python bench/run.py --self-check         # one tiny row per runtime, plus the table logic
+    python bench/run.py --auth-cost --repeat 3   # OpenRay with token auth next to RAY_AUTH_MODE=disabled
 
 Each workload runs in a fresh interpreter of each runtime (bench/workloads.py); the table,
 with the ratio OpenRay/Ray and each row's target from issues 4 and 5, is printed and written
@@ -22,8 +23,10 @@ from pathlib import Path
 
 import psutil
 from report import (
+    AUTH_COST_HEADERS,
     Cell,
     Comparison,
+    auth_cost_row,
     baseline_cells,
     cell_text,
     markdown_table,
@@ -67,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--openray-only", action="store_true", help="run OpenRay only; Ray from --baseline")
     which.add_argument("--ray-only", action="store_true", help="run the real Ray only")
+    which.add_argument("--auth-cost", action="store_true",
+                       help="OpenRay twice, with token authentication (the default) and with RAY_AUTH_MODE=disabled, "
+                            "alternating per workload; target: every row within 5%% of auth off")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each workload N times per runtime; the figure is the median (default 1)")
     parser.add_argument("--ray-python", help="the real Ray's interpreter (default: .ci/real-ray-venv)")
@@ -84,7 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+AUTH_OFF = "OpenRay auth off"
+
+
 def runtimes_for(args: argparse.Namespace) -> list[Runtime]:
+    if getattr(args, "auth_cost", False):
+        python = args.openray_python or openray_python()
+        return [Runtime("OpenRay", python), Runtime(AUTH_OFF, python, {"RAY_AUTH_MODE": "disabled"})]
     runtimes = []
     if not args.ray_only:
         runtimes.append(Runtime("OpenRay", args.openray_python or openray_python()))
@@ -145,15 +157,20 @@ def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str,
     }
 
 
-def write_results(comparisons: list[Comparison], meta: dict[str, object], results_dir: Path) -> Path:
+def write_results(comparisons: list[Comparison], meta: dict[str, object], results_dir: Path,
+                  auth_cost: bool = False) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     body_json = to_json(comparisons, meta)
-    body_md = (f"# OpenRay vs Ray 2.60 — {meta['date']}\n\n{meta['machine']}; load at start "
+    title = "OpenRay: token auth on vs off" if auth_cost else "OpenRay vs Ray 2.60"
+    table = markdown_table(comparisons, AUTH_COST_HEADERS) if auth_cost else markdown_table(comparisons)
+    body_md = (f"# {title} — {meta['date']}\n\n{meta['machine']}; load at start "
                f"{meta['load_average_at_start']}; {meta['duration_s']} s per throughput row; "
-               f"OpenRay at {meta['openray_commit']}.\n\n{markdown_table(comparisons)}\n\n"
+               f"OpenRay at {meta['openray_commit']}.\n\n{table}\n\n"
                f"{summary_line(comparisons)}\n")
-    for name in (stamp, "latest"):
+    if auth_cost:
+        stamp = "auth-cost-" + stamp
+    for name in (stamp, "latest-auth-cost" if auth_cost else "latest"):
         (results_dir / f"{name}.json").write_text(body_json)
         (results_dir / f"{name}.md").write_text(body_md)
     return results_dir / f"{stamp}.md"
@@ -186,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(args.results_dir)
     log_dir = results_dir / "logs"
     cells = run_all(rows, runtimes, args, log_dir)
+    if args.auth_cost:
+        comparisons = [Comparison(auth_cost_row(row), cells["OpenRay"].get(row.key, Cell()),
+                                  cells[AUTH_OFF].get(row.key, Cell())) for row in rows]
+        print()
+        print(text_table(comparisons, headers=AUTH_COST_HEADERS))
+        print()
+        print(summary_line(comparisons) + "  (target: auth on within 5% of auth off, same run)")
+        print(f"results: {write_results(comparisons, meta, results_dir, auth_cost=True)}")
+        return 0
     comparisons = compare(rows, cells, baseline)
     print()
     print(text_table(comparisons))

@@ -26,8 +26,9 @@ _SCRUBBED_ENV = ("RAY_ADDRESS", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "RAY_
 
 @dataclass
 class Runtime:
-    name: str  # "OpenRay" or "Ray"
+    name: str  # "OpenRay" or "Ray" (or "OpenRay auth off" with --auth-cost)
     python: str  # the interpreter whose `import ray` is this runtime
+    env: dict[str, str] = field(default_factory=dict)  # set last in the driver's environment
 
 
 @dataclass
@@ -54,12 +55,13 @@ def workload_env(runtime: Runtime, tmp_root: str, token: str) -> dict[str, str]:
         "RAY_USAGE_STATS_ENABLED": "0",
         # Ray 2.60's default for a cluster it starts (ray.init or `ray start`), said explicitly so
         # that its JobSubmissionClient, whose config is read at import, sends ~/.ray/auth_token
-        # too. OpenRay has no token auth and ignores it.
+        # too. It is OpenRay's default for every cluster.
         "RAY_AUTH_MODE": "token",
         "PYTHONUNBUFFERED": "1",
         "OPENRAY_BENCH_TMP": tmp_root,
         TOKEN_ENV: token,
     })
+    env.update(runtime.env)
     return env
 
 

@@ -81,6 +81,7 @@ REPLICA_FAILURE_DELETE_HEAD_POD = "FailedDeleteHeadPod"
 REPLICA_FAILURE_DELETE_WORKER_POD = "FailedDeleteWorkerPod"
 REPLICA_FAILURE_CREATE_HEAD_SERVICE = "FailedCreateHeadService"
 REPLICA_FAILURE_MULTIPLE_HEAD_PODS = "MultipleHeadPods"
+REPLICA_FAILURE_CREATE_AUTH_SECRET = "FailedCreateAuthSecret"
 
 # RayJob statuses.
 JOB_STATUS_NEW = ""
@@ -113,3 +114,17 @@ MODE_HTTP = "HTTPMode"
 MODE_INTERACTIVE = "InteractiveMode"
 MODE_SIDECAR = "SidecarMode"
 SUPPORTED_SUBMISSION_MODES = (MODE_K8S_JOB, MODE_HTTP)
+
+# Token authentication (KubeRay's `authOptions`, utils/constant.go). OpenRay runs every cluster with a
+# token unless `authOptions.mode: disabled` (KubeRay only when `mode: token`): secure by default.
+AUTH_MODE_TOKEN = "token"
+AUTH_MODE_DISABLED = "disabled"
+AUTH_MODES = (AUTH_MODE_TOKEN, AUTH_MODE_DISABLED)
+RAY_AUTH_MODE_ENV = "RAY_AUTH_MODE"
+RAY_AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
+RAY_AUTH_TOKEN_SECRET_KEY = "auth_token"
+# The header KubeRay's dashboard client sends the token in (it passes the API server's service proxy,
+# which consumes `Authorization`).
+RAY_AUTHORIZATION_HEADER = "X-Ray-Authorization"
+# OpenRay's runtime adds this text to its 401/403 answers and login page: how to read the token here.
+AUTH_HINT_ENV = "OPENRAY_AUTH_HINT"

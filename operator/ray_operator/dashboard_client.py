@@ -30,7 +30,13 @@ class DashboardError(RuntimeError):
 
 
 class DashboardClient:
-    """Calls `GET /api/jobs/<id>`, `POST /api/jobs/`, `POST /api/jobs/<id>/stop` on one dashboard."""
+    """Calls `GET /api/jobs/<id>`, `POST /api/jobs/`, `POST /api/jobs/<id>/stop` on one dashboard.
+
+    With `token` (the cluster's, from its Secret) every request carries `X-Ray-Authorization: Bearer
+    <token>`, as KubeRay's client sends it: the header reaches the dashboard through the API server's
+    service proxy too, which consumes `Authorization`. `auth_hint` says where the token is when the
+    dashboard refuses it (401/403).
+    """
 
     def __init__(
         self,
@@ -38,10 +44,16 @@ class DashboardClient:
         timeout_s: float = 2.0,
         headers: dict[str, str] | None = None,
         pool: urllib3.PoolManager | None = None,
+        token: str | None = None,
+        auth_hint: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = urllib3.Timeout(total=timeout_s)
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        self.token = token
+        if token:
+            self.headers[c.RAY_AUTHORIZATION_HEADER] = f"Bearer {token}"
+        self.auth_hint = auth_hint
         self.pool = pool or urllib3.PoolManager()
 
     def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
@@ -58,11 +70,23 @@ class DashboardClient:
         except urllib3.exceptions.HTTPError as err:
             raise DashboardError(f"{method} {url} failed: {err!r}") from err
         text = response.data.decode("utf-8", "replace")
+        if response.status in (401, 403):
+            raise DashboardError(self._refusal(method, path, response.status, text))
         try:
             payload: Any = json.loads(text) if text else None
         except ValueError:
             payload = text
         return response.status, payload
+
+    def _refusal(self, method: str, path: str, status: int, text: str) -> str:
+        """A 401/403: the cluster requires its token (and says which text it answered with)."""
+        first_line = (text.strip().splitlines() or [""])[0]
+        if c.RAY_AUTHORIZATION_HEADER not in self.headers:
+            why = "the operator had no token to send: the cluster's Secret is missing or has no auth_token"
+        else:
+            why = "the dashboard refused the token from the cluster's Secret"
+        message = f"{method} {path} answered {status}: {first_line} ({why})."
+        return f"{message} {self.auth_hint}" if self.auth_hint else message
 
     def get_job_info(self, job_id: str) -> dict[str, Any] | None:
         """Ray's JobDetails for `job_id`, or None when the dashboard does not know it (404)."""
@@ -106,16 +130,20 @@ def proxy_client(
     port: int,
     timeout_s: float = 10.0,
     pool: urllib3.PoolManager | None = None,
+    token: str | None = None,
+    auth_hint: str = "",
 ) -> DashboardClient:
     """A client that reaches `service:port` through the API server's services/proxy, with the operator's
     credentials (take them fresh from `credentials.api_credentials`: tokens expire)."""
     headers = {"Authorization": credentials.authorization} if credentials.authorization else {}
     base = f"{credentials.server}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy"
-    return DashboardClient(base, timeout_s=timeout_s, headers=headers, pool=pool or api_server_pool(credentials))
+    return DashboardClient(base, timeout_s=timeout_s, headers=headers, pool=pool or api_server_pool(credentials),
+                           token=token, auth_hint=auth_hint)
 
 
-# (the RayJob, its cluster's head Service) -> a client of that cluster's dashboard
-DashboardFactory = Callable[[dict[str, Any], dict[str, Any]], DashboardClient]
+# (the RayJob, its cluster's head Service, the cluster's token or None, where that token is) -> a client of
+# that cluster's dashboard
+DashboardFactory = Callable[..., DashboardClient]
 
 
 def dashboard_factory(
@@ -127,17 +155,21 @@ def dashboard_factory(
     if proxy_credentials is None:
         direct_pool = urllib3.PoolManager(num_pools=64, maxsize=_CONNECTIONS_PER_HOST)
 
-        def direct(rayjob: dict[str, Any], head_service: dict[str, Any]) -> DashboardClient:
-            return DashboardClient(f"http://{rayjob['status']['dashboardURL']}", timeout_s=timeout_s, pool=direct_pool)
+        def direct(rayjob: dict[str, Any], head_service: dict[str, Any], token: str | None = None,
+                   auth_hint: str = "") -> DashboardClient:
+            return DashboardClient(f"http://{rayjob['status']['dashboardURL']}", timeout_s=timeout_s, pool=direct_pool,
+                                   token=token, auth_hint=auth_hint)
 
         return direct
 
     proxy_pool = api_server_pool(proxy_credentials())
 
-    def proxied(rayjob: dict[str, Any], head_service: dict[str, Any]) -> DashboardClient:
+    def proxied(rayjob: dict[str, Any], head_service: dict[str, Any], token: str | None = None,
+                auth_hint: str = "") -> DashboardClient:
         meta = head_service["metadata"]
         return proxy_client(
-            proxy_credentials(), meta["namespace"], meta["name"], c.DEFAULT_DASHBOARD_PORT, timeout_s, proxy_pool
+            proxy_credentials(), meta["namespace"], meta["name"], c.DEFAULT_DASHBOARD_PORT, timeout_s, proxy_pool,
+            token=token, auth_hint=auth_hint,
         )
 
     return proxied

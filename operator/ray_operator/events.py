@@ -2,7 +2,7 @@
 
 They are KubeRay's (v1.7 `utils/constant.go`, type `K8sEventType`) wherever KubeRay posts the same
 event, so `kubectl describe`, `kubectl get events --field-selector reason=…` and alert rules written
-for KubeRay read the same here. The two marked "OpenRay's own" have no KubeRay counterpart.
+for KubeRay read the same here. Those marked "OpenRay's own" have no KubeRay counterpart.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ DELETED_WORKER_POD = "DeletedWorkerPod"
 FAILED_TO_DELETE_WORKER_POD = "FailedToDeleteWorkerPod"
 CREATED_SERVICE = "CreatedService"
 FAILED_TO_CREATE_SERVICE = "FailedToCreateService"
+CREATED_AUTH_SECRET = "CreatedSecret"  # OpenRay's own: the Secret with the cluster's auth token was made
+FAILED_TO_CREATE_AUTH_SECRET = "FailedToCreateSecret"  # OpenRay's own: making that Secret failed
+INVALID_AUTH_SECRET = "InvalidAuthSecret"  # OpenRay's own: authOptions.secretName missing, or no auth_token key
 
 # RayJob: spec, its RayCluster, the submitter Job, the Ray job on the dashboard.
 INVALID_RAYJOB_SPEC = "InvalidRayJobSpec"

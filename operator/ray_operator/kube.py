@@ -129,6 +129,18 @@ class Kube:
     def patch_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self._dict(self.core.patch_namespaced_service(name, namespace, patch))
 
+    # Secrets ----------------------------------------------------------------------------------------
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(self.core.read_namespaced_secret(name, namespace))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def create_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._dict(self.core.create_namespaced_secret(body["metadata"]["namespace"], body))
+
     # Jobs -------------------------------------------------------------------------------------------
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

@@ -256,3 +256,18 @@ class CrossLanguageError(RayError):
 
 class RayCgraphCapacityExceeded(RayError):
     pass
+
+
+class AuthenticationError(RayError):
+    """Token authentication failed: no token here, or the cluster refused the one sent (Ray's name).
+
+    Only raised while token authentication is on (`RAY_AUTH_MODE` is not `disabled`).
+    """
+
+    def __init__(self, message: str):
+        self.message = message
+        self.__suppress_context__ = True  # the gRPC or HTTP error underneath adds nothing for the user
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message

@@ -7,9 +7,11 @@ the pods; a RayCluster's head and workers form one Ray cluster that scales with 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -73,6 +75,17 @@ def test_seed_rayjob_runs_to_success(kube: Kube, operator: str, namespace: str) 
         assert f"test_counter got {i}" in logs, logs
     assert re.search(r"^2\.26\.0$", logs, re.MULTILINE), logs  # requests==2.26.0 from the runtime env
 
+    # With token authentication on (the seed's file has no authOptions): the operator made the cluster's
+    # Secret and handed its token to the Ray containers and to the submitter.
+    cluster = status["rayClusterName"]
+    assert len(_secret_token(kube, namespace, cluster)) == 64
+    head = _pods(kube, namespace, cluster, "head")[0]
+    submitter = kube.kubectl_json("get", "job", "rayjob-sample", "-n", namespace)
+    for container in (head["spec"]["containers"][0], submitter["spec"]["template"]["spec"]["containers"][0]):
+        env = {e["name"]: e for e in container.get("env") or []}
+        assert env["RAY_AUTH_MODE"]["value"] == "token", env
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": cluster, "key": "auth_token"}, env
+
     table = kube.kubectl("get", "rayjob", "-n", namespace)
     assert re.search(r"JOB STATUS\s+DEPLOYMENT STATUS\s+RAY CLUSTER NAME", table), table
     assert re.search(r"rayjob-sample\s+SUCCEEDED\s+Complete\s+rayjob-sample-raycluster-", table), table
@@ -129,11 +142,33 @@ def test_raycluster_is_one_ray_cluster_that_scales(kube: Kube, operator: str, na
                   and not kube.kubectl_json("get", "services", "-n", namespace)["items"], timeout=300)
 
 
-def test_dashboard_answers_through_port_forward(kube: Kube, operator: str, namespace: str) -> None:
+def _secret_token(kube: Kube, namespace: str, name: str) -> str:
+    """What a user runs to read the cluster's token (the command the dashboard's 401 quotes)."""
+    encoded = kube.kubectl("get", "secret", name, "-n", namespace, "-o", "jsonpath={.data.auth_token}")
+    return base64.b64decode(encoded).decode()
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_dashboard_through_port_forward_requires_the_token(kube: Kube, operator: str, namespace: str) -> None:
+    """Secure by default: raycluster-sample has no authOptions, yet its dashboard wants the token that the
+    operator put in the Secret `raycluster-sample`; through a real `kubectl port-forward`, as a user would."""
     kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
     kube.wait_for("the head pod", lambda: len(_pods(kube, namespace, "raycluster-sample", "head")) == 1, timeout=300)
     head = _pods(kube, namespace, "raycluster-sample", "head")[0]["metadata"]["name"]
     kube.kubectl("wait", "--for=condition=Ready", f"pod/{head}", "-n", namespace, "--timeout=300s", timeout=320)
+    secret = kube.kubectl_json("get", "secret", "raycluster-sample", "-n", namespace)
+    owner = secret["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("RayCluster", "raycluster-sample"), owner
+    token = _secret_token(kube, namespace, "raycluster-sample")
+    assert len(token) == 64
     forward = subprocess.Popen(
         [kube.kubectl_path, "--kubeconfig", kube.kubeconfig, "port-forward", "-n", namespace,
          "svc/raycluster-sample-head-svc", ":8265", "--address", "127.0.0.1"],
@@ -145,10 +180,17 @@ def test_dashboard_answers_through_port_forward(kube: Kube, operator: str, names
         match = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", first)
         assert match, f"unexpected port-forward output: {first!r}"
         base = f"http://127.0.0.1:{match.group(1)}"
-        version = json.loads(urllib.request.urlopen(f"{base}/api/version", timeout=30).read())
-        assert "ray_version" in version, version
-        jobs = json.loads(urllib.request.urlopen(f"{base}/api/jobs/", timeout=30).read())
-        assert isinstance(jobs, list), jobs
+        status, body = _get(f"{base}/api/jobs/")
+        assert status == 401, (status, body)
+        assert body.startswith("Unauthorized: Missing authentication token"), body
+        assert f"kubectl get secret raycluster-sample -n {namespace}" in body, body  # how to read the token
+        status, body = _get(f"{base}/api/jobs/", {"Authorization": "Bearer " + "0" * 64})
+        assert status == 403 and body.startswith("Forbidden: Invalid authentication token"), (status, body)
+        assert _get(f"{base}/api/gcs_healthz") == (200, "success")  # what probes call stays open
+        status, body = _get(f"{base}/api/jobs/", {"Authorization": f"Bearer {token}"})
+        assert status == 200 and isinstance(json.loads(body), list), (status, body)
+        status, body = _get(f"{base}/api/version", {"X-Ray-Authorization": f"Bearer {token}"})
+        assert status == 200 and "ray_version" in json.loads(body), (status, body)
     finally:
         forward.terminate()
         forward.wait(timeout=30)

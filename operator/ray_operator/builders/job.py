@@ -8,7 +8,7 @@ import shlex
 from typing import Any
 
 from ray_operator import constants as c
-from ray_operator.builders import names
+from ray_operator.builders import auth, names
 from ray_operator.builders.runtime_env import decode_runtime_env, runtime_env_json
 
 
@@ -146,6 +146,7 @@ def build_submitter_job(
     ):
         if name not in present:
             env.append({"name": name, "value": value})
+    auth.add_auth_env(env, cluster)  # `ray job submit/status/logs` send the cluster's token
     labels = {
         c.LABEL_ORIGINATED_FROM_CR_NAME: meta["name"],
         c.LABEL_ORIGINATED_FROM_CRD: c.ORIGINATED_FROM_RAYJOB,

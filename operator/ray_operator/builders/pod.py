@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray_operator import constants as c
-from ray_operator.builders import names, quantity
+from ray_operator.builders import auth, names, quantity
 from ray_operator.builders.ray_start import ray_start_command, ray_start_params
 
 
@@ -179,6 +179,9 @@ def _inject_env(cluster: dict, container: dict, node_type: str, command: str, op
         _set_env_default(env, "RAY_IP", names.head_service_name(cluster))
     _set_env_default(env, "RAY_USAGE_STATS_KUBERAY_IN_USE", "1")
     _set_env_default(env, "RAY_DASHBOARD_ENABLE_K8S_DISK_USAGE", "1")
+    # The token from the cluster's Secret (or RAY_AUTH_MODE=disabled); the wait-gcs-ready init container
+    # copies this env, so its `ray health-check` authenticates too.
+    auth.add_auth_env(env, cluster, hint=node_type == c.NODE_TYPE_HEAD)
 
 
 def _set_env_default(env: list, name: str, value: str | None = None, field_ref: str | None = None) -> None:

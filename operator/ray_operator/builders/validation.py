@@ -66,6 +66,19 @@ def rayjob_errors(rayjob: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _auth_errors(options: dict[str, Any], where: str) -> list[str]:
+    errors = []
+    mode = options.get("mode")
+    if mode is not None and mode not in c.AUTH_MODES:
+        errors.append(f"{where}.mode {mode!r} is not supported; use one of {', '.join(c.AUTH_MODES)}")
+    if options.get("enableK8sTokenAuth"):
+        errors.append(f"{where}.enableK8sTokenAuth is not supported by OpenRay; remove it to use the token "
+                      "from the cluster's Secret")
+    if mode == c.AUTH_MODE_DISABLED and options.get("secretName"):
+        errors.append(f"{where}.secretName has no effect with mode: disabled; remove one of them")
+    return errors
+
+
 def cluster_spec_errors(spec: dict[str, Any], where: str) -> list[str]:
     """Problems in a RayClusterSpec found at `where` (e.g. `spec.rayClusterSpec`)."""
     errors: list[str] = []
@@ -73,6 +86,7 @@ def cluster_spec_errors(spec: dict[str, Any], where: str) -> list[str]:
     if not head:
         return [f"{where}.headGroupSpec is required"]
     errors += _group_errors(head, f"{where}.headGroupSpec")
+    errors += _auth_errors(spec.get("authOptions") or {}, f"{where}.authOptions")
     seen: set[str] = set()
     for index, group in enumerate(spec.get("workerGroupSpecs") or []):
         at = f"{where}.workerGroupSpecs[{index}]"

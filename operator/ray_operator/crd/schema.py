@@ -109,6 +109,18 @@ def raycluster_spec_schema() -> Schema:
             "managedBy": _str(),
             "gcsFaultToleranceOptions": _free_object("GCS fault tolerance (Redis)."),
             "upgradeStrategy": _free_object("How pods are replaced when the spec changes."),
+            "authOptions": {
+                "type": "object",
+                "description": "Token authentication of the cluster. OpenRay runs every cluster with a token unless "
+                               "mode is disabled (KubeRay: only with mode: token).",
+                "properties": {
+                    "mode": {"type": "string", "enum": list(c.AUTH_MODES),
+                             "description": "token (the default) or disabled."},
+                    "secretName": _str("An existing Secret holding the token under the key auth_token; by default "
+                                       "the operator makes the Secret <cluster> with a random token."),
+                    "enableK8sTokenAuth": _bool("Kubernetes service-account tokens (not supported by OpenRay)."),
+                },
+            },
         },
     }
 

@@ -1,13 +1,15 @@
-"""RayCluster reconciler: head Service, head and worker pods, scaling, workersToDelete, suspend, status."""
+"""RayCluster reconciler: auth Secret, head Service, head and worker pods, scaling, workersToDelete, suspend,
+status."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from ray_operator import constants as c
 from ray_operator import events, metrics
-from ray_operator.builders import names, replicas, validation
+from ray_operator.builders import auth, names, replicas, validation
 from ray_operator.builders.pod import build_head_pod, build_worker_pod
 from ray_operator.builders.service import build_head_service
 from ray_operator.builders.status import build_cluster_status, node_type, pod_is_terminal
@@ -94,6 +96,7 @@ def reconcile_raycluster(kube: Kube, cfg: OperatorConfig, namespace: str, name: 
         return _invalid(kube, cluster, "; ".join(errors))
 
     work = _Pass(kube, cfg, cluster)
+    _ensure_auth_secret(work)
     head_service = _ensure_head_service(work)
     if cluster["spec"].get("suspend"):
         for pod in work.pods():
@@ -135,6 +138,36 @@ def _invalid(kube: Kube, cluster: dict[str, Any], message: str) -> Result:
     status["conditions"] = conditions
     write_status(kube, c.RAYCLUSTER_PLURAL, cluster, status)
     return Result()
+
+
+def _ensure_auth_secret(work: _Pass) -> None:
+    """The Secret with the cluster's token (KubeRay's order: before the Services and pods). Made once with a
+    random token, never rewritten (pods read it at start); a `secretName` the user gave must exist."""
+    if not auth.token_enabled(work.cluster):
+        return
+    name = auth.secret_name(work.cluster)
+    existing = work.kube.get_secret(work.namespace, name)
+    if existing is not None:
+        if auth.token_from_secret(existing) is None:
+            message = (f"Secret {work.namespace}/{name} has no '{c.RAY_AUTH_TOKEN_SECRET_KEY}' key; the Ray pods "
+                       "cannot start without the cluster's token. Add the key or name another Secret in "
+                       "spec.authOptions.secretName.")
+            work.kube.event(work.cluster, events.WARNING, events.INVALID_AUTH_SECRET, message)
+        return
+    if not auth.operator_makes_secret(work.cluster):
+        message = (f"Secret {work.namespace}/{name} named in spec.authOptions.secretName does not exist; the Ray pods "
+                   f"wait for it. Create it with the token under the key '{c.RAY_AUTH_TOKEN_SECRET_KEY}'.")
+        work.kube.event(work.cluster, events.WARNING, events.INVALID_AUTH_SECRET, message)
+        return
+    try:
+        work.kube.create_secret(auth.build_auth_secret(work.cluster, secrets.token_hex(32)))
+    except Exception as err:
+        message = f"Failed to create the auth Secret {work.namespace}/{name}: {describe_api_error(err)}"
+        work.error = (c.REPLICA_FAILURE_CREATE_AUTH_SECRET, message)
+        work.kube.event(work.cluster, events.WARNING, events.FAILED_TO_CREATE_AUTH_SECRET, message)
+        return
+    work.changed = True
+    work.kube.event(work.cluster, events.NORMAL, events.CREATED_AUTH_SECRET, f"Created Secret {work.namespace}/{name}")
 
 
 def _ensure_head_service(work: _Pass) -> dict[str, Any] | None:

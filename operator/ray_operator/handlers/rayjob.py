@@ -14,7 +14,7 @@ from typing import Any
 
 from ray_operator import constants as c
 from ray_operator import events, metrics
-from ray_operator.builders import names, rayjob_state
+from ray_operator.builders import auth, names, rayjob_state
 from ray_operator.builders.rayjob_actions import (
     Action,
     AddFinalizer,
@@ -94,7 +94,7 @@ def _read_world(kube: Kube, rayjob: dict[str, Any], dashboards: DashboardFactory
     job_info: dict[str, Any] | DashboardUnreachable | None = None
     if head_service is not None and rayjob_state.asks_dashboard(rayjob):
         try:
-            job_info = dashboards(rayjob, head_service).get_job_info(status["jobId"])
+            job_info = dashboard_client(kube, dashboards, rayjob, cluster, head_service).get_job_info(status["jobId"])
         except DashboardError as err:
             job_info = DashboardUnreachable(str(err))
     return RayJobWorld(
@@ -106,6 +106,16 @@ def _read_world(kube: Kube, rayjob: dict[str, Any], dashboards: DashboardFactory
         now=datetime.datetime.now(datetime.UTC),
         new_suffixes=(names.random_suffix(), names.random_suffix()),
     )
+
+
+def dashboard_client(kube: Kube, dashboards: DashboardFactory, rayjob: dict[str, Any], cluster: dict[str, Any] | None,
+                     head_service: dict[str, Any]) -> DashboardClient:
+    """A client of the cluster's dashboard that sends the cluster's token, read from its Secret."""
+    if cluster is None or not auth.token_enabled(cluster):
+        return dashboards(rayjob, head_service)
+    secret = kube.get_secret(names.cluster_namespace(cluster), auth.secret_name(cluster))
+    hint = f"Read the cluster's token with: {auth.read_token_command(cluster)}"
+    return dashboards(rayjob, head_service, auth.token_from_secret(secret), hint)
 
 
 class _ApiRefused(Exception):
@@ -139,7 +149,7 @@ class _Actions:
 
     def _dashboard(self) -> DashboardClient:
         assert self.world.head_service is not None, "the state machine only calls a dashboard it can reach"
-        return self.dashboards(self.rayjob, self.world.head_service)
+        return dashboard_client(self.kube, self.dashboards, self.rayjob, self.world.cluster, self.world.head_service)
 
     def _one(self, action: Action) -> None:
         match action:

@@ -50,6 +50,8 @@ class RayConfig:
     # A value pulled from another node travels in chunks of this size, a few in flight (Ray's name; Ray's
     # default is 5 MiB, ours is larger because each chunk costs a Python round trip).
     object_manager_default_chunk_size: int = 64 * 1024 * 1024
+    # A framed connection whose authentication handshake is not done by then is dropped (either side).
+    framed_handshake_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RayConfig:

@@ -5,26 +5,87 @@ Connections are persistent and full duplex: both sides may send requests; replie
 A frame sent while nothing is queued is written at once; frames sent after it in the same event-loop turn
 are joined into one `write()` at the next turn (batching without added latency, and no extra loop turn
 for a lone reply or push).
+
+Every connection made by `serve`/`connect` starts with an authentication handshake (mutual, once per
+connection; the token itself never crosses the wire), and nothing is unpickled before it succeeds:
+
+    server -> client   SERVER_HELLO  b"ORAY" | version (1) | flags (1) | server nonce (32)
+    client -> server   CLIENT_HELLO  b"ORAY" | version (1) | flags (1) | client nonce (32) | client proof (32)
+    server -> client   server proof (32)
+    ... then frames both ways
+
+flags bit 0: this side uses token authentication. proof = HMAC-SHA256(token, label | server nonce |
+client nonce), the label differing per direction so one side's proof is never valid for the other. The
+server checks the client's proof (constant time) on the fixed-size hello alone; a wrong or missing proof,
+wrong magic or a hello that does not come within `RAY_framed_handshake_timeout_s` (30 s) aborts the
+connection. The client checks the server's proof before it decodes a byte from the server, so a process
+that does not hold the token cannot feed it pickles either. With authentication disabled on both sides the
+proofs are zeros.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import itertools
 import logging
 import os
 import pickle
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from ray._common import auth as _auth
+from ray._common.config import config
+from ray.exceptions import AuthenticationError
 
 logger = logging.getLogger(__name__)
 
 REQUEST, REPLY, ERROR, NOTIFY = 0, 1, 2, 3
 _LEN = struct.Struct("<I")
 Handler = Callable[["Connection", str, Any], Awaitable[Any] | Any]
+
+# ---- the handshake (see the module docstring)
+MAGIC = b"ORAY"
+VERSION = 1
+FLAG_TOKEN = 1
+NONCE_LEN = PROOF_LEN = 32
+SERVER_HELLO_LEN = len(MAGIC) + 2 + NONCE_LEN
+CLIENT_HELLO_LEN = len(MAGIC) + 2 + NONCE_LEN + PROOF_LEN
+HANDSHAKE_TIMEOUT_S: float | None = None  # None: config().framed_handshake_timeout_s (RAY_framed_handshake_timeout_s)
+_CLIENT_LABEL = b"openray-framed-v1-client"
+_SERVER_LABEL = b"openray-framed-v1-server"
+_ZERO_PROOF = bytes(PROOF_LEN)
+# states of Connection._hs (0: open, frames flow)
+_OPEN, _SERVER_WAITS_HELLO, _CLIENT_WAITS_HELLO, _CLIENT_WAITS_PROOF = 0, 1, 2, 3
+
+
+def _handshake_timeout_s() -> float:
+    return HANDSHAKE_TIMEOUT_S if HANDSHAKE_TIMEOUT_S is not None else config().framed_handshake_timeout_s
+
+
+_refusals = {"last_logged": 0.0, "unlogged": 0}
+
+
+def _log_refusal(peer: str, why: str) -> None:
+    """A warning per refused connection, at most one every 10 s (a scanner must not fill the log)."""
+    now = time.monotonic()
+    if now - _refusals["last_logged"] < 10:
+        _refusals["unlogged"] += 1
+        return
+    more = f" ({_refusals['unlogged']} more refused since the last such message)" if _refusals["unlogged"] else ""
+    _refusals["last_logged"], _refusals["unlogged"] = now, 0
+    logger.warning("Refused a framed connection from %s: %s%s.", peer, why, more)
+
+
+def _proof(token: bytes | None, label: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    if token is None:
+        return _ZERO_PROOF
+    return hmac.new(token, label + server_nonce + client_nonce, hashlib.sha256).digest()
 
 
 class RemoteError(Exception):
@@ -33,6 +94,10 @@ class RemoteError(Exception):
 
 class ConnectionLost(ConnectionError):
     pass
+
+
+class HandshakeError(ConnectionLost):
+    """The peer is not an OpenRay framed endpoint, or closed before the handshake finished."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -47,7 +112,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class Connection(asyncio.Protocol):
     """One framed connection. `handler(conn, method, body)` answers the peer's requests and notifies."""
 
-    def __init__(self, handler: Handler | None = None, on_close: Callable[[Connection], None] | None = None):
+    def __init__(self, handler: Handler | None = None, on_close: Callable[[Connection], None] | None = None,
+                 *, handshake: str | None = None, token: bytes | None = None, peer: str = ""):
+        """`handshake`: None (frames from the first byte: a socketpair in tests), "server" or "client";
+        `token`: this process's token (None: authentication disabled); `peer`: for error messages."""
         self.handler = handler
         self.on_close_callbacks: list[Callable[[Connection], None]] = [on_close] if on_close else []
         self.transport: asyncio.Transport | None = None
@@ -60,14 +128,34 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.peer_info: dict = {}  # what the peer said about itself (worker id, job id...)
         self._closed_event = asyncio.Event()
+        self._token = token
+        self._peer = peer
+        self._hs = _OPEN if handshake is None else (_SERVER_WAITS_HELLO if handshake == "server" else _CLIENT_WAITS_HELLO)
+        self._nonce = b""
+        self._server_nonce = b""
+        self._hs_timer: asyncio.TimerHandle | None = None
+        # Resolved when frames may flow (at once without a handshake); failed with why they never will.
+        self.handshake_done: asyncio.Future = self.loop.create_future()
+        if self._hs == _OPEN:
+            self.handshake_done.set_result(None)
 
     # -------------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self._hs == _OPEN:
+            return
+        self._hs_timer = self.loop.call_later(_handshake_timeout_s(), self._handshake_timed_out)
+        if self._hs == _SERVER_WAITS_HELLO:
+            self._nonce = os.urandom(NONCE_LEN)
+            flags = FLAG_TOKEN if self._token is not None else 0
+            transport.write(MAGIC + bytes((VERSION, flags)) + self._nonce)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
         buf += data
+        if self._hs:
+            if not self._handshake_step():
+                return
         pos = 0
         n = len(buf)
         while n - pos >= 4:
@@ -80,8 +168,128 @@ class Connection(asyncio.Protocol):
         if pos:
             del buf[:pos]
 
+    # -------------------------------------------------------------- the handshake
+    def _handshake_step(self) -> bool:
+        """Consume handshake bytes from the buffer; True once frames may be decoded from what is left.
+        Nothing here unpickles: only fixed-size fields are compared."""
+        buf = self._buf
+        if self._hs == _SERVER_WAITS_HELLO:
+            if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
+                return self._refuse("not an OpenRay framed client")
+            if len(buf) < CLIENT_HELLO_LEN:
+                return False
+            version, flags = buf[4], buf[5]
+            client_nonce = bytes(buf[6:6 + NONCE_LEN])
+            given = bytes(buf[6 + NONCE_LEN:CLIENT_HELLO_LEN])
+            if version != VERSION:
+                return self._refuse(f"handshake version {version}, expected {VERSION}")
+            if self._token is not None:
+                expected = _proof(self._token, _CLIENT_LABEL, self._nonce, client_nonce)
+                if not (flags & FLAG_TOKEN) or not hmac.compare_digest(given, expected):
+                    return self._refuse("missing or wrong authentication token")
+            del buf[:CLIENT_HELLO_LEN]
+            self.transport.write(_proof(self._token, _SERVER_LABEL, self._nonce, client_nonce))
+            self._open()
+            return True
+        if self._hs == _CLIENT_WAITS_HELLO:
+            if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
+                return self._fail(HandshakeError(f"{self._where()} is not an OpenRay framed endpoint"))
+            if len(buf) < SERVER_HELLO_LEN:
+                return False
+            version, flags = buf[4], buf[5]
+            if version != VERSION:
+                return self._fail(HandshakeError(f"{self._where()} speaks handshake version {version}, "
+                                                 f"this process {VERSION}"))
+            self._server_nonce = bytes(buf[6:SERVER_HELLO_LEN])
+            del buf[:SERVER_HELLO_LEN]
+            server_uses_token = bool(flags & FLAG_TOKEN)
+            if server_uses_token and self._token is None:
+                return self._fail(AuthenticationError(_auth.refused_message(self._where(), sent_token=False)))
+            if not server_uses_token and self._token is not None:
+                return self._fail(AuthenticationError(
+                    f"{self._where()} does not use token authentication (its cluster runs with "
+                    "RAY_AUTH_MODE=disabled), so it cannot prove it belongs to this cluster; this process "
+                    "exchanges no data with it. Set RAY_AUTH_MODE=disabled here too to connect to such a cluster."))
+            self._nonce = os.urandom(NONCE_LEN)
+            proof = _proof(self._token, _CLIENT_LABEL, self._server_nonce, self._nonce)
+            flags = FLAG_TOKEN if self._token is not None else 0
+            self.transport.write(MAGIC + bytes((VERSION, flags)) + self._nonce + proof)
+            self._hs = _CLIENT_WAITS_PROOF
+        if self._hs == _CLIENT_WAITS_PROOF:
+            if len(buf) < PROOF_LEN:
+                return False
+            given = bytes(buf[:PROOF_LEN])
+            expected = _proof(self._token, _SERVER_LABEL, self._server_nonce, self._nonce)
+            if not hmac.compare_digest(given, expected):
+                return self._fail(AuthenticationError(
+                    f"{self._where()} could not prove that it holds this cluster's authentication token; this "
+                    "process exchanges no data with it."))
+            del buf[:PROOF_LEN]
+            self._open()
+            return True
+        return False
+
+    def _where(self) -> str:
+        return f"The Ray process at {self._peer}" if self._peer else "The Ray process at the other end"
+
+    def _open(self) -> None:
+        self._hs = _OPEN
+        if self._hs_timer is not None:
+            self._hs_timer.cancel()
+            self._hs_timer = None
+        if not self.handshake_done.done():
+            self.handshake_done.set_result(None)
+
+    def _refuse(self, why: str) -> bool:
+        """Server side: drop a peer that did not authenticate, without a byte of it decoded."""
+        _log_refusal(self._peer_name(), why)
+        self._buf.clear()
+        if self.transport is not None:
+            self.transport.abort()
+        return False
+
+    def _fail(self, err: Exception) -> bool:
+        """Client side: give up on a server that did not authenticate (or is not ours)."""
+        self._buf.clear()
+        if not self.handshake_done.done():
+            self.handshake_done.set_exception(err)
+        if self.transport is not None:
+            self.transport.abort()
+        return False
+
+    def _peer_name(self) -> str:
+        if self.transport is None:
+            return "?"
+        peer = self.transport.get_extra_info("peername")
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "a local socket"
+
+    def _handshake_timed_out(self) -> None:
+        self._hs_timer = None
+        if self._hs and not self.closed:
+            if self._hs == _SERVER_WAITS_HELLO:
+                self._refuse(f"no handshake within {_handshake_timeout_s():g} s")
+            else:
+                self._fail(HandshakeError(f"{self._where()} did not complete the handshake within "
+                                          f"{_handshake_timeout_s():g} s"))
+
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self._hs_timer is not None:
+            self._hs_timer.cancel()
+            self._hs_timer = None
+        if not self.handshake_done.done():
+            if self._hs == _CLIENT_WAITS_PROOF:
+                # The server hung up on our proof: it does not accept this process's token.
+                self.handshake_done.set_exception(
+                    AuthenticationError(_auth.refused_message(self._where(), self._token is not None)))
+            else:
+                self.handshake_done.set_exception(HandshakeError(
+                    f"{self._where()} closed the connection during the handshake: {exc or 'closed by peer'}"))
+            self.handshake_done.exception()  # retrieved: nobody may be awaiting it
+        if self._hs:
+            # Never opened: no request was sent or received on it, and nobody above knows it exists.
+            self._closed_event.set()
+            return
         err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed by peer")
         for fut in self._pending.values():
             if not fut.done():
@@ -96,8 +304,8 @@ class Connection(asyncio.Protocol):
 
     # -------------------------------------------------------------- sending
     def _send(self, msg: tuple) -> None:
-        if self.closed or self.transport is None:
-            raise ConnectionLost("connection is closed")
+        if self.closed or self.transport is None or self._hs:
+            raise ConnectionLost("connection is closed" if self._hs == _OPEN else "the handshake is not done")
         payload = pickle.dumps(msg, protocol=5)
         if not self._flush_scheduled:
             # Nothing queued: write now, and queue whatever else this turn sends behind a flush.
@@ -218,13 +426,20 @@ def abstract_socket_name(kind: str, unique: str) -> str:
     return f"@openray-{kind}-{unique}"
 
 
+def _process_token() -> bytes | None:
+    token = _auth.process_token()  # AuthenticationError (Ray's message) when on and there is none
+    return None if token is None else token.encode()
+
+
 async def serve(handler: Handler, *, unix_path: str | None = None, host: str | None = None, port: int = 0,
                 on_close: Callable[[Connection], None] | None = None) -> tuple[asyncio.AbstractServer, int]:
-    """Listen on a Unix socket or TCP; returns (server, bound TCP port or 0)."""
+    """Listen on a Unix socket or TCP; returns (server, bound TCP port or 0). Every connection must pass
+    the handshake (this process's token) before a frame of it is decoded."""
     loop = asyncio.get_running_loop()
+    token = _process_token()
 
     def factory() -> Connection:
-        return Connection(handler, on_close)
+        return Connection(handler, on_close, handshake="server", token=token)
 
     if unix_path:
         if not unix_path.startswith("@"):
@@ -242,11 +457,13 @@ async def serve(handler: Handler, *, unix_path: str | None = None, host: str | N
 
 async def connect(address: str, handler: Handler | None = None,
                   on_close: Callable[[Connection], None] | None = None) -> Connection:
-    """`address` is `unix:<path>` or `host:port`."""
+    """`address` is `unix:<path>` or `host:port`. Returns once the handshake is done; raises
+    AuthenticationError when the peer refuses this process's token or cannot prove it holds it."""
     loop = asyncio.get_running_loop()
+    token = _process_token()
 
     def factory() -> Connection:
-        return Connection(handler, on_close)
+        return Connection(handler, on_close, handshake="client", token=token, peer=address)
 
     if address.startswith("unix:"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -262,6 +479,11 @@ async def connect(address: str, handler: Handler | None = None,
         _, conn = await loop.create_connection(factory, host, int(port))
         with contextlib.suppress(Exception):
             conn.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        await asyncio.shield(conn.handshake_done)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

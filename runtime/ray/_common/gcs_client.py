@@ -1,7 +1,8 @@
 """Clients of the GCS: `GcsClient` (synchronous, thread-safe) and `AsyncGcsClient` (grpc.aio).
 
 Both retry while the GCS is unreachable for up to `timeout_s`, so a client survives a GCS restart,
-then raise `ConnectionError` naming the address.
+then raise `ConnectionError` naming the address. A call the GCS refuses for its token raises
+`AuthenticationError` at once, naming the token sources (never "Could not reach the GCS").
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from ray._common.grpc_util import channel_options, too_large
+from ray._common.grpc_util import new_aio_channel, new_channel, too_large, unauthenticated
 from ray.protocol import actor_pb2_grpc, autoscaler_pb2_grpc, gcs_pb2_grpc, placement_group_pb2_grpc
 from ray.protocol import autoscaler_pb2 as apb
 from ray.protocol import gcs_pb2 as pb
@@ -74,7 +75,7 @@ class GcsClient:
             raise ValueError(f"GCS address must be 'host:port', got {address!r}.")
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address, options=channel_options())
+        self._channel = new_channel(address)
         self.stubs = _Stubs(self._channel)
 
     def call(self, method: Callable, request, timeout_s: float | None = None):
@@ -88,6 +89,8 @@ class GcsClient:
             except grpc.RpcError as e:
                 if (reason := too_large(e)) is not None:
                     raise ValueError(reason) from e
+                if (refused := unauthenticated(e, f"The GCS at {self.address}")) is not None:
+                    raise refused from e
                 if e.code() not in _RETRYABLE or time.monotonic() + delay >= deadline:
                     raise ConnectionError(
                         f"Could not reach the GCS at {self.address} ({e.code().name}: {e.details()}). "
@@ -195,7 +198,7 @@ class AsyncGcsClient:
     def __init__(self, address: str, timeout_s: float = 30):
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.aio.insecure_channel(address, options=channel_options())
+        self._channel = new_aio_channel(address)
         self.stubs = _Stubs(self._channel)
 
     async def call(self, method: Callable, request, timeout_s: float | None = None):
@@ -208,6 +211,8 @@ class AsyncGcsClient:
             except grpc.RpcError as e:
                 if (reason := too_large(e)) is not None:
                     raise ValueError(reason) from e
+                if (refused := unauthenticated(e, f"The GCS at {self.address}")) is not None:
+                    raise refused from e
                 if e.code() not in _RETRYABLE or time.monotonic() + delay >= deadline:
                     raise ConnectionError(
                         f"Could not reach the GCS at {self.address} ({e.code().name}: {e.details()})."

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ray._common import lifetime, process_registry
+from ray._common import auth, lifetime, process_registry
 from ray._common.config import system_config_to_env
 from ray._common.ids import NodeID
 from ray._common.net import free_port, node_ip_address, port_is_free, split_address
@@ -105,6 +105,8 @@ class Node:
         self.raylet_info: dict = {}
         self.dashboard_url = ""
         self.resources: dict[str, float] = {}
+        self.auth_token: str | None = None  # the token every process of this node runs with (None: disabled)
+        self.generated_token_path: str | None = None  # set when starting this head made ~/.ray/auth_token
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -115,6 +117,10 @@ class Node:
         env = dict(os.environ)
         env.update(system_config_to_env(self.params.system_config))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (RUNTIME_ROOT, env.get("PYTHONPATH", "")) if p)
+        # Every process of the node (and so every worker, job supervisor and job entrypoint under it)
+        # authenticates with the node's token, wherever this process found it.
+        env.pop(auth.TOKEN_PATH_ENV, None)
+        env.update(auth.child_env(self.auth_token))
         if self.params.owned_by_driver:
             env.update(lifetime.env_for_child())  # a crashed driver leaves nothing behind
         return env
@@ -174,6 +180,7 @@ class Node:
 
     def _start(self) -> None:
         p = self.params
+        self._resolve_token()
         self.session_dir = new_session_dir(self.temp_dir)
         gcs_proc = self._start_gcs() if p.head else None
         if not self.gcs_address:
@@ -223,6 +230,18 @@ class Node:
             # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
             process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
         self._write_node_info()
+
+    def _resolve_token(self) -> None:
+        """A head makes the cluster's token when there is none yet (~/.ray/auth_token; `ray.init()` as Ray
+        does, `ray start --head` too, ahead of Ray); a node joining a cluster must have it already
+        (AuthenticationError with Ray's message otherwise)."""
+        if self.params.head:
+            had_token = auth.auth_mode() == auth.DISABLED or auth.load_token() is not None
+            self.auth_token = auth.ensure_token_for_new_cluster()
+            if not had_token:
+                self.generated_token_path = str(auth.default_token_path())
+        else:
+            self.auth_token = auth.process_token()
 
     def wait_for_dashboard(self, timeout_s: float) -> bool:
         """Until the dashboard accepts connections (`ray start` returns only then, as Ray's does, so a job

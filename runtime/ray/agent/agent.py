@@ -4,7 +4,8 @@ Also runs the supervisors of jobs the head places on this node (`/api/job_agent/
 
 Serves the runtime env gRPC service on --grpc-port and HTTP health endpoints on --http-port
 (Ray's --dashboard-agent-listen-port, 52365): `GET /api/healthz` and `GET /api/local_raylet_healthz`
-answer `success` (KubeRay's probes call them with wget on localhost).
+answer `success` (KubeRay's probes call them with wget on localhost). Both servers require the cluster's
+token (gRPC metadata, HTTP headers), the two health endpoints aside.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import os
 import signal
 import sys
 
-import grpc
 from aiohttp import web
 
-from ray._common import lifetime
-from ray._common.grpc_util import message_options
+from ray._common import auth, auth_http, lifetime
+from ray._common.grpc_util import new_server
 from ray._common.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
 from ray._common.session_logs import log_to_session_file
 from ray.agent.runtime_env.manager import RuntimeEnvManager
@@ -122,7 +122,7 @@ class NodeAgent:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serve until SIGTERM/SIGINT, or until `stop` is set when the caller owns the signals (the agent
         running inside the head's dashboard process, see ray.agent.with_dashboard)."""
-        server = grpc.aio.server(options=message_options())
+        server = new_server()
         runtime_env_agent_pb2_grpc.add_RuntimeEnvAgentServiceServicer_to_server(
             RuntimeEnvAgentServicer(self.manager), server
         )
@@ -131,7 +131,9 @@ class NodeAgent:
             raise OSError(f"Could not bind the runtime env gRPC port {self.args.grpc_port} on {self.args.node_ip_address}.")
         await server.start()
 
-        app = web.Application()
+        token = auth.process_token()
+        middlewares = [] if token is None else [auth_http.token_middleware(token, auth_http.AGENT_PUBLIC_PATHS)]
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/api/healthz", self._healthz)
         app.router.add_get("/api/local_raylet_healthz", self._local_raylet_healthz)
         self.job_agent.add_routes(app)

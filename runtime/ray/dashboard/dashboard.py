@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from ray._common import lifetime
+from ray._common import auth, auth_http, lifetime
 from ray._common.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._common.session_logs import log_to_session_file
 from ray.dashboard.modules import overview, version
@@ -94,8 +95,17 @@ class AgentLocator:
 
 
 def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) -> tuple[web.Application, JobManager]:
-    """The aiohttp application with every route; `gcs` is a GcsClient."""
-    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[refuse_large_bodies])
+    """The aiohttp application with every route; `gcs` is a GcsClient. While token authentication is on
+    (the default) only requests with the cluster's token reach a route, health checks and the login page
+    aside (`ray._common.auth_http`)."""
+    token = auth.process_token()
+    hint = os.environ.get(auth.HINT_ENV) or None
+    middlewares = [refuse_large_bodies]
+    if token is not None:
+        middlewares.insert(0, auth_http.token_middleware(token, auth_http.DASHBOARD_PUBLIC_PATHS, login_page=True,
+                                                         hint=hint))
+    app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=middlewares)
+    auth_http.add_login_routes(app, token, hint)
     agents = AgentLocator(gcs, node_ip)
     runner = LocalJobRunner(gcs_address, session_dir, agents.local_grpc_address)
     cluster = ClusterView(nodes=gcs.get_all_node_info, agent_for_node=agents.for_node, local_agent=agents.local)

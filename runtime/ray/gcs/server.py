@@ -12,7 +12,7 @@ import sys
 import grpc
 
 from ray._common import lifetime
-from ray._common.grpc_util import message_options
+from ray._common.grpc_util import new_server
 from ray._common.net import bind_host
 from ray._version import version as ray_version
 from ray.gcs.actor_manager import add_actor_service
@@ -43,7 +43,7 @@ class GcsServer:
     async def start(self, host: str, port: int) -> int:
         await self.nodes.load()
         await self.jobs.load()
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *message_options()])
+        self.server = new_server([("grpc.so_reuseport", 0)])
         gcs_pb2_grpc.add_InternalKVGcsServiceServicer_to_server(self.kv, self.server)
         gcs_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(self.nodes, self.server)
         gcs_pb2_grpc.add_JobInfoGcsServiceServicer_to_server(self.jobs, self.server)

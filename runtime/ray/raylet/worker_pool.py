@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ray._common import lifetime
+from ray._common import auth, lifetime
 from ray._common.ids import WorkerID
 from ray.raylet.runtime_envs import local_runtime_env_context
 
@@ -98,6 +98,7 @@ class WorkerPool:
         worker_id = WorkerID.from_random().hex()
         env = dict(os.environ)
         env.update(ctx["env_vars"])
+        env.update(auth.child_env(auth.process_token()))  # the node's token, whatever env_vars say
         if ctx["pythonpath"]:
             env["PYTHONPATH"] = os.pathsep.join([*ctx["pythonpath"], env.get("PYTHONPATH", "")])
         env["RAY_JOB_ID"] = job_id

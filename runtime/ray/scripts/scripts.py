@@ -11,9 +11,10 @@ import time
 
 import click
 
-from ray._common import process_registry
+from ray._common import auth, process_registry
 from ray._version import version as ray_version
 from ray.dashboard.modules.job.cli import job_cli_group
+from ray.exceptions import AuthenticationError
 
 logger = logging.getLogger("ray.scripts")
 
@@ -132,6 +133,10 @@ def start(**kw) -> None:
     address = None
     if kw["address"]:
         address = resolve_gcs_address(kw["address"], kw["temp_dir"])
+        try:
+            auth.process_token()  # joining a cluster needs its token (Ray's message when there is none)
+        except (AuthenticationError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
         _check_gcs(address)
     params = NodeParams(
         head=kw["head"],
@@ -156,7 +161,7 @@ def start(**kw) -> None:
     node = Node(params)
     try:
         node.start()
-    except (ProcessStartError, ValueError, OSError) as e:
+    except (ProcessStartError, ValueError, OSError, AuthenticationError) as e:
         raise click.ClickException(str(e)) from e
     if node.dashboard_url and not node.wait_for_dashboard(float(os.environ.get("RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60))):
         click.echo(f"Warning: the dashboard did not start listening on {node.dashboard_url}; job submission and the "
@@ -174,6 +179,8 @@ def _check_gcs(address: str) -> None:
         client.check_alive()
     except ConnectionError as e:
         raise click.ClickException(f"Unable to connect to GCS at {address}: {e}") from e
+    except AuthenticationError as e:
+        raise click.ClickException(str(e)) from e
     finally:
         client.close()
 
@@ -182,6 +189,14 @@ def _print_started(node, params) -> None:
     click.echo(f"Local node IP: {node.node_ip_address}")
     click.echo("\n--------------------\nRay runtime started.\n--------------------\n")
     if params.head:
+        if node.auth_token is None:
+            click.echo(f"Warning: {auth.DISABLED_WARNING}\n", err=True)
+        else:
+            made = f"generated and saved to {node.generated_token_path}" if node.generated_token_path else \
+                f"from {auth.token_source()}"
+            click.echo(f"Token authentication is on; the cluster's token is {made}. Nodes, drivers and job "
+                       "clients joining it need that token (`ray get-auth-token` prints it). Set "
+                       "RAY_AUTH_MODE=disabled to opt out.\n")
         click.echo("Next steps")
         click.echo("  To add another node to this Ray cluster, run")
         click.echo(f"    ray start --address='{node.gcs_address}'")
@@ -251,10 +266,14 @@ def health_check(address: str | None, component: str | None, skip_version_check:
     except click.ClickException as e:
         click.echo(e.message, err=True)
         sys.exit(1)
-    client = GcsClient(gcs_address, timeout_s=timeout)
+    try:
+        client = GcsClient(gcs_address, timeout_s=timeout)
+    except AuthenticationError as e:
+        click.echo(f"Ray cluster at {gcs_address}: {e}", err=True)
+        sys.exit(1)
     try:
         reply = client.check_alive()
-    except (ConnectionError, ValueError) as e:
+    except (ConnectionError, ValueError, AuthenticationError) as e:
         click.echo(f"Ray cluster at {gcs_address} is not healthy: {e}", err=True)
         sys.exit(1)
     finally:
@@ -276,14 +295,40 @@ def status(address: str | None, verbose: bool) -> None:
     from ray._common.gcs_client import GcsClient
 
     gcs_address = resolve_gcs_address(address)
-    client = GcsClient(gcs_address, timeout_s=10)
+    try:
+        client = GcsClient(gcs_address, timeout_s=10)
+    except AuthenticationError as e:
+        raise click.ClickException(str(e)) from e
     try:
         text = status_text(client, verbose)
-    except ConnectionError as e:
+    except (ConnectionError, AuthenticationError) as e:
         raise click.ClickException(str(e)) from e
     finally:
         client.close()
     click.echo(text)
+
+
+@cli.command(name="get-auth-token")
+@click.option("--generate", is_flag=True, default=False, help="Generate a new token if none exists")
+def get_auth_token(generate: bool) -> None:
+    """Prints the Ray authentication token to stdout.
+
+    If --generate is specified, a new token is created and saved to ~/.ray/auth_token if one does not exist.
+    """
+    try:
+        token = auth.load_token()
+    except AuthenticationError as e:
+        raise click.ClickException(str(e)) from e
+    if token is None:
+        if not generate:
+            raise click.ClickException(
+                "No authentication token found. Use ray `get-auth-token --generate` to create one.")
+        click.echo("Generating new authentication token...", err=True)
+        auth.save_default_token(auth.generate_token())
+        token = auth.load_token()
+    # The token alone on stdout (for piping); the newline goes to stderr, as Ray does.
+    click.echo(token, nl=False)
+    click.echo("", err=True)
 
 
 cli.add_command(job_cli_group, name="job")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -31,12 +32,16 @@ def local_head(log_dir: Path) -> Iterator[DashboardClient]:
                "spec": {"headGroupSpec": {"rayStartParams": params, "template": {"spec": {"containers": [
                    {"name": "ray-head", "resources": {"limits": {"cpu": "1"}}}]}}}}}
     command = build_head_pod(cluster, PodOptions())["spec"]["containers"][0]["args"][0]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # The head runs with a token of its own (token authentication is on), and the client sends it.
+    token = secrets.token_hex(32)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "RAY_AUTH_TOKEN": token}
+    env.pop("RAY_AUTH_MODE", None)
     log_path = log_dir / "head.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(["/bin/bash", "-c", command], env=env, start_new_session=True,
                                 stdout=log, stderr=subprocess.STDOUT)
-    client = DashboardClient(f"http://127.0.0.1:{dashboard}", timeout_s=5)
+    client = DashboardClient(f"http://127.0.0.1:{dashboard}", timeout_s=5, token=token)
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -73,7 +73,7 @@ def test_http_mode_job_runs_to_complete_and_cluster_is_deleted(quiet_api, tmp_pa
             """One pass of both reconcilers, as the operator's work queues would run them."""
             for cluster in kube.list_custom(c.RAYCLUSTER_PLURAL, namespace):
                 reconcile_raycluster(kube, cfg, namespace, cluster["metadata"]["name"])
-            reconcile_rayjob(kube, cfg, namespace, "http-job", lambda rayjob, svc: dashboard)
+            reconcile_rayjob(kube, cfg, namespace, "http-job", lambda rayjob, svc, *token_and_hint: dashboard)
             return (kubectl.get("rayjob", "http-job", namespace) or {}).get("status") or {}
 
         status = wait_for("Initializing", lambda: step().get("jobDeploymentStatus") == "Initializing" and step())
@@ -119,7 +119,7 @@ def test_k8s_job_mode_submitter_script_runs_against_openray(quiet_api, tmp_path)
         def step():
             for cluster in kube.list_custom(c.RAYCLUSTER_PLURAL, namespace):
                 reconcile_raycluster(kube, cfg, namespace, cluster["metadata"]["name"])
-            reconcile_rayjob(kube, cfg, namespace, "k8s-job", lambda rayjob, svc: dashboard)
+            reconcile_rayjob(kube, cfg, namespace, "k8s-job", lambda rayjob, svc, *token_and_hint: dashboard)
             return (kubectl.get("rayjob", "k8s-job", namespace) or {}).get("status") or {}
 
         cluster = wait_for("a cluster", lambda: step().get("rayClusterName"))
@@ -132,7 +132,9 @@ def test_k8s_job_mode_submitter_script_runs_against_openray(quiet_api, tmp_path)
         job = kubectl.get("job", "k8s-job", namespace)
         script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
         local = script.replace(f"http://{status['dashboardURL']}", dashboard.base_url)
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        # In the pod the token comes from the cluster's Secret; here the stand-in head's.
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               "RAY_AUTH_TOKEN": dashboard.token}
         run = subprocess.run(["/bin/bash", "-ce", local], capture_output=True, text=True, env=env, timeout=300)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "hello from-base64" in run.stdout

@@ -59,6 +59,9 @@ def test_operator_with_the_charts_namespaced_rbac(rbac_api, tmp_path):
         assert kubectl.get("lease", "ray-operator-leader", "ray-system") is not None
         events = json.loads(kubectl("get", "events", "-n", "team", "-o", "json"))["items"]
         assert "CreatedHeadPod" in {e["reason"] for e in events}
+        # The cluster's auth Secret too (token authentication is on by default): the chart grants secrets.
+        assert kubectl.get("secret", "raycluster-sample", "team") is not None
+        assert "CreatedSecret" in {e["reason"] for e in events}
     finally:
         proc.terminate()
         try:

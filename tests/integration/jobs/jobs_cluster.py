@@ -14,9 +14,17 @@ from pathlib import Path
 
 import psutil
 import requests
+from ray._common import auth
 from ray._common.net import free_port
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
+
+
+def authed_session() -> requests.Session:
+    """A requests session sending this test run's token (`Authorization: Bearer ...`)."""
+    session = requests.Session()
+    session.headers.update(auth.http_headers())
+    return session
 
 
 class HeadNode:
@@ -71,7 +79,8 @@ class HeadNode:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                if requests.get(self.dashboard_url + "/api/version", timeout=2).status_code == 200:
+                if requests.get(self.dashboard_url + "/api/version", headers=auth.http_headers(),
+                                timeout=2).status_code == 200:
                     return
             except requests.ConnectionError:
                 pass

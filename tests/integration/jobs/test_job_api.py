@@ -9,11 +9,13 @@ import subprocess
 import sys
 
 import pytest
-import requests
-from jobs_cluster import alive, wait_for
+from jobs_cluster import alive, authed_session, wait_for
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 pytestmark = pytest.mark.timeout(600)
+
+# Raw HTTP, as curl would send it: with the cluster's token (token authentication is on).
+requests = authed_session()
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +260,7 @@ def test_a_body_over_100_mib_is_refused_with_413_before_it_is_read(head):
     try:
         conn.putrequest("PUT", "/api/packages/gcs/_ray_pkg_huge.zip")
         conn.putheader("Content-Length", str(513 * 2**20))
+        conn.putheader("Authorization", requests.headers["Authorization"])
         conn.endheaders()
         conn.send(b"x" * 1024)  # the rest never comes: the answer must not wait for it
         response = conn.getresponse()

@@ -28,8 +28,12 @@ def real_ray_python() -> str:
 
 
 def _real_env(head) -> dict[str, str]:
+    """The real Ray's client environment: the cluster's token in RAY_AUTH_TOKEN (inherited from the test
+    run) and RAY_AUTH_MODE=token, without which Ray 2.60's clients send no token."""
     env = {k: v for k, v in head.env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["RAY_AUTH_MODE"] = "token"
+    assert env.get("RAY_AUTH_TOKEN"), "the tests run with token authentication on"
     return env
 
 
@@ -133,3 +137,19 @@ def test_real_ray_cli_with_seed_command(head, real_ray_python, tmp_path):
     deleted = subprocess.run([ray_cli, "job", "delete", f"--address={head.dashboard_url}", job_id],
                              capture_output=True, text=True, timeout=120, env=env)
     assert deleted.returncode == 0 and f"Job '{job_id}' deleted successfully" in deleted.stdout + deleted.stderr
+
+
+def test_real_ray_without_the_token_is_told_what_is_wrong(head, real_ray_python, tmp_path):
+    """The real Ray's CLI with no token, then a wrong one: Ray's own 401/403 handling shows our texts."""
+    ray_cli = os.path.join(os.path.dirname(real_ray_python), "ray")
+    home = tmp_path / "home"
+    home.mkdir()
+    for token, status, text in (("", "401", "Unauthorized: Missing authentication token"),
+                                ("f" * 64, "403", "Forbidden: Invalid authentication token")):
+        env = {**_real_env(head), "RAY_AUTH_TOKEN": token, "HOME": str(home)}
+        if not token:
+            env.pop("RAY_AUTH_MODE")  # Ray 2.60 with no token and no mode: sends nothing
+        listed = subprocess.run([ray_cli, "job", "list", f"--address={head.dashboard_url}"],
+                                capture_output=True, text=True, timeout=120, env=env)
+        output = listed.stdout + listed.stderr
+        assert listed.returncode != 0 and text in output, (status, output)

@@ -4,6 +4,7 @@ dashboard: a head node started with the `ray start` line the operator's builder 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from ray_operator.builders.pod import PodOptions, build_head_pod
-from ray_operator.dashboard_client import DashboardClient
+from ray_operator.dashboard_client import DashboardClient, DashboardError
 
 
 def _free_port() -> int:
@@ -41,10 +42,14 @@ def head_dashboard(tmp_path: Path):
         }},
     }
     command = build_head_pod(cluster, PodOptions())["spec"]["containers"][0]["args"][0]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # The head runs with a token of its own (token authentication is on), and the client sends it.
+    token = secrets.token_hex(32)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "RAY_AUTH_TOKEN": token}
+    env.pop("RAY_AUTH_MODE", None)
     proc = subprocess.Popen(["/bin/bash", "-c", command], env=env, start_new_session=True,
                             stdout=open(tmp_path / "head.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    client = DashboardClient(f"http://127.0.0.1:{dashboard}", timeout_s=5)
+    client = DashboardClient(f"http://127.0.0.1:{dashboard}", timeout_s=5, token=token)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -90,3 +95,15 @@ def test_http_mode_submit_poll_and_stop(head_dashboard: DashboardClient):
         info = client.get_job_info("op-job-1")
         assert time.monotonic() < deadline, (info.get("status"), info.get("message"))
         time.sleep(0.5)
+
+
+def test_a_refusal_says_how_to_read_the_token(head_dashboard: DashboardClient):
+    """The operator's client without the cluster's token, or with another: a 401/403 that names the Secret."""
+    hint = "Read the cluster's token with: kubectl get secret it -n default -o jsonpath='{.data.auth_token}' | base64 -d"
+    for token, status in ((None, 401), ("not-the-token", 403)):
+        client = DashboardClient(head_dashboard.base_url, timeout_s=5, token=token, auth_hint=hint)
+        with pytest.raises(DashboardError) as err:
+            client.get_job_info("x")
+        text = str(err.value)
+        assert f"answered {status}" in text and "kubectl get secret it" in text, text
+    assert head_dashboard.get_job_info("x") is None  # the right token: Ray's 404 for an unknown job

@@ -86,7 +86,10 @@ def test_start_head_returns_once_the_dashboard_answers(cli, port):
     cli.ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--include-dashboard=true",
             f"--dashboard-port={dashboard_port}")
     # No retry: a job submitted right after `ray start` must find the API.
-    with urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/api/version", timeout=10) as reply:
+    from ray._common import auth
+
+    request = urllib.request.Request(f"http://127.0.0.1:{dashboard_port}/api/version", headers=auth.http_headers())
+    with urllib.request.urlopen(request, timeout=10) as reply:
         assert reply.status == 200
 
 

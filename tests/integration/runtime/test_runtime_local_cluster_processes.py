@@ -140,7 +140,10 @@ def test_a_half_that_cannot_start_leaves_the_other_up(local_cluster, tmp_path, b
 
             def survivor_answers() -> bool:
                 try:
-                    with urllib.request.urlopen(url, timeout=5) as reply:
+                    from ray._common import auth
+
+                    with urllib.request.urlopen(urllib.request.Request(url, headers=auth.http_headers()),
+                                                timeout=5) as reply:
                         return reply.status == 200
                 except OSError:
                     return False

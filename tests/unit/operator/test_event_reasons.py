@@ -16,7 +16,7 @@ KUBERAY_REASONS = {
     "FailedToCreateService", "InvalidRayJobSpec", "CreatedRayCluster", "FailedToCreateRayCluster", "DeletedRayCluster",
     "CreatedRayJobSubmitter", "FailedToCreateRayJobSubmitter",
 }
-OPENRAY_REASONS = {"SubmittedRayJob", "StoppedRayJob"}
+OPENRAY_REASONS = {"SubmittedRayJob", "StoppedRayJob", "CreatedSecret", "FailedToCreateSecret", "InvalidAuthSecret"}
 
 
 def _reasons() -> dict[str, str]:

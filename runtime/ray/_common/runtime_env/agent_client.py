@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from ray._common.grpc_util import channel_options
+from ray._common.grpc_util import new_aio_channel, unauthenticated
 from ray._common.runtime_env.context import RuntimeEnvContext
 from ray.exceptions import RuntimeEnvSetupError
 from ray.protocol import runtime_env_agent_pb2, runtime_env_agent_pb2_grpc
@@ -22,7 +22,7 @@ class RuntimeEnvAgentClient:
     def _get_stub(self) -> runtime_env_agent_pb2_grpc.RuntimeEnvAgentServiceStub:
         # Created lazily so the channel belongs to the event loop that uses it.
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+            self._channel = new_aio_channel(self.address)
             self._stub = runtime_env_agent_pb2_grpc.RuntimeEnvAgentServiceStub(self._channel)
         return self._stub
 
@@ -33,6 +33,8 @@ class RuntimeEnvAgentClient:
         try:
             reply = await self._get_stub().GetOrCreateRuntimeEnv(request, timeout=_CREATE_TIMEOUT_S)
         except grpc.aio.AioRpcError as e:
+            if (refused := unauthenticated(e, f"The runtime env agent at {self.address}")) is not None:
+                raise RuntimeEnvSetupError(str(refused)) from e
             raise RuntimeEnvSetupError(
                 f"The runtime env agent at {self.address} could not be reached: {e.code().name} {e.details()}"
             ) from e

@@ -18,6 +18,7 @@ import yaml
 
 from ray.dashboard.modules.job.common import JobStatus
 from ray.dashboard.modules.job.sdk import JobSubmissionClient
+from ray.exceptions import AuthenticationError
 
 
 def _parse_verify(value: str | bool) -> str | bool:
@@ -65,7 +66,7 @@ def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError, TypeError) as e:
+        except (ConnectionError, RuntimeError, ValueError, TypeError, AuthenticationError) as e:
             raise click.ClickException(str(e)) from e
 
     return wrapper

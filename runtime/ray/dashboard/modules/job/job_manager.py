@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from ray._common import auth
 from ray._common.runtime_env.agent_registry import AgentAddress
 from ray._common.runtime_env.context import needs_agent
 from ray._common.runtime_env.validation import is_remote_uri, validate_runtime_env
@@ -81,7 +82,9 @@ class JobManager:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            # The agents' job API requires the cluster's token, as every entry point does.
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                               headers=auth.http_headers())
         return self._http
 
     # ------------------------------------------------------------------ submit

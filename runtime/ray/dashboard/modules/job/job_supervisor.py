@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from ray._common import auth
 from ray._common.runtime_env.agent_client import RuntimeEnvAgentClient
 from ray._common.runtime_env.context import RuntimeEnvContext, needs_agent
 from ray._common.session_logs import log_to_session_file
@@ -115,6 +116,7 @@ class JobSupervisor:
         if path.split(os.pathsep)[0] != runtime_bin:
             base["PATH"] = os.pathsep.join([runtime_bin, path]) if path else runtime_bin
         env = context.apply_to_environ(base)
+        env.update(auth.child_env(auth.process_token()))  # the entrypoint's driver joins with the node's token
         if info.entrypoint_gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in info.entrypoint_gpu_ids)
         metadata = dict(info.metadata or {})

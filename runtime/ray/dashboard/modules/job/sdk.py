@@ -13,10 +13,12 @@ from typing import Any
 
 import aiohttp
 
+from ray._common import auth
 from ray._common.runtime_env.packaging import upload_local_packages
 from ray._common.runtime_env.validation import validate_runtime_env
 from ray.dashboard.modules.job.common import JobStatus
 from ray.dashboard.modules.job.models import JobDetails
+from ray.exceptions import AuthenticationError
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,11 @@ class JobSubmissionClient:
         self._cookies = cookies or {}
         self._default_metadata = dict(metadata or {})
         self._headers = dict(headers or {})
+        if not any(k.lower() == auth.AUTHORIZATION_HEADER for k in self._headers):
+            # The cluster's token (Ray's sources), unless the caller brought their own Authorization.
+            self._headers.update(auth.http_headers())
+        self._sent_token = any(k.lower() in (auth.AUTHORIZATION_HEADER, auth.RAY_AUTHORIZATION_HEADER)
+                               for k in self._headers)
         if self._cookies:
             self._headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self._cookies.items())
         self._ssl_context = self._make_ssl_context(verify)
@@ -138,7 +145,11 @@ class JobSubmissionClient:
             with urllib.request.urlopen(request, timeout=_TIMEOUT_S, context=self._ssl_context) as response:
                 return _Response(response.status, response.read())
         except urllib.error.HTTPError as e:
-            return _Response(e.code, e.read())
+            body = e.read()
+            message = auth.auth_error_body(e.code, body.decode("utf-8", "replace"), self._sent_token)
+            if message is not None:
+                raise AuthenticationError(message) from None
+            return _Response(e.code, body)
         except (urllib.error.URLError, OSError) as e:
             raise ConnectionError(
                 f"Failed to connect to Ray at address: {self._address}. ({getattr(e, 'reason', e)})"
@@ -268,6 +279,9 @@ class JobSubmissionClient:
                     ssl=self._ssl_context if self._ssl_context is not None else True,
                 )
             except aiohttp.WSServerHandshakeError as e:
+                message = auth.auth_error_body(e.status, e.message, self._sent_token)
+                if message is not None:
+                    raise AuthenticationError(message) from None
                 raise RuntimeError(f"Request failed with status code {e.status}: {e.message}.") from e
             while True:
                 msg = await ws.receive()
