@@ -37,6 +37,9 @@ LAYER_OF_PACKAGE = {
     "ray.agent": PROCESS,
     "ray.dashboard": PROCESS,
     "ray._private": DRIVER,
+    # The autoscaler (Ray's monitor) starts nodes with the node launcher, as `ray start` does, and knows the GCS
+    # only through the protocol; the launcher starts it on the head.
+    "ray.autoscaler._private": DRIVER,
 }
 PROCESS_PACKAGES = ("ray.gcs", "ray.raylet", "ray.agent", "ray.dashboard")
 # The node agent is the dashboard's per-node half (in Ray it is `ray.dashboard.agent`): it serves the

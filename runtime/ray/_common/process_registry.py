@@ -94,8 +94,9 @@ def remove_session_shm(session_dir: str) -> None:
 def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> int:
     """Stop every recorded process under `temp_dir` and remove their shared memory; returns the count."""
     entries = recorded_processes(temp_dir)
-    # Raylets (and their workers) first, the GCS last, as `ray stop` does.
-    order = {"raylet": 0, "agent": 1, "dashboard": 2, "gcs_server": 3}
+    # The autoscaler first (it would replace the nodes going away), then raylets (and their workers), the GCS
+    # last, as `ray stop` does.
+    order = {"monitor": -1, "raylet": 0, "agent": 1, "dashboard": 2, "gcs_server": 3}
     live = sorted(((e, p) for e, p in entries if p is not None), key=lambda ep: order.get(ep[0]["name"], 1))
     count = 0
     for group in sorted({order.get(e["name"], 1) for e, _ in live}):

@@ -60,6 +60,13 @@ class NodeParams:
     # True for clusters `ray.init()` starts: they must die with the driver process.
     owned_by_driver: bool = False
     start_timeout_s: float = 60
+    # Extra environment for every process of the node (an autoscaler's RAY_CLOUD_INSTANCE_ID, ...).
+    env: dict[str, str] = field(default_factory=dict)
+    # Point <temp_dir>/session_latest at this node's session (False for nodes an autoscaler adds on this
+    # machine: the link stays the head's).
+    link_latest: bool = True
+    # `ray start --head --autoscaling-config=<file>`: the head also runs the autoscaler (monitor.log).
+    autoscaling_config: str | None = None
 
 
 class ProcessStartError(RuntimeError):
@@ -74,11 +81,19 @@ def module_exists(name: str) -> bool:
         return False
 
 
-def new_session_dir(temp_dir: str) -> str:
+def new_session_dir(temp_dir: str, link_latest: bool = True) -> str:
     now = datetime.datetime.now()
     name = f"session_{now:%Y-%m-%d_%H-%M-%S_%f}_{os.getpid()}"
     session = Path(temp_dir) / name
+    for attempt in range(1, 100):  # nodes started at the same microsecond by one process (an autoscaler's threads)
+        try:
+            session.mkdir(parents=True)
+            break
+        except FileExistsError:
+            session = Path(temp_dir) / f"{name}_{attempt}"
     (session / "logs").mkdir(parents=True, exist_ok=True)
+    if not link_latest:
+        return str(session)
     latest = Path(temp_dir) / "session_latest"
     tmp_link = Path(temp_dir) / f".session_latest.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
@@ -121,6 +136,7 @@ class Node:
         # authenticates with the node's token, wherever this process found it.
         env.pop(auth.TOKEN_PATH_ENV, None)
         env.update(auth.child_env(self.auth_token))
+        env.update(self.params.env)
         if self.params.owned_by_driver:
             env.update(lifetime.env_for_child())  # a crashed driver leaves nothing behind
         return env
@@ -181,7 +197,9 @@ class Node:
     def _start(self) -> None:
         p = self.params
         self._resolve_token()
-        self.session_dir = new_session_dir(self.temp_dir)
+        if p.head and p.autoscaling_config:
+            self._head_env_for_autoscaler(p.autoscaling_config)
+        self.session_dir = new_session_dir(self.temp_dir, p.link_latest)
         gcs_proc = self._start_gcs() if p.head else None
         if not self.gcs_address:
             raise ValueError("A worker node needs the GCS address of the head (ray start --address=<host>:<port>).")
@@ -226,10 +244,38 @@ class Node:
             )
         if with_dashboard and "dashboard" not in self.processes:
             self._spawn_dashboard(["-m", "ray.dashboard.dashboard"])
+        if p.head and p.autoscaling_config:
+            self._spawn("monitor", [
+                "-m", "ray.autoscaler._private.monitor",
+                "--gcs-address", self.gcs_address,
+                "--autoscaling-config", os.path.abspath(p.autoscaling_config),
+                "--logs-dir", self.logs_dir,
+                "--monitor-ip", self.node_ip_address,
+                "--temp-dir", self.temp_dir,
+            ])
         if p.head and not p.owned_by_driver:
             # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
             process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
         self._write_node_info()
+
+    def _head_env_for_autoscaler(self, path: str) -> None:
+        """The head registers as the config's head node type (and, with the fake_multinode provider, as its
+        instance), so the autoscaler and `ray status` know it. A config that cannot be read starts the head all
+        the same: the autoscaler reports what is wrong."""
+        from ray.autoscaler._private.config import ConfigError, load_file
+
+        try:
+            raw = load_file(path)
+        except ConfigError:
+            return
+        head_type = raw.get("head_node_type")
+        if isinstance(head_type, str):
+            self.params.env.setdefault("RAY_NODE_TYPE_NAME", head_type)
+        provider = raw.get("provider") if isinstance(raw.get("provider"), dict) else {}
+        if provider.get("type") == "fake_multinode":
+            from ray.autoscaler._private.constants import FAKE_HEAD_NODE_ID
+
+            self.params.env.setdefault("RAY_CLOUD_INSTANCE_ID", str(provider.get("head_node_id", FAKE_HEAD_NODE_ID)))
 
     def _resolve_token(self) -> None:
         """A head makes the cluster's token when there is none yet (~/.ray/auth_token; `ray.init()` as Ray
@@ -350,7 +396,7 @@ class Node:
 
     def kill_all(self, force: bool = False) -> None:
         """Stop this node's processes (raylet and its workers first, the GCS last) and its shared memory."""
-        order = ["raylet", "agent", "dashboard", "gcs_server"]
+        order = ["monitor", "raylet", "agent", "dashboard", "gcs_server"]
         for name in sorted(self.processes, key=lambda n: order.index(n) if n in order else 1):
             self.kill_process(name, force)
         if self.session_dir:

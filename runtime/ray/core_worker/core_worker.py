@@ -764,11 +764,26 @@ class CoreWorker:
         if shape in self._warned_shapes:
             return
         self._warned_shapes.add(shape)
-        print(
-            "Warning: The following resource request cannot be scheduled right now: "
-            f"{resources}. This is likely due to all cluster resources being claimed by actors. Consider "
-            "creating fewer actors or adding more nodes to this Ray cluster.\n"
-            f"Error: No available node types can fulfill resource request {resources}. Add suitable node "
-            "types to this cluster to resolve this issue.",
-            file=sys.stderr, flush=True,
-        )
+        threading.Thread(target=self._print_infeasible, args=(resources,), daemon=True).start()
+
+    def _print_infeasible(self, resources: dict) -> None:
+        """The warning; and, unless an autoscaler runs (it may add a node that fits, and reports in `ray status`
+        what no node type can hold), that no node can hold it. Off the io thread: it asks the GCS."""
+        text = ("Warning: The following resource request cannot be scheduled right now: "
+                f"{resources}. This is likely due to all cluster resources being claimed by actors. Consider "
+                "creating fewer actors or adding more nodes to this Ray cluster.")
+        autoscaling = False
+        for attempt in range(3):  # an autoscaler reports within its first second (1 s rounds in tests)
+            try:
+                autoscaling = self.gcs.get_cluster_status(timeout_s=5).autoscaling_state.autoscaler_state_version > 0
+            except Exception:  # noqa: BLE001 - the warning matters more than the check
+                break
+            if autoscaling or attempt == 2:
+                break
+            time.sleep(1)
+        if autoscaling:
+            text += " The required resources may be added as autoscaling takes place."
+        else:
+            text += (f"\nError: No available node types can fulfill resource request {resources}. Add suitable "
+                     "node types to this cluster to resolve this issue.")
+        print(text, file=sys.stderr, flush=True)

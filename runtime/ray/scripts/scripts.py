@@ -64,7 +64,7 @@ def _parse_labels(text: str | None) -> dict[str, str]:
 _ACCEPTED_BUT_IGNORED = [
     "ray_client_server_port", "gcs_server_port", "node_manager_port", "object_manager_port",
     "min_worker_port", "max_worker_port", "worker_port_list", "runtime_env_agent_port",
-    "plasma_directory", "object_spilling_directory", "autoscaling_config", "no_monitor",
+    "plasma_directory", "object_spilling_directory",
     "disable_usage_stats", "include_log_monitor", "log_style", "log_color", "verbose", "storage",
     "labels_file", "node_name", "redis_password", "redis_shard_ports", "metrics_export_port",
 ]
@@ -138,7 +138,14 @@ def start(**kw) -> None:
         except (AuthenticationError, ValueError) as e:
             raise click.ClickException(str(e)) from e
         _check_gcs(address)
+    autoscaling_config = None
+    if kw["autoscaling_config"] and kw["head"] and not kw["no_monitor"]:
+        autoscaling_config = os.path.abspath(os.path.expanduser(kw["autoscaling_config"]))
+        _check_autoscaling_config(autoscaling_config)
+    elif kw["autoscaling_config"] and not kw["head"]:
+        logger.info("Note: --autoscaling-config has effect on the head only (its autoscaler); ignored here.")
     params = NodeParams(
+        autoscaling_config=autoscaling_config,
         head=kw["head"],
         gcs_address=address,
         port=6379 if kw["port"] is None else kw["port"],
@@ -169,6 +176,18 @@ def start(**kw) -> None:
     _print_started(node, params)
     if kw["block"]:
         _block(node)
+
+
+def _check_autoscaling_config(path: str) -> None:
+    """Say at once what is wrong with the autoscaling config; the head starts all the same (its autoscaler
+    reports the problem in `ray status` and monitor.log, and reads the file again every round)."""
+    from ray.autoscaler._private.config import ConfigError, load_file, parse
+
+    try:
+        parse(load_file(path))
+    except ConfigError as e:
+        click.echo(f"Warning: the autoscaling config cannot be used: {e} The autoscaler reports this in `ray "
+                   "status` and monitor.log until the file is fixed; the cluster starts without scaling.", err=True)
 
 
 def _check_gcs(address: str) -> None:
@@ -329,6 +348,16 @@ def get_auth_token(generate: bool) -> None:
     # The token alone on stdout (for piping); the newline goes to stderr, as Ray does.
     click.echo(token, nl=False)
     click.echo("", err=True)
+
+
+@cli.command(name="kuberay-autoscaler")
+@click.option("--cluster-name", required=True, type=str, help="The name of the RayCluster.")
+@click.option("--cluster-namespace", required=True, type=str, help="The Kubernetes namespace of the RayCluster.")
+def kuberay_autoscaler(cluster_name: str, cluster_namespace: str) -> None:
+    """Runs the autoscaler for a Ray cluster managed by KubeRay (the head pod's `autoscaler` sidecar)."""
+    from ray.autoscaler._private.monitor import run_kuberay_autoscaler
+
+    sys.exit(run_kuberay_autoscaler(cluster_name, cluster_namespace))
 
 
 cli.add_command(job_cli_group, name="job")

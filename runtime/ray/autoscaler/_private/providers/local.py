@@ -1,0 +1,157 @@
+"""Ray's `local` provider: a fixed list of machines (`provider.head_ip`, `provider.worker_ips`) reached over SSH
+(`auth.ssh_user`, `auth.ssh_private_key`), as in Ray's cluster launcher.
+
+"Launching" a node takes a host of `worker_ips` that is not in use and runs the config's `setup_commands`,
+`worker_setup_commands` and `worker_start_ray_commands` there (Ray's defaults: `ray stop`, then
+`ray start --address=$RAY_HEAD_IP:6379`), with `RAY_HEAD_IP`, `RAY_CLOUD_INSTANCE_ID` (the host) and
+`RAY_NODE_TYPE_NAME` exported; "terminating" runs `ray stop` there and frees the host. Which hosts are in use
+is kept in a state file (`provider.state_path`, default `<temp dir>/cluster-<name>.state`, as Ray's
+`/tmp/cluster-<name>.state`), so a restarted autoscaler knows them. Ray nodes are matched to hosts by the
+instance id they registered with, or by IP for nodes started by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ray.autoscaler._private.providers import CloudInstance, LaunchError, NodeProvider
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORKER_START_RAY_COMMANDS = ["ray stop", "ray start --address=$RAY_HEAD_IP:6379"]
+STARTING, RUNNING = "starting", "running"
+Runner = Callable[[str, str], tuple[int, str]]  # (host, bash script) -> (exit code, output)
+
+
+class SSHCommandRunner:
+    """Runs a bash script on a host with `ssh` (batch mode: never prompts)."""
+
+    def __init__(self, auth: dict, timeout_s: float = 600) -> None:
+        self.user = auth.get("ssh_user") or os.environ.get("USER", "root")
+        key = auth.get("ssh_private_key")
+        self.key = os.path.expanduser(key) if key else None
+        self.timeout_s = timeout_s
+
+    def __call__(self, host: str, script: str) -> tuple[int, str]:
+        cmd = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=10"]
+        if self.key:
+            cmd += ["-i", self.key]
+        cmd += [f"{self.user}@{host}", "bash --login -c " + shlex.quote(script)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return 255, str(e)
+        return done.returncode, (done.stdout + done.stderr)[-2000:]
+
+
+class LocalNodeProvider(NodeProvider):
+    match_by_ip = True
+
+    def __init__(self, config, gcs_address: str, runner: Runner | None = None) -> None:
+        provider = config.provider
+        self.config = config
+        self.head_ip = str(provider.get("head_ip") or gcs_address.rsplit(":", 1)[0])
+        ips = provider.get("worker_ips") or []
+        if not isinstance(ips, list) or not all(isinstance(ip, str) and ip for ip in ips):
+            raise ValueError("provider.worker_ips must be a list of host names or IPs.")
+        self.worker_ips = list(dict.fromkeys(ip for ip in ips if ip != self.head_ip))
+        self.head_port = gcs_address.rsplit(":", 1)[1] if ":" in gcs_address else "6379"
+        self._run = runner or SSHCommandRunner(config.raw.get("auth") or {})
+        from ray._common import process_registry
+
+        default_state = Path(process_registry.default_temp_dir()) / f"cluster-{config.cluster_name}.state"
+        self.state_path = Path(provider.get("state_path") or default_state)
+        self._lock = threading.Lock()
+        self._state: dict[str, dict] = self._load()  # host -> {"node_type", "state"}
+        self._errors: list[LaunchError] = []
+
+    def set_config(self, config) -> None:
+        self.config = config
+
+    # ------------------------------------------------------------------ state file
+    def _load(self) -> dict[str, dict]:
+        try:
+            data = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {ip: v for ip, v in data.items() if ip in self.worker_ips and isinstance(v, dict)}
+
+    def _save(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self._state, indent=1))
+            os.replace(tmp, self.state_path)
+        except OSError as e:
+            logger.warning("Could not write the local provider's state file %s: %s", self.state_path, e)
+
+    # ------------------------------------------------------------------ NodeProvider
+    def non_terminated(self) -> dict[str, CloudInstance]:
+        out = {self.head_ip: CloudInstance(self.head_ip, self.config.head_node_type, is_head=True, ip=self.head_ip)}
+        with self._lock:
+            for ip, v in self._state.items():
+                out[ip] = CloudInstance(ip, v["node_type"], running=v["state"] == RUNNING, ip=ip,
+                                        details="" if v["state"] == RUNNING else "running the start commands")
+        return out
+
+    def launch(self, node_type: str, count: int) -> None:
+        with self._lock:
+            free = [ip for ip in self.worker_ips if ip not in self._state]
+            if len(free) < count:
+                raise LaunchError(node_type, count, f"only {len(free)} of the {len(self.worker_ips)} hosts in "
+                                  "provider.worker_ips are free; add hosts or lower max_workers.")
+            hosts = free[:count]
+            for ip in hosts:
+                self._state[ip] = {"node_type": node_type, "state": STARTING}
+            self._save()
+        for ip in hosts:
+            threading.Thread(target=self._start, args=(ip, node_type), daemon=True, name=f"local-start-{ip}").start()
+
+    def terminate(self, instance_ids: list[str]) -> None:
+        with self._lock:
+            gone = [ip for ip in instance_ids if self._state.pop(ip, None) is not None]
+            self._save()
+        for ip in gone:
+            threading.Thread(target=self._stop, args=(ip,), daemon=True, name=f"local-stop-{ip}").start()
+
+    def poll_errors(self) -> list[LaunchError]:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
+
+    # ------------------------------------------------------------------ commands
+    def _script(self, ip: str, node_type: str, commands: list[str]) -> str:
+        env = {"RAY_HEAD_IP": self.head_ip, "RAY_CLOUD_INSTANCE_ID": ip, "RAY_NODE_TYPE_NAME": node_type}
+        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
+        return exports + "set -e; " + "; ".join(commands)
+
+    def start_commands(self) -> list[str]:
+        raw = self.config.raw
+        start = raw.get("worker_start_ray_commands") or [
+            c.replace("6379", self.head_port) for c in DEFAULT_WORKER_START_RAY_COMMANDS]
+        return list(raw.get("setup_commands") or []) + list(raw.get("worker_setup_commands") or []) + list(start)
+
+    def _start(self, ip: str, node_type: str) -> None:
+        rc, output = self._run(ip, self._script(ip, node_type, self.start_commands()))
+        with self._lock:
+            if ip not in self._state:
+                return  # terminated meanwhile
+            if rc == 0:
+                self._state[ip]["state"] = RUNNING
+            else:
+                del self._state[ip]
+                self._errors.append(LaunchError(node_type, 1, f"the start commands failed on {ip} (exit code {rc}): "
+                                                f"{output.strip()[-500:]}", [ip]))
+            self._save()
+
+    def _stop(self, ip: str) -> None:
+        rc, output = self._run(ip, "ray stop")
+        if rc != 0:
+            logger.warning("`ray stop` on %s failed (exit code %d): %s", ip, rc, output.strip()[-500:])
