@@ -48,6 +48,7 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
         self.component = component
 
     def _dict(self, obj: Any) -> dict[str, Any]:
@@ -128,6 +129,33 @@ class Kube:
 
     def patch_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return self._dict(self.core.patch_namespaced_service(name, namespace, patch))
+
+    # The autoscaler's ServiceAccount, Role and RoleBinding -------------------------------------------
+    def _read(self, reader, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._dict(reader(name, namespace))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._read(self.core.read_namespaced_service_account, namespace, name)
+
+    def create_service_account(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._dict(self.core.create_namespaced_service_account(body["metadata"]["namespace"], body))
+
+    def get_role(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._read(self.rbac.read_namespaced_role, namespace, name)
+
+    def create_role(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._dict(self.rbac.create_namespaced_role(body["metadata"]["namespace"], body))
+
+    def get_role_binding(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._read(self.rbac.read_namespaced_role_binding, namespace, name)
+
+    def create_role_binding(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._dict(self.rbac.create_namespaced_role_binding(body["metadata"]["namespace"], body))
 
     # Secrets ----------------------------------------------------------------------------------------
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray_operator import constants as c
-from ray_operator.builders import auth, names, quantity
+from ray_operator.builders import auth, autoscaler, names, quantity
 from ray_operator.builders.ray_start import ray_start_command, ray_start_params
 
 
@@ -56,6 +56,8 @@ def build_head_pod(cluster: dict[str, Any], options: PodOptions = PodOptions()) 
         meta["name"] = f"{names.cluster_name(cluster)}-head"
     else:
         meta["generateName"] = names.head_pod_generate_name(cluster)
+    if autoscaler.enabled(cluster):
+        autoscaler.add_to_head_pod(pod, cluster)
     return pod
 
 
@@ -138,6 +140,8 @@ def _base_pod(
 
     container = spec["containers"][0]
     params = ray_start_params(group, container, node_type, gcs_address(cluster, options))
+    if node_type == c.NODE_TYPE_HEAD and autoscaler.enabled(cluster):
+        params.setdefault("no-monitor", "true")  # the sidecar is the autoscaler
     command = ray_start_command(params, node_type)
     _set_command(container, command, annotations, options)
     _inject_env(cluster, container, node_type, command, options)

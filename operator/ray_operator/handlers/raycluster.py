@@ -9,7 +9,7 @@ from typing import Any
 
 from ray_operator import constants as c
 from ray_operator import events, metrics
-from ray_operator.builders import auth, names, replicas, validation
+from ray_operator.builders import auth, autoscaler, names, replicas, validation
 from ray_operator.builders.pod import build_head_pod, build_worker_pod
 from ray_operator.builders.service import build_head_service
 from ray_operator.builders.status import build_cluster_status, node_type, pod_is_terminal
@@ -96,6 +96,7 @@ def reconcile_raycluster(kube: Kube, cfg: OperatorConfig, namespace: str, name: 
         return _invalid(kube, cluster, "; ".join(errors))
 
     work = _Pass(kube, cfg, cluster)
+    _ensure_autoscaler_rbac(work)
     _ensure_auth_secret(work)
     head_service = _ensure_head_service(work)
     if cluster["spec"].get("suspend"):
@@ -138,6 +139,40 @@ def _invalid(kube: Kube, cluster: dict[str, Any], message: str) -> Result:
     status["conditions"] = conditions
     write_status(kube, c.RAYCLUSTER_PLURAL, cluster, status)
     return Result()
+
+
+def _ensure_autoscaler_rbac(work: _Pass) -> None:
+    """With the in-tree autoscaler: its ServiceAccount (unless the head template names the user's own, which must
+    exist), Role and RoleBinding, all `<cluster>` and owned by the RayCluster (KubeRay's order: first of all)."""
+    if not autoscaler.enabled(work.cluster):
+        return
+    user_sa = autoscaler.user_service_account(work.cluster)
+    if user_sa is not None:
+        if work.kube.get_service_account(work.namespace, user_sa) is None:
+            work.kube.event(work.cluster, events.WARNING, events.AUTOSCALER_SERVICE_ACCOUNT_NOT_FOUND,
+                            f"ServiceAccount {work.namespace}/{user_sa} named in the head template does not exist; "
+                            "the head pod cannot start until it does.")
+    steps = [(autoscaler.build_role(work.cluster), work.kube.get_role, work.kube.create_role, events.CREATED_ROLE,
+              events.FAILED_TO_CREATE_ROLE, c.REPLICA_FAILURE_CREATE_ROLE),
+             (autoscaler.build_role_binding(work.cluster), work.kube.get_role_binding, work.kube.create_role_binding,
+              events.CREATED_ROLE_BINDING, events.FAILED_TO_CREATE_ROLE_BINDING, c.REPLICA_FAILURE_CREATE_ROLE_BINDING)]
+    if user_sa is None:
+        steps.insert(0, (autoscaler.build_service_account(work.cluster), work.kube.get_service_account,
+                         work.kube.create_service_account, events.CREATED_SERVICE_ACCOUNT,
+                         events.FAILED_TO_CREATE_SERVICE_ACCOUNT, c.REPLICA_FAILURE_CREATE_SERVICE_ACCOUNT))
+    for body, get, create, created_reason, failed_reason, replica_failure in steps:
+        kind, name = body["kind"], body["metadata"]["name"]
+        if get(work.namespace, name) is not None:
+            continue
+        try:
+            create(body)
+        except Exception as err:
+            message = f"Failed to create {kind} {work.namespace}/{name}: {describe_api_error(err)}"
+            work.error = (replica_failure, message)
+            work.kube.event(work.cluster, events.WARNING, failed_reason, message)
+            continue
+        work.changed = True
+        work.kube.event(work.cluster, events.NORMAL, created_reason, f"Created {kind} {work.namespace}/{name}")
 
 
 def _ensure_auth_secret(work: _Pass) -> None:

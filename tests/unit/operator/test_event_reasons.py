@@ -14,7 +14,9 @@ KUBERAY_REASONS = {
     "InvalidRayClusterSpec", "CreatedHeadPod", "FailedToCreateHeadPod", "DeletedHeadPod", "FailedToDeleteHeadPod",
     "CreatedWorkerPod", "FailedToCreateWorkerPod", "DeletedWorkerPod", "FailedToDeleteWorkerPod", "CreatedService",
     "FailedToCreateService", "InvalidRayJobSpec", "CreatedRayCluster", "FailedToCreateRayCluster", "DeletedRayCluster",
-    "CreatedRayJobSubmitter", "FailedToCreateRayJobSubmitter",
+    "CreatedRayJobSubmitter", "FailedToCreateRayJobSubmitter", "CreatedServiceAccount",
+    "FailedToCreateServiceAccount", "AutoscalerServiceAccountNotFound", "CreatedRole", "FailedToCreateRole",
+    "CreatedRoleBinding", "FailedToCreateRoleBinding",
 }
 OPENRAY_REASONS = {"SubmittedRayJob", "StoppedRayJob", "CreatedSecret", "FailedToCreateSecret", "InvalidAuthSecret"}
 

@@ -353,3 +353,18 @@ def test_head_node_is_never_terminated():
     h.gcs.report(HEAD_ID, {"CPU": 4.0}, idle_ms=3_600_000)
     assert h.round().terminated == []
     assert h.client.drains == []
+
+
+def test_an_unschedulable_instance_counts_against_max_workers_but_takes_no_demand():
+    raw = config(gpu={**GPU, "min_workers": 1, "max_workers": 1}, cpu=CPU4)
+    h = Harness(raw)
+    assert h.round().launched == {"gpu": 1}
+    (gpu,) = h.workers("gpu")
+    h.provider.instances[gpu].stuck = True  # e.g. a pod no Kubernetes node can hold
+    h.provider.instances[gpu].details = "Unschedulable: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    h.demand({"CPU": 4.0}, 1)
+    assert h.round().launched == {"cpu": 1}  # not planned onto the stuck GPU node
+    h.demand({"GPU": 1.0}, 1)
+    assert h.round().launched == {}  # the GPU type is at its max: its stuck instance is the one it may have
+    report = h.client.reports[-1]
+    assert any("Insufficient nvidia.com/gpu" in p.details for p in report.pending_instances)

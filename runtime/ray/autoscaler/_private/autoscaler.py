@@ -206,8 +206,8 @@ class Autoscaler:
                 continue
             type_config = config.node_types.get(inst.node_type)
             pending.append((inst, inst.details or "starting ray"))
-            nodes.append(scheduler.Node(inst.node_type, dict(type_config.resources) if type_config else {},
-                                        instance_id=inst.instance_id))
+            capacity = dict(type_config.resources) if type_config and not inst.stuck else {}
+            nodes.append(scheduler.Node(inst.node_type, capacity, instance_id=inst.instance_id))
         for node_type, stamps in self._requested.items():
             type_config = config.node_types.get(node_type)
             for _ in stamps:  # launched, not visible yet: capacity on its way
@@ -240,6 +240,7 @@ class Autoscaler:
         self._launch(result, nodes, pending, provider, now, summary)
         for node in result.to_terminate:
             self._scale_down(node, provider, now, summary)
+        self._flush_terminations(provider, summary)
         self._report_state(state, instances, pending, now)
         self._update_metrics(state, instances, pending, demands)
 
@@ -400,15 +401,25 @@ class Autoscaler:
 
     # ------------------------------------------------------------------ scale down
     def _terminate(self, provider: NodeProvider, ids: list[str], node_type: str, summary: RoundSummary) -> None:
+        """Queued: one provider call at the end of the round terminates them all (for KubeRay, one patch of
+        `replicas` and `workersToDelete`)."""
+        for i in ids:
+            if i not in summary.terminated:
+                summary.terminated.append(i)
+
+    def _flush_terminations(self, provider: NodeProvider, summary: RoundSummary) -> None:
+        ids = list(summary.terminated)
+        if not ids:
+            return
         try:
             provider.terminate(ids)
-        except Exception as e:  # noqa: BLE001 - tried again next round
+        except Exception as e:  # noqa: BLE001 - drained nodes are tried again next round (_finish_drains)
             logger.warning("Terminating %s failed: %s; trying again next round.", ids, e)
+            summary.terminated.clear()
             return
         for i in ids:
             self._draining.pop(i, None)
             self._seen.pop(i, None)
-        summary.terminated += ids
         if self.metrics is not None:
             self.metrics.stopped_nodes.labels(SessionName=self.metrics.session).inc(len(ids))
 

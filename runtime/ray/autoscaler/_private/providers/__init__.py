@@ -20,6 +20,9 @@ class CloudInstance:
     # Set when the instance can never run Ray (a pod whose image cannot be pulled): the autoscaler reports it
     # as a failed launch and terminates it.
     failed: str = ""
+    # Set while the instance cannot even be placed (a pod Unschedulable): it counts against max_workers, but no
+    # demand is planned onto it (another node type may take that demand meanwhile).
+    stuck: bool = False
 
 
 class LaunchError(Exception):

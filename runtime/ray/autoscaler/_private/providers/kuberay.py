@@ -289,7 +289,7 @@ class KubeRayNodeProvider(NodeProvider):
     def non_terminated(self) -> dict[str, CloudInstance]:
         if self._cluster is None:
             self.read_cluster()
-        selector = urllib.parse.quote(f"{LABEL_CLUSTER}={self.cluster_name}")
+        selector = urllib.parse.quote(f"{LABEL_CLUSTER}={self.cluster_name}", safe="")
         self._pods = self.client.get(f"pods?labelSelector={selector}").get("items") or []
         to_delete = self._to_delete()
         out = {}
@@ -306,7 +306,7 @@ class KubeRayNodeProvider(NodeProvider):
             out[meta["name"]] = CloudInstance(
                 meta["name"], HEAD_GROUP_NAME if is_head else labels.get(LABEL_GROUP, ""), is_head=is_head,
                 running=running, ip=(pod.get("status") or {}).get("podIP", ""), details=details,
-                failed="" if is_head else failed)
+                failed="" if is_head else failed, stuck=details.startswith("Unschedulable"))
         return out
 
     def _live_workers(self) -> dict[str, int]:
