@@ -41,6 +41,10 @@ class Comparison:
     @property
     def meets_target(self) -> bool | None:
         """None when there is nothing to compare yet."""
+        if not self.row.ray_comparable:
+            if not self.openray.ok or self.row.absolute_max is None:
+                return None
+            return self.openray.value <= self.row.absolute_max
         ratio = self.ratio
         if ratio is None:
             return None
@@ -73,6 +77,8 @@ def ratio_meets(row: Row, ratio: float) -> bool:
 
 
 def target_text(row: Row) -> str:
+    if not row.ray_comparable:
+        return f"< {row.absolute_max:g} {row.unit}" if row.absolute_max is not None else "-"
     if row.higher_is_better:
         text = f">= {row.target_speedup:g}x"
     else:

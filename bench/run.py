@@ -36,7 +36,7 @@ from report import (
     to_json,
     update_baseline,
 )
-from rows import Row, select_rows, workloads_for
+from rows import ISOLATED_WORKLOADS, Row, select_rows, workloads_for
 from runner import Runtime, WorkloadResult, run_workload
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -125,11 +125,14 @@ def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
         timeout = max(r.timeout_s for r in produced) * args.timeout_scale
         for rep in range(args.repeat):
             for runtime in runtimes:
+                if runtime.name == "Ray" and not any(r.ray_comparable for r in produced):
+                    continue  # nothing of Ray's to measure for these rows
                 run_label = f" run {rep + 1}/{args.repeat}" if args.repeat > 1 else ""
                 print(f"[{n}/{len(workloads)}] {workload:<24} {runtime.name:<7}{run_label} ...", end=" ", flush=True)
                 profile = (log_dir.parent / "profiles" / f"{runtime.name.lower()}-{workload}.txt"
                            if args.profile else None)
-                result = run_workload(runtime, workload, args.duration, timeout, log_dir, profile)
+                result = run_workload(runtime, workload, args.duration, timeout, log_dir, profile,
+                                      isolated=workload in ISOLATED_WORKLOADS)
                 print(progress_text(produced, result), flush=True)
                 for row in produced:
                     got = result.rows.get(row.key)

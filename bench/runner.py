@@ -65,9 +65,17 @@ def workload_env(runtime: Runtime, tmp_root: str, token: str) -> dict[str, str]:
     return env
 
 
+# A workload that must not see the machine's other processes and ports (Ray's AutoscalingCluster runs
+# `ray stop --force`): its own pid, mount and network namespaces, loopback up. Everything in the pid namespace
+# dies with the workload.
+ISOLATE = ["unshare", "--pid", "--fork", "--mount-proc", "--net", "--kill-child", "sh", "-c",
+           'ip link set lo up && exec "$@"', "isolated"]
+
+
 def run_workload(runtime: Runtime, workload: str, duration_s: float, timeout_s: float,
-                 log_dir: Path, profile_path: Path | None = None) -> WorkloadResult:
-    """Runs `workload` in a fresh `runtime.python`; never raises for a failing runtime."""
+                 log_dir: Path, profile_path: Path | None = None, isolated: bool = False) -> WorkloadResult:
+    """Runs `workload` in a fresh `runtime.python` (in its own namespaces when `isolated`); never raises for a
+    failing runtime."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{runtime.name.lower()}-{workload}.log"
     # Short path on purpose: Unix socket paths under the session dir must stay under 108 bytes.
@@ -82,7 +90,8 @@ def run_workload(runtime: Runtime, workload: str, duration_s: float, timeout_s: 
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [runtime.python, str(WORKLOADS_PY), workload, "--duration", str(duration_s), "--out", str(out_path)],
+            (ISOLATE if isolated else [])
+            + [runtime.python, str(WORKLOADS_PY), workload, "--duration", str(duration_s), "--out", str(out_path)],
             cwd=tmp_root, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )

@@ -35,6 +35,7 @@ AGENT_PORT = 52365  # --dashboard-agent-listen-port's default, in Ray and in Ope
 PROFILE_ENV = "OPENRAY_BENCH_PROFILE"  # set by run.py --profile: where the driver's profile goes
 _STARTED_HEAD_WITH_CLI = False  # set when a workload started its cluster with `ray start --head`
 _CLUSTER: Any = None  # a ray.cluster_utils.Cluster a workload started, shut down after its figures are written
+_AUTOSCALING: Any = None  # likewise, a ray.cluster_utils.AutoscalingCluster
 
 
 @ray.remote
@@ -438,6 +439,8 @@ def _stop_head_started_with_cli() -> None:
 def _shutdown_cluster() -> None:
     if _CLUSTER is not None:
         _CLUSTER.shutdown()
+    if _AUTOSCALING is not None:
+        _AUTOSCALING.shutdown()
 
 
 def job_submit_running(duration_s: float) -> Rows:
@@ -509,13 +512,181 @@ def pip_env_job(duration_s: float) -> Rows:
                    printed=printed[-1][:80] if printed else None)
 
 
+# ---------------------------------------------------------------- autoscaling (issue 13)
+
+# Ray's python/ray/autoscaler/_private/fake_multi_node/example.yaml, which its AutoscalingCluster starts from;
+# the Ray 2.60 wheel does not ship that file, so the same config is built here when it is missing.
+_FAKE_MULTINODE_EXAMPLE: dict[str, Any] = {
+    "cluster_name": "fake_multinode", "max_workers": 8,
+    "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                 "disable_launch_config_check": True},
+    "available_node_types": {},
+    "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0, "idle_timeout_minutes": 0.1,
+    "docker": {}, "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
+    "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [], "file_mounts": {},
+    "cluster_synced_files": [], "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+}
+
+
+def _autoscaling_cluster(head_resources: dict, worker_node_types: dict, **config: Any) -> Any:
+    """`ray.cluster_utils.AutoscalingCluster`, the public test API of both runtimes (only its config's
+    starting point is supplied when the runtime's own file is missing)."""
+    import copy
+
+    from ray.cluster_utils import AutoscalingCluster
+
+    class Cluster(AutoscalingCluster):
+        def _generate_config(self, head_resources, worker_node_types, autoscaler_v2=False, **config_kwargs):
+            try:
+                return super()._generate_config(head_resources, worker_node_types, autoscaler_v2, **config_kwargs)
+            except FileNotFoundError:
+                custom = copy.deepcopy(_FAKE_MULTINODE_EXAMPLE)
+                custom["available_node_types"] = copy.deepcopy(worker_node_types)
+                custom["available_node_types"]["ray.head.default"] = {
+                    "resources": head_resources, "node_config": {}, "max_workers": 0}
+                custom.update(config_kwargs)
+                return custom
+
+    return Cluster(head_resources, worker_node_types, **config)
+
+
+def _monitor_process() -> Any:
+    """The autoscaler's process: Ray's `.../autoscaler/_private/monitor.py`, OpenRay's
+    `ray.autoscaler._private.monitor`."""
+    for info in processes_of_run(os.environ.get(TOKEN_ENV), [os.environ.get("OPENRAY_BENCH_TMP", "/nonexistent")]):
+        text = " ".join(info.cmdline)
+        if "autoscaler/_private/monitor.py" in text or "ray.autoscaler._private.monitor" in text:
+            return info
+    return None
+
+
+def autoscale_first_task(duration_s: float) -> Rows:
+    """AutoscalingCluster with a 0-CPU head and three one-node types (w0, w1, w2: 1 CPU and a resource of
+    its own each), the autoscaler's 1 s rounds. After 15 s of idling (the autoscaler's RSS is read then), one task
+    per type: the time from submitting it to its result, which needs a node the autoscaler adds (median of 3)."""
+    global _AUTOSCALING
+    types = {f"w{i}": {"resources": {"CPU": 1, f"w{i}": 1}, "node_config": {}, "min_workers": 0, "max_workers": 1}
+             for i in range(3)}
+    cluster = _autoscaling_cluster({"CPU": 0}, types, max_workers=3, idle_timeout_minutes=10)
+    _AUTOSCALING = cluster
+    cluster.start()
+    ray.init("auto")
+    time.sleep(15)
+    monitor = _monitor_process()
+    samples = []
+    for i in range(3):
+        start = time.perf_counter()
+        ray.get(node_of.options(num_cpus=1, resources={f"w{i}": 1}).remote(), timeout=300)
+        samples.append(time.perf_counter() - start)
+    rows = one_row("autoscale_first_task", statistics.median(samples), all_s=[round(x, 3) for x in samples])
+    if monitor is not None:
+        rows.update(one_row("autoscaler_idle_memory", monitor.rss_bytes / MIB, pid=monitor.pid,
+                            cmdline=" ".join(monitor.cmdline)[:160]))
+    return rows
+
+
+def autoscaler_round(duration_s: float) -> Rows:
+    """OpenRay only (Ray has no separable counterpart): one `Autoscaler.update()` — read the cluster state, plan,
+    launch, report — on a state of 20 nodes of 10 node types, 10,000 queued tasks of 100 shapes and 10 pending
+    placement groups, against an in-memory GCS and provider (the round's own cost, no I/O). The median of 20
+    rounds; the JSON also has the worst case of 10,000 distinct shapes."""
+    import copy
+
+    from ray.autoscaler._private.autoscaler import Autoscaler
+    from ray.autoscaler._private.providers import CloudInstance, NodeProvider
+    from ray.protocol import autoscaler_pb2 as apb
+
+    types = {f"t{i}": {"resources": {"CPU": float(2 ** (i % 4 + 1)), "memory": float(2 ** 34),
+                                     **({"GPU": float(1 + i % 2)} if i >= 7 else {}), f"zone{i % 3}": 1.0},
+                       "min_workers": 0, "max_workers": 100} for i in range(10)}
+    config = {"cluster_name": "bench", "provider": {"type": "readonly"}, "head_node_type": "head",
+              "max_workers": 1000, "upscaling_speed": 1.0, "idle_timeout_minutes": 5,
+              "available_node_types": {"head": {"resources": {"CPU": 0}, "max_workers": 0}, **types}}
+
+    class Provider(NodeProvider):
+        def __init__(self, instances):
+            self.instances = instances
+
+        def non_terminated(self):
+            return dict(self.instances)
+
+        def launch(self, node_type, count):
+            pass
+
+        def terminate(self, ids):
+            pass
+
+    def state(distinct: int) -> tuple[apb.ClusterResourceState, dict]:
+        s = apb.ClusterResourceState(cluster_resource_state_version=1)
+        instances = {"head": CloudInstance("head", "head", is_head=True)}
+        s.node_states.append(apb.NodeState(node_id=b"\x00" * 28, instance_id="head", ray_node_type_name="head",
+                                           total_resources={"CPU": 0.0}, status=apb.IDLE, idle_duration_ms=5))
+        for n in range(20):
+            name = f"t{n % 10}"
+            total = types[name]["resources"]
+            s.node_states.append(apb.NodeState(
+                node_id=(n + 1).to_bytes(28, "big"), instance_id=f"i{n}", ray_node_type_name=name,
+                total_resources=total, available_resources={**total, "CPU": total["CPU"] / 2},
+                status=apb.RUNNING))
+            instances[f"i{n}"] = CloudInstance(f"i{n}", name)
+        for k in range(distinct):
+            shape = {"CPU": 0.25 * (1 + k % 16), f"zone{k % 3}": 0.001}
+            if k % 10 == 0:
+                shape["GPU"] = 1.0
+            if distinct > 100:
+                shape["memory"] = float(1 + k)  # every shape its own
+            s.pending_resource_requests.append(apb.ResourceRequestByCount(
+                request=apb.ResourceRequest(resources_bundle=shape), count=10_000 // distinct))
+        for g in range(10):
+            label = apb.PlacementConstraint()
+            label.anti_affinity.label_name = f"_PG_{g}"
+            s.pending_gang_resource_requests.append(apb.GangResourceRequest(
+                requests=[apb.ResourceRequest(resources_bundle={"CPU": 1.0}, placement_constraints=[label])] * 4,
+                details=f"{g:036x}:STRICT_SPREAD|PENDING"))
+        return s, instances
+
+    class Gcs:
+        def __init__(self, s):
+            self.s = s
+
+        def get_cluster_resource_state(self, timeout_s=None):
+            return self.s
+
+        def report_autoscaling_state(self, state, timeout_s=None):
+            pass
+
+        def internal_kv_put(self, *args, **kwargs):
+            pass
+
+        def internal_kv_del(self, *args, **kwargs):
+            pass
+
+    def rounds(distinct: int, n: int) -> list[float]:
+        s, instances = state(distinct)
+        provider = Provider(instances)
+        provider.launches = True
+        autoscaler = Autoscaler(Gcs(s), lambda: copy.deepcopy(config), lambda cfg: provider)
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            autoscaler.update()
+            times.append(time.perf_counter() - start)
+            autoscaler._requested.clear()  # every round plans from the same state
+        return times
+
+    typical = rounds(100, 20)
+    worst = rounds(10_000, 3)
+    return one_row("autoscaler_round", statistics.median(typical), all_s=[round(x, 4) for x in typical],
+                   distinct_10000_shapes_s=[round(x, 4) for x in worst])
+
+
 WORKLOADS: dict[str, Callable[[float], Rows]] = {
     fn.__name__: fn for fn in (
         tasks_spread_3_nodes,
         init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
         async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
         idle_memory, job_submit_running, pip_env, pip_env_job, pg_create_one_bundle,
-        pg_create_strict_spread_4_nodes, pg_tasks_async,
+        pg_create_strict_spread_4_nodes, pg_tasks_async, autoscale_first_task, autoscaler_round,
     )
 }
 

@@ -101,6 +101,10 @@ def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> 
     count = 0
     for group in sorted({order.get(e["name"], 1) for e, _ in live}):
         procs = [p for e, p in live if order.get(e["name"], 1) == group]
+        if group == order["raylet"] and not force:
+            # Raylets alone first: each drains (its running tasks finish, nothing new starts there) and then
+            # stops its workers itself; whatever is left after the grace period goes as before.
+            count += _terminate_alone(procs, grace_period_s)
         count += kill_tree(procs, force, grace_period_s)
     for entry, _ in entries:
         remove_session_shm(entry["session_dir"])
@@ -109,6 +113,17 @@ def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> 
     with contextlib.suppress(FileNotFoundError):
         current_cluster_file(temp_dir).unlink()
     return count
+
+
+def _terminate_alone(procs: list[psutil.Process], grace_period_s: float) -> int:
+    """SIGTERM these processes only (not their children) and wait up to the grace period for them to exit."""
+    signalled = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(signal.SIGTERM)
+            signalled.append(p)
+    psutil.wait_procs(signalled, timeout=grace_period_s)
+    return 0
 
 
 def _wait_gone(procs: list[psutil.Process], timeout_s: float = 5) -> None:

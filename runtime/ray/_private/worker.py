@@ -209,7 +209,10 @@ def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | 
         my_ip = node.node_ip_address
     else:
         my_ip = node_ip_address(gcs_address.split(":")[0])
-        local = [n for n in nodes if n.node_manager_address == my_ip] or [
+        # Through a loopback address (RAY_ADDRESS=127.0.0.1:6379 in a KubeRay head pod) the route says nothing
+        # of the address this machine's raylet registered with: its outward address is tried too.
+        my_ips = {my_ip, node_ip_address()} if my_ip.startswith("127.") else {my_ip}
+        local = [n for n in nodes if n.node_manager_address in my_ips] or [
             n for n in nodes if n.node_manager_address == gcs_address.split(":")[0]]
         local.sort(key=lambda n: not n.is_head_node)
     if not local:

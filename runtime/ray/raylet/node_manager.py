@@ -57,6 +57,7 @@ class NodeManager:
         # Since when (time.monotonic()) the node has had nothing to do; None while it is busy (`activity`).
         self._idle_since: float | None = time.monotonic()
         self.drain_reason = ""  # set once a drain is accepted
+        self._draining_for_stop = False
         # Building the pool starts nothing: the worker fork server starts in `start()`.
         self.pool = WorkerPool(f"unix:{self.socket_path}", self.node_id, self.node_ip, self.gcs_address,
                                self.session_dir, self.shm_dir, self._on_worker_dead)
@@ -108,6 +109,25 @@ class NodeManager:
 
     async def run_until_stopped(self) -> None:
         await self._stopping.wait()
+
+    async def stop_gracefully(self) -> None:
+        """SIGTERM (`ray stop`, a pod's preStop): drain first. Nothing new is granted here (the GCS learns it
+        with the next report and schedulers skip the node; waiting requests go elsewhere), running tasks
+        finish (actors do not end by themselves: they stop with the node), then the node stops. A second
+        SIGTERM, or SIGKILL at the end of `ray stop`'s grace period, stops it at once."""
+        if self._draining_for_stop or self._stopping.is_set():
+            await self.shutdown()
+            return
+        self._draining_for_stop = True
+        if self.leases.num_task_leases:
+            logger.info("Stopping: draining first (%d running task(s) finish; nothing new is granted here).",
+                        self.leases.num_task_leases)
+            if not self.leases.draining:
+                self.drain_reason = "The raylet was asked to stop."
+                self.leases.set_draining()
+            while self.leases.num_task_leases and not self._stopping.is_set():
+                await asyncio.sleep(0.05)
+        await self.shutdown()
 
     async def shutdown(self, unregister: bool = True) -> None:
         self.leases.stop()  # no grant from here on: the requests still waiting go with their connections

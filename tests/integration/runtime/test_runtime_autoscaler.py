@@ -78,39 +78,43 @@ def autoscaling(tmp_path, monkeypatch):
         process_registry.stop_all(str(tmp_path / "ray"), force=True, grace_period_s=2)
 
 
-@ray.remote(num_cpus=0)
-class Barrier:
-    def __init__(self, n: int) -> None:
-        self.n, self.arrived = n, 0
-
-    def arrive(self) -> None:
-        self.arrived += 1
-
-    def count(self) -> int:
-        return self.arrived
-
-
 @ray.remote(num_cpus=1)
-def together(barrier, n: int, value: int):
-    """Returns only once `n` of these run at the same time: the cluster must have n CPUs at once."""
-    ray.get(barrier.arrive.remote())
-    while ray.get(barrier.count.remote()) < n:
-        time.sleep(0.05)
-    return value * value, ray.get_runtime_context().get_node_id()
+class Square:
+    """Holds its CPU while it lives (a task blocked in ray.get would lend its CPU out)."""
+
+    def square(self, i: int):
+        return i * i, ray.get_runtime_context().get_node_id()
 
 
-def test_scale_up_for_queued_tasks_then_down_after_the_idle_timeout(autoscaling, tmp_path):
+def test_scale_up_for_queued_actors_then_down_after_the_idle_timeout(autoscaling, tmp_path):
     cluster = autoscaling({"cpu2": {"resources": {"CPU": 2}, "node_config": {}, "min_workers": 0, "max_workers": 2}},
                           idle_timeout_minutes=0.1)
     assert _workers() == []
-    barrier = Barrier.remote(4)
-    refs = [together.remote(barrier, 4, i) for i in range(4)]
-    results = ray.get(refs, timeout=120)
-    assert sorted(r[0] for r in results) == [0, 1, 4, 9]  # every task's result
-    assert len({r[1] for r in results}) == 2  # on two new 2-CPU nodes
+    actors = [Square.remote() for _ in range(4)]  # four CPUs at once: two new 2-CPU nodes
+    results = ray.get([a.square.remote(i) for i, a in enumerate(actors)], timeout=120)
+    assert sorted(r[0] for r in results) == [0, 1, 4, 9]  # every call's result
+    assert len({r[1] for r in results}) == 2
     text = _status(cluster.address)
     assert "Autoscaler status" in text and re.search(r"^ \d cpu2$", text, re.M), text
     assert " 1 ray.head.default" in text
+    for a in actors:
+        ray.kill(a)
+    # The same text from the dashboard, and the autoscaler's metrics where the GCS says they are.
+    import requests
+    from ray._common import auth
+    from ray._common.gcs_client import GcsClient
+
+    dashboard = cluster._node.dashboard_url
+    reply = requests.get(f"http://{dashboard}/api/cluster_status?format=1", headers=auth.http_headers(),
+                         timeout=30).json()
+    assert reply["result"] and "Autoscaler status" in reply["data"]["clusterStatus"], reply
+    gcs = GcsClient(cluster.address)
+    try:
+        metrics_address = gcs.internal_kv_get(b"AutoscalerMetricsAddress").decode()
+    finally:
+        gcs.close()
+    metrics = requests.get(f"http://{metrics_address}/metrics", timeout=30).text
+    assert 'autoscaler_active_nodes{NodeType="cpu2"' in metrics and "autoscaler_started_nodes_total" in metrics
     # Idle for 6 s: drained, then removed; never more than max_workers launched.
     _wait_for(lambda: _workers() == [], 60, "the idle workers to be removed")
     log = _monitor_log(tmp_path / "ray")
@@ -228,3 +232,30 @@ def test_ray_start_with_a_bad_autoscaling_config_starts_a_cluster_that_says_what
     cli.ray("stop")
     time.sleep(0.5)
     assert cli.recorded_pids() == []
+
+
+def test_ray_stop_drains_the_node_first_so_its_running_task_finishes(cli, port, tmp_path, monkeypatch):
+    """What a worker pod's `preStop: ray stop` relies on: the raylet drains, the task running there completes
+    and its result reaches the driver, then the node stops."""
+    cli.ray("start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false")
+    worker_tmp = tmp_path / "worker"
+    worker_tmp.mkdir()
+    worker_env = {**cli.env, "TMPDIR": str(worker_tmp)}
+    subprocess.run([*RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"], env=worker_env, check=True,
+                   capture_output=True, timeout=120)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(address=f"127.0.0.1:{port}")
+    try:
+        ref = slow.remote(6)
+        _wait_for(lambda: "Busy workers on node." in _status(f"127.0.0.1:{port}", "-v"), 60, "the task to start")
+        started = time.monotonic()
+        stop = subprocess.run([*RAY, "stop"], env=worker_env, capture_output=True, text=True, timeout=120)
+        stopped_after = time.monotonic() - started
+        assert stop.returncode == 0, stop.stderr
+        node = ray.get(ref, timeout=30)  # the task finished on the node being stopped
+        assert node not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert 2 < stopped_after < 16, stopped_after  # it waited for the task, not for the grace period
+        assert process_registry.recorded_processes(str(worker_tmp / "ray")) == []
+    finally:
+        ray.shutdown()
+        process_registry.stop_all(str(worker_tmp / "ray"), force=True, grace_period_s=2)

@@ -88,8 +88,9 @@ def _request_from_proto(req: apb.ResourceRequest, count: int = 1) -> scheduler.R
     return scheduler.Request({k: v for k, v in req.resources_bundle.items() if v > 0}, count, anti, affinity)
 
 
-def _fmt_shapes(requests: list[scheduler.Request]) -> str:
-    return ", ".join(f"{r.shape}" + (f"*{r.count}" if r.count > 1 else "") for r in requests)
+def _fmt_shapes(requests: list[scheduler.Request], limit: int = 20) -> str:
+    text = ", ".join(f"{r.shape}" + (f"*{r.count}" if r.count > 1 else "") for r in requests[:limit])
+    return text + (f" (and {len(requests) - limit} more shapes)" if len(requests) > limit else "")
 
 
 class Autoscaler:
@@ -221,6 +222,17 @@ class Autoscaler:
 
         demands = [_request_from_proto(r.request, r.count) for r in state.pending_resource_requests
                    if not any(pgs.is_group_resource(k) for k in r.request.resources_bundle)]
+        # What no node type (nor node) can ever hold is infeasible, reported and never planned for. Of the rest,
+        # a round plans for the AUTOSCALER_MAX_RESOURCE_DEMAND_VECTOR_SIZE most wanted shapes (Ray clips its
+        # demand vector to that size too): the others are planned once these are on their way.
+        totals = [dict(k) for k in {tuple(sorted(t.items())) for t in
+                                    [t.resources for t in config.node_types.values()] + [n.total for n in nodes]}]
+        never, planned = [], []
+        for d in demands:
+            fits = any(all(t.get(k, 0.0) + 1e-9 >= v for k, v in d.shape.items()) for t in totals)
+            (planned if fits else never).append(d)
+        planned.sort(key=lambda d: d.count, reverse=True)
+        planned = planned[:constants.AUTOSCALER_MAX_RESOURCE_DEMAND_VECTOR_SIZE]
         gangs = [scheduler.Gang([_request_from_proto(r) for r in g.requests], g.details)
                  for g in state.pending_gang_resource_requests]
         constraint = [_request_from_proto(r.request, r.count) for c in state.cluster_resource_constraints
@@ -230,12 +242,13 @@ class Autoscaler:
             backing_off |= set(config.node_types)
         t0 = time.perf_counter()
         in_flight = len(pending) + sum(len(s) for s in self._requested.values())
-        result = scheduler.schedule(config.node_types, nodes, config.max_workers, demands, gangs, constraint,
+        result = scheduler.schedule(config.node_types, nodes, config.max_workers, planned, gangs, constraint,
                                     config.idle_timeout_s, backing_off,
                                     bool(constants.AUTOSCALER_CONSERVE_GPU_NODES),
                                     max(0, constants.AUTOSCALER_MAX_CONCURRENT_LAUNCHES - in_flight))
         summary.schedule_s = time.perf_counter() - t0
 
+        result.infeasible = never + result.infeasible
         self._report_infeasible(result, summary)
         self._launch(result, nodes, pending, provider, now, summary)
         for node in result.to_terminate:

@@ -286,6 +286,11 @@ class LeaseManager:
             "recent": [r.to_dict() for r in self.recent],
         }
 
+    @property
+    def num_task_leases(self) -> int:
+        """Task leases granted and not returned: tasks running here (an actor's lease lasts as long as it)."""
+        return sum(1 for lease in self._leases.values() if not lease.is_actor)
+
     def stop(self) -> None:
         """The node is shutting down: nothing is granted any more (killing its workers frees resources, which
         must not start new ones), and a worker start that fails now is not the request's fault."""
