@@ -41,8 +41,6 @@ from ray.protocol import autoscaler_pb2 as apb
 
 logger = logging.getLogger(__name__)
 
-PG_LABEL_PREFIX = "_PG_"
-
 
 @dataclass
 class _Failure:
@@ -407,10 +405,6 @@ class Autoscaler:
             self._errors["infeasible"] = "Warning: " + text.replace("\n", "\nWarning: ")
         else:
             self._errors.pop("infeasible", None)
-
-    def _fits_some_type(self, r: scheduler.Request) -> bool:
-        return any(all(t.resources.get(k, 0.0) + 1e-9 >= v for k, v in r.shape.items())
-                   for t in self.config.node_types.values())
 
     # ------------------------------------------------------------------ scale down
     def _terminate(self, provider: NodeProvider, ids: list[str], node_type: str, summary: RoundSummary) -> None:
