@@ -100,10 +100,12 @@ def _pods(kube: Kube, namespace: str, cluster: str, node_type: str | None = None
 
 
 def _ray_status_nodes(kube: Kube, namespace: str, head: str) -> int:
-    """How many live nodes `ray status`, run in the head pod, lists (Ray says "Active:" or, before 2.10, "Healthy:")."""
+    """How many live nodes `ray status`, run in the head pod, lists under "Active:" and "Idle:" (Ray says
+    "Healthy:" before 2.10): lines ` <count> <node type>`, the type being the pod's `ray.io/group` (KubeRay sets
+    RAY_NODE_TYPE_NAME) or `node_<id>`."""
     out = kube.kubectl("exec", "-n", namespace, head, "--", "ray", "status", check=False, timeout=60)
     match = re.search(r"^(?:Active|Healthy):\n(.*?)^Pending:", out, re.MULTILINE | re.DOTALL)
-    return len(re.findall(r"^\s*1 node_[0-9a-f]+", match.group(1), re.MULTILINE)) if match else 0
+    return sum(int(n) for n in re.findall(r"^ (\d+) \S+$", match.group(1), re.MULTILINE)) if match else 0
 
 
 def _set_replicas(kube: Kube, namespace: str, replicas: int, workers_to_delete: list[str] | None = None) -> None:
