@@ -282,10 +282,11 @@ class LeaseInfeasible(TypedDict):
     resources: dict[str, float]
 
 
-class PushTask(TypedDict):
+class PushTask(TypedDict, total=False):
     spec: tuple  # TaskSpec.to_wire()
     lease_id: int
     gpu_ids: list[str]
+    attempt: int  # 0 for the first try, +1 per retry (the task events' attempt_number)
 
 
 class CreateActor(TypedDict):
@@ -348,6 +349,7 @@ RESTORE_OBJECT = "restore_object"
 READ_OBJECT = "read_object"
 KV_GET = "kv_get"
 KV_PUT = "kv_put"
+TASK_EVENTS = "task_events"
 # raylet -> owner; core worker <-> core worker
 LEASE_INFEASIBLE = "lease_infeasible"
 GET_OBJECT = "get_object"
@@ -398,6 +400,9 @@ MESSAGES: dict[str, Message] = {
                          "A chunk of a value held on this node, for another node (None: not here)."),
     KV_GET: Message((OWNER,), RAYLET, KvGet, bytes, "The GCS's KV through the raylet: workers need no gRPC."),
     KV_PUT: Message((OWNER,), RAYLET, KvPut, int, "... and writes to it."),
+    TASK_EVENTS: Message((OWNER, WORKER), RAYLET, bytes, None,
+                         "A core worker's task events since its last report (ray._common.task_events JSON); "
+                         "the raylet forwards them to the GCS."),
     LEASE_INFEASIBLE: Message((RAYLET,), OWNER, LeaseInfeasible, None,
                               "No node can ever run this shape: the owner warns the user once."),
     GET_OBJECT: Message((OWNER,), OWNER, ObjectById, StoredObjectWire,
