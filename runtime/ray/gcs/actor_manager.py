@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import OrderedDict
 import json
 import logging
+from collections import OrderedDict
 
 from ray._common import framing
 from ray._common import placement_groups as pgs

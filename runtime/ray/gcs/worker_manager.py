@@ -35,7 +35,7 @@ class GcsWorkerManager(state_pb2_grpc.WorkerInfoGcsServiceServicer):
 
     def on_node_dead(self, node_hex: str) -> None:
         """Workers of a dead node are dead too."""
-        for worker_id, data in list(self._alive.items()):
+        for data in list(self._alive.values()):
             if data.node_id == node_hex:
                 ended = spb.WorkerTableData()
                 ended.CopyFrom(data)
