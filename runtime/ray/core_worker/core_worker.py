@@ -778,6 +778,13 @@ class CoreWorker:
 
         return _wait()
 
+    @handles(msg.GET_OBJECT_REFS)
+    def object_refs(self, conn: framing.Connection, body: None) -> list[dict]:
+        """The refs this process holds, as the state API lists them (`ray list objects`, `ray memory`)."""
+        from ray.core_worker.object_states import object_rows
+
+        return object_rows(self)
+
     @handles(msg.LEASE_INFEASIBLE)
     def warn_infeasible(self, conn: framing.Connection, body: msg.LeaseInfeasible) -> None:
         resources = body["resources"]

@@ -310,6 +310,23 @@ class NodeManager:
                        exit_detail="The worker was killed by ray.kill or ray.cancel(force=True).")
         return True
 
+    @handles(msg.LIST_OBJECTS)
+    async def list_objects(self, conn: framing.Connection, body: dict) -> dict:
+        """Every driver's and worker's refs on this node, and the store's usage (the state API's objects)."""
+        timeout = float(body.get("timeout", 10))
+        clients = list(self._drivers) + [w.conn for w in self.pool.workers.values()
+                                         if w.state != DEAD and w.conn is not None and not w.conn.closed]
+
+        async def ask(client: framing.Connection) -> list | None:
+            try:
+                return await asyncio.wait_for(client.request(msg.GET_OBJECT_REFS, None), timeout)
+            except Exception:  # noqa: BLE001 - a worker going away or busy: counted as failed
+                return None
+
+        answers = await asyncio.gather(*(ask(c) for c in clients))
+        rows = [row for answer in answers if answer for row in answer]
+        return {"objects": rows, "store": self.store.stats(), "failed": sum(a is None for a in answers)}
+
     @handles(msg.TASK_EVENTS)
     def task_events(self, conn: framing.Connection, batch_json: bytes) -> None:
         self.state.forward_task_events(batch_json)

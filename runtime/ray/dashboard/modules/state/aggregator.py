@@ -40,7 +40,7 @@ class StateAggregator:
                  objects: Callable[[float], Awaitable[tuple[list[dict], list[str]]]] | None = None):
         self._gcs = gcs
         self._job_details = job_details
-        self._objects = objects
+        self._objects_source = objects
 
     async def _call(self, method: Callable, request: Any, timeout: float) -> Any:
         try:
@@ -165,9 +165,9 @@ class StateAggregator:
         return rows, reply.num_total_stored + reply.num_status_task_events_dropped, warnings
 
     async def _objects(self, timeout: float, **_: Any) -> tuple[list[dict], int, list[str]]:
-        if self._objects is None:
+        if self._objects_source is None:
             return [], 0, []
-        rows, warnings = await self._objects(timeout)
+        rows, warnings = await self._objects_source(timeout)
         return rows, len(rows), warnings
 
     async def _runtime_envs(self, timeout: float, **_: Any) -> tuple[list[dict], int, list[str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +23,8 @@ from ray._common import state_schema as ss
 from ray._common.timeline import chrome_tracing_dump
 from ray.dashboard.modules.state import summaries
 from ray.dashboard.modules.state.aggregator import DataSourceUnavailable, StateAggregator
+
+logger = logging.getLogger(__name__)
 
 LIST_RESOURCES = ("actors", "jobs", "nodes", "placement_groups", "workers", "tasks", "objects", "runtime_envs",
                   "cluster_events")
@@ -120,6 +123,9 @@ class StateHead:
                 return reply(400, str(e), None)
             except DataSourceUnavailable as e:
                 return reply(500, str(e), None)
+            except Exception as e:  # noqa: BLE001 - the client gets the reason, the log the traceback
+                logger.exception("State API request %s failed.", req.path_qs)
+                return reply(500, f"Internal error of the state API: {e!r}. See dashboard.log for details.", None)
             finally:
                 self._in_flight -= 1
 
