@@ -95,6 +95,10 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         self._resources: dict[tuple, dict] = {}  # shared required_resources dicts
         self.num_dropped = 0  # attempts evicted here, plus events workers could not buffer
         self.dropped_by_job: dict[str, int] = {}
+        # Attempts dropped here, so that their late events (an executor reports after its owner) are ignored
+        # instead of bringing them back half-described (Ray tracks dropped attempts the same way, bounded).
+        self._evicted: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self.max_evicted_tracked = max(self.max_num_tasks, 100000)
 
     # ------------------------------------------------------------------ writes
     async def AddTaskEventData(self, request, context):
@@ -117,21 +121,28 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             self.dropped_by_job[job] = self.dropped_by_job.get(job, 0) + dropped
         for task_id, attempt, state, ms, extra in batch.get("events", ()):
             record = self._record(task_id, attempt)
+            if record is None:
+                continue
             record.events.append((_intern(state), ms))
             if state == te.RUNNING:  # the executor's own event: where it runs
                 record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
             if extra:
                 self._merge(record, extra)
 
-    def _record(self, task_id: str, attempt: int) -> TaskAttempt:
+    def _record(self, task_id: str, attempt: int) -> TaskAttempt | None:
         key = (task_id, attempt)
         record = self._tasks.get(key)
         if record is None:
+            if key in self._evicted:
+                return None
             record = self._tasks[key] = TaskAttempt(task_id, attempt)
             while len(self._tasks) > self.max_num_tasks:
-                _, old = self._tasks.popitem(last=False)
+                old_key, old = self._tasks.popitem(last=False)
                 self.num_dropped += 1
                 self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + 1
+                self._evicted[old_key] = None
+                if len(self._evicted) > self.max_evicted_tracked:
+                    self._evicted.popitem(last=False)
         return record
 
     def _merge(self, record: TaskAttempt, extra: dict) -> None:
