@@ -1,23 +1,25 @@
 """Task events: what every core worker reports about its tasks, and how a batch travels.
 
 A core worker appends `(task_id: bytes, attempt: int, state: str, time_s: float, extra)` tuples to its
-buffer on the hot path (one `list.append`); once per `task_events_report_interval_ms` its io thread turns
-the buffer into one JSON batch (`encode_batch`) and sends it to its raylet (`TASK_EVENTS`), which forwards
-the bytes to the GCS (`AddTaskEventData`) without parsing them. JSON, not pickle: the GCS decodes it.
+buffer on the hot path (one `list.append`); once per `task_events_report_interval_ms` its io thread pickles
+the buffer in one call (`encode_batch`) and sends it to its raylet (`TASK_EVENTS`), which forwards the bytes
+to the GCS (`AddTaskEventData`) without decoding them. Every hop is authenticated with the cluster's token
+(framed handshake, gRPC interceptor), so the GCS unpickles only what a token holder sent.
 
-A batch: `{"worker_id", "node_id", "pid", "dropped": <events this worker could not buffer>,
-"events": [[task_id_hex, attempt, state, time_ms, extra], ...]}`. `extra` is null or an object:
-  * with the first event of an attempt its owner records (`info`): name, func_or_class_name, type, job_id,
-    parent_task_id, actor_id, required_resources, runtime_env_info, placement_group_id, language;
-  * `SUBMITTED_TO_WORKER`: node_id, worker_id of the leased worker;
-  * `FAILED`: error_type, error_message.
-Events of the executing worker (`RUNNING`, and its own `FINISHED`/`FAILED`) name the task's node, worker and
-pid through the batch's sender.
+A batch: `{"worker_id", "node_id", "pid", "job_id", "dropped": <events this worker could not buffer>,
+"descriptions": {key: description}, "events": [(task_id, attempt, state, time_s, extra), ...]}`.
+A description (one per remote function or actor method in the batch) has name, func_or_class_name, type,
+job_id, required_resources, runtime_env_info, placement_group_id, language. `extra` is None, or:
+  * the owner's first event of an attempt: `(description key, parent task id, actor id or None)`;
+  * `{"info": {...}}`: a full description (with parent_task_id, actor_id), for rare tasks such as an
+    actor's creation and the driver;
+  * a FAILED event: `{"error_type", "error_message"}`.
+The executing worker's RUNNING event names the task's node, worker and pid through the batch's sender.
 """
 
 from __future__ import annotations
 
-import json
+import pickle
 from typing import Any
 
 # Ray's TaskStatus names (common.proto), in the order a task goes through them.
@@ -51,17 +53,17 @@ TASK_PLACEMENT_GROUP_REMOVED = "TASK_PLACEMENT_GROUP_REMOVED"
 DEPENDENCY_RESOLUTION_FAILED = "DEPENDENCY_RESOLUTION_FAILED"
 LOCAL_RAYLET_DIED = "LOCAL_RAYLET_DIED"
 
-Event = tuple  # (task_id: bytes, attempt: int, state: str, time_s: float, extra: dict | Any | None)
+Event = tuple  # (task_id: bytes, attempt: int, state: str, time_s: float, extra: dict | tuple | None)
 
 
 def encode_batch(events: list[Event], sender: dict[str, Any], dropped: int,
-                 encode_extra=None) -> bytes:
-    """One report of a core worker: its buffered events as JSON bytes. `encode_extra(extra)` turns an
-    event's extra (which may be a cheap placeholder recorded on the hot path) into a JSON-able dict."""
-    out = []
-    append = out.append
-    for task_id, attempt, state, t, extra in events:
-        if extra is not None and encode_extra is not None:
-            extra = encode_extra(extra)
-        append((task_id.hex(), attempt, state, int(t * 1000), extra))
-    return json.dumps({**sender, "dropped": dropped, "events": out}, separators=(",", ":")).encode()
+                 descriptions: dict[int, dict]) -> bytes:
+    """One report of a core worker, pickled in one C-level call: the hot path's tuples travel as they were
+    recorded (no per-event Python work in the worker). Only the GCS decodes it (`decode_batch`), from a raylet
+    that authenticated with the cluster's token, which received it from a worker that did too."""
+    return pickle.dumps({**sender, "dropped": dropped, "descriptions": descriptions, "events": events},
+                        protocol=5)
+
+
+def decode_batch(data: bytes) -> dict[str, Any]:
+    return pickle.loads(data)

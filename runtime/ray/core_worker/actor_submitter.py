@@ -80,7 +80,9 @@ class ActorTaskSubmitter:
             st.sender = self.loop.create_task(self._send_loop(st))
         return st
 
-    def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int) -> None:
+    def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
+               parent: bytes | None = None) -> None:
+        self.cw.task_events.record_submitted(spec.task_id, 0, spec.options, parent, actor_id=actor_id)
         self._state(actor_id).queue.put_nowait(_Call(spec, pinned, max_task_retries))
 
     # ------------------------------------------------------------------ sending, in order

@@ -307,7 +307,6 @@ class CoreWorker:
                         self.namespace, parent)
         refs = self._own_results(return_ids)
         self.refs.pin(pinned)
-        self.task_events.record_submitted(spec.task_id, 0, options, parent)
         self.submitter.submit_threadsafe(spec, pinned)
         del keep  # the pins hold large arguments from here on
         return refs
@@ -322,9 +321,8 @@ class CoreWorker:
                              self.namespace)
         refs = self._own_results(return_ids)
         self.refs.pin(pinned)
-        self.task_events.record_actor_task(spec.task_id, options, actor_id,
-                                           self.current_task_id.binary() if self.executor is not None else None)
-        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries)
+        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries,
+                                       self.current_task_id.binary() if self.executor is not None else None)
         del keep
         return refs
 

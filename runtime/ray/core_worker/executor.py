@@ -252,8 +252,6 @@ class TaskExecutor:
                 reply = self._error_reply(call, self._task_error(call, e))
             finally:
                 self._async_tasks.pop(task_id, None)
-        if "app_error" not in reply:
-            self.cw.task_events.record(task_id, 0, te.FINISHED)
         self._reply(responder, reply)
 
     def _reply(self, responder: framing.Responder, reply: msg.TaskReply | msg.ActorCreated) -> None:
@@ -284,11 +282,10 @@ class TaskExecutor:
         return self._execute(_actor_invocation(spec), lambda: getattr(self.actor, spec.options.method))
 
     def _execute(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
+        # RUNNING names this worker and node; the owner records FINISHED when the reply reaches it, and a
+        # failure is recorded here by `_error_reply` with its traceback.
         self.cw.task_events.record(call.task_id, call.attempt, te.RUNNING)
-        reply = self._execute_inner(call, function)
-        if "app_error" not in reply:  # else `_error_reply` recorded the failure
-            self.cw.task_events.record(call.task_id, call.attempt, te.FINISHED)
-        return reply
+        return self._execute_inner(call, function)
 
     def _execute_inner(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
         task_id = call.task_id

@@ -22,9 +22,6 @@ from ray._common import task_events as te
 from ray._common.config import config
 from ray.protocol import messages as msg
 
-# Placeholder kinds of an owner's first event (turned into the task's description at encode time).
-_NORMAL, _ACTOR_TASK = 0, 1
-
 _ERROR_TYPES: tuple[tuple[type, str], ...] = (
     (exceptions.TaskCancelledError, te.TASK_CANCELLED),
     (exceptions.WorkerCrashedError, te.WORKER_DIED),
@@ -58,8 +55,10 @@ class TaskEventBuffer:
         self.max_buffered = cfg.task_events_max_num_status_events_buffer_on_worker
         self.events: list[te.Event] = []
         self.dropped = 0
+        self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's events (io thread)
         self._handle = None
         self.enabled = self.interval_s > 0
+        self._driver_task = core_worker.driver_task_id.binary()
         if not self.enabled:
             self.record = _ignore  # type: ignore[method-assign]
 
@@ -71,11 +70,14 @@ class TaskEventBuffer:
         else:
             self.dropped += 1
 
-    def record_submitted(self, task_id: bytes, attempt: int, options, parent: bytes | None) -> None:
-        self.record(task_id, attempt, te.PENDING_ARGS_AVAIL, (_NORMAL, options, parent))
-
-    def record_actor_task(self, task_id: bytes, options, actor_id: bytes, parent: bytes | None) -> None:
-        self.record(task_id, 0, te.PENDING_ARGS_AVAIL, (_ACTOR_TASK, options, parent, actor_id))
+    def record_submitted(self, task_id: bytes, attempt: int, options, parent: bytes | None,
+                         state: str = te.PENDING_ARGS_AVAIL, actor_id: bytes | None = None) -> None:
+        """The owner's first event of an attempt (PENDING_NODE_ASSIGNMENT when it has no argument to wait
+        for: the GCS adds PENDING_ARGS_AVAIL at the same time), naming the task's description: its shared
+        options object, described once per batch. Io thread only (the batch is swapped there)."""
+        key = id(options)
+        self._descriptions[key] = options
+        self.record(task_id, attempt, state, (key, parent or self._driver_task, actor_id))
 
     # ------------------------------------------------------------------ reporting (io thread)
     def start(self) -> None:
@@ -101,33 +103,26 @@ class TaskEventBuffer:
         if raylet is None or raylet.closed:
             return
         batch, self.events = self.events, []
+        options, self._descriptions = self._descriptions, {}
         dropped, self.dropped = self.dropped, 0
         sender = {"worker_id": self.cw.worker_id.hex(), "node_id": self.cw.node_id, "pid": os.getpid(),
                   "job_id": self.cw.job_id.hex()}
-        payload = te.encode_batch(batch, sender, dropped, self._describe)
+        payload = te.encode_batch(batch, sender, dropped, {k: self._describe(o) for k, o in options.items()})
         with contextlib.suppress(Exception):
             raylet.notify(msg.TASK_EVENTS, payload)
 
-    def _describe(self, extra: Any) -> dict:
-        if type(extra) is not tuple:
-            return extra
-        kind, options, parent = extra[0], extra[1], extra[2]
+    def _describe(self, options: Any) -> dict:
+        """A remote function's (TaskOptions) or actor method's (ActorMethodOptions) description."""
         job_id = self.cw.job_id.hex()
-        parent_hex = parent.hex() if parent else self.cw.driver_task_id.hex()
-        if kind == _NORMAL:
+        if hasattr(options, "function_key"):
             strategy = options.strategy or {}
-            return {"info": {
-                "name": options.name, "func_or_class_name": options.name, "type": te.NORMAL_TASK,
-                "job_id": job_id, "parent_task_id": parent_hex, "actor_id": None,
-                "required_resources": options.resources,
-                "runtime_env_info": {"serialized_runtime_env": _json(options.runtime_env)},
-                "placement_group_id": strategy.get("placement_group_id") or None, "language": "PYTHON",
-            }}
-        return {"info": {
-            "name": options.name, "func_or_class_name": options.name, "type": te.ACTOR_TASK, "job_id": job_id,
-            "parent_task_id": parent_hex, "actor_id": extra[3].hex(), "required_resources": {},
-            "runtime_env_info": {"serialized_runtime_env": "{}"}, "placement_group_id": None, "language": "PYTHON",
-        }}
+            return {"name": options.name, "func_or_class_name": options.name, "type": te.NORMAL_TASK,
+                    "job_id": job_id, "required_resources": options.resources,
+                    "runtime_env_info": {"serialized_runtime_env": _json(options.runtime_env)},
+                    "placement_group_id": strategy.get("placement_group_id") or None, "language": "PYTHON"}
+        return {"name": options.name, "func_or_class_name": options.name, "type": te.ACTOR_TASK, "job_id": job_id,
+                "required_resources": {}, "runtime_env_info": {"serialized_runtime_env": "{}"},
+                "placement_group_id": None, "language": "PYTHON"}
 
 
 def _json(value: Any) -> str:

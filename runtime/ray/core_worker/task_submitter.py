@@ -109,9 +109,12 @@ class NormalTaskSubmitter:
         task = PendingTask(spec, spec.options.max_retries, pinned)
         self._tasks[spec.task_id] = task
         if any(arg[0] == ArgKind.BY_REF for arg in spec.args):
+            self._events.record_submitted(spec.task_id, 0, spec.options, spec.parent_task_id)
             self.loop.create_task(self._resolve_and_queue(task))
-        else:  # nothing to wait for
-            self._queue(task)
+        else:  # nothing to wait for: one event says it was submitted and waits for a node
+            self._events.record_submitted(spec.task_id, 0, spec.options, spec.parent_task_id,
+                                          te.PENDING_NODE_ASSIGNMENT)
+            self._queue(task, recorded=True)
 
     async def _resolve_and_queue(self, task: PendingTask) -> None:
         error = await self.cw.resolver.resolve(task.spec.args)
@@ -138,8 +141,9 @@ class NormalTaskSubmitter:
         (node_id, raylet_tcp), _ = max(by_node.items(), key=lambda item: item[1])
         return "" if node_id == self.cw.node_id else raylet_tcp
 
-    def _queue(self, task: PendingTask, locality: str = "") -> None:
-        self._events.record(task.spec.task_id, task.attempt, te.PENDING_NODE_ASSIGNMENT)
+    def _queue(self, task: PendingTask, locality: str = "", recorded: bool = False) -> None:
+        if not recorded:
+            self._events.record(task.spec.task_id, task.attempt, te.PENDING_NODE_ASSIGNMENT)
         cls = self._class_for(task.spec.options, locality)
         cls.tasks.append(task)
         self._pump(cls)
@@ -286,8 +290,7 @@ class NormalTaskSubmitter:
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
         worker.busy = True
         task.worker = worker
-        self._events.record(task.spec.task_id, task.attempt, te.SUBMITTED_TO_WORKER,
-                            {"node_id": worker.node_id, "worker_id": worker.worker_id})
+        self._events.record(task.spec.task_id, task.attempt, te.SUBMITTED_TO_WORKER)
         reply = worker.conn.request(msg.PUSH_TASK, {"spec": task.spec.to_wire(), "lease_id": worker.lease_id,
                                                     "gpu_ids": worker.gpu_ids, "attempt": task.attempt})
         # A done callback, not a coroutine: the next task goes out in the same loop turn as this reply.
@@ -308,7 +311,6 @@ class NormalTaskSubmitter:
                             task.retries_left)
                 self._next_attempt(task, {"error_type": te.WORKER_DIED, "error_message": (
                     "The worker running the task died; the task is retried.")})
-                self._events.record(spec.task_id, task.attempt, te.PENDING_NODE_ASSIGNMENT)
                 cls.tasks.appendleft(task)
                 self._pump(cls)
             else:
@@ -322,7 +324,6 @@ class NormalTaskSubmitter:
         if reply.get("app_error") and reply.get("retryable") and task.retries_left != 0 and not task.cancelled:
             task.retries_left -= 1 if task.retries_left > 0 else 0
             self._next_attempt(task, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})
-            self._events.record(spec.task_id, task.attempt, te.PENDING_NODE_ASSIGNMENT)
             cls.tasks.append(task)
             self._make_idle(cls, worker)
             return
@@ -344,7 +345,8 @@ class NormalTaskSubmitter:
         spec = task.spec
         self._events.record(spec.task_id, task.attempt, te.FAILED, failed)
         task.attempt += 1
-        self._events.record_submitted(spec.task_id, task.attempt, spec.options, spec.parent_task_id)
+        self._events.record_submitted(spec.task_id, task.attempt, spec.options, spec.parent_task_id,
+                                      te.PENDING_NODE_ASSIGNMENT)
 
     # ------------------------------------------------------------------ completion
     def _finish(self, task: PendingTask, returns: list, nested_holder: dict | None = None) -> None:

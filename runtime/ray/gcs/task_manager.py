@@ -30,25 +30,32 @@ _intern = sys.intern
 JOB_DONE_MARK_DELAY_S = 2.0
 
 
-class TaskAttempt:
-    """One attempt of one task, as stored (slots and shared strings: 100,000 of them must stay small)."""
+_NO_DESCRIPTION: dict[str, Any] = {}
 
-    __slots__ = ("task_id", "attempt", "name", "func_or_class_name", "type", "job_id", "parent_task_id",
-                 "actor_id", "required_resources", "runtime_env", "placement_group_id", "language", "node_id",
-                 "worker_id", "worker_pid", "error_type", "error_message", "events")
+
+class TaskAttempt:
+    """One attempt of one task, as stored. 100,000 of them must stay small: slots, and the description
+    (name, type, resources, runtime env, ...) shared by all the calls of one function."""
+
+    __slots__ = ("task_id", "attempt", "desc", "parent_task_id", "actor_id", "node_id", "worker_id", "worker_pid",
+                 "error_type", "error_message", "events")
 
     def __init__(self, task_id: str, attempt: int):
         self.task_id = task_id
         self.attempt = attempt
-        self.name = self.func_or_class_name = self.type = self.job_id = self.parent_task_id = ""
-        self.actor_id = self.placement_group_id = self.node_id = self.worker_id = None
-        self.required_resources: dict | None = None
-        self.runtime_env = "{}"
-        self.language = "PYTHON"
+        self.desc = _NO_DESCRIPTION
+        self.parent_task_id = ""
+        self.actor_id = self.node_id = self.worker_id = self.error_type = self.error_message = None
         self.worker_pid: int | None = None
-        self.error_type: str | None = None
-        self.error_message: str | None = None
         self.events: list[tuple[str, int]] = []
+
+    @property
+    def job_id(self) -> str:
+        return self.desc.get("job_id") or ""
+
+    @property
+    def type(self) -> str:
+        return self.desc.get("type") or te.NORMAL_TASK
 
     def state(self) -> str:
         best, rank = te.NIL, -1
@@ -69,15 +76,18 @@ class TaskAttempt:
     def row(self) -> dict[str, Any]:
         """The state API's TaskState columns (all of them; the dashboard drops detail-only ones)."""
         events = sorted(self.events, key=lambda e: e[1])
+        if events and events[0][0] == te.PENDING_NODE_ASSIGNMENT:  # submitted with nothing to wait for
+            events.insert(0, (te.PENDING_ARGS_AVAIL, events[0][1]))
+        d = self.desc
         return {
-            "task_id": self.task_id, "attempt_number": self.attempt, "name": self.name, "state": self.state(),
-            "job_id": self.job_id, "actor_id": self.actor_id, "type": self.type or te.NORMAL_TASK,
-            "func_or_class_name": self.func_or_class_name, "parent_task_id": self.parent_task_id,
-            "node_id": self.node_id, "worker_id": self.worker_id, "worker_pid": self.worker_pid,
-            "error_type": self.error_type, "language": self.language,
-            "required_resources": self.required_resources or {},
-            "runtime_env_info": {"serialized_runtime_env": self.runtime_env},
-            "placement_group_id": self.placement_group_id,
+            "task_id": self.task_id, "attempt_number": self.attempt, "name": d.get("name", ""),
+            "state": self.state(), "job_id": d.get("job_id", ""), "actor_id": self.actor_id,
+            "type": d.get("type") or te.NORMAL_TASK, "func_or_class_name": d.get("func_or_class_name", ""),
+            "parent_task_id": self.parent_task_id, "node_id": self.node_id, "worker_id": self.worker_id,
+            "worker_pid": self.worker_pid, "error_type": self.error_type, "language": d.get("language", "PYTHON"),
+            "required_resources": d.get("required_resources") or {},
+            "runtime_env_info": d.get("runtime_env_info") or {"serialized_runtime_env": "{}"},
+            "placement_group_id": d.get("placement_group_id"),
             "events": [{"state": state, "created_ms": ms} for state, ms in events],
             "profiling_data": None,
             "creation_time_ms": events[0][1] if events else None,
@@ -92,7 +102,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     def __init__(self, max_num_tasks: int | None = None):
         self.max_num_tasks = config().task_events_max_num_task_in_gcs if max_num_tasks is None else max_num_tasks
         self._tasks: OrderedDict[tuple[str, int], TaskAttempt] = OrderedDict()
-        self._resources: dict[tuple, dict] = {}  # shared required_resources dicts
+        self._descriptions: dict[str, dict] = {}  # shared task descriptions, by their JSON
         self.num_dropped = 0  # attempts evicted here, plus events workers could not buffer
         self.dropped_by_job: dict[str, int] = {}
         # Attempts dropped here, so that their late events (an executor reports after its owner) are ignored
@@ -103,9 +113,9 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     # ------------------------------------------------------------------ writes
     async def AddTaskEventData(self, request, context):
         try:
-            batch = json.loads(request.batch_json)
-        except ValueError:
-            logger.warning("Ignored a task event batch that is not JSON.")
+            batch = te.decode_batch(request.batch)
+        except Exception:  # noqa: BLE001 - a malformed batch from a token holder: logged, dropped
+            logger.warning("Ignored a task event batch that could not be decoded.", exc_info=True)
             return spb.AddTaskEventDataReply()
         self.add_batch(batch)
         return spb.AddTaskEventDataReply()
@@ -119,15 +129,33 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             self.num_dropped += dropped
             job = batch.get("job_id", "")
             self.dropped_by_job[job] = self.dropped_by_job.get(job, 0) + dropped
-        for task_id, attempt, state, ms, extra in batch.get("events", ()):
-            record = self._record(task_id, attempt)
+        descriptions = {key: self._shared(desc) for key, desc in (batch.get("descriptions") or {}).items()}
+        record_of = self._record
+        running = te.RUNNING
+        for task_id, attempt, state, t, extra in batch.get("events", ()):
+            record = record_of(task_id.hex(), attempt)
             if record is None:
                 continue
-            record.events.append((_intern(state), ms))
-            if state == te.RUNNING:  # the executor's own event: where it runs
+            record.events.append((_intern(state), int(t * 1000)))
+            if state == running:  # the executor's own event: where it runs
                 record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
             if extra:
-                self._merge(record, extra)
+                if type(extra) is tuple:  # (description key, parent task id, actor id)
+                    record.desc = descriptions.get(extra[0], _NO_DESCRIPTION)
+                    record.parent_task_id = extra[1].hex() if extra[1] else ""
+                    record.actor_id = extra[2].hex() if extra[2] else None
+                else:
+                    self._merge(record, extra)
+
+    def _shared(self, desc: dict) -> dict:
+        """One description object per distinct description (most tasks share their function's)."""
+        key = json.dumps(desc, sort_keys=True)
+        shared = self._descriptions.get(key)
+        if shared is None:
+            if len(self._descriptions) > 10000:
+                self._descriptions.clear()
+            shared = self._descriptions[key] = desc
+        return shared
 
     def _record(self, task_id: str, attempt: int) -> TaskAttempt | None:
         key = (task_id, attempt)
@@ -147,19 +175,10 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
 
     def _merge(self, record: TaskAttempt, extra: dict) -> None:
         info = extra.get("info")
-        if info:
-            record.name = _intern(info.get("name") or "")
-            record.func_or_class_name = _intern(info.get("func_or_class_name") or "")
-            record.type = _intern(info.get("type") or te.NORMAL_TASK)
-            record.job_id = _intern(info.get("job_id") or "")
-            record.parent_task_id = _intern(info.get("parent_task_id") or "")
-            record.actor_id = info.get("actor_id")
-            resources = info.get("required_resources") or {}
-            key = tuple(sorted(resources.items()))
-            record.required_resources = self._resources.setdefault(key, resources)
-            record.runtime_env = _intern((info.get("runtime_env_info") or {}).get("serialized_runtime_env") or "{}")
-            record.placement_group_id = info.get("placement_group_id")
-            record.language = _intern(info.get("language") or "PYTHON")
+        if info:  # a task described on its own (actor creation, the driver)
+            record.parent_task_id = info.pop("parent_task_id", "") or ""
+            record.actor_id = info.pop("actor_id", None)
+            record.desc = self._shared(info)
         if extra.get("node_id") and record.node_id is None:
             record.node_id = _intern(extra["node_id"])
         if extra.get("worker_id") and record.worker_id is None:

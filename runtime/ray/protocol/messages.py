@@ -405,7 +405,7 @@ MESSAGES: dict[str, Message] = {
     KV_GET: Message((OWNER,), RAYLET, KvGet, bytes, "The GCS's KV through the raylet: workers need no gRPC."),
     KV_PUT: Message((OWNER,), RAYLET, KvPut, int, "... and writes to it."),
     TASK_EVENTS: Message((OWNER, WORKER), RAYLET, bytes, None,
-                         "A core worker's task events since its last report (ray._common.task_events JSON); "
+                         "A core worker's task events since its last report (ray._common.task_events.encode_batch); "
                          "the raylet forwards them to the GCS."),
     LIST_OBJECTS: Message((DASHBOARD,), RAYLET, dict, dict,
                           "The object refs every driver and worker of the node holds ({'timeout': s}); the reply: "

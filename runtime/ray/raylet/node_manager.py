@@ -328,8 +328,8 @@ class NodeManager:
         return {"objects": rows, "store": self.store.stats(), "failed": sum(a is None for a in answers)}
 
     @handles(msg.TASK_EVENTS)
-    def task_events(self, conn: framing.Connection, batch_json: bytes) -> None:
-        self.state.forward_task_events(batch_json)
+    def task_events(self, conn: framing.Connection, batch: bytes) -> None:
+        self.state.forward_task_events(batch)
 
     @handles(msg.GET_NODE_STATS)
     def get_node_stats(self, conn: framing.Connection, body: None) -> dict:

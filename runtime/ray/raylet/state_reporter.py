@@ -30,17 +30,17 @@ class StateReporter:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     # ------------------------------------------------------------------ task events
-    def forward_task_events(self, batch_json: bytes) -> None:
+    def forward_task_events(self, batch: bytes) -> None:
         if self.gcs is None:
             return
-        task = asyncio.get_running_loop().create_task(self._send_events(batch_json))
+        task = asyncio.get_running_loop().create_task(self._send_events(batch))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
-    async def _send_events(self, batch_json: bytes) -> None:
+    async def _send_events(self, batch: bytes) -> None:
         try:
             await self.gcs.call(self.gcs.stubs.task_info.AddTaskEventData,
-                                spb.AddTaskEventDataRequest(batch_json=batch_json), timeout_s=10)
+                                spb.AddTaskEventDataRequest(batch=batch), timeout_s=10)
         except (ConnectionError, ValueError) as e:
             logger.debug("Dropped a batch of task events: %s", e)
 
