@@ -33,6 +33,11 @@ JOB_DONE_MARK_DELAY_S = 2.0
 _NO_DESCRIPTION: dict[str, Any] = {}
 
 
+def _hex(value: bytes | str | None) -> str | None:
+    """Ids arrive as bytes from workers' batches and as hex from described tasks (actor creation, driver)."""
+    return value.hex() if isinstance(value, bytes) else value
+
+
 class TaskAttempt:
     """One attempt of one task, as stored. 100,000 of them must stay small: slots, and the description
     (name, type, resources, runtime env, ...) shared by all the calls of one function."""
@@ -40,7 +45,7 @@ class TaskAttempt:
     __slots__ = ("task_id", "attempt", "desc", "parent_task_id", "actor_id", "node_id", "worker_id", "worker_pid",
                  "error_type", "error_message", "events")
 
-    def __init__(self, task_id: str, attempt: int):
+    def __init__(self, task_id: bytes, attempt: int):
         self.task_id = task_id
         self.attempt = attempt
         self.desc = _NO_DESCRIPTION
@@ -68,22 +73,22 @@ class TaskAttempt:
         return best
 
     def time_of(self, *states: str) -> int | None:
-        for state, ms in self.events:
+        for state, t in self.events:
             if state in states:
-                return ms
+                return int(t * 1000)
         return None
 
     def row(self) -> dict[str, Any]:
         """The state API's TaskState columns (all of them; the dashboard drops detail-only ones)."""
-        events = sorted(self.events, key=lambda e: e[1])
+        events = sorted(((state, int(t * 1000)) for state, t in self.events), key=lambda e: e[1])
         if events and events[0][0] == te.PENDING_NODE_ASSIGNMENT:  # submitted with nothing to wait for
             events.insert(0, (te.PENDING_ARGS_AVAIL, events[0][1]))
         d = self.desc
         return {
-            "task_id": self.task_id, "attempt_number": self.attempt, "name": d.get("name", ""),
-            "state": self.state(), "job_id": d.get("job_id", ""), "actor_id": self.actor_id,
+            "task_id": self.task_id.hex(), "attempt_number": self.attempt, "name": d.get("name", ""),
+            "state": self.state(), "job_id": d.get("job_id", ""), "actor_id": _hex(self.actor_id),
             "type": d.get("type") or te.NORMAL_TASK, "func_or_class_name": d.get("func_or_class_name", ""),
-            "parent_task_id": self.parent_task_id, "node_id": self.node_id, "worker_id": self.worker_id,
+            "parent_task_id": _hex(self.parent_task_id) or "", "node_id": self.node_id, "worker_id": self.worker_id,
             "worker_pid": self.worker_pid, "error_type": self.error_type, "language": d.get("language", "PYTHON"),
             "required_resources": d.get("required_resources") or {},
             "runtime_env_info": d.get("runtime_env_info") or {"serialized_runtime_env": "{}"},
@@ -101,13 +106,13 @@ class TaskAttempt:
 class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     def __init__(self, max_num_tasks: int | None = None):
         self.max_num_tasks = config().task_events_max_num_task_in_gcs if max_num_tasks is None else max_num_tasks
-        self._tasks: OrderedDict[tuple[str, int], TaskAttempt] = OrderedDict()
+        self._tasks: OrderedDict[tuple[bytes, int], TaskAttempt] = OrderedDict()
         self._descriptions: dict[str, dict] = {}  # shared task descriptions, by their JSON
         self.num_dropped = 0  # attempts evicted here, plus events workers could not buffer
         self.dropped_by_job: dict[str, int] = {}
         # Attempts dropped here, so that their late events (an executor reports after its owner) are ignored
         # instead of bringing them back half-described (Ray tracks dropped attempts the same way, bounded).
-        self._evicted: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self.max_evicted_tracked = max(self.max_num_tasks, 100000)
 
     # ------------------------------------------------------------------ writes
@@ -133,17 +138,18 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         record_of = self._record
         running = te.RUNNING
         for task_id, attempt, state, t, extra in batch.get("events", ()):
-            record = record_of(task_id.hex(), attempt)
+            record = record_of(task_id, attempt)
             if record is None:
                 continue
-            record.events.append((_intern(state), int(t * 1000)))
+            # One pickle holds one object per distinct string, so the states of a batch share theirs.
+            record.events.append((state, t))  # seconds, as recorded: turned into ms when read
             if state == running:  # the executor's own event: where it runs
                 record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
             if extra:
                 if type(extra) is tuple:  # (description key, parent task id, actor id)
                     record.desc = descriptions.get(extra[0], _NO_DESCRIPTION)
-                    record.parent_task_id = extra[1].hex() if extra[1] else ""
-                    record.actor_id = extra[2].hex() if extra[2] else None
+                    record.parent_task_id = extra[1]  # bytes (shared within a batch); hex when read
+                    record.actor_id = extra[2]
                 else:
                     self._merge(record, extra)
 
@@ -157,7 +163,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             shared = self._descriptions[key] = desc
         return shared
 
-    def _record(self, task_id: str, attempt: int) -> TaskAttempt | None:
+    def _record(self, task_id: bytes, attempt: int) -> TaskAttempt | None:
         key = (task_id, attempt)
         record = self._tasks.get(key)
         if record is None:
@@ -193,7 +199,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         asyncio.get_running_loop().call_later(JOB_DONE_MARK_DELAY_S, self._fail_unfinished, job_id.hex())
 
     def _fail_unfinished(self, job_hex: str) -> None:
-        now = int(time.time() * 1000)
+        now = time.time()
         for record in self._tasks.values():
             if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state() not in te.TERMINAL_STATES:
                 record.events.append((te.FAILED, now))
@@ -211,7 +217,12 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     def query(self, job_id: str = "", task_ids: list[str] | None = None, actor_id: str = "", limit: int = 0,
               exclude_driver: bool = True) -> tuple[list[dict], int]:
         if task_ids:
-            wanted = set(task_ids)
+            wanted = set()
+            for task_id in task_ids:
+                try:
+                    wanted.add(bytes.fromhex(task_id))
+                except ValueError:
+                    pass  # not a task id: matches nothing
             candidates = [r for r in self._tasks.values() if r.task_id in wanted]
         else:
             candidates = self._tasks.values()
@@ -220,7 +231,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         for record in candidates:
             if job_id and record.job_id != job_id:
                 continue
-            if actor_id and record.actor_id != actor_id:
+            if actor_id and _hex(record.actor_id) != actor_id:
                 continue
             if exclude_driver and record.type == te.DRIVER_TASK:
                 continue
