@@ -179,7 +179,38 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         else:
             logger.info("Connecting to existing Ray cluster at address: %s...", gcs_address)
         atexit.register(shutdown)
+        _watch_uncaught_exceptions()
         return context
+
+
+_uncaught: list[str] = []  # the driver's uncaught exception, if it ends with one
+
+
+def _watch_uncaught_exceptions() -> None:
+    """Remember an uncaught exception (Python calls the hook before `atexit`'s shutdown) so the driver's job is
+    listed FAILED, not SUCCEEDED."""
+    previous = sys.excepthook
+    if getattr(previous, "__ray_driver_hook__", False):
+        return
+
+    def hook(exc_type, exc, tb) -> None:
+        _uncaught.append(f"The driver exited with an uncaught exception: {exc_type.__name__}: {exc}")
+        previous(exc_type, exc, tb)
+
+    hook.__ray_driver_hook__ = True
+    sys.excepthook = hook
+
+
+def _report_driver_exit(cw) -> None:
+    """Tell the GCS how the driver ends before its connection closes (its raylet would report a crash)."""
+    from ray.protocol import gcs_pb2 as pb
+
+    detail = _uncaught[-1] if _uncaught else ""
+    try:
+        cw.gcs.call(cw.gcs.stubs.job.MarkJobFinished, pb.MarkJobFinishedRequest(
+            job_id=cw.job_id.binary(), driver_failed=bool(detail), driver_exit_detail=detail), timeout_s=5)
+    except Exception:  # noqa: BLE001 - the cluster may be gone; the raylet reports the exit then
+        pass
 
 
 def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | None, job_config,
@@ -272,6 +303,7 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             global_worker.log_printer.stop()
             global_worker.log_printer = None
         try:
+            _report_driver_exit(cw)
             cw.shutdown()
         finally:
             node = global_worker.node

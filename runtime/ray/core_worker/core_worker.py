@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray import exceptions
-from ray._common import framing
+from ray._common import framing, task_events
 from ray._common.config import config
 from ray._common.ids import ActorID, JobID, ObjectID, PlacementGroupID, TaskID, WorkerID
 from ray._common.serialization import SerializedObject, deserialize, serialize
@@ -43,6 +43,7 @@ from ray.core_worker.memory_store import (
 )
 from ray.core_worker.object_ref import ObjectRef
 from ray.core_worker.reference_counter import ReferenceCounter
+from ray.core_worker.task_events import TaskEventBuffer
 from ray.protocol import messages as msg
 from ray.protocol.messages import (
     ActorMethodOptions,
@@ -103,6 +104,7 @@ class CoreWorker:
         self._put_counter = itertools.count(1)
         self._task_context = threading.local()
         self.driver_task_id = TaskID.for_driver(job_id)
+        self.task_events = TaskEventBuffer(self)
         self.shm_dir = ""
         self.raylet_tcp = ""
         self.raylet: framing.Connection | None = None
@@ -148,6 +150,11 @@ class CoreWorker:
         self.raylet_tcp = reply["raylet_tcp"]
         self.submitter = NormalTaskSubmitter(self)
         self.actor_submitter = ActorTaskSubmitter(self)
+        if self.mode == DRIVER:
+            self.task_events.record(self.driver_task_id.binary(), 0, task_events.RUNNING, {"info": {
+                "name": "", "func_or_class_name": "", "type": task_events.DRIVER_TASK, "job_id": self.job_id.hex(),
+                "parent_task_id": "", "actor_id": None, "required_resources": {}, "language": "PYTHON"}})
+        self.task_events.start()
 
     def _on_raylet_lost(self, conn) -> None:
         if self.mode == WORKER:
@@ -160,6 +167,9 @@ class CoreWorker:
         object_ref.set_hooks(None)
 
         async def _close():
+            if self.mode == DRIVER:
+                self.task_events.record(self.driver_task_id.binary(), 0, task_events.FINISHED)
+            self.task_events.stop()
             if self.submitter is not None:
                 self.submitter.shutdown()
             if self.actor_submitter is not None:
@@ -311,7 +321,8 @@ class CoreWorker:
                              self.namespace)
         refs = self._own_results(return_ids)
         self.refs.pin(pinned)
-        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries)
+        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries,
+                                       self.current_task_id.binary() if self.executor is not None else None)
         del keep
         return refs
 
@@ -346,6 +357,14 @@ class CoreWorker:
         if reply.code != 0:
             raise ValueError(reply.error_message)
         data = reply.actor
+        if data.actor_id == actor_id.binary():
+            parent = self.current_task_id.hex()
+            self.task_events.record(task_id.binary(), 0, task_events.PENDING_ARGS_AVAIL, {"info": {
+                "name": f"{options.class_name}.__init__", "func_or_class_name": f"{options.class_name}.__init__",
+                "type": task_events.ACTOR_CREATION_TASK, "job_id": self.job_id.hex(), "parent_task_id": parent,
+                "actor_id": actor_id.hex(), "required_resources": options.resources,
+                "runtime_env_info": {"serialized_runtime_env": json.dumps(options.runtime_env, sort_keys=True)},
+                "placement_group_id": options.strategy.get("placement_group_id") or None, "language": "PYTHON"}})
         scope_ref = None
         if not options.name and not options.detached and data.actor_id == actor_id.binary():
             scope_ref = self._actor_scope_ref(actor_id.binary(), task_id.binary())
@@ -756,6 +775,13 @@ class CoreWorker:
             return s.to_wire() if s is not None else None
 
         return _wait()
+
+    @handles(msg.GET_OBJECT_REFS)
+    def object_refs(self, conn: framing.Connection, body: None) -> list[dict]:
+        """The refs this process holds, as the state API lists them (`ray list objects`, `ray memory`)."""
+        from ray.core_worker.object_states import object_rows
+
+        return object_rows(self)
 
     @handles(msg.LEASE_INFEASIBLE)
     def warn_infeasible(self, conn: framing.Connection, body: msg.LeaseInfeasible) -> None:

@@ -26,6 +26,9 @@ from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
 from ray.dashboard.modules.job.job_runner import LocalJobRunner
 from ray.dashboard.modules.job.sdk import DASHBOARD_ADDRESS_KEY, DASHBOARD_KV_NAMESPACE
+from ray.dashboard.modules.state.aggregator import StateAggregator
+from ray.dashboard.modules.state.objects import ObjectsSource
+from ray.dashboard.modules.state.state_head import StateHead
 
 logger = logging.getLogger("ray.dashboard")
 
@@ -119,6 +122,9 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
     job_head = JobHead(manager, gcs)
     job_head.add_routes(app)
     overview.add_routes(app, gcs.get_all_node_info, job_head.all_job_details)
+    if hasattr(gcs, "stubs"):  # a real GcsClient (tests may pass a KV-only stand-in)
+        objects = ObjectsSource(gcs)
+        StateHead(StateAggregator(gcs, job_head.all_job_details, objects.rows)).add_routes(app)
 
     async def on_startup(app: web.Application) -> None:
         manager.start()

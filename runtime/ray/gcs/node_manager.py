@@ -32,6 +32,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         self._nodes: dict[bytes, pb.GcsNodeInfo] = {}
         self._usage: dict[bytes, pb.NodeResources] = {}
         self._last_seen: dict[bytes, float] = {}
+        self._dead_order: list[bytes] = []  # dead nodes, oldest first (kept up to maximum_gcs_dead_node_cached_count)
         self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
         self.placement_group_load = list  # () -> [PlacementGroupDemand]: pending groups, set by their manager
 
@@ -86,6 +87,11 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         await self._storage.put(NODE_TABLE, node_id, info.SerializeToString())
         self._publisher.publish(NODE_CHANNEL, node_id, info.SerializeToString())
         logger.warning("Node %s is dead: %s", node_id.hex(), reason)
+        self._dead_order.append(node_id)
+        while len(self._dead_order) > config().maximum_gcs_dead_node_cached_count:
+            old = self._dead_order.pop(0)
+            self._nodes.pop(old, None)
+            await self._storage.delete(NODE_TABLE, old)
         for callback in self.on_node_dead:
             await callback(node_id)
 

@@ -25,6 +25,7 @@ OWNER = "core worker"  # any driver or worker, as the owner of its objects and t
 WORKER = "worker"  # a worker process's task executor
 RAYLET = "raylet"
 GCS = "gcs"
+DASHBOARD = "dashboard"
 
 
 class Address(TypedDict):
@@ -282,10 +283,11 @@ class LeaseInfeasible(TypedDict):
     resources: dict[str, float]
 
 
-class PushTask(TypedDict):
+class PushTask(TypedDict, total=False):
     spec: tuple  # TaskSpec.to_wire()
     lease_id: int
     gpu_ids: list[str]
+    attempt: int  # 0 for the first try, +1 per retry (the task events' attempt_number)
 
 
 class CreateActor(TypedDict):
@@ -348,6 +350,10 @@ RESTORE_OBJECT = "restore_object"
 READ_OBJECT = "read_object"
 KV_GET = "kv_get"
 KV_PUT = "kv_put"
+TASK_EVENTS = "task_events"
+# the dashboard -> a raylet -> that node's core workers: the state API's objects (`ray list objects`, `ray memory`)
+LIST_OBJECTS = "list_objects"
+GET_OBJECT_REFS = "get_object_refs"
 # raylet -> owner; core worker <-> core worker
 LEASE_INFEASIBLE = "lease_infeasible"
 GET_OBJECT = "get_object"
@@ -398,6 +404,14 @@ MESSAGES: dict[str, Message] = {
                          "A chunk of a value held on this node, for another node (None: not here)."),
     KV_GET: Message((OWNER,), RAYLET, KvGet, bytes, "The GCS's KV through the raylet: workers need no gRPC."),
     KV_PUT: Message((OWNER,), RAYLET, KvPut, int, "... and writes to it."),
+    TASK_EVENTS: Message((OWNER, WORKER), RAYLET, bytes, None,
+                         "A core worker's task events since its last report (ray._common.task_events.encode_batch); "
+                         "the raylet forwards them to the GCS."),
+    LIST_OBJECTS: Message((DASHBOARD,), RAYLET, dict, dict,
+                          "The object refs every driver and worker of the node holds ({'timeout': s}); the reply: "
+                          "{'objects': [rows], 'store': {...}, 'failed': n}."),
+    GET_OBJECT_REFS: Message((RAYLET,), OWNER, type(None), list,
+                             "The refs this process holds: the state API's ObjectState rows (without ip)."),
     LEASE_INFEASIBLE: Message((RAYLET,), OWNER, LeaseInfeasible, None,
                               "No node can ever run this shape: the owner warns the user once."),
     GET_OBJECT: Message((OWNER,), OWNER, ObjectById, StoredObjectWire,

@@ -15,6 +15,7 @@ from ray._common import auth, process_registry
 from ray._version import version as ray_version
 from ray.dashboard.modules.job.cli import job_cli_group
 from ray.exceptions import AuthenticationError
+from ray.util.state import memory_cli, state_cli
 
 logger = logging.getLogger("ray.scripts")
 
@@ -333,6 +334,11 @@ def get_auth_token(generate: bool) -> None:
 
 
 cli.add_command(job_cli_group, name="job")
+cli.add_command(state_cli.ray_list, name="list")
+cli.add_command(state_cli.ray_get, name="get")
+cli.add_command(state_cli.summary_group, name="summary")
+cli.add_command(state_cli.timeline, name="timeline")
+cli.add_command(memory_cli.memory, name="memory")
 
 
 def main() -> None:
