@@ -62,6 +62,8 @@ class Worker:
 
 
 global_worker = Worker()
+# Called with the core worker at a driver's `ray.shutdown()`, before it disconnects (metrics' last push).
+before_shutdown: list = []
 
 
 def is_initialized() -> bool:
@@ -266,6 +268,11 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         cw = global_worker.core_worker
         if cw is None or global_worker.mode != "driver":
             return
+        for hook in before_shutdown:
+            try:
+                hook()
+            except Exception as e:  # a hook must not keep the driver from shutting down
+                logging.getLogger(__name__).debug("shutdown hook failed: %s", e)
         global_worker.core_worker = None
         global_worker.mode = None
         if global_worker.log_printer is not None:

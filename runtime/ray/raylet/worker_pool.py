@@ -72,6 +72,8 @@ class Worker:
     registered: asyncio.Future | None = None
     is_actor: bool = False
     idle_since: float = 0.0
+    log_base: str = ""  # <logs>/worker-<worker id>-<job id>-<pid>: its .out and .err files
+    killed: bool = False  # the raylet ended it on purpose (a kill, its job ended, idle too long)
 
 
 class WorkerPool:
@@ -124,7 +126,8 @@ class WorkerPool:
             proc = await self._fork_from_template(args[3:], env, ctx, log_base)
         if proc is None:
             proc = self._spawn(args, env, ctx, log_base)
-        worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future())
+        worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future(),
+                        log_base=f"{log_base}-{proc.pid}")
         self.workers[worker_id] = worker
         return worker
 
@@ -153,7 +156,7 @@ class WorkerPool:
                     json.loads(await template.stdout.readline())  # {"ready": true} once its imports are done
                     self._template_ready = True
                 request = {"args": args, "env": env, "cwd": ctx["cwd"] or os.getcwd(),
-                           "pythonpath": ctx["pythonpath"], "out": f"{log_base}.out", "err": f"{log_base}.err"}
+                           "pythonpath": ctx["pythonpath"], "out": f"{log_base}-{{pid}}.out", "err": f"{log_base}-{{pid}}.err"}
                 template.stdin.write((json.dumps(request) + "\n").encode())
                 await template.stdin.drain()
                 return ForkedProcess(json.loads(await template.stdout.readline())["pid"])
@@ -163,14 +166,19 @@ class WorkerPool:
                 return None
 
     def _spawn(self, args: list[str], env: dict, ctx: dict, log_base: str) -> subprocess.Popen:
-        out = open(f"{log_base}.out", "ab")  # noqa: SIM115
-        err = open(f"{log_base}.err", "ab")  # noqa: SIM115
+        # Named after the pid once it is known (Ray's worker-<id>-<job>-<pid>); renaming keeps the open files.
+        starting = f"{log_base}-starting"
+        out = open(f"{starting}.out", "ab")  # noqa: SIM115
+        err = open(f"{starting}.err", "ab")  # noqa: SIM115
         try:
-            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                     cwd=ctx["cwd"] or os.getcwd())
         finally:
             out.close()
             err.close()
+        for ext in ("out", "err"):
+            os.replace(f"{starting}.{ext}", f"{log_base}-{proc.pid}.{ext}")
+        return proc
 
     def on_registered(self, worker_id: str, conn, address: dict) -> Worker | None:
         worker = self.workers.get(worker_id)
@@ -202,6 +210,7 @@ class WorkerPool:
     def kill(self, worker: Worker, force: bool = True) -> None:
         if worker.state == DEAD:
             return
+        worker.killed = True
         with contextlib.suppress(ProcessLookupError):
             worker.proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
         self.mark_dead(worker)

@@ -292,7 +292,7 @@ def health_check(address: str | None, component: str | None, skip_version_check:
 def status(address: str | None, verbose: bool) -> None:
     """Print the cluster's nodes, resource usage and pending demands."""
     from ray._common.gcs_client import GcsClient
-    from ray._private.status import format_status
+    from ray._common.status import format_status
 
     gcs_address = resolve_gcs_address(address)
     try:
