@@ -164,6 +164,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 resources=resources or {}, labels=labels or {}, temp_dir=temp_dir,
                 include_dashboard=include_dashboard, dashboard_host=dashboard_host, dashboard_port=dashboard_port,
                 system_config=kwargs.get("_system_config") or {}, owned_by_driver=True,
+                metrics_export_port=kwargs.get("_metrics_export_port") or None,
             ))
             node.start()
             gcs_address = node.gcs_address

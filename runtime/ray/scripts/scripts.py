@@ -15,6 +15,7 @@ from ray._common import auth, process_registry
 from ray._version import version as ray_version
 from ray.dashboard.modules.job.cli import job_cli_group
 from ray.exceptions import AuthenticationError
+from ray.util.state.logs_cli import logs_state_cli_group
 
 logger = logging.getLogger("ray.scripts")
 
@@ -333,6 +334,7 @@ def get_auth_token(generate: bool) -> None:
 
 
 cli.add_command(job_cli_group, name="job")
+cli.add_command(logs_state_cli_group, name="logs")
 
 
 def main() -> None:

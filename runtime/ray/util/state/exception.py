@@ -1,0 +1,5 @@
+"""Errors of the state API SDK (Ray's names)."""
+
+
+class RayStateApiException(Exception):
+    """The dashboard refused a state API request or could not serve it (the message says why)."""
