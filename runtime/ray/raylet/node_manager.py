@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 import time
 
 from ray._common import framing
@@ -273,8 +274,10 @@ class NodeManager:
 
     def _on_worker_dead(self, worker: Worker) -> None:
         self.runtime_envs.release(worker.env_key)
-        if worker.lease_id and not worker.killed and worker.proc.poll() != 0:
-            # Ray's `(raylet)` line on the driver: the worker of a running task or actor died on its own.
+        if worker.lease_id and not worker.killed and worker.proc.poll() != 0 and (
+                not worker.is_actor or isinstance(worker.proc, subprocess.Popen)):
+            # Ray's `(raylet)` line on the driver: the worker of a running task died on its own. An actor's
+            # forked worker is left out: its exit status is unknown here, and exit_actor() is a clean exit.
             self.log_monitor.publish_raylet_error(worker.job_id, (
                 "A worker died or was killed while executing a task by an unexpected system error. To "
                 "troubleshoot the problem, check the logs for the dead worker. "
