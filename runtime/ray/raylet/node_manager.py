@@ -274,16 +274,18 @@ class NodeManager:
 
     def _on_worker_dead(self, worker: Worker) -> None:
         self.runtime_envs.release(worker.env_key)
-        if worker.lease_id and not worker.killed and worker.proc.poll() != 0 and (
-                not worker.is_actor or isinstance(worker.proc, subprocess.Popen)):
+        code = worker.proc.poll()
+        if worker.lease_id and not worker.killed and (
+                code != 0 if not worker.is_actor else isinstance(worker.proc, subprocess.Popen) and code not in (0, None)):
             # Ray's `(raylet)` line on the driver: the worker of a running task died on its own. An actor's
-            # forked worker is left out: its exit status is unknown here, and exit_actor() is a clean exit.
+            # worker only with a known bad exit status (a forked one's is unknown here, and exit_actor() is a
+            # clean exit).
             self.log_monitor.publish_raylet_error(worker.job_id, (
                 "A worker died or was killed while executing a task by an unexpected system error. To "
                 "troubleshoot the problem, check the logs for the dead worker. "
                 f"Worker ID: {worker.worker_id} Node ID: {self.node_id} Worker IP address: {self.node_ip} "
                 f"Worker PID: {worker.proc.pid} Worker exit type: SYSTEM_ERROR Worker exit detail: the "
-                f"worker's process exited with code {worker.proc.poll()}; see {worker.log_base}.err"))
+                f"worker's process exited with code {code}; see {worker.log_base}.err"))
         self.leases.on_worker_dead(worker)
 
     # ------------------------------------------------------------------ workers and node stats
