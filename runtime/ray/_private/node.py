@@ -74,12 +74,16 @@ def module_exists(name: str) -> bool:
         return False
 
 
-def new_session_dir(temp_dir: str) -> str:
+def new_session_dir(temp_dir: str, head: bool = True) -> str:
+    """A new `session_<date>_<pid>` with its logs/ directory. `session_latest` points at a head's session; a
+    worker node's takes it only when there is none (a second node on the head's machine leaves it be)."""
     now = datetime.datetime.now()
     name = f"session_{now:%Y-%m-%d_%H-%M-%S_%f}_{os.getpid()}"
     session = Path(temp_dir) / name
     (session / "logs").mkdir(parents=True, exist_ok=True)
     latest = Path(temp_dir) / "session_latest"
+    if not head and latest.exists():
+        return str(session)
     tmp_link = Path(temp_dir) / f".session_latest.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp_link.unlink()
@@ -181,7 +185,7 @@ class Node:
     def _start(self) -> None:
         p = self.params
         self._resolve_token()
-        self.session_dir = new_session_dir(self.temp_dir)
+        self.session_dir = new_session_dir(self.temp_dir, head=p.head)
         gcs_proc = self._start_gcs() if p.head else None
         if not self.gcs_address:
             raise ValueError("A worker node needs the GCS address of the head (ray start --address=<host>:<port>).")
@@ -196,6 +200,9 @@ class Node:
             agent_http_port = self._port_or_free(p.dashboard_agent_listen_port, DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
         agent_grpc_port = p.dashboard_agent_grpc_port or free_port(self.node_ip_address)
         self.agent_http_port, self.agent_grpc_port = agent_http_port, agent_grpc_port
+        # Ray picks a free port unless --metrics-export-port is given; the raylet records it in the node
+        # table (`MetricsExportPort` in ray.nodes()) and the agent serves /metrics on it.
+        self.metrics_export_port = p.metrics_export_port or free_port(self.node_ip_address)
         # The raylet starts while the GCS is still coming up (it retries until the GCS answers): the two
         # Python start-ups overlap, which is most of `ray.init`'s time.
         raylet_proc = self._spawn_raylet() if module_exists("ray.raylet.main") else None
@@ -209,7 +216,8 @@ class Node:
             # aiohttp and gRPC instead of two, ~55 MiB of idle RSS). Same ports and registration as apart.
             self._spawn_dashboard(["-m", "ray.agent.with_dashboard", "--node-id", self.node_id,
                                    "--agent-grpc-port", str(agent_grpc_port),
-                                   "--agent-http-port", str(agent_http_port)])
+                                   "--agent-http-port", str(agent_http_port),
+                                   "--metrics-export-port", str(self.metrics_export_port)])
         elif module_exists("ray.agent"):
             self._spawn(
                 "agent",
@@ -221,6 +229,7 @@ class Node:
                     "--session-dir", self.session_dir,
                     "--grpc-port", str(agent_grpc_port),
                     "--http-port", str(agent_http_port),
+                    "--metrics-export-port", str(self.metrics_export_port),
                 ],
                 log_name="agent",
             )
@@ -317,7 +326,7 @@ class Node:
             "--resources", json.dumps(self.resources),
             "--labels", json.dumps(p.labels),
             "--ready-file", ready_file,
-            "--metrics-export-port", str(p.metrics_export_port or 0),
+            "--metrics-export-port", str(self.metrics_export_port),
         ]
         if module_exists("ray.agent"):
             args += ["--runtime-env-agent-address", f"{self.node_ip_address}:{self.agent_grpc_port}"]

@@ -62,6 +62,8 @@ class Worker:
 
 
 global_worker = Worker()
+# Called with the core worker at a driver's `ray.shutdown()`, before it disconnects (metrics' last push).
+before_shutdown: list = []
 
 
 def is_initialized() -> bool:
@@ -162,6 +164,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 resources=resources or {}, labels=labels or {}, temp_dir=temp_dir,
                 include_dashboard=include_dashboard, dashboard_host=dashboard_host, dashboard_port=dashboard_port,
                 system_config=kwargs.get("_system_config") or {}, owned_by_driver=True,
+                metrics_export_port=kwargs.get("_metrics_export_port") or None,
             ))
             node.start()
             gcs_address = node.gcs_address
@@ -297,6 +300,11 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         cw = global_worker.core_worker
         if cw is None or global_worker.mode != "driver":
             return
+        for hook in before_shutdown:
+            try:
+                hook()
+            except Exception as e:  # a hook must not keep the driver from shutting down
+                logging.getLogger(__name__).debug("shutdown hook failed: %s", e)
         global_worker.core_worker = None
         global_worker.mode = None
         if global_worker.log_printer is not None:

@@ -206,7 +206,7 @@ class TaskExecutor:
             self._start_async_loop(max_concurrency)
         elif max_concurrency > 1:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="ray-actor")
-        print(f":actor_name:{spec.class_name or cls.__name__}", flush=True)
+        print(f":actor_name:{_actor_log_name(self.actor, spec.class_name or cls.__name__)}", flush=True)
         return {"ok": True, "pid": os.getpid()}
 
     def _start_async_loop(self, max_concurrency: int) -> None:
@@ -413,3 +413,14 @@ def _notify_quietly(conn: framing.Connection, message: str) -> None:
         conn.notify(message, {})
     except Exception:
         pass
+
+
+def _actor_log_name(actor: object, class_name: str) -> str:
+    """What prefixes the actor's lines on the driver: its own `__repr__` when its class defines one (Ray's
+    custom actor log prefix), else the class name."""
+    if type(actor).__repr__ is object.__repr__:
+        return class_name
+    try:
+        return repr(actor).replace("\n", " ")
+    except Exception:
+        return class_name

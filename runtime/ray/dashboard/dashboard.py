@@ -26,6 +26,9 @@ from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
 from ray.dashboard.modules.job.job_runner import LocalJobRunner
 from ray.dashboard.modules.job.sdk import DASHBOARD_ADDRESS_KEY, DASHBOARD_KV_NAMESPACE
+from ray.dashboard.modules.log.log_head import LogHead
+from ray.dashboard.modules.metrics.service_discovery import ServiceDiscoveryWriter
+from ray.dashboard.modules.node.node_head import NodeHead
 from ray.dashboard.modules.state.aggregator import StateAggregator
 from ray.dashboard.modules.state.objects import ObjectsSource
 from ray.dashboard.modules.state.state_head import StateHead
@@ -125,12 +128,18 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
     if hasattr(gcs, "stubs"):  # a real GcsClient (tests may pass a KV-only stand-in)
         objects = ObjectsSource(gcs)
         StateHead(StateAggregator(gcs, job_head.all_job_details, objects.rows)).add_routes(app)
+    node_head = NodeHead(gcs, session_dir)
+    node_head.add_routes(app)
+    LogHead(gcs, node_head.agents).add_routes(app)
+    service_discovery = ServiceDiscoveryWriter(gcs, os.path.dirname(os.path.normpath(session_dir)))
 
     async def on_startup(app: web.Application) -> None:
         manager.start()
+        service_discovery.start()
 
     async def on_cleanup(app: web.Application) -> None:
         await manager.close()
+        await service_discovery.stop()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

@@ -26,6 +26,7 @@ WORKER = "worker"  # a worker process's task executor
 RAYLET = "raylet"
 GCS = "gcs"
 DASHBOARD = "dashboard"
+AGENT = "node agent"  # its node's stats for the dashboard
 
 
 class Address(TypedDict):
@@ -394,9 +395,10 @@ MESSAGES: dict[str, Message] = {
                             "A task blocks in ray.get/wait: its CPUs are lent back to the node."),
     NOTIFY_UNBLOCKED: Message((OWNER,), RAYLET, LeaseRef, None, "... and takes them again."),
     KILL_WORKER: Message((OWNER, GCS), RAYLET, KillWorker, bool, "Force-cancel a task, or kill an actor."),
-    GET_NODE_STATS: Message((OWNER,), RAYLET, type(None), dict,
-                            "Resources, workers, store usage and the scheduler's lease counters and recent "
-                            "leases (the raylet's debug state; tests and tools)."),
+    GET_NODE_STATS: Message((OWNER, AGENT), RAYLET, type(None), dict,
+                            "Resources, workers (pid, state, what each runs, GPU ids), store usage and the "
+                            "scheduler's lease counters and recent leases (the raylet's debug state; the node "
+                            "agent's stats, tests and tools)."),
     OBJECT_CREATED: Message((OWNER,), RAYLET, ObjectCreated, None, "A value was written to the node's store."),
     FREE_OBJECTS: Message((OWNER,), RAYLET, FreeObjects, None, "The owner freed these values."),
     RESTORE_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bool, "Bring a spilled value back into memory."),

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 import time
 
 from ray._common import framing
@@ -65,6 +66,7 @@ class NodeManager:
         self.bundles = PlacementGroupBundles(node_id, self.resources, lambda pg: lookup_in_gcs(self.gcs, pg),
                                              self.leases.schedule, self.leases.end_placement_group_leases)
         self.leases.placement_groups = self.bundles
+        self.log_monitor = LogMonitor(self)
         self._dispatch = Dispatcher(msg.RAYLET, self, self.leases, self.bundles)
         self.state = StateReporter(node_id, node_ip)
         self.gcs: AsyncGcsClient | None = None
@@ -94,7 +96,7 @@ class NodeManager:
         await self.gcs.call(self.gcs.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=info))
         self.state.start(self.gcs)
         asyncio.get_running_loop().create_task(self._report_loop())
-        self._log_monitor_task = asyncio.get_running_loop().create_task(LogMonitor(self).run())
+        self._log_monitor_task = asyncio.get_running_loop().create_task(self.log_monitor.run())
         if config().debug_dump_period_milliseconds > 0:
             self._debug_dump_task = asyncio.get_running_loop().create_task(self._debug_dump_loop())
 
@@ -283,6 +285,18 @@ class NodeManager:
 
     def _on_worker_dead(self, worker: Worker) -> None:
         self.runtime_envs.release(worker.env_key)
+        code = worker.proc.poll()
+        if worker.lease_id and not worker.exit_type and (  # exit_type: the raylet ended it on purpose
+                code != 0 if not worker.is_actor else isinstance(worker.proc, subprocess.Popen) and code not in (0, None)):
+            # Ray's `(raylet)` line on the driver: the worker of a running task died on its own. An actor's
+            # worker only with a known bad exit status (a forked one's is unknown here, and exit_actor() is a
+            # clean exit).
+            self.log_monitor.publish_raylet_error(worker.job_id, (
+                "A worker died or was killed while executing a task by an unexpected system error. To "
+                "troubleshoot the problem, check the logs for the dead worker. "
+                f"Worker ID: {worker.worker_id} Node ID: {self.node_id} Worker IP address: {self.node_ip} "
+                f"Worker PID: {worker.proc.pid} Worker exit type: SYSTEM_ERROR Worker exit detail: the "
+                f"worker's process exited with code {code}; see {worker.log_base}.err"))
         self.leases.on_worker_dead(worker)
         if worker.exit_type:
             self.state.ended(worker.worker_id, worker.exit_type, worker.exit_detail)
@@ -339,6 +353,7 @@ class NodeManager:
             "available": self.resources.available.to_dict(),
             "num_workers": sum(1 for w in self.pool.workers.values() if w.state != DEAD),
             "worker_pids": [w.proc.pid for w in self.pool.workers.values() if w.state != DEAD],
+            "workers": self._worker_rows(),
             **self.store.stats(),
             "pending_leases": self.leases.num_pending,
             "infeasible_leases": self.leases.num_infeasible,
@@ -347,6 +362,18 @@ class NodeManager:
             "cluster_view": {v.node_id: {"total": v.total.to_dict(), "available": v.available.to_dict()}
                              for v in self.cluster.nodes()},
         }
+
+    def _worker_rows(self) -> list[dict]:
+        """Each live worker for the node agent's stats (the dashboard's node view): ids, pid, state, the
+        actor or task it runs (as its log announces them) and the GPU ids of its lease."""
+        rows = []
+        for w in self.pool.workers.values():
+            if w.state == DEAD:
+                continue
+            names = self.log_monitor.names_of(w.proc.pid)
+            rows.append({"worker_id": w.worker_id, "pid": w.proc.pid, "job_id": w.job_id, "state": w.state,
+                         "is_actor": w.is_actor, "gpu_ids": self.leases.gpu_ids_of(w), **names})
+        return rows
 
     # ------------------------------------------------------------------ object store accounting
     @handles(msg.OBJECT_CREATED)

@@ -76,6 +76,7 @@ class Worker:
     # Why it ended, when the raylet ended it (Ray's WorkerExitType and exit detail); else decided at its death.
     exit_type: str = ""
     exit_detail: str = ""
+    log_base: str = ""  # <logs>/worker-<worker id>-<job id>-<pid>: its .out and .err files
 
 
 class WorkerPool:
@@ -130,7 +131,7 @@ class WorkerPool:
         if proc is None:
             proc = self._spawn(args, env, ctx, log_base)
         worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future(),
-                        launch_time_ms=launched_ms)
+                        launch_time_ms=launched_ms, log_base=f"{log_base}-{proc.pid}")
         self.workers[worker_id] = worker
         return worker
 
@@ -159,7 +160,7 @@ class WorkerPool:
                     json.loads(await template.stdout.readline())  # {"ready": true} once its imports are done
                     self._template_ready = True
                 request = {"args": args, "env": env, "cwd": ctx["cwd"] or os.getcwd(),
-                           "pythonpath": ctx["pythonpath"], "out": f"{log_base}.out", "err": f"{log_base}.err"}
+                           "pythonpath": ctx["pythonpath"], "out": f"{log_base}-{{pid}}.out", "err": f"{log_base}-{{pid}}.err"}
                 template.stdin.write((json.dumps(request) + "\n").encode())
                 await template.stdin.drain()
                 return ForkedProcess(json.loads(await template.stdout.readline())["pid"])
@@ -169,14 +170,19 @@ class WorkerPool:
                 return None
 
     def _spawn(self, args: list[str], env: dict, ctx: dict, log_base: str) -> subprocess.Popen:
-        out = open(f"{log_base}.out", "ab")  # noqa: SIM115
-        err = open(f"{log_base}.err", "ab")  # noqa: SIM115
+        # Named after the pid once it is known (Ray's worker-<id>-<job>-<pid>); renaming keeps the open files.
+        starting = f"{log_base}-starting"
+        out = open(f"{starting}.out", "ab")  # noqa: SIM115
+        err = open(f"{starting}.err", "ab")  # noqa: SIM115
         try:
-            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                     cwd=ctx["cwd"] or os.getcwd())
         finally:
             out.close()
             err.close()
+        for ext in ("out", "err"):
+            os.replace(f"{starting}.{ext}", f"{log_base}-{proc.pid}.{ext}")
+        return proc
 
     def on_registered(self, worker_id: str, conn, address: dict) -> Worker | None:
         worker = self.workers.get(worker_id)

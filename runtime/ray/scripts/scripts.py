@@ -16,6 +16,7 @@ from ray._version import version as ray_version
 from ray.dashboard.modules.job.cli import job_cli_group
 from ray.exceptions import AuthenticationError
 from ray.util.state import memory_cli, state_cli
+from ray.util.state.logs_cli import logs_state_cli_group
 
 logger = logging.getLogger("ray.scripts")
 
@@ -293,7 +294,7 @@ def health_check(address: str | None, component: str | None, skip_version_check:
 def status(address: str | None, verbose: bool) -> None:
     """Print the cluster's nodes, resource usage and pending demands."""
     from ray._common.gcs_client import GcsClient
-    from ray._private.status import format_status
+    from ray._common.status import format_status
 
     gcs_address = resolve_gcs_address(address)
     try:
@@ -339,6 +340,7 @@ cli.add_command(state_cli.ray_get, name="get")
 cli.add_command(state_cli.summary_group, name="summary")
 cli.add_command(state_cli.timeline, name="timeline")
 cli.add_command(memory_cli.memory, name="memory")
+cli.add_command(logs_state_cli_group, name="logs")
 
 
 def main() -> None:

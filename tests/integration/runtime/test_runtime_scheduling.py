@@ -18,7 +18,7 @@ import pytest
 import ray
 from ray._common import process_registry
 from ray._common.gcs_client import GcsClient
-from ray._private.status import format_status
+from ray._common.status import format_status
 from ray.cluster_utils import Cluster
 from ray.exceptions import ActorUnschedulableError, RuntimeEnvSetupError, TaskUnschedulableError
 from ray.protocol import messages as msg

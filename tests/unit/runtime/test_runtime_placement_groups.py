@@ -13,7 +13,7 @@ import pytest
 from ray._common import placement_groups as pgs
 from ray._common.ids import JobID, PlacementGroupID
 from ray._common.resources import ResourceSet
-from ray._private.status import format_status
+from ray._common.status import format_status
 from ray.gcs import bundle_policy
 from ray.gcs.bundle_policy import BundleRequest, NodeCapacity
 from ray.protocol import gcs_pb2 as pb

@@ -1,6 +1,6 @@
 """`ray status` text and the store's spilling bookkeeping (no processes); the policies have their own file."""
 
-from ray._private.status import format_status
+from ray._common.status import format_status
 from ray.protocol import gcs_pb2 as pb
 from ray.raylet.object_store import LocalObjectStore
 

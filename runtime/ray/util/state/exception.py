@@ -2,7 +2,7 @@
 
 
 class RayStateApiException(Exception):
-    pass
+    """The dashboard refused a state API request or could not serve it (the message says why)."""
 
 
 class ServerUnavailable(RayStateApiException):
