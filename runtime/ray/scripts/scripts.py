@@ -334,6 +334,14 @@ def get_auth_token(generate: bool) -> None:
     click.echo("", err=True)
 
 
+@cli.command()
+def microbenchmark() -> None:
+    """Run a local Ray microbenchmark on the current machine."""
+    from ray._private.ray_perf import main as run_microbenchmark
+
+    run_microbenchmark()
+
+
 cli.add_command(job_cli_group, name="job")
 cli.add_command(state_cli.ray_list, name="list")
 cli.add_command(state_cli.ray_get, name="get")
