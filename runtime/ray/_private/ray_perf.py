@@ -115,7 +115,6 @@ def _object_rows() -> list[Row]:
                       lambda: ray.get([do_put_small.remote() for _ in range(10)]), 1000)
     arr = np.zeros(100 * 1024 * 1024, dtype=np.int64)  # 800 MiB
     results += timeit("single client put gigabytes", lambda: ray.put(arr), 8 * 0.1)
-    del arr
     results += timeit("single client tasks and get batch",
                       lambda: ray.get([small_value.remote() for _ in range(1000)]))
 
