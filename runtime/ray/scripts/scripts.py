@@ -337,7 +337,7 @@ def get_auth_token(generate: bool) -> None:
 @cli.command()
 def microbenchmark() -> None:
     """Run a local Ray microbenchmark on the current machine."""
-    from ray._private.ray_perf import main as run_microbenchmark
+    from ray.scripts.microbenchmark import main as run_microbenchmark
 
     run_microbenchmark()
 
