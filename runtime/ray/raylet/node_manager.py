@@ -133,6 +133,7 @@ class NodeManager:
                 node_id=bytes.fromhex(self.node_id), resources_available=self.resources.reported_available(),
                 resources_total=self.resources.total.to_dict(), demands=self.leases.demands(),
                 object_store_used_bytes=float(self.store.used_bytes),
+                bundle_messages_handled=self.bundles.messages_handled,
             )
             try:
                 reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req, timeout_s=30)
