@@ -62,7 +62,7 @@ def _parse_labels(text: str | None) -> dict[str, str]:
 
 
 _ACCEPTED_BUT_IGNORED = [
-    "ray_client_server_port", "gcs_server_port", "node_manager_port", "object_manager_port",
+    "gcs_server_port", "node_manager_port", "object_manager_port",
     "min_worker_port", "max_worker_port", "worker_port_list", "runtime_env_agent_port",
     "plasma_directory", "object_spilling_directory", "autoscaling_config", "no_monitor",
     "disable_usage_stats", "include_log_monitor", "log_style", "log_color", "verbose", "storage",
@@ -157,6 +157,9 @@ def start(**kw) -> None:
         dashboard_agent_grpc_port=kw["dashboard_agent_grpc_port"],
         metrics_export_port=kw["metrics_export_port"],
         system_config=system_config,
+        ray_client_server_port=(kw["ray_client_server_port"] if kw["ray_client_server_port"] is not None
+                                else 10001) if kw["head"] else None,
+        ray_client_server_port_explicit=kw["ray_client_server_port"] is not None,
     )
     node = Node(params)
     try:
@@ -203,6 +206,9 @@ def _print_started(node, params) -> None:
         click.echo("\n  To connect to this Ray cluster:")
         click.echo("    import ray")
         click.echo("    ray.init()")
+        if node.ray_client_server_port:
+            click.echo("\n  To connect to this Ray cluster from outside it (Ray Client):")
+            click.echo(f"    ray.init('ray://{node.node_ip_address}:{node.ray_client_server_port}')")
         if node.dashboard_url:
             click.echo("\n  To submit a Ray job using the Ray Jobs CLI:")
             click.echo(
