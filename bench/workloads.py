@@ -430,6 +430,25 @@ def _start_head_with_cli() -> Any:
     return _job_client(f"http://127.0.0.1:{dashboard_port}", time.monotonic() + 120)
 
 
+def client_round_trip(duration_s: float) -> Rows:
+    """Ray Client: `ray.get(f.remote())` of a trivial task through `ray://` to a `ray start --head`."""
+    global _STARTED_HEAD_WITH_CLI
+    gcs_port, client_port = _free_port(), _free_port()
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    _STARTED_HEAD_WITH_CLI = True
+    done = subprocess.run(
+        [ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--include-dashboard=false",
+         f"--ray-client-server-port={client_port}", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ray start --head failed ({done.returncode}): {(done.stdout + done.stderr)[-800:]}")
+    start = time.perf_counter()
+    ray.init(f"ray://127.0.0.1:{client_port}")
+    connect_s = time.perf_counter() - start
+    value, details = measure_rate(lambda: ray.get(noop.remote()), 1, duration_s)
+    return one_row("client_round_trip", value, connect_s=round(connect_s, 3), **details)
+
+
 def _stop_head_started_with_cli() -> None:
     if _STARTED_HEAD_WITH_CLI:
         terminate([p.pid for p in processes_of_run(os.environ.get(TOKEN_ENV), None)])
@@ -515,7 +534,7 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
         init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
         async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
         idle_memory, job_submit_running, pip_env, pip_env_job, pg_create_one_bundle,
-        pg_create_strict_spread_4_nodes, pg_tasks_async,
+        pg_create_strict_spread_4_nodes, pg_tasks_async, client_round_trip,
     )
 }
 
