@@ -6,9 +6,10 @@ forwards each call over one authenticated framed connection (`_common/framing.py
 mutual proof) to the head's client server, which relays it to this session's proxy driver (a real driver
 with a core worker, one per session and so one job per client: `ray/util/client/server/`).
 
-Wire (bodies of framed requests): `client_hello` {protocol, ray_version, python, client_id, reconnect},
-then `call` (seq, ack, cloudpickled (op, args, kwargs)) answered with cloudpickled (ok, value, text),
-`release` [(object id, receipts)], `shutdown`; the proxy pushes `logs` batches. Object refs keep their real
+Wire (`ray.protocol.messages`, CLIENT_*): `CLIENT_HELLO` {protocol, ray_version, python, client_id,
+reconnect}, then `CLIENT_CALL` (seq, ack, cloudpickled (op, args, kwargs)) answered with cloudpickled
+(ok, value, text), `CLIENT_RELEASE` [(object id, receipts)], `CLIENT_SHUTDOWN`; `CLIENT_LOGS` batches come
+back (the server relays these to and from the proxy as PROXY_*). Object refs keep their real
 ids: the proxy holds each ref it sent until the client's refs to it are gone (`release` carries how many
 copies arrived, so a release crossing a new copy on the wire leaves that copy held). Every `call` carries a
 sequence number: after a lost connection the client reconnects within the grace period
@@ -38,6 +39,8 @@ from ray._version import version as ray_version
 from ray.core_worker import object_ref
 from ray.core_worker.object_ref import ObjectRef
 from ray.exceptions import AuthenticationError
+from ray.protocol import messages as msg
+from ray.protocol.messages import Dispatcher, handles
 
 logger = logging.getLogger("ray")
 
@@ -189,9 +192,9 @@ class ClientCoreWorker:
 
         async def open_() -> framing.Connection:
             conn = await asyncio.wait_for(
-                framing.connect(f"{self.host}:{self.port}", self._handle, self._on_lost), timeout)
+                framing.connect(f"{self.host}:{self.port}", Dispatcher(msg.CLIENT, self), self._on_lost), timeout)
             try:
-                reply = await asyncio.wait_for(conn.request("client_hello", {
+                reply = await asyncio.wait_for(conn.request(msg.CLIENT_HELLO, {
                     "protocol": PROTOCOL_VERSION, "ray_version": ray_version, "python": python_version(),
                     "client_id": self.client_id, "reconnect": reconnect}), timeout)
             except BaseException:
@@ -270,7 +273,7 @@ class ClientCoreWorker:
         conn = self._conn
         if conn is not None and not conn.closed:
             async def bye() -> None:
-                await conn.request("shutdown")
+                await conn.request(msg.CLIENT_SHUTDOWN)
 
             with contextlib.suppress(Exception):
                 self._run(bye(), timeout=30)
@@ -316,7 +319,7 @@ class ClientCoreWorker:
 
     @staticmethod
     async def _request(conn: framing.Connection, seq: int, ack: int, payload: bytes) -> bytes:
-        return await conn.request("call", (seq, ack, payload))
+        return await conn.request(msg.CLIENT_CALL, (seq, ack, payload))
 
     def __getattr__(self, name: str):
         if name in FORWARDED:
@@ -331,11 +334,11 @@ class ClientCoreWorker:
         return default  # the client is a driver: no current task, actor or placement group
 
     # ------------------------------------------------------------------ pushed by the server
-    def _handle(self, conn: framing.Connection, method: str, body: Any) -> None:
-        if method == "logs":
-            from ray._private.log_printer import print_batch
+    @handles(msg.CLIENT_LOGS)
+    def client_logs(self, conn: framing.Connection, body: dict) -> None:
+        from ray._private.log_printer import print_batch
 
-            print_batch(body, self.info.get("node_ip_address", ""))
+        print_batch(body, self.info.get("node_ip_address", ""))
 
     # ------------------------------------------------------------------ ObjectRef hooks
     def add_local_ref(self, oid: bytes, owner: dict | None) -> None:
@@ -379,7 +382,7 @@ class ClientCoreWorker:
                 self._releases[:0] = batch  # sent after the reconnection
             return
         try:
-            conn.notify("release", batch)
+            conn.notify(msg.CLIENT_RELEASE, batch)
         except framing.ConnectionLost:
             with self._lock:
                 self._releases[:0] = batch

@@ -30,6 +30,8 @@ from ray._private import client_mode
 from ray._private import worker as ray_worker
 from ray.actor import _method_meta
 from ray.core_worker.object_ref import ObjectRef, collecting_refs
+from ray.protocol import messages as msg
+from ray.protocol.messages import Dispatcher, handles
 
 logger = logging.getLogger("ray.client.proxy")
 
@@ -48,7 +50,7 @@ class Proxy:
         self.done = asyncio.Event()
 
     async def serve(self) -> None:
-        server, _ = await framing.serve(self.handle, unix_path=self.socket_name, on_close=self._on_close)
+        server, _ = await framing.serve(Dispatcher(msg.CLIENT_PROXY, self), unix_path=self.socket_name, on_close=self._on_close)
         await self.done.wait()
         await asyncio.sleep(0.1)  # the answer to `shutdown` goes out first
         server.close()
@@ -58,17 +60,22 @@ class Proxy:
             self.loop.create_task(self._shutdown())
 
     # ------------------------------------------------------------------ messages from the client server
-    def handle(self, conn: framing.Connection, method: str, body: Any):
+    def _first(self, conn: framing.Connection) -> None:
         if self.server_conn is None:
             self.server_conn = conn
-        if method == "call":
-            return self._call(body)
-        if method == "release":
-            self._release(body)
-            return None
-        if method == "shutdown":
-            return self._shutdown()
-        raise ValueError(f"unknown message {method!r}")
+
+    @handles(msg.PROXY_CALL)
+    def proxy_call(self, conn: framing.Connection, body: tuple):
+        self._first(conn)
+        return self._call(body)
+
+    @handles(msg.PROXY_RELEASE)
+    def proxy_release(self, conn: framing.Connection, body: list) -> None:
+        self._release(body)
+
+    @handles(msg.PROXY_SHUTDOWN)
+    def proxy_shutdown(self, conn: framing.Connection, body: None):
+        return self._shutdown()
 
     async def _call(self, body) -> bytes:
         seq, ack, payload = body
@@ -174,7 +181,7 @@ class Proxy:
     @staticmethod
     def _notify_logs(conn: framing.Connection, batch: dict) -> None:
         try:
-            conn.notify("logs", batch)
+            conn.notify(msg.PROXY_LOGS, batch)
         except framing.ConnectionLost:
             pass
 

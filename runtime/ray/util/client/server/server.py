@@ -24,6 +24,8 @@ from typing import Any
 from ray._common import framing, lifetime
 from ray._private import client_mode
 from ray._version import version as ray_version
+from ray.protocol import messages as msg
+from ray.protocol.messages import Dispatcher, handles
 
 logger = logging.getLogger("ray.client.server")
 
@@ -48,28 +50,44 @@ class ClientServer:
         self.logs_dir = logs_dir
         self.sessions: dict[str, Session] = {}
         self._starting: dict[str, asyncio.Future] = {}
+        self.dispatcher = Dispatcher(msg.CLIENT_SERVER, self)
 
     async def start(self) -> int:
-        self.server, self.port = await framing.serve(self.handle, host=self.host, port=self.port,
+        self.server, self.port = await framing.serve(self.dispatcher, host=self.host, port=self.port,
                                                      on_close=self._client_lost)
         return self.port
 
     # ------------------------------------------------------------------ client messages
-    def handle(self, conn: framing.Connection, method: str, body: Any):
-        if method == "client_hello":
-            return self._hello(conn, body)
+    @staticmethod
+    def _session(conn: framing.Connection) -> Session:
         session: Session | None = conn.peer_info.get("session")
         if session is None or session.ended:
             raise RuntimeError("this Ray Client session has ended" if session else "say client_hello first")
-        if method == "call":
-            return session.proxy.request("call", body)
-        if method == "release":
+        return session
+
+    @handles(msg.CLIENT_CALL)
+    def client_call(self, conn: framing.Connection, body: tuple):
+        return self._session(conn).proxy.request(msg.PROXY_CALL, body)
+
+    @handles(msg.CLIENT_RELEASE)
+    def client_release(self, conn: framing.Connection, body: list) -> None:
+        with contextlib.suppress(framing.ConnectionLost):
+            self._session(conn).proxy.notify(msg.PROXY_RELEASE, body)
+
+    @handles(msg.CLIENT_SHUTDOWN)
+    def client_shutdown(self, conn: framing.Connection, body: None):
+        return self._end(self._session(conn), "the client called ray.shutdown()")
+
+    @handles(msg.PROXY_LOGS)
+    def proxy_logs(self, conn: framing.Connection, body: dict) -> None:
+        session: Session | None = conn.peer_info.get("session")
+        if session is not None and session.client is not None:
             with contextlib.suppress(framing.ConnectionLost):
-                session.proxy.notify("release", body)
-            return None
-        if method == "shutdown":
-            return self._end(session, "the client called ray.shutdown()")
-        raise ValueError(f"unknown Ray Client message {method!r}")
+                session.client.notify(msg.CLIENT_LOGS, body)
+
+    @handles(msg.CLIENT_HELLO)
+    def client_hello(self, conn: framing.Connection, hello: Any):
+        return self._hello(conn, hello)
 
     async def _hello(self, conn: framing.Connection, hello: Any) -> dict:
         if not isinstance(hello, dict):
@@ -148,7 +166,7 @@ class ClientServer:
         deadline = time.monotonic() + 60
         while True:
             try:
-                proxy = await framing.connect(f"unix:{socket_name}", self._from_proxy)
+                proxy = await framing.connect(f"unix:{socket_name}", self.dispatcher)
                 break
             except (ConnectionRefusedError, FileNotFoundError):
                 pass
@@ -165,12 +183,6 @@ class ClientServer:
         logger.info("Client %s connected; its driver is pid %d.", client_id, proc.pid)
         return session
 
-    def _from_proxy(self, conn: framing.Connection, method: str, body: Any) -> None:
-        session: Session | None = conn.peer_info.get("session")
-        if method == "logs" and session is not None and session.client is not None:
-            with contextlib.suppress(framing.ConnectionLost):
-                session.client.notify("logs", body)
-
     def _proxy_lost(self, session: Session) -> None:
         if not session.ended:
             logger.warning("The driver of client %s exited (code %s).", session.client_id, session.proc.poll())
@@ -186,7 +198,7 @@ class ClientServer:
         logger.info("Ending the session of client %s: %s.", session.client_id, why)
         if not session.proxy.closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(session.proxy.request("shutdown"), 30)
+                await asyncio.wait_for(session.proxy.request(msg.PROXY_SHUTDOWN), 30)
             session.proxy.close()
         loop = asyncio.get_running_loop()
         try:
