@@ -1,4 +1,5 @@
-"""The `ray` command line (click): start, stop, status, health-check; `ray job` comes from the jobs module."""
+"""The `ray` command line (click): start, stop, status, health-check; `ray job` comes from the jobs module, the
+cluster launcher (`ray up`, `down`, `exec`, ...) from launcher_cli."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ray._common import auth, process_registry
 from ray._version import version as ray_version
 from ray.dashboard.modules.job.cli import job_cli_group
 from ray.exceptions import AuthenticationError
+from ray.scripts import launcher_cli
 
 logger = logging.getLogger("ray.scripts")
 
@@ -339,6 +341,20 @@ def get_auth_token(generate: bool) -> None:
 
 
 cli.add_command(job_cli_group, name="job")
+cli.add_command(launcher_cli.up)
+cli.add_command(launcher_cli.down)
+cli.add_command(launcher_cli.attach)
+cli.add_command(launcher_cli.exec_)
+cli.add_command(launcher_cli.submit)
+cli.add_command(launcher_cli.rsync_up)
+cli.add_command(launcher_cli.alias(launcher_cli.rsync_up, "rsync_up"))
+cli.add_command(launcher_cli.rsync_down)
+cli.add_command(launcher_cli.alias(launcher_cli.rsync_down, "rsync_down"))
+cli.add_command(launcher_cli.get_head_ip)
+cli.add_command(launcher_cli.alias(launcher_cli.get_head_ip, "get_head_ip"))
+cli.add_command(launcher_cli.get_worker_ips)
+cli.add_command(launcher_cli.alias(launcher_cli.get_worker_ips, "get_worker_ips"))
+cli.add_command(launcher_cli.cluster_node_ips)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Ray Client and cluster launcher tests: real hosts as network namespaces (see netns_hosts.py)."""
+"""Ray Client tests: the client runs in a network namespace of its own (see ../netns_hosts.py)."""
 
 from __future__ import annotations
 
