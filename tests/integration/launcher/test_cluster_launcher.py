@@ -52,6 +52,8 @@ def ray(h: SSHHosts, *args: str, timeout: float = 300, env: dict | None = None,
     full_env = dict(os.environ, TMPDIR=str(h.root), AUTOSCALER_NODE_START_WAIT_S="4",
                     AUTOSCALER_NODE_SSH_INTERVAL_S="1", **(env or {}))
     full_env.pop("RAY_ADDRESS", None)
+    if not env or "SSH_AUTH_SOCK" not in env:
+        full_env.pop("SSH_AUTH_SOCK", None)
     return subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, input=input, stdin=None if input else subprocess.DEVNULL)
 
@@ -188,6 +190,44 @@ def test_up_status_idempotent_exec_submit_rsync_down(hosts: SSHHosts, tmp_path: 
         assert h.ray_processes(i) == [], f"Ray still runs on host {i} after ray down"
     proc = ray(h, "exec", str(cfg), "ray status")
     assert proc.returncode != 0 and "Head node of cluster (main) not found!" in proc.stderr
+
+
+def test_seed_file_as_written(hosts: SSHHosts, tmp_path: Path) -> None:
+    """Seed 002's example.yaml, host names filled in: no auth section, so the login is this machine's user
+    with ssh's defaults (here an ssh-agent holding the hosts' key), and Ray's default start commands."""
+    h = hosts
+    cfg = tmp_path / "example.yaml"
+    cfg.write_text(f"cluster_name: seed\n\nprovider:\n    type: local\n    head_ip: {h.ips[0]}\n"
+                   f"    worker_ips: [{h.ips[1]}, {h.ips[2]}]\n")
+    sock = str(h.root / "agent.sock")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        subprocess.run(["ssh-add", "-q", str(h.key)], env=dict(os.environ, SSH_AUTH_SOCK=sock), check=True,
+                       capture_output=True)
+        try:
+            up = ray(h, "up", str(cfg), "-y", env={"SSH_AUTH_SOCK": sock})
+            assert up.returncode == 0, up.stdout + up.stderr
+            assert "ray start --head --port=6379 --autoscaling-config=~/ray_bootstrap_config.yaml" in up.stdout
+            deadline = time.monotonic() + 120
+            while True:
+                proc = ray(h, "exec", str(cfg), "ray status", env={"SSH_AUTH_SOCK": sock})
+                if len(node_ids(proc.stdout)) == 3:
+                    status = proc.stdout
+                    break
+                assert time.monotonic() < deadline, proc.stdout + proc.stderr
+                time.sleep(2)
+            assert "Healthy:" in status
+        finally:
+            down = ray(h, "down", str(cfg), "-y", env={"SSH_AUTH_SOCK": sock})
+        assert down.returncode == 0, down.stdout + down.stderr
+    finally:
+        agent.kill()
+        agent.wait()
+    for i in range(3):
+        assert h.ray_processes(i) == []
 
 
 def test_config_errors_touch_no_host(hosts: SSHHosts, tmp_path: Path) -> None:

@@ -44,6 +44,15 @@ def test_seed_shape_gets_rays_defaults(tmp_path: Path) -> None:
     assert config["head_node_type"] == "local.cluster.node"
 
 
+def test_the_seeds_short_form_logs_in_as_this_user(tmp_path: Path) -> None:
+    import getpass
+
+    config = cluster_yaml.load(write(tmp_path, "cluster_name: default\nprovider:\n    type: local\n"
+                                               "    head_ip: h1\n    worker_ips: [h2, h3]\n"))
+    assert config["auth"] == {"ssh_user": getpass.getuser()}
+    assert "IdentitiesOnly=yes" not in SSHRunner("h1", "u").ssh_options()  # ssh's default keys and agent
+
+
 def test_empty_start_commands_are_kept(tmp_path: Path) -> None:
     config = cluster_yaml.load(write(tmp_path, SEED + "worker_start_ray_commands: []\n"))
     assert config["worker_start_ray_commands"] == []
@@ -54,7 +63,7 @@ def test_empty_start_commands_are_kept(tmp_path: Path) -> None:
     (lambda c: c["provider"].pop("head_ip"), "provider.head_ip is missing"),
     (lambda c: c["provider"].update(type="aws"), "supports only `type: local`"),
     (lambda c: c.pop("provider"), "the provider section is missing"),
-    (lambda c: c["auth"].pop("ssh_user"), "auth.ssh_user is missing"),
+    (lambda c: c["auth"].update(ssh_user=""), "auth.ssh_user must be a user name"),
     (lambda c: c["auth"].update(ssh_private_key="/nonexistent/key"), "'/nonexistent/key' is not a readable file"),
     (lambda c: c["provider"].update(worker_ips=["10.0.0.1"]), "lists a host twice or the head itself"),
     (lambda c: c.update(setup_commands="echo hi"), "setup_commands must be a list of strings"),

@@ -5,6 +5,7 @@ set-up depends on."""
 from __future__ import annotations
 
 import copy
+import getpass
 import hashlib
 import json
 import os
@@ -118,11 +119,17 @@ def validate(config: dict[str, Any], path: str = "cluster config") -> dict[str, 
     if external is not None and (not isinstance(external, str) or not external):
         raise ConfigError(f"{path}: provider.external_head_ip must be a host name or address, got {external!r}.")
 
-    auth = config.get("auth")
-    if not isinstance(auth, dict) or not isinstance(auth.get("ssh_user"), str) or not auth["ssh_user"]:
-        raise ConfigError(f"{path}: auth.ssh_user is missing: the user to log in as over SSH, e.g.\n"
-                          "  auth:\n    ssh_user: ubuntu\n    ssh_private_key: ~/.ssh/id_rsa")
+    # Without auth (the shape of Ray's docs' short example), log in as ssh itself would: this machine's
+    # user name, with ssh's default keys and agent.
+    auth = config.setdefault("auth", {})
+    if not isinstance(auth, dict):
+        raise ConfigError(f"{path}: auth must be a mapping, e.g.\n  auth:\n    ssh_user: ubuntu\n"
+                          "    ssh_private_key: ~/.ssh/id_rsa")
     _unknown(set(auth), AUTH_KEYS, "in auth", path)
+    if "ssh_user" not in auth:
+        auth["ssh_user"] = getpass.getuser()
+    if not isinstance(auth["ssh_user"], str) or not auth["ssh_user"]:
+        raise ConfigError(f"{path}: auth.ssh_user must be a user name, got {auth['ssh_user']!r}.")
     key = auth.get("ssh_private_key")
     if key is not None:
         if not isinstance(key, str) or not os.path.isfile(os.path.expanduser(key)):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -67,10 +68,7 @@ def _notes(config: dict[str, Any]) -> None:
 def alive_node_ips(runner: SSHRunner) -> set[str] | None:
     """The addresses of the nodes the head's GCS reports alive (None when the head runs no cluster or
     cannot say)."""
-    try:
-        rc, out, _ = runner.capture("ray cluster-node-ips")
-    except SSHError:
-        raise
+    rc, out, _ = runner.capture("ray cluster-node-ips")
     if rc != 0:
         return None
     try:
@@ -82,7 +80,7 @@ def alive_node_ips(runner: SSHRunner) -> set[str] | None:
 def _plan(role: str, ip: str, config: dict[str, Any], state: st.ClusterState, alive: set[str] | None,
           no_restart: bool, restart_only: bool) -> Plan | None:
     """None when the node is left alone."""
-    healthy = alive is not None and ip in alive
+    healthy = alive is not None and (ip in alive or _resolve(ip) in alive)
     tags = state.tags(ip)
     same = (tags.get(st.TAG_RUNTIME_CONFIG) == cluster_yaml.runtime_hash(config, role)
             and tags.get(st.TAG_NODE_STATUS) == st.STATUS_UP_TO_DATE)
@@ -93,6 +91,14 @@ def _plan(role: str, ip: str, config: dict[str, Any], state: st.ClusterState, al
     if healthy and same:
         return None
     return Plan(setup=not same, start=True)
+
+
+def _resolve(host: str) -> str | None:
+    """A host name in the YAML as an address (the GCS knows nodes by address)."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return None
 
 
 def create_or_update_cluster(config_file: str, yes: bool = False, no_restart: bool = False,
@@ -149,7 +155,11 @@ def create_or_update_cluster(config_file: str, yes: bool = False, no_restart: bo
             plans[ip] = plan
     token = None
     if any(p.start for p in plans.values()):
-        rc, out, err = head.runner.capture("ray get-auth-token")
+        try:
+            rc, out, _ = head.runner.capture("ray get-auth-token")
+        except SSHError as e:
+            _fail([NodeUpdateError(head_ip, "head", "reading the cluster's token (ray get-auth-token)",
+                                   _hint(e, config))], list(plans), head_failed=True)
         token = out.strip() if rc == 0 and out.strip() else None
         if token is None:
             echo("  Note: the head has no authentication token (is RAY_AUTH_MODE=disabled there?); workers get "

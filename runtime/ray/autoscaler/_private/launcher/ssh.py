@@ -43,11 +43,11 @@ class SSHRunner:
 
     def ssh_options(self, connect_timeout: float = SSH_CONNECT_TIMEOUT_S) -> list[str]:
         opts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+                "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
                 "-o", f"ConnectTimeout={int(connect_timeout)}s"]
-        if self.key:
-            opts = ["-i", self.key, *opts]
+        if self.key:  # only that key; without one, ssh's defaults (~/.ssh/id_*, the agent)
+            opts = ["-i", self.key, "-o", "IdentitiesOnly=yes", *opts]
         if self.proxy:
             opts += ["-o", f"ProxyCommand={self.proxy}"]
         return opts
