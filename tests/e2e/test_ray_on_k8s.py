@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -194,6 +196,78 @@ def test_dashboard_through_port_forward_requires_the_token(kube: Kube, operator:
     finally:
         forward.terminate()
         forward.wait(timeout=30)
+
+
+RAY_CLIENT_SCRIPT = """
+import sys, ray
+ray.init(sys.argv[1], namespace="from-laptop")
+print("job", ray.get_runtime_context().get_job_id())
+
+@ray.remote
+def hello(x):
+    print("hello from a pod", x)
+    return x + 1
+
+@ray.remote
+class Keeper:
+    def __init__(self):
+        self.items = []
+    def add(self, item):
+        self.items.append(len(item))
+        return sum(self.items)
+
+print("task", ray.get(hello.remote(41)))
+k = Keeper.options(name="keeper").remote()
+blob = ray.put(b"x" * (8 << 20))
+print("actor", ray.get(k.add.remote(blob)))
+print("back", len(ray.get(blob)))
+print("nodes", len([n for n in ray.nodes() if n["Alive"]]))
+ray.shutdown()
+"""
+
+
+def test_ray_client_through_port_forward(kube: Kube, operator: str, namespace: str, tmp_path: Path) -> None:
+    """A laptop's habit: `kubectl port-forward svc/<cluster>-head-svc 10001:10001`, then
+    `ray.init("ray://localhost:10001")` with the cluster's token; the head pod's `ray start` runs the client
+    server on the service's `client` port."""
+    kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    kube.wait_for("the head pod", lambda: len(_pods(kube, namespace, "raycluster-sample", "head")) == 1, timeout=300)
+    head = _pods(kube, namespace, "raycluster-sample", "head")[0]["metadata"]["name"]
+    kube.kubectl("wait", "--for=condition=Ready", f"pod/{head}", "-n", namespace, "--timeout=300s", timeout=320)
+    service = kube.kubectl_json("get", "service", "raycluster-sample-head-svc", "-n", namespace)
+    assert {"name": "client", "port": 10001} in [
+        {"name": p["name"], "port": p["port"]} for p in service["spec"]["ports"]], service["spec"]["ports"]
+    token = _secret_token(kube, namespace, "raycluster-sample")
+    forward = subprocess.Popen(
+        [kube.kubectl_path, "--kubeconfig", kube.kubeconfig, "port-forward", "-n", namespace,
+         "svc/raycluster-sample-head-svc", ":10001", "--address", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert forward.stdout is not None
+        first = forward.stdout.readline()
+        match = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", first)
+        assert match, f"unexpected port-forward output: {first!r}"
+        script = tmp_path / "laptop.py"
+        script.write_text(RAY_CLIENT_SCRIPT)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        proc = subprocess.run([sys.executable, str(script), f"ray://127.0.0.1:{match.group(1)}"],
+                              capture_output=True, text=True, timeout=300, env={**env, "RAY_AUTH_TOKEN": token},
+                              cwd=tmp_path)
+        out = proc.stdout
+        assert proc.returncode == 0, out + proc.stderr
+        assert "task 42" in out and "hello from a pod 41" in out, out
+        assert f"actor {8 << 20}" in out and f"back {8 << 20}" in out, out
+        assert "nodes 2" in out, out
+        wrong = subprocess.run([sys.executable, str(script), f"ray://127.0.0.1:{match.group(1)}"],
+                               capture_output=True, text=True, timeout=120, env={**env, "RAY_AUTH_TOKEN": "0" * 64},
+                               cwd=tmp_path)
+        assert wrong.returncode != 0 and "refused this process's authentication token" in wrong.stderr, wrong.stderr
+    finally:
+        forward.terminate()
+        forward.wait(timeout=30)
+        kube.kubectl("delete", "raycluster", "raycluster-sample", "-n", namespace, "--wait=true", check=False,
+                     timeout=300)
 
 
 def test_gpu_worker_stays_pending_and_status_says_why(kube: Kube, operator: str, namespace: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 
 import grpc
 
@@ -33,6 +34,7 @@ class LogPrinter:
         self._lock = threading.Lock()
         self._dedup = LogDeduplicator() if dedup_enabled() else None
         self._stopped = threading.Event()
+        self.sink: Callable[[dict], None] | None = None  # a Ray Client session's proxy sends them on instead
         self._thread = threading.Thread(target=self._run, name="ray-log-printer", daemon=True)
         self._thread.start()
         if self._dedup is not None:
@@ -58,6 +60,9 @@ class LogPrinter:
             self._write(batch)
 
     def print_batch(self, batch: dict) -> None:
+        if self.sink is not None:
+            self.sink(batch)
+            return
         if self._dedup is None:
             self._write(batch)
             return
@@ -67,16 +72,21 @@ class LogPrinter:
             self._write(out)
 
     def _write(self, batch: dict) -> None:
-        prefix = line_prefix(batch, self._driver_ip)
-        stream = sys.stderr if batch["is_err"] else sys.stdout
-        text = "".join(f"{prefix} {line}\n" for line in batch["lines"])
-        try:
-            stream.write(text)
-            stream.flush()
-        except ValueError:
-            pass  # stream closed at interpreter exit
+        print_batch(batch, self._driver_ip)
 
     def stop(self) -> None:
         self._stopped.set()
         self._stream.cancel()
         self.flush(force=True)  # the repeats still in their window, as Ray prints them at exit
+
+
+def print_batch(batch: dict, driver_ip: str) -> None:
+    """One batch of a worker's lines, each with Ray's prefix (also a Ray Client's printer)."""
+    prefix = line_prefix(batch, driver_ip)
+    stream = sys.stderr if batch["is_err"] else sys.stdout
+    text = "".join(f"{prefix} {line}\n" for line in batch["lines"])
+    try:
+        stream.write(text)
+        stream.flush()
+    except ValueError:
+        pass  # stream closed at interpreter exit

@@ -57,6 +57,9 @@ class NodeParams:
     dashboard_agent_grpc_port: int | None = None
     metrics_export_port: int | None = None
     system_config: dict = field(default_factory=dict)
+    # The head's Ray Client server (ray://): `ray start --head` asks for 10001 by default; None: none.
+    ray_client_server_port: int | None = None
+    ray_client_server_port_explicit: bool = False  # a default port that is taken only skips the server
     # True for clusters `ray.init()` starts: they must die with the driver process.
     owned_by_driver: bool = False
     start_timeout_s: float = 60
@@ -108,6 +111,7 @@ class Node:
         self.processes: dict[str, subprocess.Popen] = {}
         self.raylet_info: dict = {}
         self.dashboard_url = ""
+        self.ray_client_server_port: int | None = None
         self.resources: dict[str, float] = {}
         self.auth_token: str | None = None  # the token every process of this node runs with (None: disabled)
         self.generated_token_path: str | None = None  # set when starting this head made ~/.ray/auth_token
@@ -235,6 +239,8 @@ class Node:
             )
         if with_dashboard and "dashboard" not in self.processes:
             self._spawn_dashboard(["-m", "ray.dashboard.dashboard"])
+        if p.head and p.ray_client_server_port is not None:
+            self._start_client_server()
         if p.head and not p.owned_by_driver:
             # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
             process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
@@ -310,6 +316,24 @@ class Node:
         self.gcs_address = f"{self.node_ip_address}:{port}"
         return proc
 
+    def _start_client_server(self) -> None:
+        """The Ray Client server (ray.util.client.server) on every interface, as Ray's."""
+        p = self.params
+        port = p.ray_client_server_port or 0
+        if port and not port_is_free("0.0.0.0", port):
+            if p.ray_client_server_port_explicit:
+                raise ProcessStartError(f"The Ray Client server port {port} is already in use; choose another "
+                                        "with --ray-client-server-port.")
+            logger.warning("Port %d is in use: this head runs no Ray Client server (choose a port with "
+                           "--ray-client-server-port).", port)
+            return
+        port_file = os.path.join(self.session_dir, "ray_client_server.port")
+        proc = self._spawn("ray_client_server", [
+            "-m", "ray.util.client.server", "--address", self.gcs_address, "--host", "0.0.0.0",
+            "--port", str(port), "--logs-dir", self.logs_dir, "--port-file", port_file,
+        ])
+        self.ray_client_server_port = int(self._wait_for_file(port_file, proc, "ray_client_server"))
+
     @property
     def _raylet_ready_file(self) -> str:
         return os.path.join(self.session_dir, f"raylet_{self.node_id[:8]}.json")
@@ -341,6 +365,7 @@ class Node:
             "gcs_address": self.gcs_address,
             "session_dir": self.session_dir,
             "dashboard_url": self.dashboard_url,
+            "ray_client_server_port": self.ray_client_server_port,
             "raylet": self.raylet_info,
             "pids": {name: proc.pid for name, proc in self.processes.items()},
         }

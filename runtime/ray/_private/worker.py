@@ -44,6 +44,7 @@ class Worker:
         self.gcs_address = ""
         self.context: RayContext | None = None
         self.log_printer = None
+        self.client_mode = False  # connected through Ray Client (ray://)
         self.lock = threading.RLock()
 
     def attach(self, core_worker, mode: str) -> None:
@@ -143,7 +144,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 )
         elif address != "local":
             if address.startswith("ray://"):
-                raise ValueError("Ray Client (ray://) addresses are not supported by OpenRay; use 'host:port'.")
+                return _connect_client(address, namespace, runtime_env, job_config, locals())
             gcs_address = address
         if gcs_address is not None:
             if num_cpus is not None or num_gpus is not None:
@@ -214,6 +215,33 @@ def _report_driver_exit(cw) -> None:
             job_id=cw.job_id.binary(), driver_failed=bool(detail), driver_exit_detail=detail), timeout_s=5)
     except Exception:  # noqa: BLE001 - the cluster may be gone; the raylet reports the exit then
         pass
+def _connect_client(address: str, namespace: str | None, runtime_env: dict | None, job_config,
+                    given: dict) -> RayContext:
+    """Ray Client mode (`ray://host:port`): this process runs no node; a client core worker forwards every
+    call to a proxy driver on the head (`ray._private.client_mode`)."""
+    from ray._private.client_mode import ClientCoreWorker
+
+    for name in ("num_cpus", "num_gpus", "resources", "object_store_memory", "labels"):
+        if given.get(name) is not None:
+            raise ValueError(f"When connecting to an existing cluster, {name} must not be provided.")
+    if job_config is not None and getattr(job_config, "runtime_env", None) and runtime_env is None:
+        runtime_env = job_config.runtime_env
+    namespace = namespace or os.environ.get("RAY_NAMESPACE") or None
+    cw = ClientCoreWorker(address)
+    info = cw.connect(namespace, runtime_env)
+    global_worker.attach(cw, mode="driver")
+    global_worker.client_mode = True
+    context = RayContext({
+        "node_ip_address": info["node_ip_address"], "gcs_address": info["gcs_address"],
+        "address": info["gcs_address"], "node_id": info["node_id"], "session_dir": info.get("session_dir", ""),
+        "webui_url": info.get("dashboard_url", ""), "ray_version": info.get("ray_version", ""),
+        "python_version": info.get("python_version", ""), "protocol_version": info.get("protocol_version"),
+        "namespace": info["namespace"], "job_id": info["job_id"],
+    })
+    global_worker.context = context
+    logger.info("Connected to the Ray cluster through Ray Client at %s (namespace %s).", address, info["namespace"])
+    atexit.register(shutdown)
+    return context
 
 
 def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | None, job_config,
@@ -307,6 +335,7 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
                 logging.getLogger(__name__).debug("shutdown hook failed: %s", e)
         global_worker.core_worker = None
         global_worker.mode = None
+        global_worker.client_mode = False
         if global_worker.log_printer is not None:
             global_worker.log_printer.stop()
             global_worker.log_printer = None

@@ -23,7 +23,10 @@ class FunctionManager:
         self._lock = threading.Lock()
 
     def export(self, obj: object, kind: str = "RemoteFunction") -> bytes:
-        pickled = dumps_keeping_filenames(obj)
+        return self.export_pickled(dumps_keeping_filenames(obj), kind, obj)
+
+    def export_pickled(self, pickled: bytes, kind: str = "RemoteFunction", obj: object = None) -> bytes:
+        """Export what a Ray Client pickled: the proxy driver stores it without unpickling it."""
         key = f"{kind}:".encode() + hashlib.sha1(pickled).hexdigest().encode()
         with self._lock:
             if key in self._exported:
@@ -31,7 +34,8 @@ class FunctionManager:
         self._gcs.internal_kv_put(key, pickled, overwrite=False, namespace=FUNCTION_NAMESPACE)
         with self._lock:
             self._exported.add(key)
-            self._cache[key] = obj
+            if obj is not None:
+                self._cache[key] = obj
         return key
 
     def load(self, key: bytes) -> object:

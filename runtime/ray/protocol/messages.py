@@ -27,6 +27,9 @@ RAYLET = "raylet"
 GCS = "gcs"
 DASHBOARD = "dashboard"
 AGENT = "node agent"  # its node's stats for the dashboard
+CLIENT = "ray client"  # a `ray://` driver's client core worker
+CLIENT_SERVER = "client server"  # the head's Ray Client server
+CLIENT_PROXY = "client proxy"  # one Ray Client session's proxy driver
 
 
 class Address(TypedDict):
@@ -370,6 +373,15 @@ CANCEL_TASK = "cancel_task"
 ACTOR_EXITING = "actor_exiting"
 # the GCS -> a raylet: placement group bundles, reserved in two phases (Ray's PrepareBundleResources,
 # CommitBundleResources, CancelResourceReserve)
+CLIENT_HELLO = "client_hello"
+CLIENT_CALL = "client_call"
+CLIENT_RELEASE = "client_release"
+CLIENT_SHUTDOWN = "client_shutdown"
+CLIENT_LOGS = "client_logs"
+PROXY_CALL = "proxy_call"
+PROXY_RELEASE = "proxy_release"
+PROXY_SHUTDOWN = "proxy_shutdown"
+PROXY_LOGS = "proxy_logs"
 PREPARE_BUNDLES = "prepare_bundles"
 COMMIT_BUNDLES = "commit_bundles"
 CANCEL_BUNDLES = "cancel_bundles"
@@ -435,6 +447,19 @@ MESSAGES: dict[str, Message] = {
                             "Prepared bundles become the node's `<name>_group_..` resources tasks can use."),
     CANCEL_BUNDLES: Message((GCS,), RAYLET, CancelBundles, bool,
                             "Give bundles back (a failed prepare, a removed group): their leases end, workers die."),
+    # Ray Client (ray._private.client_mode, ray.util.client.server): bodies of calls are cloudpickled bytes
+    CLIENT_HELLO: Message((CLIENT,), CLIENT_SERVER, dict, dict,
+                          "Versions and session id (new or reconnecting); refused with the reason."),
+    CLIENT_CALL: Message((CLIENT,), CLIENT_SERVER, tuple, bytes,
+                         "(seq, ack, cloudpickled (op, args, kwargs)): a core-worker call, relayed to the proxy."),
+    CLIENT_RELEASE: Message((CLIENT,), CLIENT_SERVER, list, None, "[(object id, copies received)] the client dropped."),
+    CLIENT_SHUTDOWN: Message((CLIENT,), CLIENT_SERVER, type(None), bool, "ray.shutdown(): end the session now."),
+    CLIENT_LOGS: Message((CLIENT_SERVER,), CLIENT, dict, None, "A batch of the session job's worker output."),
+    PROXY_CALL: Message((CLIENT_SERVER,), CLIENT_PROXY, tuple, bytes, "A client's call (answered from a cache if seen)."),
+    PROXY_RELEASE: Message((CLIENT_SERVER,), CLIENT_PROXY, list, None, "The client's released refs."),
+    PROXY_SHUTDOWN: Message((CLIENT_SERVER,), CLIENT_PROXY, type(None), bool,
+                            "End the session's job (ray.shutdown()) and exit."),
+    PROXY_LOGS: Message((CLIENT_PROXY,), CLIENT_SERVER, dict, None, "Worker output for the client."),
 }
 
 
