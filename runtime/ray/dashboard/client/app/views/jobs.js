@@ -68,11 +68,11 @@ export function ActorTable({ rows, nodes }) {
       { key: "class_name", label: "Class", width: "10%", render: (a) => html`<${Clip} text=${a.class_name} lines=${1} />` },
       { key: "name", label: "Name", width: "10%", render: (a) => html`<${Clip} text=${a.name} lines=${1} />` },
       { key: "state", label: "State", width: "10%", render: (a) => html`<${State} state=${a.state} />` },
-      { key: "job_id", label: "Job", width: "6%", render: (a) => html`<a href=${link("/jobs/" + a.job_id)}>${a.job_id}</a>` },
+      { key: "job_id", label: "Job", width: "8%", render: (a) => html`<a href=${link("/jobs/" + a.job_id)}>${a.job_id}</a>` },
       { key: "node_id", label: "Node", width: "9%", render: (a) => (a.node_id ? html`<a href=${link("/cluster/nodes/" + a.node_id)}>${ip(a.node_id)}</a>` : "-") },
       { key: "pid", label: "PID", width: "6%" },
       { key: "num_restarts", label: "Restarts", width: "6%" },
-      { key: "death_cause", label: "Death cause", width: "18%", value: deathCause, render: (a) => html`<${Clip} text=${deathCause(a)} />` },
+      { key: "death_cause", label: "Death cause", width: "16%", value: deathCause, render: (a) => html`<${Clip} text=${deathCause(a)} />` },
       { key: "required_resources", label: "Resources", width: "8%", value: (a) => resources(a.required_resources), render: (a) => resources(a.required_resources) },
       { key: "logs", label: "Logs", width: "6%", render: (a) => (a.pid && a.node_id ? html`<a href=${link("/logs", { actor_id: a.actor_id, node_id: a.node_id })}>Log</a>` : "-") },
     ]} empty="No actors." />`;

@@ -4,11 +4,13 @@
 import uPlot from "uplot";
 import {
   html, useState, useEffect, useRef, request, usePoll, ErrorNote, Loading, Section, Select, bytes, pct, num, shortId,
+  stateColour,
 } from "../lib.js";
 
 const RANGES = [["300", "Last 5 minutes"], ["900", "Last 15 minutes"], ["1800", "Last 30 minutes"], ["3600", "Last hour"]];
 const COLOURS = ["#1E88E5", "#43A047", "#F57C00", "#D32F2F", "#8E24AA", "#00897B", "#6D4C41", "#546E7A"];
 const FORMAT = { bytes, pct: (v) => pct(v), num };
+const STATE_HEX = { green: "#43A047", red: "#D32F2F", orange: "#F57C00", blue: "#1E88E5", grey: "#757575" };
 
 function Chart({ title, times, series, unit = "num", testid }) {
   const box = useRef(null);
@@ -48,11 +50,11 @@ function clusterCharts(points) {
     { title: "Alive nodes", series: [{ label: "nodes", values: col("nodes_alive") }] },
   ];
   if (states.length) {
-    charts.push({ title: "Actors by state", series: states.map((s) => ({ label: s, values: points.map((p) => (p.actors ? p.actors[s] || 0 : null)) })) });
+    charts.push({ title: "Actors by state", series: states.map((s) => ({ label: s, colour: STATE_HEX[stateColour(s)], values: points.map((p) => (p.actors ? p.actors[s] || 0 : null)) })) });
   }
   if (points.some((p) => p.tasks)) {
     const ts = [...new Set(points.flatMap((p) => Object.keys(p.tasks || {})))].sort();
-    charts.push({ title: "Tasks by state", series: ts.map((s) => ({ label: s, values: points.map((p) => (p.tasks ? p.tasks[s] || 0 : null)) })) });
+    charts.push({ title: "Tasks by state", series: ts.map((s) => ({ label: s, colour: STATE_HEX[stateColour(s)], values: points.map((p) => (p.tasks ? p.tasks[s] || 0 : null)) })) });
   }
   return { t, charts };
 }
