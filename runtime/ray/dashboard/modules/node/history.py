@@ -117,7 +117,7 @@ class ClusterHistory:
                 t = (raylet.get("total") or node["Resources"]).get(key, 0.0)
                 total += t
                 available = raylet.get("available")  # a name fully taken is left out: 0 available
-                used += t - available.get(key, 0.0) if available else 0.0
+                used += (t - available.get(key, 0.0)) if available else 0.0
             point[f"{key}_used"], point[f"{key}_total"] = used, total
         stats = [self.latest[n["NodeID"]] for n in alive if n["NodeID"] in self.latest]
         point["cpu_utilization"] = sum(s["cpu"] for s in stats) / len(stats) if stats else 0.0

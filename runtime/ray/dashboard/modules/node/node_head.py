@@ -40,7 +40,7 @@ def logical_resources(total: dict[str, float], available: dict[str, float]) -> s
     for name in sorted(total, key=lambda k: ({"CPU": 0, "GPU": 1}.get(k, 3 if k in _MEMORY_LIKE else 2), k)):
         if name.startswith(("node:", "accelerator_type:")) or "_group_" in name:
             continue
-        used = total[name] - available.get(name, 0.0) if available else 0.0
+        used = (total[name] - available.get(name, 0.0)) if available else 0.0
         if name in _MEMORY_LIKE:
             lines.append(f"{used / 2**30:.2f}/{total[name] / 2**30:.3f} GiB {name}")
         else:

@@ -132,7 +132,7 @@ export function JobPage({ id }) {
     ${j.submission_id ? html`<${Section} title="Driver log" right=${html`<span class="muted">${running ? "following" : ""}</span>
         <a href=${link("/logs", { submission_id: j.submission_id, node_id: j.driver_node_id })}>Open in Logs</a>`}>
       <${LogPane} path=${"api/jobs/" + encodeURIComponent(j.submission_id) + "/logs"} follow=${running} testid="driver-log" /></${Section}>` : null}
-    <${Section} title="Tasks">${jobId ? html`<${TaskSummary} filters=${{ job_id: jobId }} />` : html`<p class="muted">The job has no Ray job id yet.</p>`}</${Section}>
+    <${Section} title="Tasks">${jobId ? html`<${TaskSummary} filters=${{ job_id: jobId }} />` : html`<p class="muted">No Ray driver has connected for this job: it has no tasks or actors.</p>`}</${Section}>
     <${Section} title="Actors">${jobId ? html`<${ErrorNote} error=${actors.error} />${actors.data ? html`<${ActorTable} rows=${actors.data.result.result} nodes=${nodes} />` : html`<${Loading} what="actors" />`}`
       : html`<p class="muted">None.</p>`}</${Section}>
   </div>`;
