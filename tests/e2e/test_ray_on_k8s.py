@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -193,6 +194,8 @@ def test_dashboard_through_port_forward_requires_the_token(kube: Kube, operator:
         assert status == 200 and isinstance(json.loads(body), list), (status, body)
         status, body = _get(f"{base}/api/version", {"X-Ray-Authorization": f"Bearer {token}"})
         assert status == 200 and "ray_version" in json.loads(body), (status, body)
+        head_ip = kube.kubectl_json("get", "pod", head, "-n", namespace)["status"]["podIP"]
+        _browse_dashboard(base, token, head_ip)
     finally:
         forward.terminate()
         forward.wait(timeout=30)
@@ -268,6 +271,39 @@ def test_ray_client_through_port_forward(kube: Kube, operator: str, namespace: s
         forward.wait(timeout=30)
         kube.kubectl("delete", "raycluster", "raycluster-sample", "-n", namespace, "--wait=true", check=False,
                      timeout=300)
+
+
+def _browse_dashboard(base: str, token: str, head_ip: str) -> None:
+    """The web UI through the port-forward, in Debian's Chromium: sign in with the Secret's token, open each
+    view by its navigation link, see the head pod's node; no JavaScript errors. The image installed the
+    package with pip, so this also shows that the UI's files ship in it."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or subprocess.run(
+        [str(REPO / "tests/integration/tools/install-browser")], check=True, capture_output=True, text=True).stdout.strip()
+    shots = REPO / "tests/.artifacts/dashboard-ui-e2e"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(base + "/#/cluster")
+            page.fill("input[name=token]", token)
+            page.click("button[type=submit]")
+            page.wait_for_selector("[data-testid=nodes-alive]", timeout=60000)
+            for name, ready in (("jobs", "[data-testid=jobs-table]"), ("actors", "[data-testid=actor-table]"),
+                                ("metrics", "[data-testid=charts]"), ("logs", "[data-testid=log-nodes] a"),
+                                ("cluster", "[data-testid=node-table]"), ("overview", "[data-testid=nodes-alive]")):
+                page.click(f"nav a[data-nav={name}]")
+                page.wait_for_selector(ready, timeout=60000)
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                if name == "cluster":
+                    page.locator("[data-testid=node-table] tbody tr", has_text=head_ip).wait_for(timeout=60000)
+            assert int(page.inner_text("[data-testid=nodes-alive]")) >= 1
+            assert not errors, errors
+        finally:
+            browser.close()
 
 
 def test_gpu_worker_stays_pending_and_status_says_why(kube: Kube, operator: str, namespace: str) -> None:

@@ -20,7 +20,7 @@ from aiohttp import web
 from ray._common import auth, auth_http, lifetime
 from ray._common.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._common.session_logs import log_to_session_file
-from ray.dashboard.modules import overview, version
+from ray.dashboard.modules import ui, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
@@ -124,7 +124,7 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
     version.add_routes(app, session_dir, gcs_alive)
     job_head = JobHead(manager, gcs)
     job_head.add_routes(app)
-    overview.add_routes(app, gcs.get_all_node_info, job_head.all_job_details)
+    ui.add_routes(app)
     if hasattr(gcs, "stubs"):  # a real GcsClient (tests may pass a KV-only stand-in)
         objects = ObjectsSource(gcs)
         StateHead(StateAggregator(gcs, job_head.all_job_details, objects.rows)).add_routes(app)

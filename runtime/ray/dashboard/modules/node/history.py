@@ -101,9 +101,12 @@ class ClusterHistory:
         dead = [n for n in self.node_history if n not in self.latest]
         for node_id in dead[: max(0, len(dead) - 10)]:
             del self.node_history[node_id]
-        self.cluster_history.append(self._cluster_point(alive))
+        point = self._cluster_point(alive)
         self._node_events(nodes)
-        await self._job_and_actor_events()
+        try:
+            point["actors"] = await self._job_and_actor_events()
+        finally:
+            self.cluster_history.append(point)
 
     def _cluster_point(self, alive: list[dict[str, Any]]) -> dict[str, Any]:
         point: dict[str, Any] = {"t": time.time(), "nodes_alive": len(alive)}
@@ -113,7 +116,8 @@ class ClusterHistory:
                 raylet = (self.latest.get(node["NodeID"]) or {}).get("raylet") or {}
                 t = (raylet.get("total") or node["Resources"]).get(key, 0.0)
                 total += t
-                used += t - (raylet.get("available") or {}).get(key, t)
+                available = raylet.get("available")  # a name fully taken is left out: 0 available
+                used += (t - available.get(key, 0.0)) if available else 0.0
             point[f"{key}_used"], point[f"{key}_total"] = used, total
         stats = [self.latest[n["NodeID"]] for n in alive if n["NodeID"] in self.latest]
         point["cpu_utilization"] = sum(s["cpu"] for s in stats) / len(stats) if stats else 0.0
@@ -136,7 +140,9 @@ class ClusterHistory:
             self.add_event("NODE_DEAD", f"Node {node_id} ({n.get('NodeManagerAddress', '?')}) is dead: {reason}",
                            "ERROR", node_id=node_id, ip=n.get("NodeManagerAddress", ""))
 
-    async def _job_and_actor_events(self) -> None:
+    async def _job_and_actor_events(self) -> dict[str, int]:
+        """Events for jobs that finished and actors that died since the last round; returns the number of
+        actors in each state (a point of the Metrics view's "actors by state" chart)."""
         jobs = await asyncio.to_thread(self._gcs.get_all_job_info)
         dead_now = {j.job_id: j.is_dead for j in jobs}
         if self._jobs_dead is not None:
@@ -155,9 +161,14 @@ class ClusterHistory:
                                    f"{actor.death_cause or 'no cause recorded'}", "WARNING",
                                    actor_id=actor.actor_id.hex(), job_id=actor.job_id.hex())
         self._actors_dead = dead
+        counts: dict[str, int] = {}
+        for actor in reply.actor_table_data:
+            state = actor_pb2.ActorTableData.ActorState.Name(actor.state)
+            counts[state] = counts.get(state, 0) + 1
+        return counts
 
-    def history(self, node_id: str | None = None, since: float = 0.0) -> dict[str, Any]:
+    def history(self, node_id: str | None = None, since: float = 0.0, cluster_only: bool = False) -> dict[str, Any]:
         nodes = {nid: [p for p in h if p["t"] > since] for nid, h in self.node_history.items()
-                 if node_id is None or nid == node_id}
+                 if not cluster_only and (node_id is None or nid == node_id)}
         return {"interval_s": self.interval_s, "max_points": self.points,
                 "cluster": [p for p in self.cluster_history if p["t"] > since], "nodes": nodes}

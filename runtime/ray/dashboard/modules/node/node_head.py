@@ -7,7 +7,8 @@
     GET /api/cluster_status[?format=1]  the `ray status` data (format=1: its text)
     GET /api/v0/cluster_metadata        versions and session
     GET /events[?job_id=]               recent cluster events (node added/dead, actor died, job finished)
-    GET /api/metrics/history[?node_id=&since=]   the head's bounded history of node and cluster metrics
+    GET /api/metrics/history[?node_id=&since=&scope=cluster]   the head's bounded history of node and cluster
+                                        metrics (scope=cluster: without the per-node series)
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ _MEMORY_LIKE = ("memory", "object_store_memory")
 
 
 def logical_resources(total: dict[str, float], available: dict[str, float]) -> str:
-    """Ray's per-node `nodeLogicalResources` text: `0.0/8.0 CPU` lines (memory in GiB)."""
+    """Ray's per-node `nodeLogicalResources` text: `0.0/8.0 CPU` lines (memory in GiB). The raylet's
+    `available` leaves out what is fully taken (a missing name is 0 available); with no report at all
+    (`available` empty) nothing is counted as used."""
     lines = []
     for name in sorted(total, key=lambda k: ({"CPU": 0, "GPU": 1}.get(k, 3 if k in _MEMORY_LIKE else 2), k)):
         if name.startswith(("node:", "accelerator_type:")) or "_group_" in name:
             continue
-        used = total[name] - available.get(name, total[name])
+        used = (total[name] - available.get(name, 0.0)) if available else 0.0
         if name in _MEMORY_LIKE:
             lines.append(f"{used / 2**30:.2f}/{total[name] / 2**30:.3f} GiB {name}")
         else:
@@ -243,4 +246,4 @@ class NodeHead:
             return rest_response(False, f"No history for node {node_id}: /nodes?view=summary lists the nodes.",
                                  status=404)
         return rest_response(True, "Metrics history fetched.", convert=False,
-                             **self.history.history(node_id, since))
+                             **self.history.history(node_id, since, request.query.get("scope") == "cluster"))
