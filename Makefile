@@ -37,10 +37,14 @@ test: lint test-unit tools test-integration test-e2e
 E2E_CLUSTER := tests/e2e/cluster
 
 # Debian packages, then kube-*, etcd, kubectl, helm and CoreDNS built from the Go module proxy
-# (cached under ${OPENRAY_CACHE:-~/.cache/openray}, keyed by version).
+# (cached under ${OPENRAY_CACHE:-~/.cache/openray}, keyed by version), and Debian's Prometheus for the
+# metrics test (unpacked in the same cache, not installed), and Debian's Chromium for the dashboard UI's
+# browser tests (Playwright drives it; no browser download).
 tools:
 	$(E2E_CLUSTER)/install-packages
 	$(E2E_CLUSTER)/build-binaries
+	tests/integration/tools/install-prometheus >/dev/null
+	tests/integration/tools/install-browser >/dev/null
 
 # Base images and images/*/Dockerfile with buildah (rebuilt when their inputs change); loaded
 # into the cluster right away when it is up.

@@ -32,6 +32,10 @@ AT_LEAST_RAY = 1.0  # "at least Ray's on every other row"
 ROWS: tuple[Row, ...] = (
     Row("init_ready", "ray.init to ready (first task done)", "s", False, 5.0, "init_ready", 180, 5),
     Row("tasks_sync", "tasks sync", "tasks/s", True, TASK_OR_ACTOR, "tasks_sync", 180, 5),
+    Row("client_round_trip", "Ray Client (ray://) round trip of a trivial task", "tasks/s", True, AT_LEAST_RAY,
+        "client_round_trip", 240, 14),
+    Row("launcher_up", "ray up: head + 2 workers (SSH hosts) to ray status showing 3 nodes", "s", False, AT_LEAST_RAY,
+        "launcher_up", 600, 14),
     Row("tasks_async", "tasks async (batches of 1000)", "tasks/s", True, TASK_OR_ACTOR, "tasks_async", 180, 5),
     Row("actor_calls_sync", "1:1 actor calls sync", "calls/s", True, TASK_OR_ACTOR, "actor_calls_sync", 180, 5),
     Row("actor_calls_async", "1:1 actor calls async (batches of 1000)", "calls/s", True, TASK_OR_ACTOR,

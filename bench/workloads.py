@@ -431,6 +431,69 @@ def _start_head_with_cli() -> Any:
     return _job_client(f"http://127.0.0.1:{dashboard_port}", time.monotonic() + 120)
 
 
+def client_round_trip(duration_s: float) -> Rows:
+    """Ray Client: `ray.get(f.remote())` of a trivial task through `ray://` to a `ray start --head`."""
+    global _STARTED_HEAD_WITH_CLI
+    gcs_port, client_port = _free_port(), _free_port()
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    _STARTED_HEAD_WITH_CLI = True
+    done = subprocess.run(
+        [ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--include-dashboard=false",
+         f"--ray-client-server-port={client_port}", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ray start --head failed ({done.returncode}): {(done.stdout + done.stderr)[-800:]}")
+    start = time.perf_counter()
+    ray.init(f"ray://127.0.0.1:{client_port}")
+    connect_s = time.perf_counter() - start
+    value, details = measure_rate(lambda: ray.get(noop.remote()), 1, duration_s)
+    return one_row("client_round_trip", value, connect_s=round(connect_s, 3), **details)
+
+
+def launcher_up(duration_s: float) -> Rows:
+    """`ray up` of a head and 2 workers, from nothing to `ray status` (through `ray exec`) showing 3 nodes.
+    The hosts are the launcher tests' (tests/integration/launcher/ssh_hosts.py): network namespaces with a
+    real sshd each; needs root. Setup commands empty, Ray's default start commands."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        import ray.autoscaler._private.launcher  # noqa: F401  (OpenRay's)
+    except ImportError:
+        raise RuntimeError("not run on Ray 2.60 here: the default start commands run `ray stop`, which in Ray kills "
+                           "every Ray process on the machine (it needs hosts with their own PID namespace)") from None
+    sys.path[:0] = [os.path.join(repo, "tests", "integration"), os.path.join(repo, "tests", "integration", "launcher")]
+    import yaml
+    from ssh_hosts import SSHHosts, ensure_packages
+
+    ensure_packages()
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    with SSHHosts(hosts=3) as hosts:
+        cfg = os.path.join(hosts.root, "cluster.yaml")
+        with open(cfg, "w") as f:
+            yaml.safe_dump({"cluster_name": "bench", "provider": {"type": "local", "head_ip": hosts.ips[0],
+                                                                  "worker_ips": hosts.ips[1:]},
+                            "auth": {"ssh_user": "root", "ssh_private_key": str(hosts.key)}}, f)
+        env = dict(os.environ, TMPDIR=str(hosts.root))
+        env.pop("RAY_ADDRESS", None)
+        start = time.perf_counter()
+        up = subprocess.run([ray_cli, "up", cfg, "-y"], capture_output=True, text=True, env=env, timeout=400)
+        if up.returncode != 0:
+            raise RuntimeError(f"ray up failed: {(up.stdout + up.stderr)[-800:]}")
+        up_s = time.perf_counter() - start
+        polls = 0
+        while True:
+            polls += 1
+            status = subprocess.run([ray_cli, "exec", cfg, "ray status"], capture_output=True, text=True, env=env,
+                                    timeout=120)
+            if len(re.findall(r"^ 1 node_", status.stdout, re.M)) == 3:
+                break
+            if time.perf_counter() - start > 400:
+                raise RuntimeError(f"ray status did not show 3 nodes: {status.stdout[-800:]}{status.stderr[-400:]}")
+            time.sleep(0.5)
+        total = time.perf_counter() - start
+        subprocess.run([ray_cli, "down", cfg, "-y"], capture_output=True, env=env, timeout=200)
+    return one_row("launcher_up", total, ray_up_s=round(up_s, 3), status_polls=polls)
+
+
 def _stop_head_started_with_cli() -> None:
     if _STARTED_HEAD_WITH_CLI:
         terminate([p.pid for p in processes_of_run(os.environ.get(TOKEN_ENV), None)])
@@ -686,7 +749,8 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
         init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
         async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
         idle_memory, job_submit_running, pip_env, pip_env_job, pg_create_one_bundle,
-        pg_create_strict_spread_4_nodes, pg_tasks_async, autoscale_first_task, autoscaler_round,
+        pg_create_strict_spread_4_nodes, pg_tasks_async, client_round_trip, launcher_up, autoscale_first_task,
+        autoscaler_round,
     )
 }
 

@@ -19,6 +19,7 @@ _LAZY = {
     **{name: "ray._private.worker" for name in (
         "available_resources", "cancel", "cluster_resources", "get", "get_gpu_ids", "init", "is_initialized",
         "nodes", "put", "shutdown", "wait")},
+    "timeline": "ray._private.state_timeline",
 }
 # submodules reachable as attributes (`ray.exceptions.RayTaskError`, `ray.actor.exit_actor()`, `ray.util`)
 _SUBMODULES = frozenset(("actor", "exceptions", "job_submission", "runtime_context", "runtime_env", "util",
@@ -101,5 +102,5 @@ def get_runtime_context():
 __all__ = [
     "NodeID", "ObjectRef", "available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_actor",
     "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
-    "shutdown", "wait",
+    "shutdown", "timeline", "wait",
 ]

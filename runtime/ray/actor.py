@@ -37,6 +37,12 @@ class ActorClass:
         self.__module__ = cls.__module__
         self.__doc__ = cls.__doc__
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled by value into tasks and actors that create this actor: the export cache stays here.
+        state = self.__dict__.copy()
+        state.update(_key=None, _exported_by=None)
+        return state
+
     def __call__(self, *args, **kwargs):
         raise TypeError(
             f"Actors cannot be instantiated directly. Instead of '{self._cls.__name__}()', use "

@@ -162,6 +162,7 @@ class Cluster:
             resources=node_args.pop("resources", None) or {}, labels=node_args.pop("labels", None) or {},
             temp_dir=self._temp_dir, include_dashboard=node_args.pop("include_dashboard", False),
             system_config=self._system_config, owned_by_driver=True,
+            metrics_export_port=node_args.pop("metrics_export_port", None),
         )
         node = Node(params)
         node.start()

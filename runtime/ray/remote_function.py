@@ -26,6 +26,13 @@ class RemoteFunction:
         self._task_options_cache: dict[tuple, tuple[dict, TaskOptions]] = {}
         functools.update_wrapper(self, function)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A task or actor that calls this function pickles it by value; what this process cached about its
+        # export (and the core worker it was exported through) means nothing in another process.
+        state = self.__dict__.copy()
+        state.update(_key=None, _exported_by=None, _task_options_cache={})
+        return state
+
     def __call__(self, *args, **kwargs):
         name = f"{self._function.__module__}.{self._function.__qualname__}"
         raise TypeError(

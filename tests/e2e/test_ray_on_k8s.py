@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -193,9 +196,116 @@ def test_dashboard_through_port_forward_requires_the_token(kube: Kube, operator:
         assert status == 200 and isinstance(json.loads(body), list), (status, body)
         status, body = _get(f"{base}/api/version", {"X-Ray-Authorization": f"Bearer {token}"})
         assert status == 200 and "ray_version" in json.loads(body), (status, body)
+        head_ip = kube.kubectl_json("get", "pod", head, "-n", namespace)["status"]["podIP"]
+        _browse_dashboard(base, token, head_ip)
     finally:
         forward.terminate()
         forward.wait(timeout=30)
+
+
+RAY_CLIENT_SCRIPT = """
+import sys, ray
+ray.init(sys.argv[1], namespace="from-laptop")
+print("job", ray.get_runtime_context().get_job_id())
+
+@ray.remote
+def hello(x):
+    print("hello from a pod", x)
+    return x + 1
+
+@ray.remote
+class Keeper:
+    def __init__(self):
+        self.items = []
+    def add(self, item):
+        self.items.append(len(item))
+        return sum(self.items)
+
+print("task", ray.get(hello.remote(41)))
+k = Keeper.options(name="keeper").remote()
+blob = ray.put(b"x" * (8 << 20))
+print("actor", ray.get(k.add.remote(blob)))
+print("back", len(ray.get(blob)))
+print("nodes", len([n for n in ray.nodes() if n["Alive"]]))
+ray.shutdown()
+"""
+
+
+def test_ray_client_through_port_forward(kube: Kube, operator: str, namespace: str, tmp_path: Path) -> None:
+    """A laptop's habit: `kubectl port-forward svc/<cluster>-head-svc 10001:10001`, then
+    `ray.init("ray://localhost:10001")` with the cluster's token; the head pod's `ray start` runs the client
+    server on the service's `client` port."""
+    kube.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "raycluster-sample.yaml"))
+    kube.wait_for("the head pod", lambda: len(_pods(kube, namespace, "raycluster-sample", "head")) == 1, timeout=300)
+    head = _pods(kube, namespace, "raycluster-sample", "head")[0]["metadata"]["name"]
+    kube.kubectl("wait", "--for=condition=Ready", f"pod/{head}", "-n", namespace, "--timeout=300s", timeout=320)
+    service = kube.kubectl_json("get", "service", "raycluster-sample-head-svc", "-n", namespace)
+    assert {"name": "client", "port": 10001} in [
+        {"name": p["name"], "port": p["port"]} for p in service["spec"]["ports"]], service["spec"]["ports"]
+    token = _secret_token(kube, namespace, "raycluster-sample")
+    forward = subprocess.Popen(
+        [kube.kubectl_path, "--kubeconfig", kube.kubeconfig, "port-forward", "-n", namespace,
+         "svc/raycluster-sample-head-svc", ":10001", "--address", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert forward.stdout is not None
+        first = forward.stdout.readline()
+        match = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", first)
+        assert match, f"unexpected port-forward output: {first!r}"
+        script = tmp_path / "laptop.py"
+        script.write_text(RAY_CLIENT_SCRIPT)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        proc = subprocess.run([sys.executable, str(script), f"ray://127.0.0.1:{match.group(1)}"],
+                              capture_output=True, text=True, timeout=300, env={**env, "RAY_AUTH_TOKEN": token},
+                              cwd=tmp_path)
+        out = proc.stdout
+        assert proc.returncode == 0, out + proc.stderr
+        assert "task 42" in out and "hello from a pod 41" in out, out
+        assert f"actor {8 << 20}" in out and f"back {8 << 20}" in out, out
+        assert "nodes 2" in out, out
+        wrong = subprocess.run([sys.executable, str(script), f"ray://127.0.0.1:{match.group(1)}"],
+                               capture_output=True, text=True, timeout=120, env={**env, "RAY_AUTH_TOKEN": "0" * 64},
+                               cwd=tmp_path)
+        assert wrong.returncode != 0 and "refused this process's authentication token" in wrong.stderr, wrong.stderr
+    finally:
+        forward.terminate()
+        forward.wait(timeout=30)
+        kube.kubectl("delete", "raycluster", "raycluster-sample", "-n", namespace, "--wait=true", check=False,
+                     timeout=300)
+
+
+def _browse_dashboard(base: str, token: str, head_ip: str) -> None:
+    """The web UI through the port-forward, in Debian's Chromium: sign in with the Secret's token, open each
+    view by its navigation link, see the head pod's node; no JavaScript errors. The image installed the
+    package with pip, so this also shows that the UI's files ship in it."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or subprocess.run(
+        [str(REPO / "tests/integration/tools/install-browser")], check=True, capture_output=True, text=True).stdout.strip()
+    shots = REPO / "tests/.artifacts/dashboard-ui-e2e"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(base + "/#/cluster")
+            page.fill("input[name=token]", token)
+            page.click("button[type=submit]")
+            page.wait_for_selector("[data-testid=nodes-alive]", timeout=60000)
+            for name, ready in (("jobs", "[data-testid=jobs-table]"), ("actors", "[data-testid=actor-table]"),
+                                ("metrics", "[data-testid=charts]"), ("logs", "[data-testid=log-nodes] a"),
+                                ("cluster", "[data-testid=node-table]"), ("overview", "[data-testid=nodes-alive]")):
+                page.click(f"nav a[data-nav={name}]")
+                page.wait_for_selector(ready, timeout=60000)
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                if name == "cluster":
+                    page.locator("[data-testid=node-table] tbody tr", has_text=head_ip).wait_for(timeout=60000)
+            assert int(page.inner_text("[data-testid=nodes-alive]")) >= 1
+            assert not errors, errors
+        finally:
+            browser.close()
 
 
 def test_gpu_worker_stays_pending_and_status_says_why(kube: Kube, operator: str, namespace: str) -> None:

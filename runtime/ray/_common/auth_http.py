@@ -20,7 +20,7 @@ from aiohttp import web
 from ray._common import auth
 
 # What the dashboard serves without a token (Ray's public paths, less its SPA's index and static files:
-# OpenRay's "/" is a server-rendered page with the cluster's nodes and jobs).
+# OpenRay's UI shows cluster data from its first byte, so a browser without the cookie gets the login page).
 DASHBOARD_PUBLIC_PATHS = frozenset({
     "/api/gcs_healthz", "/api/healthz", "/api/local_raylet_healthz", "/-/healthz",
     "/api/authentication_mode", "/api/authenticate", "/login", "/logout", "/favicon.ico",

@@ -52,6 +52,17 @@ class RayConfig:
     object_manager_default_chunk_size: int = 64 * 1024 * 1024
     # A framed connection whose authentication handshake is not done by then is dropped (either side).
     framed_handshake_timeout_s: float = 30.0
+    # Task events (Ray's names and defaults): every core worker buffers its tasks' state changes and sends
+    # them to the GCS (through its raylet) every `task_events_report_interval_ms` (0: not at all), keeping at
+    # most `task_events_max_num_status_events_buffer_on_worker` between reports (the rest are counted as
+    # dropped). The GCS keeps the newest `task_events_max_num_task_in_gcs` task attempts.
+    task_events_report_interval_ms: int = 1000
+    task_events_max_num_status_events_buffer_on_worker: int = 100 * 1000
+    task_events_max_num_task_in_gcs: int = 100000
+    # How many ended actors, nodes and workers the GCS remembers (oldest forgotten first; Ray's names).
+    maximum_gcs_destroyed_actor_cached_count: int = 100000
+    maximum_gcs_dead_node_cached_count: int = 1000
+    maximum_gcs_dead_worker_cached_count: int = 1000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RayConfig:

@@ -15,7 +15,13 @@ from typing import Any
 import grpc
 
 from ray._common.grpc_util import new_aio_channel, new_channel, too_large, unauthenticated
-from ray.protocol import actor_pb2_grpc, autoscaler_pb2_grpc, gcs_pb2_grpc, placement_group_pb2_grpc
+from ray.protocol import (
+    actor_pb2_grpc,
+    autoscaler_pb2_grpc,
+    gcs_pb2_grpc,
+    placement_group_pb2_grpc,
+    state_pb2_grpc,
+)
 from ray.protocol import autoscaler_pb2 as apb
 from ray.protocol import gcs_pb2 as pb
 
@@ -65,6 +71,8 @@ class _Stubs:
         self.actor = actor_pb2_grpc.ActorInfoGcsServiceStub(channel)
         self.placement_group = placement_group_pb2_grpc.PlacementGroupInfoGcsServiceStub(channel)
         self.autoscaler = autoscaler_pb2_grpc.AutoscalerStateServiceStub(channel)
+        self.task_info = state_pb2_grpc.TaskInfoGcsServiceStub(channel)
+        self.worker_info = state_pb2_grpc.WorkerInfoGcsServiceStub(channel)
 
 
 class GcsClient:

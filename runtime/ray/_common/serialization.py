@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import cloudpickle
 
+from ray._common.fresh_buffers import copy_to_bytearray, copy_to_bytes
+
 # Layout of one serialized object, so it can live in a single buffer/file:
 #   u32 number of buffers | u64 header length | u64 length of each buffer ... | header | buffers (8-aligned)
 _U32 = struct.Struct("<I")
@@ -42,7 +44,7 @@ class SerializedObject:
         raws = [memoryview(b).cast("B") for b in self.buffers]
         lengths = _U32.pack(len(raws)) + _U64.pack(len(self.header)) + b"".join(_U64.pack(r.nbytes) for r in raws)
         _pwrite_all(fd, memoryview(lengths), 0)
-        # The header is written where it is (it holds the whole value for a large `bytes`: no copy of it).
+        # The header is written where it is (a large `bytes` nested in a value is inside it: no copy of it).
         _pwrite_all(fd, memoryview(self.header), len(lengths))
         pos = len(lengths) + len(self.header)
         for raw in raws:
@@ -91,7 +93,38 @@ def _layout_size(header_len: int, lengths: Sequence[int]) -> int:
     return pos
 
 
+# A top-level `bytes` or `bytearray` this large travels as a raw buffer beside a fixed header instead of
+# inside the pickle: `ray.put` writes it into shared memory straight from the caller's object (no 100 MiB
+# copy into a pickle first) and `ray.get` copies it once, into huge pages (`fresh_buffers`).
+RAW_BUFFER_MIN_BYTES = 2**20
+
+
+def _bytes_from_buffer(buffer: memoryview) -> bytes:
+    return copy_to_bytes(memoryview(buffer))
+
+
+def _bytearray_from_buffer(buffer: memoryview) -> bytearray:
+    return copy_to_bytearray(memoryview(buffer))
+
+
+class _RawBuffer:
+    """Pickles as `rebuild(<the next out-of-band buffer>)`: the fixed header of a raw value."""
+
+    def __init__(self, rebuild) -> None:
+        self.rebuild = rebuild
+
+    def __reduce_ex__(self, protocol: int):
+        return self.rebuild, (pickle.PickleBuffer(b""),)
+
+
+_RAW_HEADERS = {kind: pickle.dumps(_RawBuffer(rebuild), protocol=5, buffer_callback=lambda _: False)
+                for kind, rebuild in ((bytes, _bytes_from_buffer), (bytearray, _bytearray_from_buffer))}
+
+
 def serialize(value: object) -> SerializedObject:
+    kind = type(value)
+    if (kind is bytes or kind is bytearray) and len(value) >= RAW_BUFFER_MIN_BYTES:
+        return SerializedObject(_RAW_HEADERS[kind], [pickle.PickleBuffer(value)])
     buffers: list[pickle.PickleBuffer] = []
     header = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     return SerializedObject(header, buffers)

@@ -57,14 +57,14 @@ class NodeParams:
     dashboard_agent_grpc_port: int | None = None
     metrics_export_port: int | None = None
     system_config: dict = field(default_factory=dict)
+    # The head's Ray Client server (ray://): `ray start --head` asks for 10001 by default; None: none.
+    ray_client_server_port: int | None = None
+    ray_client_server_port_explicit: bool = False  # a default port that is taken only skips the server
     # True for clusters `ray.init()` starts: they must die with the driver process.
     owned_by_driver: bool = False
     start_timeout_s: float = 60
     # Extra environment for every process of the node (an autoscaler's RAY_CLOUD_INSTANCE_ID, ...).
     env: dict[str, str] = field(default_factory=dict)
-    # Point <temp_dir>/session_latest at this node's session (False for nodes an autoscaler adds on this
-    # machine: the link stays the head's).
-    link_latest: bool = True
     # `ray start --head --autoscaling-config=<file>`: the head also runs the autoscaler (monitor.log).
     autoscaling_config: str | None = None
 
@@ -81,7 +81,9 @@ def module_exists(name: str) -> bool:
         return False
 
 
-def new_session_dir(temp_dir: str, link_latest: bool = True) -> str:
+def new_session_dir(temp_dir: str, head: bool = True) -> str:
+    """A new `session_<date>_<pid>` with its logs/ directory. `session_latest` points at a head's session; a
+    worker node's takes it only when there is none (a second node on the head's machine leaves it be)."""
     now = datetime.datetime.now()
     name = f"session_{now:%Y-%m-%d_%H-%M-%S_%f}_{os.getpid()}"
     session = Path(temp_dir) / name
@@ -92,9 +94,9 @@ def new_session_dir(temp_dir: str, link_latest: bool = True) -> str:
         except FileExistsError:
             session = Path(temp_dir) / f"{name}_{attempt}"
     (session / "logs").mkdir(parents=True, exist_ok=True)
-    if not link_latest:
-        return str(session)
     latest = Path(temp_dir) / "session_latest"
+    if not head and latest.exists():
+        return str(session)
     tmp_link = Path(temp_dir) / f".session_latest.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp_link.unlink()
@@ -119,6 +121,7 @@ class Node:
         self.processes: dict[str, subprocess.Popen] = {}
         self.raylet_info: dict = {}
         self.dashboard_url = ""
+        self.ray_client_server_port: int | None = None
         self.resources: dict[str, float] = {}
         self.auth_token: str | None = None  # the token every process of this node runs with (None: disabled)
         self.generated_token_path: str | None = None  # set when starting this head made ~/.ray/auth_token
@@ -199,7 +202,7 @@ class Node:
         self._resolve_token()
         if p.head and p.autoscaling_config:
             self._head_env_for_autoscaler(p.autoscaling_config)
-        self.session_dir = new_session_dir(self.temp_dir, p.link_latest)
+        self.session_dir = new_session_dir(self.temp_dir, head=p.head)
         gcs_proc = self._start_gcs() if p.head else None
         if not self.gcs_address:
             raise ValueError("A worker node needs the GCS address of the head (ray start --address=<host>:<port>).")
@@ -214,6 +217,9 @@ class Node:
             agent_http_port = self._port_or_free(p.dashboard_agent_listen_port, DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
         agent_grpc_port = p.dashboard_agent_grpc_port or free_port(self.node_ip_address)
         self.agent_http_port, self.agent_grpc_port = agent_http_port, agent_grpc_port
+        # Ray picks a free port unless --metrics-export-port is given; the raylet records it in the node
+        # table (`MetricsExportPort` in ray.nodes()) and the agent serves /metrics on it.
+        self.metrics_export_port = p.metrics_export_port or free_port(self.node_ip_address)
         # The raylet starts while the GCS is still coming up (it retries until the GCS answers): the two
         # Python start-ups overlap, which is most of `ray.init`'s time.
         raylet_proc = self._spawn_raylet() if module_exists("ray.raylet.main") else None
@@ -227,7 +233,8 @@ class Node:
             # aiohttp and gRPC instead of two, ~55 MiB of idle RSS). Same ports and registration as apart.
             self._spawn_dashboard(["-m", "ray.agent.with_dashboard", "--node-id", self.node_id,
                                    "--agent-grpc-port", str(agent_grpc_port),
-                                   "--agent-http-port", str(agent_http_port)])
+                                   "--agent-http-port", str(agent_http_port),
+                                   "--metrics-export-port", str(self.metrics_export_port)])
         elif module_exists("ray.agent"):
             self._spawn(
                 "agent",
@@ -239,11 +246,14 @@ class Node:
                     "--session-dir", self.session_dir,
                     "--grpc-port", str(agent_grpc_port),
                     "--http-port", str(agent_http_port),
+                    "--metrics-export-port", str(self.metrics_export_port),
                 ],
                 log_name="agent",
             )
         if with_dashboard and "dashboard" not in self.processes:
             self._spawn_dashboard(["-m", "ray.dashboard.dashboard"])
+        if p.head and p.ray_client_server_port is not None:
+            self._start_client_server()
         if p.head and p.autoscaling_config:
             self._spawn("monitor", [
                 "-m", "ray.autoscaler._private.monitor",
@@ -347,6 +357,24 @@ class Node:
         self.gcs_address = f"{self.node_ip_address}:{port}"
         return proc
 
+    def _start_client_server(self) -> None:
+        """The Ray Client server (ray.util.client.server) on every interface, as Ray's."""
+        p = self.params
+        port = p.ray_client_server_port or 0
+        if port and not port_is_free("0.0.0.0", port):
+            if p.ray_client_server_port_explicit:
+                raise ProcessStartError(f"The Ray Client server port {port} is already in use; choose another "
+                                        "with --ray-client-server-port.")
+            logger.warning("Port %d is in use: this head runs no Ray Client server (choose a port with "
+                           "--ray-client-server-port).", port)
+            return
+        port_file = os.path.join(self.session_dir, "ray_client_server.port")
+        proc = self._spawn("ray_client_server", [
+            "-m", "ray.util.client.server", "--address", self.gcs_address, "--host", "0.0.0.0",
+            "--port", str(port), "--logs-dir", self.logs_dir, "--port-file", port_file,
+        ])
+        self.ray_client_server_port = int(self._wait_for_file(port_file, proc, "ray_client_server"))
+
     @property
     def _raylet_ready_file(self) -> str:
         return os.path.join(self.session_dir, f"raylet_{self.node_id[:8]}.json")
@@ -363,7 +391,7 @@ class Node:
             "--resources", json.dumps(self.resources),
             "--labels", json.dumps(p.labels),
             "--ready-file", ready_file,
-            "--metrics-export-port", str(p.metrics_export_port or 0),
+            "--metrics-export-port", str(self.metrics_export_port),
         ]
         if module_exists("ray.agent"):
             args += ["--runtime-env-agent-address", f"{self.node_ip_address}:{self.agent_grpc_port}"]
@@ -378,6 +406,7 @@ class Node:
             "gcs_address": self.gcs_address,
             "session_dir": self.session_dir,
             "dashboard_url": self.dashboard_url,
+            "ray_client_server_port": self.ray_client_server_port,
             "raylet": self.raylet_info,
             "pids": {name: proc.pid for name, proc in self.processes.items()},
         }

@@ -44,6 +44,7 @@ class Worker:
         self.gcs_address = ""
         self.context: RayContext | None = None
         self.log_printer = None
+        self.client_mode = False  # connected through Ray Client (ray://)
         self.lock = threading.RLock()
 
     def attach(self, core_worker, mode: str) -> None:
@@ -62,6 +63,8 @@ class Worker:
 
 
 global_worker = Worker()
+# Called with the core worker at a driver's `ray.shutdown()`, before it disconnects (metrics' last push).
+before_shutdown: list = []
 
 
 def is_initialized() -> bool:
@@ -141,7 +144,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 )
         elif address != "local":
             if address.startswith("ray://"):
-                raise ValueError("Ray Client (ray://) addresses are not supported by OpenRay; use 'host:port'.")
+                return _connect_client(address, namespace, runtime_env, job_config, locals())
             gcs_address = address
         if gcs_address is not None:
             if num_cpus is not None or num_gpus is not None:
@@ -162,6 +165,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 resources=resources or {}, labels=labels or {}, temp_dir=temp_dir,
                 include_dashboard=include_dashboard, dashboard_host=dashboard_host, dashboard_port=dashboard_port,
                 system_config=kwargs.get("_system_config") or {}, owned_by_driver=True,
+                metrics_export_port=kwargs.get("_metrics_export_port") or None,
             ))
             node.start()
             gcs_address = node.gcs_address
@@ -179,7 +183,65 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         else:
             logger.info("Connecting to existing Ray cluster at address: %s...", gcs_address)
         atexit.register(shutdown)
+        _watch_uncaught_exceptions()
         return context
+
+
+_uncaught: list[str] = []  # the driver's uncaught exception, if it ends with one
+
+
+def _watch_uncaught_exceptions() -> None:
+    """Remember an uncaught exception (Python calls the hook before `atexit`'s shutdown) so the driver's job is
+    listed FAILED, not SUCCEEDED."""
+    previous = sys.excepthook
+    if getattr(previous, "__ray_driver_hook__", False):
+        return
+
+    def hook(exc_type, exc, tb) -> None:
+        _uncaught.append(f"The driver exited with an uncaught exception: {exc_type.__name__}: {exc}")
+        previous(exc_type, exc, tb)
+
+    hook.__ray_driver_hook__ = True
+    sys.excepthook = hook
+
+
+def _report_driver_exit(cw) -> None:
+    """Tell the GCS how the driver ends before its connection closes (its raylet would report a crash)."""
+    from ray.protocol import gcs_pb2 as pb
+
+    detail = _uncaught[-1] if _uncaught else ""
+    try:
+        cw.gcs.call(cw.gcs.stubs.job.MarkJobFinished, pb.MarkJobFinishedRequest(
+            job_id=cw.job_id.binary(), driver_failed=bool(detail), driver_exit_detail=detail), timeout_s=5)
+    except Exception:  # noqa: BLE001 - the cluster may be gone; the raylet reports the exit then
+        pass
+def _connect_client(address: str, namespace: str | None, runtime_env: dict | None, job_config,
+                    given: dict) -> RayContext:
+    """Ray Client mode (`ray://host:port`): this process runs no node; a client core worker forwards every
+    call to a proxy driver on the head (`ray._private.client_mode`)."""
+    from ray._private.client_mode import ClientCoreWorker
+
+    for name in ("num_cpus", "num_gpus", "resources", "object_store_memory", "labels"):
+        if given.get(name) is not None:
+            raise ValueError(f"When connecting to an existing cluster, {name} must not be provided.")
+    if job_config is not None and getattr(job_config, "runtime_env", None) and runtime_env is None:
+        runtime_env = job_config.runtime_env
+    namespace = namespace or os.environ.get("RAY_NAMESPACE") or None
+    cw = ClientCoreWorker(address)
+    info = cw.connect(namespace, runtime_env)
+    global_worker.attach(cw, mode="driver")
+    global_worker.client_mode = True
+    context = RayContext({
+        "node_ip_address": info["node_ip_address"], "gcs_address": info["gcs_address"],
+        "address": info["gcs_address"], "node_id": info["node_id"], "session_dir": info.get("session_dir", ""),
+        "webui_url": info.get("dashboard_url", ""), "ray_version": info.get("ray_version", ""),
+        "python_version": info.get("python_version", ""), "protocol_version": info.get("protocol_version"),
+        "namespace": info["namespace"], "job_id": info["job_id"],
+    })
+    global_worker.context = context
+    logger.info("Connected to the Ray cluster through Ray Client at %s (namespace %s).", address, info["namespace"])
+    atexit.register(shutdown)
+    return context
 
 
 def _connect(gcs_address: str, node, namespace: str | None, runtime_env: dict | None, job_config,
@@ -269,12 +331,19 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         cw = global_worker.core_worker
         if cw is None or global_worker.mode != "driver":
             return
+        for hook in before_shutdown:
+            try:
+                hook()
+            except Exception as e:  # a hook must not keep the driver from shutting down
+                logging.getLogger(__name__).debug("shutdown hook failed: %s", e)
         global_worker.core_worker = None
         global_worker.mode = None
+        global_worker.client_mode = False
         if global_worker.log_printer is not None:
             global_worker.log_printer.stop()
             global_worker.log_printer = None
         try:
+            _report_driver_exit(cw)
             cw.shutdown()
         finally:
             node = global_worker.node

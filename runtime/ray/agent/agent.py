@@ -2,10 +2,12 @@
 
 Also runs the supervisors of jobs the head places on this node (`/api/job_agent/jobs/...`).
 
-Serves the runtime env gRPC service on --grpc-port and HTTP health endpoints on --http-port
-(Ray's --dashboard-agent-listen-port, 52365): `GET /api/healthz` and `GET /api/local_raylet_healthz`
-answer `success` (KubeRay's probes call them with wget on localhost). Both servers require the cluster's
-token (gRPC metadata, HTTP headers), the two health endpoints aside.
+Serves the runtime env gRPC service on --grpc-port and HTTP on --http-port (Ray's
+--dashboard-agent-listen-port, 52365): health endpoints (`GET /api/healthz` and `GET /api/local_raylet_healthz`
+answer `success`; KubeRay's probes call them with wget on localhost), this node's stats and the user metrics
+push (`reporter.py`), this node's log files (`log_agent.py`). Both servers require the cluster's token (gRPC
+metadata, HTTP headers), the two health endpoints aside. Prometheus text is served on its own port,
+--metrics-export-port (`GET /metrics` only), without a token, as Ray serves it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ray._common import auth, auth_http, lifetime
 from ray._common.grpc_util import new_server
 from ray._common.runtime_env.agent_registry import AgentAddress, register_agent, unregister_agent
 from ray._common.session_logs import log_to_session_file
+from ray.agent.log_agent import LogAgent
+from ray.agent.reporter import METRICS_PATH, Reporter
 from ray.agent.runtime_env.manager import RuntimeEnvManager
 from ray.agent.runtime_env_service import RuntimeEnvAgentServicer
 from ray.dashboard.modules.job.common import JobInfoStorage
@@ -47,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--grpc-port", type=int, default=0, help="runtime env service port (0 = pick a free one)")
     parser.add_argument("--http-port", type=int, default=DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
+    parser.add_argument("--metrics-export-port", type=int, default=0,
+                        help="Prometheus /metrics port (0 = no metrics endpoint)")
     return parser.parse_args(argv)
 
 
@@ -83,6 +89,9 @@ class NodeAgent:
         self.http_port = args.http_port
         runner = LocalJobRunner(args.gcs_address, args.session_dir, lambda: f"{args.node_ip_address}:{self.grpc_port}")
         self.job_agent = JobAgent(runner, JobInfoStorage(_LazyGcs(self)))
+        self.reporter = Reporter(args.node_id, args.node_ip_address, args.session_dir, self.gcs_client)
+        self.log_agent = LogAgent(args.session_dir)
+        self.metrics_export_port = getattr(args, "metrics_export_port", 0) or 0
 
     def gcs_client(self):
         if self._gcs is None:
@@ -137,6 +146,8 @@ class NodeAgent:
         app.router.add_get("/api/healthz", self._healthz)
         app.router.add_get("/api/local_raylet_healthz", self._local_raylet_healthz)
         self.job_agent.add_routes(app)
+        self.reporter.add_routes(app)
+        self.log_agent.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         hosts = _http_bind_hosts(self.args.node_ip_address)
@@ -148,7 +159,9 @@ class NodeAgent:
                 await web.TCPSite(runner, host, self.http_port).start()
             except OSError as e:
                 logger.warning("Agent HTTP could not also listen on %s:%d: %s", host, self.http_port, e)
-        logger.info("Agent up: gRPC %s:%d, HTTP %d", self.args.node_ip_address, self.grpc_port, self.http_port)
+        metrics_runner = await self._serve_metrics(token, hosts) if self.metrics_export_port else None
+        logger.info("Agent up: gRPC %s:%d, HTTP %d, metrics %d", self.args.node_ip_address, self.grpc_port,
+                    self.http_port, self.metrics_export_port)
 
         address = AgentAddress(self.args.node_id, self.args.node_ip_address, self.http_port, self.grpc_port)
         register_task = asyncio.create_task(self._register(address))
@@ -169,7 +182,26 @@ class NodeAgent:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.to_thread(unregister_agent, self.gcs_client(), address), 3)
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await server.stop(grace=1)
+
+    async def _serve_metrics(self, token: str | None, hosts: list[str]) -> web.AppRunner | None:
+        """Prometheus' endpoint: `/metrics` is open (Ray's metrics port takes no credentials, and Prometheus
+        scrapes it from its file service discovery); anything else on this port needs the token."""
+        middlewares = [] if token is None else [auth_http.token_middleware(token, {METRICS_PATH})]
+        app = web.Application(middlewares=middlewares)
+        self.reporter.add_metrics_routes(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            for host in hosts:
+                await web.TCPSite(runner, host, self.metrics_export_port).start()
+        except OSError as e:
+            logger.error("Could not serve metrics on port %d: %s", self.metrics_export_port, e)
+            await runner.cleanup()
+            return None
+        return runner
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,12 +36,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
     parser.add_argument("--node-id", required=True, help="hex id of the head node the agent serves")
     parser.add_argument("--agent-grpc-port", type=int, default=0, help="runtime env service port (0 = any)")
     parser.add_argument("--agent-http-port", type=int, required=True, help="Ray's --dashboard-agent-listen-port")
+    parser.add_argument("--metrics-export-port", type=int, default=0, help="the agent's Prometheus port")
     args = parser.parse_args(argv)
     dashboard = argparse.Namespace(host=args.host, port=args.port, gcs_address=args.gcs_address,
                                    session_dir=args.session_dir, node_ip_address=args.node_ip_address)
     agent = argparse.Namespace(node_id=args.node_id, node_ip_address=args.node_ip_address,
                                gcs_address=args.gcs_address, session_dir=args.session_dir,
-                               grpc_port=args.agent_grpc_port, http_port=args.agent_http_port)
+                               grpc_port=args.agent_grpc_port, http_port=args.agent_http_port,
+                               metrics_export_port=args.metrics_export_port)
     return dashboard, agent
 
 

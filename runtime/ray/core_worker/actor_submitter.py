@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 from ray import exceptions
 from ray._common import framing
+from ray._common import task_events as te
 from ray.core_worker.memory_store import INLINE, StoredObject, error_object
+from ray.core_worker.task_events import failure
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import messages as msg
 from ray.protocol.messages import ActorTaskSpec
@@ -78,7 +80,9 @@ class ActorTaskSubmitter:
             st.sender = self.loop.create_task(self._send_loop(st))
         return st
 
-    def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int) -> None:
+    def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
+               parent: bytes | None = None) -> None:
+        self.cw.task_events.record_submitted(spec.task_id, 0, spec.options, parent, actor_id=actor_id)
         self._state(actor_id).queue.put_nowait(_Call(spec, pinned, max_task_retries))
 
     # ------------------------------------------------------------------ sending, in order
@@ -101,6 +105,7 @@ class ActorTaskSubmitter:
                     self._fail(call, self._death_error(st))
                     break
                 st.inflight[call.spec.task_id] = call
+                self.cw.task_events.record(call.spec.task_id, 0, te.SUBMITTED_TO_WORKER)
                 fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec.to_wire())
                 fut.add_done_callback(lambda f, st=st, call=call: self._on_reply(st, call, f))
                 break
@@ -173,6 +178,10 @@ class ActorTaskSubmitter:
                 self.loop.create_task(self._fail_after_state(st, call))
             return
         reply = fut.result()
+        app_error = reply.get("app_error")
+        self.cw.task_events.record(call.spec.task_id, 0, te.FAILED if app_error else te.FINISHED,
+                                   {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""}
+                                   if app_error else None)
         self._finish(call, reply["returns"], reply.get("nested_holder"))
 
     async def _retry(self, st: _ActorState, call: _Call) -> None:
@@ -197,6 +206,7 @@ class ActorTaskSubmitter:
         self.cw.refs.unpin(call.pinned)
 
     def _fail(self, call: _Call, error: BaseException) -> None:
+        self.cw.task_events.record(call.spec.task_id, 0, te.FAILED, failure(error))
         self._finish_with(call, error_object(error))
 
     def _finish_with(self, call: _Call, error: StoredObject) -> None:

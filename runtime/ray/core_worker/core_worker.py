@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray import exceptions
-from ray._common import framing
+from ray._common import framing, task_events
 from ray._common.config import config
-from ray._common.ids import ActorID, JobID, ObjectID, PlacementGroupID, TaskID, WorkerID
+from ray._common.ids import ActorID, JobID, ObjectID, TaskID, WorkerID
 from ray._common.serialization import SerializedObject, deserialize, serialize
 from ray.core_worker import object_ref, shared_memory
 from ray.core_worker.dependency_resolver import DependencyResolver
@@ -42,7 +42,9 @@ from ray.core_worker.memory_store import (
     nested_in_wire,
 )
 from ray.core_worker.object_ref import ObjectRef
+from ray.core_worker.placement_groups import PlacementGroupClient
 from ray.core_worker.reference_counter import ReferenceCounter
+from ray.core_worker.task_events import TaskEventBuffer
 from ray.protocol import messages as msg
 from ray.protocol.messages import (
     ActorMethodOptions,
@@ -95,6 +97,7 @@ class CoreWorker:
         self.resolver = DependencyResolver(self.worker_id.hex(), self.memory_store, self.loop)
         self._thread = threading.Thread(target=self._run_loop, name="ray-core-worker-io", daemon=True)
         self.refs = ReferenceCounter(self)
+        self.placement_groups = PlacementGroupClient(self)
         # A worker process also receives the executor's messages (it adds its handlers when it starts).
         self.dispatcher = Dispatcher((msg.OWNER, msg.WORKER) if mode == WORKER else msg.OWNER, self, self.refs)
         self._actor_scopes: dict[bytes, bytes] = {}  # an actor's scope ref -> the actor (actors we created)
@@ -103,6 +106,7 @@ class CoreWorker:
         self._put_counter = itertools.count(1)
         self._task_context = threading.local()
         self.driver_task_id = TaskID.for_driver(job_id)
+        self.task_events = TaskEventBuffer(self)
         self.shm_dir = ""
         self.raylet_tcp = ""
         self.raylet: framing.Connection | None = None
@@ -148,6 +152,11 @@ class CoreWorker:
         self.raylet_tcp = reply["raylet_tcp"]
         self.submitter = NormalTaskSubmitter(self)
         self.actor_submitter = ActorTaskSubmitter(self)
+        if self.mode == DRIVER:
+            self.task_events.record(self.driver_task_id.binary(), 0, task_events.RUNNING, {"info": {
+                "name": "", "func_or_class_name": "", "type": task_events.DRIVER_TASK, "job_id": self.job_id.hex(),
+                "parent_task_id": "", "actor_id": None, "required_resources": {}, "language": "PYTHON"}})
+        self.task_events.start()
 
     def _on_raylet_lost(self, conn) -> None:
         if self.mode == WORKER:
@@ -160,6 +169,9 @@ class CoreWorker:
         object_ref.set_hooks(None)
 
         async def _close():
+            if self.mode == DRIVER:
+                self.task_events.record(self.driver_task_id.binary(), 0, task_events.FINISHED)
+            self.task_events.stop()
             if self.submitter is not None:
                 self.submitter.shutdown()
             if self.actor_submitter is not None:
@@ -311,7 +323,8 @@ class CoreWorker:
                              self.namespace)
         refs = self._own_results(return_ids)
         self.refs.pin(pinned)
-        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries)
+        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries,
+                                       self.current_task_id.binary() if self.executor is not None else None)
         del keep
         return refs
 
@@ -346,6 +359,14 @@ class CoreWorker:
         if reply.code != 0:
             raise ValueError(reply.error_message)
         data = reply.actor
+        if data.actor_id == actor_id.binary():
+            parent = self.current_task_id.hex()
+            self.task_events.record(task_id.binary(), 0, task_events.PENDING_ARGS_AVAIL, {"info": {
+                "name": f"{options.class_name}.__init__", "func_or_class_name": f"{options.class_name}.__init__",
+                "type": task_events.ACTOR_CREATION_TASK, "job_id": self.job_id.hex(), "parent_task_id": parent,
+                "actor_id": actor_id.hex(), "required_resources": options.resources,
+                "runtime_env_info": {"serialized_runtime_env": json.dumps(options.runtime_env, sort_keys=True)},
+                "placement_group_id": options.strategy.get("placement_group_id") or None, "language": "PYTHON"}})
         scope_ref = None
         if not options.name and not options.detached and data.actor_id == actor_id.binary():
             scope_ref = self._actor_scope_ref(actor_id.binary(), task_id.binary())
@@ -380,98 +401,6 @@ class CoreWorker:
                 self.actor_submitter.cancel(task_id, force)
 
         self.loop.call_soon_threadsafe(_cancel)
-
-    # ------------------------------------------------------------------ the front door: placement groups
-    def create_placement_group(self, bundles: list[dict[str, float]], strategy: str, name: str, detached: bool,
-                               max_cpu_fraction_per_node: float, label_selectors: list[dict[str, str]]) -> bytes:
-        """Register a placement group with the GCS, which reserves it; returns its id. RaySystemError: a taken name."""
-        from ray.protocol import placement_group_pb2 as ppb
-
-        pg_id = PlacementGroupID.of(self.job_id).binary()
-        actor_id = self.task_context("actor_id")
-        spec = ppb.PlacementGroupTableData(
-            placement_group_id=pg_id, name=name, strategy=ppb.PlacementStrategy.Value(strategy),
-            bundles=[ppb.Bundle(bundle_index=i, unit_resources=bundle,
-                                label_selector=label_selectors[i] if i < len(label_selectors) else {})
-                     for i, bundle in enumerate(bundles)],
-            creator_job_id=self.job_id.binary(), creator_actor_id=actor_id.binary() if actor_id else b"",
-            is_detached=detached, ray_namespace=self.task_context("namespace") or self.namespace,
-            max_cpu_fraction_per_node=max_cpu_fraction_per_node)
-        reply = self.gcs.call(self.gcs.stubs.placement_group.CreatePlacementGroup,
-                              ppb.CreatePlacementGroupRequest(placement_group_spec=spec))
-        if reply.code != 0:
-            raise exceptions.RaySystemError(reply.error_message)
-        if reply.warning:
-            print(f"Warning: {reply.warning}", file=sys.stderr, flush=True)
-        return pg_id
-
-    def remove_placement_group(self, pg_id: bytes) -> None:
-        from ray.protocol import placement_group_pb2 as ppb
-
-        self.gcs.call(self.gcs.stubs.placement_group.RemovePlacementGroup,
-                      ppb.RemovePlacementGroupRequest(placement_group_id=pg_id))
-
-    def placement_group_info(self, pg_id: bytes | None = None, name: str | None = None, namespace: str = ""):
-        """A group's `PlacementGroupTableData` by id or by name (in `namespace`), or None."""
-        from ray.protocol import placement_group_pb2 as ppb
-
-        stubs = self.gcs.stubs.placement_group
-        if name is not None:
-            reply = self.gcs.call(stubs.GetNamedPlacementGroup,
-                                  ppb.GetNamedPlacementGroupRequest(name=name, ray_namespace=namespace))
-        else:
-            reply = self.gcs.call(stubs.GetPlacementGroup, ppb.GetPlacementGroupRequest(placement_group_id=pg_id))
-        return reply.placement_group_table_data if reply.found else None
-
-    def all_placement_groups(self) -> list:
-        from ray.protocol import placement_group_pb2 as ppb
-
-        reply = self.gcs.call(self.gcs.stubs.placement_group.GetAllPlacementGroup, ppb.GetAllPlacementGroupRequest())
-        return list(reply.placement_group_table_data)
-
-    def wait_placement_group_ready(self, pg_id: bytes, timeout_s: float) -> tuple[bool, str]:
-        """Blocks until the group is created (True), removed (False, why) or `timeout_s` passes (False, "")."""
-        from ray.protocol import placement_group_pb2 as ppb
-
-        req = ppb.WaitPlacementGroupUntilReadyRequest(placement_group_id=pg_id, timeout_s=max(timeout_s, 0.001))
-        reply = self.gcs.call(self.gcs.stubs.placement_group.WaitPlacementGroupUntilReady, req,
-                              timeout_s=timeout_s + 30)
-        return reply.ready, reply.error_message
-
-    def placement_group_ready_ref(self, pg_id: bytes, value: Any) -> ObjectRef:
-        """An owned ref that gets `value` once the group is created (Ray's `pg.ready()`), or an error if it is
-        removed first. Waits without a thread: a long-poll whose reply callback asks again until it ends."""
-        from ray.protocol import placement_group_pb2 as ppb
-
-        counter = getattr(self._task_context, "put_counter", None) or self._put_counter
-        oid = ObjectID.for_put(self.current_task_id, next(counter)).binary()
-        self.refs.owned.add(oid)
-        ref = ObjectRef(oid, self.address)
-        method = self.gcs.stubs.placement_group.WaitPlacementGroupUntilReady
-        req = ppb.WaitPlacementGroupUntilReadyRequest(placement_group_id=pg_id, timeout_s=30)
-
-        def ask() -> None:
-            method.future(req, timeout=60, wait_for_ready=True).add_done_callback(answered)
-
-        def answered(fut) -> None:
-            try:
-                reply = fut.result()
-            except Exception:  # noqa: BLE001 - the GCS is restarting or slow: ask again
-                if self.connected:
-                    threading.Timer(0.5, ask).start()
-                return
-            if not reply.ready and not reply.error_message:
-                if self.connected and oid in self.refs.owned:
-                    ask()
-                return
-            # Removed before it was ready: Ray's error for the ready ref is the task's.
-            stored = (self.store_value(oid, value) if reply.ready
-                      else error_object(exceptions.TaskPlacementGroupRemoved()))
-            if oid in self.refs.owned:
-                self.memory_store.put(oid, stored)
-
-        ask()
-        return ref
 
     def _own_results(self, return_ids: list[bytes]) -> list[ObjectRef]:
         self.refs.owned.update(return_ids)
@@ -530,19 +459,19 @@ class CoreWorker:
         if isinstance(value, ObjectRef):
             raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really want to do this, "
                             "you can wrap the ray.ObjectRef in a list and call 'put' on it.")
-        oid = self._next_put_id()
+        oid = self.next_put_id()
         ref = ObjectRef(oid, self.address)
         self.memory_store.put(oid, self.store_value(oid, value))
         return ref
 
     def _put_serialized(self, ser: SerializedObject, nested: list[ObjectRef]) -> ObjectRef:
         """`put` of a value serialized already (a large task argument): serialized once, not twice."""
-        oid = self._next_put_id()
+        oid = self.next_put_id()
         ref = ObjectRef(oid, self.address)
         self.memory_store.put(oid, self._store_serialized(oid, ser, nested))
         return ref
 
-    def _next_put_id(self) -> bytes:
+    def next_put_id(self) -> bytes:
         counter = getattr(self._task_context, "put_counter", None) or self._put_counter
         oid = ObjectID.for_put(self.current_task_id, next(counter)).binary()
         self.refs.owned.add(oid)
@@ -756,6 +685,13 @@ class CoreWorker:
             return s.to_wire() if s is not None else None
 
         return _wait()
+
+    @handles(msg.GET_OBJECT_REFS)
+    def object_refs(self, conn: framing.Connection, body: None) -> list[dict]:
+        """The refs this process holds, as the state API lists them (`ray list objects`, `ray memory`)."""
+        from ray.core_worker.object_states import object_rows
+
+        return object_rows(self)
 
     @handles(msg.LEASE_INFEASIBLE)
     def warn_infeasible(self, conn: framing.Connection, body: msg.LeaseInfeasible) -> None:

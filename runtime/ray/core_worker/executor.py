@@ -26,11 +26,13 @@ import cloudpickle
 
 from ray import exceptions
 from ray._common import framing
+from ray._common import task_events as te
 from ray._common.ids import ActorID, TaskID
 from ray._common.placement_groups import STRATEGY_TYPE as PLACEMENT_GROUP
 from ray._common.serialization import deserialize
 from ray.core_worker.memory_store import StoredObject, error_object
 from ray.core_worker.object_ref import ObjectRef
+from ray.core_worker.task_events import failure
 from ray.protocol import messages as msg
 from ray.protocol.messages import ActorTaskSpec, ArgKind, TaskArg, TaskSpec, handles
 
@@ -51,6 +53,7 @@ class _Invocation:
     kwargs_keys: tuple[str, ...]
     return_ids: list[bytes]
     retry_exceptions: bool | bytes = False
+    attempt: int = 0
 
 
 class TaskExecutor:
@@ -154,6 +157,7 @@ class TaskExecutor:
     def _flush_and_exit(self) -> None:
         if self.gcs_conn is not None:  # an intended exit: the GCS must not restart the actor
             self.cw.loop.call_soon_threadsafe(_notify_quietly, self.gcs_conn, msg.ACTOR_EXITING)
+        self.cw.loop.call_soon_threadsafe(self.cw.task_events.flush)
         # Let the io thread send the last replies before the process goes away.
         try:
             self.cw.run_sync(asyncio.sleep(0.05), timeout=2)
@@ -184,13 +188,17 @@ class TaskExecutor:
         self._apply_gpus(creation["gpu_ids"])
         constructor = _Invocation(spec.task_id, f"{spec.class_name}.__init__", msg.args_from_proto(spec.args),
                                   tuple(spec.kwargs_keys), [])
+        events = self.cw.task_events
+        events.record(spec.task_id, 0, te.RUNNING)
         try:
             args, kwargs = self._resolve_args(constructor)
             self.actor = cls.__new__(cls)
             self.actor.__init__(*args, **kwargs)
         except Exception as e:
             err = self._task_error(constructor, e)
+            events.record(spec.task_id, 0, te.FAILED, failure(err))
             return {"ok": False, "error": error_object(err).to_wire()}
+        events.record(spec.task_id, 0, te.FINISHED)
         self.is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
                             for _, m in inspect.getmembers(cls, inspect.isfunction))
         max_concurrency = spec.max_concurrency or (1000 if self.is_async else 1)
@@ -198,7 +206,7 @@ class TaskExecutor:
             self._start_async_loop(max_concurrency)
         elif max_concurrency > 1:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="ray-actor")
-        print(f":actor_name:{spec.class_name or cls.__name__}", flush=True)
+        print(f":actor_name:{_actor_log_name(self.actor, spec.class_name or cls.__name__)}", flush=True)
         return {"ok": True, "pid": os.getpid()}
 
     def _start_async_loop(self, max_concurrency: int) -> None:
@@ -221,6 +229,7 @@ class TaskExecutor:
             call = _actor_invocation(spec)
             method = getattr(self.actor, spec.options.method)
             task_id = spec.task_id
+            self.cw.task_events.record(task_id, 0, te.RUNNING)
             try:
                 if any(arg[0] == ArgKind.BY_REF for arg in spec.args):  # fetching from owners may block: off the loop
                     args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._resolve_args, call)
@@ -264,7 +273,7 @@ class TaskExecutor:
             self._last_task_name = options.name
             print(f":task_name:{options.name}", flush=True)
         call = _Invocation(spec.task_id, options.name, spec.args, spec.kwargs_keys, spec.return_ids,
-                           options.retry_exceptions)
+                           options.retry_exceptions, push.get("attempt", 0))
         return self._execute(call, lambda: self.cw.functions.load(options.function_key))
 
     def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
@@ -273,6 +282,12 @@ class TaskExecutor:
         return self._execute(_actor_invocation(spec), lambda: getattr(self.actor, spec.options.method))
 
     def _execute(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
+        # RUNNING names this worker and node; the owner records FINISHED when the reply reaches it, and a
+        # failure is recorded here by `_error_reply` with its traceback.
+        self.cw.task_events.record(call.task_id, call.attempt, te.RUNNING)
+        return self._execute_inner(call, function)
+
+    def _execute_inner(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
         task_id = call.task_id
         self._running[task_id] = threading.get_ident()
         try:
@@ -353,6 +368,7 @@ class TaskExecutor:
                                        actor_id=self.actor_id.hex() if self.actor_id else None)
 
     def _error_reply(self, call: _Invocation, error: BaseException, app_error: bool = True) -> msg.TaskReply:
+        self.cw.task_events.record(call.task_id, call.attempt, te.FAILED, failure(error))
         stored = error_object(error).to_wire()
         return {"returns": [(oid, stored) for oid in call.return_ids], "app_error": app_error}
 
@@ -397,3 +413,14 @@ def _notify_quietly(conn: framing.Connection, message: str) -> None:
         conn.notify(message, {})
     except Exception:
         pass
+
+
+def _actor_log_name(actor: object, class_name: str) -> str:
+    """What prefixes the actor's lines on the driver: its own `__repr__` when its class defines one (Ray's
+    custom actor log prefix), else the class name."""
+    if type(actor).__repr__ is object.__repr__:
+        return class_name
+    try:
+        return repr(actor).replace("\n", " ")
+    except Exception:
+        return class_name

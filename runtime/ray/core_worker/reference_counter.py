@@ -60,7 +60,7 @@ class ReferenceCounter:
         self.borrowers: dict[bytes, set[framing.Connection]] = {}  # owned object -> borrowers (io thread)
         self._held_for_caller: dict[bytes, tuple[ObjectRef, ...]] = {}  # task id -> refs in its returns
         self._outboxes: dict[str, deque] = {}  # owner address -> messages in order (io thread)
-        self._unacked: set[asyncio.Future] = set()  # registrations sent, not yet acknowledged (io thread)
+        self._registrations = RegistrationOrder()  # add_borrower messages sent and acknowledged (io thread)
 
     # ------------------------------------------------------------------ counts (any thread)
     def add_local(self, oid: bytes) -> None:
@@ -186,16 +186,11 @@ class ReferenceCounter:
     # ------------------------------------------------------------------ ordered messages to owners
     def after_registrations(self, callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(*args)` on the io thread once the registrations sent so far are acknowledged."""
-        pending = list(self._unacked)
-        if not pending:
+        barrier = self._registrations.barrier(self.cw.loop)
+        if barrier is None:
             callback(*args)
             return
-
-        async def _later():
-            await asyncio.wait(pending)
-            callback(*args)
-
-        self.cw.loop.create_task(_later())
+        barrier.add_done_callback(lambda _: callback(*args))
 
     def _post(self, address: str, method: str, body: Any) -> None:
         if not self.cw.connected:
@@ -205,12 +200,9 @@ class ReferenceCounter:
 
     def _enqueue(self, address: str, method: str, body: Any) -> None:
         if method == ADD_BORROWER:
-            ack = self.cw.loop.create_future()
-            self._unacked.add(ack)
-            ack.add_done_callback(self._unacked.discard)
-            entry = (method, body, ack, None)
+            entry = (method, body, self._registrations.sent(self.cw.loop), None)
         else:  # lets go of something: only after every registration made before it
-            entry = (method, body, None, list(self._unacked))
+            entry = (method, body, None, self._registrations.barrier(self.cw.loop))
         queue = self._outboxes.get(address)
         if queue is None:
             queue = self._outboxes[address] = deque()
@@ -224,8 +216,8 @@ class ReferenceCounter:
             conn = None  # the owner is gone: its objects are gone with it
         while queue:
             method, body, ack, earlier = queue.popleft()
-            if earlier:
-                await asyncio.wait(earlier)
+            if earlier is not None:
+                await earlier
             if conn is None or conn.closed:
                 if ack is not None and not ack.done():
                     ack.set_result(None)
@@ -243,3 +235,52 @@ def _acknowledge(reply: asyncio.Future, ack: asyncio.Future) -> None:
         reply.exception()  # retrieved: an owner that died answers nothing, and that is fine
     if not ack.done():
         ack.set_result(None)
+
+
+class RegistrationOrder:
+    """The add_borrower registrations this process sent, in order, and barriers behind them.
+
+    A message that lets go of a ref waits until every registration sent before it is acknowledged. With
+    registrations numbered as they are sent, that is one number per barrier (the next number when it was
+    made) compared with the lowest unacknowledged one: O(1) per message. (Waiting on the set of pending
+    acknowledgements instead cost O(pending) per message: a value holding 10,000 refs, dropped while its
+    registrations were in flight, kept the io thread busy for minutes.)
+    """
+
+    def __init__(self) -> None:
+        self._next = 0  # number of the next registration
+        self._pending: deque[int] = deque()  # sent, in order; the first one not yet acknowledged leads
+        self._acked_early: set[int] = set()  # acknowledged while an earlier one was still pending
+        self._barriers: deque[tuple[int, asyncio.Future]] = deque()  # (registrations before it, future)
+
+    @property
+    def unacknowledged(self) -> int:
+        return len(self._pending) - len(self._acked_early)
+
+    def sent(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+        """Number a registration; returns the future to resolve when its owner acknowledges it."""
+        seq = self._next
+        self._next += 1
+        self._pending.append(seq)
+        ack = loop.create_future()
+        ack.add_done_callback(lambda _: self._acknowledged(seq))
+        return ack
+
+    def barrier(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future | None:
+        """A future done once every registration sent so far is acknowledged (None: they already are)."""
+        if not self._pending:
+            return None
+        done = loop.create_future()
+        self._barriers.append((self._next, done))
+        return done
+
+    def _acknowledged(self, seq: int) -> None:
+        self._acked_early.add(seq)
+        while self._pending and self._pending[0] in self._acked_early:
+            self._acked_early.discard(self._pending.popleft())
+        # Every registration numbered below this is acknowledged.
+        low = self._pending[0] if self._pending else self._next
+        while self._barriers and self._barriers[0][0] <= low:
+            _, done = self._barriers.popleft()
+            if not done.done():
+                done.set_result(None)

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 
 from ray import exceptions
 from ray._common import framing
+from ray._common import task_events as te
 from ray._common.config import config
 from ray.core_worker.memory_store import IN_STORE, StoredObject, error_object
+from ray.core_worker.task_events import failure
 from ray.protocol import messages as msg
 from ray.protocol.messages import ArgKind, TaskOptions, TaskSpec
 
@@ -39,6 +41,7 @@ class PendingTask:
     pinned: list[bytes]
     worker: LeasedWorker | None = None
     cancelled: bool = False
+    attempt: int = 0  # the task events' attempt_number
 
 
 @dataclass(eq=False)
@@ -81,6 +84,7 @@ class NormalTaskSubmitter:
         self._inbox: list[tuple[TaskSpec, list[bytes]]] = []  # submitted by user threads, not yet seen here
         self._inbox_lock = threading.Lock()
         self._inbox_scheduled = False
+        self._events = core_worker.task_events
 
     # ------------------------------------------------------------------ entry
     def submit_threadsafe(self, spec: TaskSpec, pinned: list[bytes]) -> None:
@@ -105,9 +109,12 @@ class NormalTaskSubmitter:
         task = PendingTask(spec, spec.options.max_retries, pinned)
         self._tasks[spec.task_id] = task
         if any(arg[0] == ArgKind.BY_REF for arg in spec.args):
+            self._events.record_submitted(spec.task_id, 0, spec.options, spec.parent_task_id)
             self.loop.create_task(self._resolve_and_queue(task))
-        else:  # nothing to wait for
-            self._queue(task)
+        else:  # nothing to wait for: one event says it was submitted and waits for a node
+            self._events.record_submitted(spec.task_id, 0, spec.options, spec.parent_task_id,
+                                          te.PENDING_NODE_ASSIGNMENT)
+            self._queue(task, recorded=True)
 
     async def _resolve_and_queue(self, task: PendingTask) -> None:
         error = await self.cw.resolver.resolve(task.spec.args)
@@ -134,7 +141,9 @@ class NormalTaskSubmitter:
         (node_id, raylet_tcp), _ = max(by_node.items(), key=lambda item: item[1])
         return "" if node_id == self.cw.node_id else raylet_tcp
 
-    def _queue(self, task: PendingTask, locality: str = "") -> None:
+    def _queue(self, task: PendingTask, locality: str = "", recorded: bool = False) -> None:
+        if not recorded:
+            self._events.record(task.spec.task_id, task.attempt, te.PENDING_NODE_ASSIGNMENT)
         cls = self._class_for(task.spec.options, locality)
         cls.tasks.append(task)
         self._pump(cls)
@@ -281,8 +290,9 @@ class NormalTaskSubmitter:
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
         worker.busy = True
         task.worker = worker
+        self._events.record(task.spec.task_id, task.attempt, te.SUBMITTED_TO_WORKER)
         reply = worker.conn.request(msg.PUSH_TASK, {"spec": task.spec.to_wire(), "lease_id": worker.lease_id,
-                                                    "gpu_ids": worker.gpu_ids})
+                                                    "gpu_ids": worker.gpu_ids, "attempt": task.attempt})
         # A done callback, not a coroutine: the next task goes out in the same loop turn as this reply.
         reply.add_done_callback(lambda reply: self._on_push_reply(cls, worker, task, reply))
 
@@ -299,6 +309,8 @@ class NormalTaskSubmitter:
                 task.retries_left -= 1 if task.retries_left > 0 else 0
                 logger.info("Worker died running %s; retrying (%s retries left).", spec.options.name,
                             task.retries_left)
+                self._next_attempt(task, {"error_type": te.WORKER_DIED, "error_message": (
+                    "The worker running the task died; the task is retried.")})
                 cls.tasks.appendleft(task)
                 self._pump(cls)
             else:
@@ -311,6 +323,7 @@ class NormalTaskSubmitter:
         reply = future.result()
         if reply.get("app_error") and reply.get("retryable") and task.retries_left != 0 and not task.cancelled:
             task.retries_left -= 1 if task.retries_left > 0 else 0
+            self._next_attempt(task, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})
             cls.tasks.append(task)
             self._make_idle(cls, worker)
             return
@@ -322,7 +335,18 @@ class NormalTaskSubmitter:
             # It failed after `ray.cancel` (e.g. a child it waited on was cancelled): report the cancel.
             self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
             return
+        self._events.record(spec.task_id, task.attempt, te.FAILED if reply.get("app_error") else te.FINISHED,
+                            {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""}
+                            if reply.get("app_error") else None)
         self._finish(task, reply["returns"], reply.get("nested_holder"))
+
+    def _next_attempt(self, task: PendingTask, failed: dict) -> None:
+        """The attempt failed and the task is retried: its next attempt starts, described again."""
+        spec = task.spec
+        self._events.record(spec.task_id, task.attempt, te.FAILED, failed)
+        task.attempt += 1
+        self._events.record_submitted(spec.task_id, task.attempt, spec.options, spec.parent_task_id,
+                                      te.PENDING_NODE_ASSIGNMENT)
 
     # ------------------------------------------------------------------ completion
     def _finish(self, task: PendingTask, returns: list, nested_holder: dict | None = None) -> None:
@@ -334,9 +358,14 @@ class NormalTaskSubmitter:
         self.cw.refs.unpin(task.pinned)
 
     def _finish_with_error(self, task: PendingTask, error: BaseException) -> None:
-        self._finish_with_error_object(task, error_object(error))
+        self._events.record(task.spec.task_id, task.attempt, te.FAILED, failure(error))
+        self._finish_with_error_object(task, error_object(error), recorded=True)
 
-    def _finish_with_error_object(self, task: PendingTask, stored: StoredObject) -> None:
+    def _finish_with_error_object(self, task: PendingTask, stored: StoredObject, recorded: bool = False) -> None:
+        if not recorded:  # an argument's error: the task never ran
+            self._events.record(task.spec.task_id, task.attempt, te.FAILED, {
+                "error_type": te.DEPENDENCY_RESOLUTION_FAILED,
+                "error_message": "An argument of the task failed or was lost; the task did not run."})
         wire = stored.to_wire()
         self._finish(task, [(oid, wire) for oid in task.spec.return_ids])
 

@@ -20,12 +20,18 @@ from aiohttp import web
 from ray._common import auth, auth_http, lifetime
 from ray._common.runtime_env.agent_registry import AgentAddress, agent_by_ip, agent_by_node_id
 from ray._common.session_logs import log_to_session_file
-from ray.dashboard.modules import cluster_status, overview, version
+from ray.dashboard.modules import ui, version
 from ray.dashboard.modules.job.common import InternalKV, JobInfoStorage
 from ray.dashboard.modules.job.job_head import JobHead
 from ray.dashboard.modules.job.job_manager import ClusterView, JobManager
 from ray.dashboard.modules.job.job_runner import LocalJobRunner
 from ray.dashboard.modules.job.sdk import DASHBOARD_ADDRESS_KEY, DASHBOARD_KV_NAMESPACE
+from ray.dashboard.modules.log.log_head import LogHead
+from ray.dashboard.modules.metrics.service_discovery import ServiceDiscoveryWriter
+from ray.dashboard.modules.node.node_head import NodeHead
+from ray.dashboard.modules.state.aggregator import StateAggregator
+from ray.dashboard.modules.state.objects import ObjectsSource
+from ray.dashboard.modules.state.state_head import StateHead
 
 logger = logging.getLogger("ray.dashboard")
 
@@ -116,16 +122,24 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
         return True
 
     version.add_routes(app, session_dir, gcs_alive)
-    cluster_status.add_routes(app, gcs)
     job_head = JobHead(manager, gcs)
     job_head.add_routes(app)
-    overview.add_routes(app, gcs.get_all_node_info, job_head.all_job_details)
+    ui.add_routes(app)
+    if hasattr(gcs, "stubs"):  # a real GcsClient (tests may pass a KV-only stand-in)
+        objects = ObjectsSource(gcs)
+        StateHead(StateAggregator(gcs, job_head.all_job_details, objects.rows)).add_routes(app)
+    node_head = NodeHead(gcs, session_dir)
+    node_head.add_routes(app)
+    LogHead(gcs, node_head.agents).add_routes(app)
+    service_discovery = ServiceDiscoveryWriter(gcs, os.path.dirname(os.path.normpath(session_dir)))
 
     async def on_startup(app: web.Application) -> None:
         manager.start()
+        service_discovery.start()
 
     async def on_cleanup(app: web.Application) -> None:
         await manager.close()
+        await service_discovery.stop()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

@@ -14,9 +14,11 @@ import asyncio
 import itertools
 import json
 import logging
+from collections import OrderedDict
 
 from ray._common import framing
 from ray._common import placement_groups as pgs
+from ray._common.config import config
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import actor_pb2_grpc
 from ray.protocol import gcs_pb2 as pb
@@ -54,6 +56,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         self._dispatch = Dispatcher(msg.GCS, self)
         self._pool = framing.ConnectionPool(self._dispatch)
         self._request_ids = itertools.count(1)
+        # Dead actors, oldest first: Ray's destroyed-actor cache, bounded by maximum_gcs_destroyed_actor_cached_count.
+        self._destroyed: OrderedDict[bytes, None] = OrderedDict()
         gcs_server.jobs.on_job_finished.append(self._on_job_finished)
 
     # ------------------------------------------------------------------ state
@@ -69,7 +73,16 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         actor.changed.set()
         actor.changed = asyncio.Event()
         if state == State.DEAD:
+            await self._remember_destroyed(actor.data.actor_id)
             await self.gcs.placement_groups.on_actor_dead(actor.data.actor_id)
+
+    async def _remember_destroyed(self, actor_id: bytes) -> None:
+        self._destroyed[actor_id] = None
+        limit = config().maximum_gcs_destroyed_actor_cached_count
+        while len(self._destroyed) > limit:
+            old, _ = self._destroyed.popitem(last=False)
+            self._actors.pop(old, None)
+            await self.gcs.storage.delete(ACTOR_TABLE, old)
 
     # ------------------------------------------------------------------ rpc
     async def RegisterActor(self, request, context):

@@ -45,14 +45,18 @@ class JobManager(gcs_pb2_grpc.JobInfoGcsServiceServicer):
         return pb.AddJobReply()
 
     async def MarkJobFinished(self, request, context):
-        await self.mark_finished(request.job_id)
+        await self.mark_finished(request.job_id, request.driver_failed, request.driver_exit_detail)
         return pb.MarkJobFinishedReply()
 
-    async def mark_finished(self, job_id: bytes) -> None:
+    async def mark_finished(self, job_id: bytes, driver_failed: bool = False, detail: str = "") -> None:
+        """The first report wins: a driver's own (clean or not) comes before its raylet's, which only sees the
+        connection close and so reports a failure."""
         job = self._jobs.get(job_id)
         if job is None or job.is_dead:
             return
         job.is_dead = True
+        job.driver_failed = driver_failed
+        job.driver_exit_detail = detail
         job.end_time = int(time.time() * 1000)
         await self._storage.put(JOB_TABLE, job_id, job.SerializeToString())
         self._publisher.publish(JOB_CHANNEL, job_id, job.SerializeToString())

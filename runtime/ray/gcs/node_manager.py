@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 NODE_TABLE = "NODE"
 NODE_CHANNEL = "NODE_INFO"
+# How long reports older than a bundle message the GCS sent are kept from overwriting its view.
+STALE_REPORTS_TRUSTED_AFTER_S = 10.0
 
 
 class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
@@ -32,10 +34,13 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         self._ray_version = ray_version
         self._nodes: dict[bytes, pb.GcsNodeInfo] = {}
         self._usage: dict[bytes, pb.NodeResources] = {}
+        self._bundle_messages_sent: dict[bytes, int] = {}  # node -> placement group bundle messages sent to it
+        self._stale_since: dict[bytes, float] = {}  # node -> when its reports began to lag a bundle message
         self._last_seen: dict[bytes, float] = {}
         # From each alive node's last report: (idle duration ms, node activity), and the draining nodes.
         self._idle: dict[bytes, tuple[int, list[str]]] = {}
         self._draining: set[bytes] = set()
+        self._dead_order: list[bytes] = []  # dead nodes, oldest first (kept up to maximum_gcs_dead_node_cached_count)
         self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
         self.placement_group_load = list  # () -> [PlacementGroupDemand]: pending groups, set by their manager
 
@@ -112,6 +117,11 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         await self._storage.put(NODE_TABLE, node_id, info.SerializeToString())
         self._publisher.publish(NODE_CHANNEL, node_id, info.SerializeToString())
         logger.warning("Node %s is dead: %s", node_id.hex(), reason)
+        self._dead_order.append(node_id)
+        while len(self._dead_order) > config().maximum_gcs_dead_node_cached_count:
+            old = self._dead_order.pop(0)
+            self._nodes.pop(old, None)
+            await self._storage.delete(NODE_TABLE, old)
         for callback in self.on_node_dead:
             await callback(node_id)
 
@@ -130,16 +140,43 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         if request.is_draining:
             self._draining.add(request.node_id)
         self._idle[request.node_id] = (request.idle_duration_ms, list(request.node_activity))
+        available, total = request.resources_available, request.resources_total
+        if self._predates_bundle_change(request):
+            previous = self._usage[request.node_id]
+            available, total = previous.resources_available, previous.resources_total
         self._usage[request.node_id] = pb.NodeResources(
             node_id=request.node_id,
-            resources_available=dict(request.resources_available),
-            resources_total=dict(request.resources_total),
+            resources_available=dict(available),
+            resources_total=dict(total),
             demands=list(request.demands),
             node_manager_address=info.node_manager_address,
             object_store_used_bytes=request.object_store_used_bytes,
             is_draining=request.node_id in self._draining,
         )
         return pb.ReportResourceUsageReply(nodes=list(self._usage.values()))
+
+    def bundle_message_sent(self, node_id: bytes) -> None:
+        """The placement group manager sent a raylet a bundle message (and counts its effect in the view)."""
+        self._bundle_messages_sent[node_id] = self._bundle_messages_sent.get(node_id, 0) + 1
+
+    def _predates_bundle_change(self, request) -> bool:
+        """A report made before the raylet handled a bundle message the GCS sent it: its resources are older
+        than the GCS's view (which counts the change already), so they must not overwrite it. A message
+        that never arrived would hold the view forever: after STALE_REPORTS_TRUSTED_AFTER_S the raylet's
+        word wins again."""
+        node_id = request.node_id
+        sent = self._bundle_messages_sent.get(node_id, 0)
+        if request.bundle_messages_handled >= sent or node_id not in self._usage:
+            self._stale_since.pop(node_id, None)
+            return False
+        now = time.monotonic()
+        if now - self._stale_since.setdefault(node_id, now) < STALE_REPORTS_TRUSTED_AFTER_S:
+            return True
+        logger.warning("Node %s has not handled %d bundle message(s) for %.0f s; taking its report as it is.",
+                       node_id.hex(), sent - request.bundle_messages_handled, STALE_REPORTS_TRUSTED_AFTER_S)
+        self._bundle_messages_sent[node_id] = request.bundle_messages_handled
+        self._stale_since.pop(node_id, None)
+        return False
 
     async def GetAllResourceUsage(self, request, context):
         return pb.GetAllResourceUsageReply(nodes=list(self._usage.values()),

@@ -340,6 +340,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
                 body["removed"] = True
             try:
                 conn = await self._pool.get(f"{info.node_manager_address}:{info.raylet_tcp_port}")
+                self.gcs.nodes.bundle_message_sent(node_id)
                 return bool(await asyncio.wait_for(conn.request(message, body), RAYLET_TIMEOUT_S))
             except (OSError, TimeoutError, framing.ConnectionLost, framing.RemoteError) as e:
                 logger.warning("%s to node %s failed: %s", message, node_id.hex(), e)

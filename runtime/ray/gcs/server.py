@@ -23,6 +23,8 @@ from ray.gcs.node_manager import NodeManager
 from ray.gcs.placement_group_manager import add_placement_group_service
 from ray.gcs.pubsub import Publisher, PubSubService
 from ray.gcs.storage import InMemoryStoreClient, StoreClient
+from ray.gcs.task_manager import add_task_info_service
+from ray.gcs.worker_manager import add_worker_info_service
 from ray.protocol import autoscaler_pb2_grpc, gcs_pb2_grpc
 
 logger = logging.getLogger("ray.gcs")
@@ -51,6 +53,8 @@ class GcsServer:
         autoscaler_pb2_grpc.add_AutoscalerStateServiceServicer_to_server(self.autoscaler_state, self.server)
         self.actors = add_actor_service(self, self.server)
         self.placement_groups = add_placement_group_service(self, self.server)
+        self.task_manager = add_task_info_service(self, self.server)
+        self.worker_manager = add_worker_info_service(self, self.server)
         await self.placement_groups.load()
         self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:

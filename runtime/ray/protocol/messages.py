@@ -25,6 +25,11 @@ OWNER = "core worker"  # any driver or worker, as the owner of its objects and t
 WORKER = "worker"  # a worker process's task executor
 RAYLET = "raylet"
 GCS = "gcs"
+DASHBOARD = "dashboard"
+AGENT = "node agent"  # its node's stats for the dashboard
+CLIENT = "ray client"  # a `ray://` driver's client core worker
+CLIENT_SERVER = "client server"  # the head's Ray Client server
+CLIENT_PROXY = "client proxy"  # one Ray Client session's proxy driver
 
 
 class Address(TypedDict):
@@ -282,10 +287,11 @@ class LeaseInfeasible(TypedDict):
     resources: dict[str, float]
 
 
-class PushTask(TypedDict):
+class PushTask(TypedDict, total=False):
     spec: tuple  # TaskSpec.to_wire()
     lease_id: int
     gpu_ids: list[str]
+    attempt: int  # 0 for the first try, +1 per retry (the task events' attempt_number)
 
 
 class CreateActor(TypedDict):
@@ -361,6 +367,10 @@ RESTORE_OBJECT = "restore_object"
 READ_OBJECT = "read_object"
 KV_GET = "kv_get"
 KV_PUT = "kv_put"
+TASK_EVENTS = "task_events"
+# the dashboard -> a raylet -> that node's core workers: the state API's objects (`ray list objects`, `ray memory`)
+LIST_OBJECTS = "list_objects"
+GET_OBJECT_REFS = "get_object_refs"
 # raylet -> owner; core worker <-> core worker
 LEASE_INFEASIBLE = "lease_infeasible"
 GET_OBJECT = "get_object"
@@ -376,6 +386,15 @@ CANCEL_TASK = "cancel_task"
 ACTOR_EXITING = "actor_exiting"
 # the GCS -> a raylet: placement group bundles, reserved in two phases (Ray's PrepareBundleResources,
 # CommitBundleResources, CancelResourceReserve)
+CLIENT_HELLO = "client_hello"
+CLIENT_CALL = "client_call"
+CLIENT_RELEASE = "client_release"
+CLIENT_SHUTDOWN = "client_shutdown"
+CLIENT_LOGS = "client_logs"
+PROXY_CALL = "proxy_call"
+PROXY_RELEASE = "proxy_release"
+PROXY_SHUTDOWN = "proxy_shutdown"
+PROXY_LOGS = "proxy_logs"
 PREPARE_BUNDLES = "prepare_bundles"
 COMMIT_BUNDLES = "commit_bundles"
 CANCEL_BUNDLES = "cancel_bundles"
@@ -403,9 +422,10 @@ MESSAGES: dict[str, Message] = {
                             "A task blocks in ray.get/wait: its CPUs are lent back to the node."),
     NOTIFY_UNBLOCKED: Message((OWNER,), RAYLET, LeaseRef, None, "... and takes them again."),
     KILL_WORKER: Message((OWNER, GCS), RAYLET, KillWorker, bool, "Force-cancel a task, or kill an actor."),
-    GET_NODE_STATS: Message((OWNER,), RAYLET, type(None), dict,
-                            "Resources, workers, store usage and the scheduler's lease counters and recent "
-                            "leases (the raylet's debug state; tests and tools)."),
+    GET_NODE_STATS: Message((OWNER, AGENT), RAYLET, type(None), dict,
+                            "Resources, workers (pid, state, what each runs, GPU ids), store usage and the "
+                            "scheduler's lease counters and recent leases (the raylet's debug state; the node "
+                            "agent's stats, tests and tools)."),
     OBJECT_CREATED: Message((OWNER,), RAYLET, ObjectCreated, None, "A value was written to the node's store."),
     FREE_OBJECTS: Message((OWNER,), RAYLET, FreeObjects, None, "The owner freed these values."),
     RESTORE_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bool, "Bring a spilled value back into memory."),
@@ -413,6 +433,14 @@ MESSAGES: dict[str, Message] = {
                          "A chunk of a value held on this node, for another node (None: not here)."),
     KV_GET: Message((OWNER,), RAYLET, KvGet, bytes, "The GCS's KV through the raylet: workers need no gRPC."),
     KV_PUT: Message((OWNER,), RAYLET, KvPut, int, "... and writes to it."),
+    TASK_EVENTS: Message((OWNER, WORKER), RAYLET, bytes, None,
+                         "A core worker's task events since its last report (ray._common.task_events.encode_batch); "
+                         "the raylet forwards them to the GCS."),
+    LIST_OBJECTS: Message((DASHBOARD,), RAYLET, dict, dict,
+                          "The object refs every driver and worker of the node holds ({'timeout': s}); the reply: "
+                          "{'objects': [rows], 'store': {...}, 'failed': n}."),
+    GET_OBJECT_REFS: Message((RAYLET,), OWNER, type(None), list,
+                             "The refs this process holds: the state API's ObjectState rows (without ip)."),
     LEASE_INFEASIBLE: Message((RAYLET,), OWNER, LeaseInfeasible, None,
                               "No node can ever run this shape: the owner warns the user once."),
     GET_OBJECT: Message((OWNER,), OWNER, ObjectById, StoredObjectWire,
@@ -437,6 +465,19 @@ MESSAGES: dict[str, Message] = {
     DRAIN_RAYLET: Message((GCS,), RAYLET, DrainRaylet, DrainReply,
                           "Take no new work and let the running work finish; an idle-termination drain is "
                           "refused by a node that is not idle."),
+    # Ray Client (ray._private.client_mode, ray.util.client.server): bodies of calls are cloudpickled bytes
+    CLIENT_HELLO: Message((CLIENT,), CLIENT_SERVER, dict, dict,
+                          "Versions and session id (new or reconnecting); refused with the reason."),
+    CLIENT_CALL: Message((CLIENT,), CLIENT_SERVER, tuple, bytes,
+                         "(seq, ack, cloudpickled (op, args, kwargs)): a core-worker call, relayed to the proxy."),
+    CLIENT_RELEASE: Message((CLIENT,), CLIENT_SERVER, list, None, "[(object id, copies received)] the client dropped."),
+    CLIENT_SHUTDOWN: Message((CLIENT,), CLIENT_SERVER, type(None), bool, "ray.shutdown(): end the session now."),
+    CLIENT_LOGS: Message((CLIENT_SERVER,), CLIENT, dict, None, "A batch of the session job's worker output."),
+    PROXY_CALL: Message((CLIENT_SERVER,), CLIENT_PROXY, tuple, bytes, "A client's call (answered from a cache if seen)."),
+    PROXY_RELEASE: Message((CLIENT_SERVER,), CLIENT_PROXY, list, None, "The client's released refs."),
+    PROXY_SHUTDOWN: Message((CLIENT_SERVER,), CLIENT_PROXY, type(None), bool,
+                            "End the session's job (ray.shutdown()) and exit."),
+    PROXY_LOGS: Message((CLIENT_PROXY,), CLIENT_SERVER, dict, None, "Worker output for the client."),
 }
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 import time
 
 from ray._common import framing
@@ -28,6 +29,7 @@ from ray.raylet.scheduling.cluster_view import ClusterResourceView
 from ray.raylet.scheduling.lease_manager import LeaseManager
 from ray.raylet.scheduling.local_resources import LocalResourceManager
 from ray.raylet.scheduling.placement_groups import PlacementGroupBundles, lookup_in_gcs
+from ray.raylet.state_reporter import StateReporter
 from ray.raylet.worker_pool import DEAD, Worker, WorkerPool, env_key
 
 logger = logging.getLogger(__name__)
@@ -69,7 +71,9 @@ class NodeManager:
         self.bundles = PlacementGroupBundles(node_id, self.resources, lambda pg: lookup_in_gcs(self.gcs, pg),
                                              self.leases.schedule, self.leases.end_placement_group_leases)
         self.leases.placement_groups = self.bundles
+        self.log_monitor = LogMonitor(self)
         self._dispatch = Dispatcher(msg.RAYLET, self, self.leases, self.bundles)
+        self.state = StateReporter(node_id, node_ip)
         self.gcs: AsyncGcsClient | None = None
         self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
                                       int(resources.get("object_store_memory", 0)))
@@ -98,8 +102,9 @@ class NodeManager:
             node_type_name=os.environ.get("RAY_NODE_TYPE_NAME", ""),
         )
         await self.gcs.call(self.gcs.stubs.node.RegisterNode, pb.RegisterNodeRequest(node_info=info))
+        self.state.start(self.gcs)
         asyncio.get_running_loop().create_task(self._report_loop())
-        self._log_monitor_task = asyncio.get_running_loop().create_task(LogMonitor(self).run())
+        self._log_monitor_task = asyncio.get_running_loop().create_task(self.log_monitor.run())
         if config().debug_dump_period_milliseconds > 0:
             self._debug_dump_task = asyncio.get_running_loop().create_task(self._debug_dump_loop())
 
@@ -157,6 +162,7 @@ class NodeManager:
                 resources_total=self.resources.total.to_dict(), demands=self.leases.demands(),
                 object_store_used_bytes=float(self.store.used_bytes),
                 idle_duration_ms=self._idle_ms(activity), node_activity=activity, is_draining=self.leases.draining,
+                bundle_messages_handled=self.bundles.messages_handled,
             )
             try:
                 reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req, timeout_s=30)
@@ -279,9 +285,13 @@ class NodeManager:
         conn.peer_info.update(body)
         if kind == "driver":
             self._drivers[conn] = body["job_id"]
+            self.state.started(body["worker_id"], "DRIVER", body.get("pid", 0), body["job_id"])
             self._prestart(body["job_id"], body.get("runtime_env") or {}, body.get("num_prestart", 0))
         elif kind == "worker":
-            self.pool.on_registered(body["worker_id"], conn, body["address"])
+            worker = self.pool.on_registered(body["worker_id"], conn, body["address"])
+            if worker is not None:
+                self.state.started(worker.worker_id, "WORKER", body.get("pid", 0), body["job_id"],
+                                   worker.launch_time_ms)
         return {"node_id": self.node_id, "shm_dir": self.shm_dir, "session_dir": self.session_dir,
                 "gcs_address": self.gcs_address, "node_ip": self.node_ip,
                 "raylet_tcp": f"{self.node_ip}:{self.tcp_port}"}
@@ -321,6 +331,7 @@ class NodeManager:
                 self.pool.mark_dead(worker)
         job_id = self._drivers.pop(conn, None)
         if job_id is not None:
+            self.state.ended(info.get("worker_id", ""), "INTENDED_USER_EXIT", "The driver disconnected.")
             asyncio.get_running_loop().create_task(self._on_driver_exit(job_id))
         self.leases.on_owner_closed(conn)
 
@@ -328,13 +339,43 @@ class NodeManager:
         self.pool.kill_job(job_id)
         try:
             await self.gcs.call(self.gcs.stubs.job.MarkJobFinished,
-                                pb.MarkJobFinishedRequest(job_id=bytes.fromhex(job_id)), timeout_s=10)
+                                pb.MarkJobFinishedRequest(
+                                    job_id=bytes.fromhex(job_id), driver_failed=True,
+                                    driver_exit_detail="The driver exited without disconnecting from Ray (it was "
+                                                       "killed or crashed)."), timeout_s=10)
         except ConnectionError:
             pass
 
     def _on_worker_dead(self, worker: Worker) -> None:
         self.runtime_envs.release(worker.env_key)
+        code = worker.proc.poll()
+        if worker.lease_id and not worker.exit_type and (  # exit_type: the raylet ended it on purpose
+                code != 0 if not worker.is_actor else isinstance(worker.proc, subprocess.Popen) and code not in (0, None)):
+            # Ray's `(raylet)` line on the driver: the worker of a running task died on its own. An actor's
+            # worker only with a known bad exit status (a forked one's is unknown here, and exit_actor() is a
+            # clean exit).
+            self.log_monitor.publish_raylet_error(worker.job_id, (
+                "A worker died or was killed while executing a task by an unexpected system error. To "
+                "troubleshoot the problem, check the logs for the dead worker. "
+                f"Worker ID: {worker.worker_id} Node ID: {self.node_id} Worker IP address: {self.node_ip} "
+                f"Worker PID: {worker.proc.pid} Worker exit type: SYSTEM_ERROR Worker exit detail: the "
+                f"worker's process exited with code {code}; see {worker.log_base}.err"))
         self.leases.on_worker_dead(worker)
+        if worker.exit_type:
+            self.state.ended(worker.worker_id, worker.exit_type, worker.exit_detail)
+        else:  # its connection closed: its exit code (soon known) says whether it meant to go
+            asyncio.get_running_loop().call_later(0.2, self._report_exit, worker)
+
+    def _report_exit(self, worker: Worker) -> None:
+        code = worker.proc.poll()
+        if code == 0:
+            self.state.ended(worker.worker_id, "INTENDED_USER_EXIT",
+                             "The worker exited on its own (exit_actor, max_calls or sys.exit).")
+        else:
+            why = f"exit code {code}" if code is not None else "its connection to the raylet closed"
+            self.state.ended(worker.worker_id, "SYSTEM_ERROR",
+                             f"The worker exited unexpectedly ({why}). It may have been killed by a signal (for "
+                             "example the out-of-memory killer) or crashed; see its .err log.")
 
     # ------------------------------------------------------------------ workers and node stats
     @handles(msg.KILL_WORKER)
@@ -342,8 +383,30 @@ class NodeManager:
         worker = self.pool.workers.get(body["worker_id"])
         if worker is None:
             return False
-        self.pool.kill(worker, force=body.get("force", True))
+        self.pool.kill(worker, force=body.get("force", True), exit_type="INTENDED_USER_EXIT",
+                       exit_detail="The worker was killed by ray.kill or ray.cancel(force=True).")
         return True
+
+    @handles(msg.LIST_OBJECTS)
+    async def list_objects(self, conn: framing.Connection, body: dict) -> dict:
+        """Every driver's and worker's refs on this node, and the store's usage (the state API's objects)."""
+        timeout = float(body.get("timeout", 10))
+        clients = list(self._drivers) + [w.conn for w in self.pool.workers.values()
+                                         if w.state != DEAD and w.conn is not None and not w.conn.closed]
+
+        async def ask(client: framing.Connection) -> list | None:
+            try:
+                return await asyncio.wait_for(client.request(msg.GET_OBJECT_REFS, None), timeout)
+            except Exception:  # noqa: BLE001 - a worker going away or busy: counted as failed
+                return None
+
+        answers = await asyncio.gather(*(ask(c) for c in clients))
+        rows = [row for answer in answers if answer for row in answer]
+        return {"objects": rows, "store": self.store.stats(), "failed": sum(a is None for a in answers)}
+
+    @handles(msg.TASK_EVENTS)
+    def task_events(self, conn: framing.Connection, batch: bytes) -> None:
+        self.state.forward_task_events(batch)
 
     @handles(msg.GET_NODE_STATS)
     def get_node_stats(self, conn: framing.Connection, body: None) -> dict:
@@ -353,6 +416,7 @@ class NodeManager:
             "available": self.resources.available.to_dict(),
             "num_workers": sum(1 for w in self.pool.workers.values() if w.state != DEAD),
             "worker_pids": [w.proc.pid for w in self.pool.workers.values() if w.state != DEAD],
+            "workers": self._worker_rows(),
             **self.store.stats(),
             "pending_leases": self.leases.num_pending,
             "infeasible_leases": self.leases.num_infeasible,
@@ -361,6 +425,18 @@ class NodeManager:
             "cluster_view": {v.node_id: {"total": v.total.to_dict(), "available": v.available.to_dict()}
                              for v in self.cluster.nodes()},
         }
+
+    def _worker_rows(self) -> list[dict]:
+        """Each live worker for the node agent's stats (the dashboard's node view): ids, pid, state, the
+        actor or task it runs (as its log announces them) and the GPU ids of its lease."""
+        rows = []
+        for w in self.pool.workers.values():
+            if w.state == DEAD:
+                continue
+            names = self.log_monitor.names_of(w.proc.pid)
+            rows.append({"worker_id": w.worker_id, "pid": w.proc.pid, "job_id": w.job_id, "state": w.state,
+                         "is_actor": w.is_actor, "gpu_ids": self.leases.gpu_ids_of(w), **names})
+        return rows
 
     # ------------------------------------------------------------------ object store accounting
     @handles(msg.OBJECT_CREATED)

@@ -72,6 +72,11 @@ class Worker:
     registered: asyncio.Future | None = None
     is_actor: bool = False
     idle_since: float = 0.0
+    launch_time_ms: int = 0
+    # Why it ended, when the raylet ended it (Ray's WorkerExitType and exit detail); else decided at its death.
+    exit_type: str = ""
+    exit_detail: str = ""
+    log_base: str = ""  # <logs>/worker-<worker id>-<job id>-<pid>: its .out and .err files
 
 
 class WorkerPool:
@@ -96,6 +101,7 @@ class WorkerPool:
     async def start_worker(self, key: str, job_id: str, runtime_env: dict | None, ctx: dict | None = None) -> Worker:
         ctx = ctx or local_runtime_env_context(runtime_env)
         worker_id = WorkerID.from_random().hex()
+        launched_ms = int(time.time() * 1000)
         env = dict(os.environ)
         env.update(ctx["env_vars"])
         env.update(auth.child_env(auth.process_token()))  # the node's token, whatever env_vars say
@@ -124,7 +130,8 @@ class WorkerPool:
             proc = await self._fork_from_template(args[3:], env, ctx, log_base)
         if proc is None:
             proc = self._spawn(args, env, ctx, log_base)
-        worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future())
+        worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future(),
+                        launch_time_ms=launched_ms, log_base=f"{log_base}-{proc.pid}")
         self.workers[worker_id] = worker
         return worker
 
@@ -153,7 +160,7 @@ class WorkerPool:
                     json.loads(await template.stdout.readline())  # {"ready": true} once its imports are done
                     self._template_ready = True
                 request = {"args": args, "env": env, "cwd": ctx["cwd"] or os.getcwd(),
-                           "pythonpath": ctx["pythonpath"], "out": f"{log_base}.out", "err": f"{log_base}.err"}
+                           "pythonpath": ctx["pythonpath"], "out": f"{log_base}-{{pid}}.out", "err": f"{log_base}-{{pid}}.err"}
                 template.stdin.write((json.dumps(request) + "\n").encode())
                 await template.stdin.drain()
                 return ForkedProcess(json.loads(await template.stdout.readline())["pid"])
@@ -163,14 +170,19 @@ class WorkerPool:
                 return None
 
     def _spawn(self, args: list[str], env: dict, ctx: dict, log_base: str) -> subprocess.Popen:
-        out = open(f"{log_base}.out", "ab")  # noqa: SIM115
-        err = open(f"{log_base}.err", "ab")  # noqa: SIM115
+        # Named after the pid once it is known (Ray's worker-<id>-<job>-<pid>); renaming keeps the open files.
+        starting = f"{log_base}-starting"
+        out = open(f"{starting}.out", "ab")  # noqa: SIM115
+        err = open(f"{starting}.err", "ab")  # noqa: SIM115
         try:
-            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                     cwd=ctx["cwd"] or os.getcwd())
         finally:
             out.close()
             err.close()
+        for ext in ("out", "err"):
+            os.replace(f"{starting}.{ext}", f"{log_base}-{proc.pid}.{ext}")
+        return proc
 
     def on_registered(self, worker_id: str, conn, address: dict) -> Worker | None:
         worker = self.workers.get(worker_id)
@@ -199,9 +211,12 @@ class WorkerPool:
         worker.idle_since = time.monotonic()
         self._idle.setdefault(worker.env_key, []).append(worker)
 
-    def kill(self, worker: Worker, force: bool = True) -> None:
+    def kill(self, worker: Worker, force: bool = True, exit_type: str = "INTENDED_SYSTEM_EXIT",
+             exit_detail: str = "The raylet stopped the worker.") -> None:
         if worker.state == DEAD:
             return
+        if not worker.exit_type:
+            worker.exit_type, worker.exit_detail = exit_type, exit_detail
         with contextlib.suppress(ProcessLookupError):
             worker.proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
         self.mark_dead(worker)
@@ -230,12 +245,14 @@ class WorkerPool:
         now = time.monotonic()
         for worker in idle[: max(0, len(idle) - soft_limit)]:
             if now - worker.idle_since >= idle_threshold_s:
-                self.kill(worker)
+                self.kill(worker, exit_detail=(
+                    "The worker exited because it was idle (it doesn't have objects it owns while no task or "
+                    "actor has been scheduled) for a long time."))
 
     def kill_job(self, job_id: str) -> None:
         for worker in list(self.workers.values()):
             if worker.job_id == job_id and worker.state in (IDLE, STARTING):
-                self.kill(worker)
+                self.kill(worker, exit_detail="The worker exited because its job (driver) ended.")
 
     def kill_all(self) -> None:
         for worker in list(self.workers.values()):

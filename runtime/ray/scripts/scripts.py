@@ -1,4 +1,5 @@
-"""The `ray` command line (click): start, stop, status, health-check; `ray job` comes from the jobs module."""
+"""The `ray` command line (click): start, stop, status, health-check; `ray job` comes from the jobs module, the
+cluster launcher (`ray up`, `down`, `exec`, ...) from launcher_cli."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from ray._common import auth, process_registry
 from ray._version import version as ray_version
 from ray.dashboard.modules.job.cli import job_cli_group
 from ray.exceptions import AuthenticationError
+from ray.scripts import launcher_cli
+from ray.util.state import memory_cli, state_cli
+from ray.util.state.logs_cli import logs_state_cli_group
 
 logger = logging.getLogger("ray.scripts")
 
@@ -62,7 +66,7 @@ def _parse_labels(text: str | None) -> dict[str, str]:
 
 
 _ACCEPTED_BUT_IGNORED = [
-    "ray_client_server_port", "gcs_server_port", "node_manager_port", "object_manager_port",
+    "gcs_server_port", "node_manager_port", "object_manager_port",
     "min_worker_port", "max_worker_port", "worker_port_list", "runtime_env_agent_port",
     "plasma_directory", "object_spilling_directory",
     "disable_usage_stats", "include_log_monitor", "log_style", "log_color", "verbose", "storage",
@@ -164,6 +168,9 @@ def start(**kw) -> None:
         dashboard_agent_grpc_port=kw["dashboard_agent_grpc_port"],
         metrics_export_port=kw["metrics_export_port"],
         system_config=system_config,
+        ray_client_server_port=(kw["ray_client_server_port"] if kw["ray_client_server_port"] is not None
+                                else 10001) if kw["head"] else None,
+        ray_client_server_port_explicit=kw["ray_client_server_port"] is not None,
     )
     node = Node(params)
     try:
@@ -222,6 +229,9 @@ def _print_started(node, params) -> None:
         click.echo("\n  To connect to this Ray cluster:")
         click.echo("    import ray")
         click.echo("    ray.init()")
+        if node.ray_client_server_port:
+            click.echo("\n  To connect to this Ray cluster from outside it (Ray Client):")
+            click.echo(f"    ray.init('ray://{node.node_ip_address}:{node.ray_client_server_port}')")
         if node.dashboard_url:
             click.echo("\n  To submit a Ray job using the Ray Jobs CLI:")
             click.echo(
@@ -360,7 +370,35 @@ def kuberay_autoscaler(cluster_name: str, cluster_namespace: str) -> None:
     sys.exit(run_kuberay_autoscaler(cluster_name, cluster_namespace))
 
 
+@cli.command()
+def microbenchmark() -> None:
+    """Run a local Ray microbenchmark on the current machine."""
+    from ray.scripts.microbenchmark import main as run_microbenchmark
+
+    run_microbenchmark()
+
+
 cli.add_command(job_cli_group, name="job")
+cli.add_command(state_cli.ray_list, name="list")
+cli.add_command(state_cli.ray_get, name="get")
+cli.add_command(state_cli.summary_group, name="summary")
+cli.add_command(state_cli.timeline, name="timeline")
+cli.add_command(memory_cli.memory, name="memory")
+cli.add_command(logs_state_cli_group, name="logs")
+cli.add_command(launcher_cli.up)
+cli.add_command(launcher_cli.down)
+cli.add_command(launcher_cli.attach)
+cli.add_command(launcher_cli.exec_)
+cli.add_command(launcher_cli.submit)
+cli.add_command(launcher_cli.rsync_up)
+cli.add_command(launcher_cli.alias(launcher_cli.rsync_up, "rsync_up"))
+cli.add_command(launcher_cli.rsync_down)
+cli.add_command(launcher_cli.alias(launcher_cli.rsync_down, "rsync_down"))
+cli.add_command(launcher_cli.get_head_ip)
+cli.add_command(launcher_cli.alias(launcher_cli.get_head_ip, "get_head_ip"))
+cli.add_command(launcher_cli.get_worker_ips)
+cli.add_command(launcher_cli.alias(launcher_cli.get_worker_ips, "get_worker_ips"))
+cli.add_command(launcher_cli.cluster_node_ips)
 
 
 def main() -> None:

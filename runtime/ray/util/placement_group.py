@@ -47,11 +47,11 @@ class PlacementGroup:
 
         if self.is_empty:
             return ray.put(self)
-        return _core_worker().placement_group_ready_ref(self.id.binary(), self)
+        return _core_worker().placement_groups.ready_ref(self.id.binary(), self)
 
     def wait(self, timeout_seconds: float | int = 30) -> bool:
         """True once the group is created, False if `timeout_seconds` pass first."""
-        ready, error = _core_worker().wait_placement_group_ready(self.id.binary(), float(timeout_seconds))
+        ready, error = _core_worker().placement_groups.wait_ready(self.id.binary(), float(timeout_seconds))
         if error:  # removed, or never known (Ray says the same for both)
             raise Exception(f"Placement group {self.id!r} does not exist.")
         return ready
@@ -72,7 +72,7 @@ class PlacementGroup:
             return
         known = _BUNDLES_SEEN.get(self.id.binary())
         if known is None:
-            data = _core_worker().placement_group_info(self.id.binary())
+            data = _core_worker().placement_groups.info(self.id.binary())
             known = [] if data is None else [
                 {k: float(v) for k, v in b.unit_resources.items()}
                 for b in sorted(data.bundles, key=lambda b: b.bundle_index)]
@@ -108,7 +108,7 @@ def placement_group(bundles: list[dict[str, float]], strategy: str | None = "PAC
     if _soft_target_node_id and strategy != "STRICT_PACK":
         raise ValueError(f"_soft_target_node_id currently only works with STRICT_PACK but got {strategy}")
     cw = _core_worker()
-    pg_id = cw.create_placement_group(
+    pg_id = cw.placement_groups.create(
         [{k: float(v) for k, v in b.items()} for b in bundles], strategy, name or "", lifetime == "detached",
         float(_max_cpu_fraction_per_node), bundle_label_selector or [])
     cache = [{k: float(v) for k, v in b.items()} for b in bundles]
@@ -168,7 +168,7 @@ def validate_placement_group(bundles, strategy="PACK", lifetime=None, max_cpu_fr
 def remove_placement_group(placement_group: PlacementGroup) -> None:
     """Asynchronously remove the group: its bundles are given back, its actors killed, its tasks' leases end."""
     assert placement_group is not None
-    _core_worker().remove_placement_group(placement_group.id.binary())
+    _core_worker().placement_groups.remove(placement_group.id.binary())
 
 
 def get_placement_group(placement_group_name: str) -> PlacementGroup:
@@ -176,7 +176,7 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     if not placement_group_name:
         raise ValueError("Please supply a non-empty value to get_placement_group")
     cw = _core_worker()
-    data = cw.placement_group_info(name=placement_group_name,
+    data = cw.placement_groups.info(name=placement_group_name,
                                    namespace=cw.task_context("namespace") or cw.namespace)
     if data is None:
         raise ValueError(f"Failed to look up placement group with name: {placement_group_name}")
@@ -187,9 +187,9 @@ def placement_group_table(placement_group: PlacementGroup | None = None) -> dict
     """One group's state as a dict ({} if unknown), or every group's, by hex id (Ray's shape)."""
     cw = _core_worker()
     if placement_group is not None:
-        data = cw.placement_group_info(placement_group.id.binary())
+        data = cw.placement_groups.info(placement_group.id.binary())
         return {} if data is None else _table_entry(data)
-    return {d.placement_group_id.hex(): _table_entry(d) for d in cw.all_placement_groups()}
+    return {d.placement_group_id.hex(): _table_entry(d) for d in cw.placement_groups.all()}
 
 
 def _table_entry(data) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class HeadNode:
             f"--dashboard-agent-listen-port={self.agent_http_port}", f"--temp-dir={self.temp_dir}",
             "--num-cpus=2", timeout=120,
         )
-        # Fixed now: a worker node started later in the same temp dir moves `session_latest`.
+        # Read now; `session_latest` stays with the head anyway when a worker node starts in this temp dir.
         self._session_dir = os.path.realpath(os.path.join(self.temp_dir, "session_latest"))
         self.wait_dashboard()
         self.wait_agent()

@@ -1,5 +1,6 @@
 """Objects of any size come back intact: over 2 GiB through put/get, task arguments and returns (a single
-pwrite stops at 2,147,479,552 bytes), 5 GiB numpy arrays, and values pulled from another node in chunks."""
+pwrite stops at 2,147,479,552 bytes), 5 GiB numpy arrays, spilled to disk and restored, and values pulled
+from another node in chunks."""
 
 from __future__ import annotations
 
@@ -65,6 +66,38 @@ def test_a_5_gib_numpy_array_round_trips_and_reaches_a_task(local_ray):
     assert ray.get(checksum.remote(ref)) == (5 * 2**30, expected)
 
 
+def _node_stats() -> dict:
+    cw = ray._private.worker.global_worker.core_worker
+
+    async def stats():
+        return await cw.raylet.request("get_node_stats", None)
+
+    return cw.run_sync(stats())
+
+
+def test_objects_over_2_gib_spill_to_disk_and_restore_intact(tmp_path):
+    # A 3 GiB store spills past 2.4 GiB: the second object pushes the first out, reading the first brings
+    # it back and pushes the second out.
+    ray.init(num_cpus=1, include_dashboard=False, object_store_memory=3 * 2**30, _temp_dir=str(tmp_path / "ray"))
+    try:
+        first = np.full(OVER_2_GIB, 1, dtype=np.uint8)
+        first[-1] = 11
+        first_ref = ray.put(first)
+        del first
+        second_ref = ray.put(b"s" * (OVER_2_GIB - 1) + b"#")
+        assert _node_stats()["spilled_bytes_total"] >= OVER_2_GIB
+
+        back = ray.get(first_ref)
+        assert back.nbytes == OVER_2_GIB and back[-1] == 11 and bool((back[: -1 : 2**20] == 1).all())
+        del back
+        assert _node_stats()["restored_bytes_total"] >= OVER_2_GIB
+        assert ray.get(length.remote(second_ref)) == OVER_2_GIB  # a task reads the one spilled second
+        second = ray.get(second_ref)
+        assert second[:1] == b"s" and second[-1:] == b"#" and len(second) == OVER_2_GIB
+    finally:
+        ray.shutdown()
+
+
 @pytest.fixture
 def two_nodes(tmp_path):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_temp_dir": str(tmp_path / "ray")})
@@ -94,3 +127,14 @@ def test_values_cross_nodes_in_chunks_intact(two_nodes):
     assert far.nbytes == size and bool((far == (np.arange(size, dtype=np.uint64) % 251).astype(np.uint8)).all())
     mine = ray.put(b"k" * (size - 8) + b"12345678")  # pulled by the other node from this one
     assert ray.get(last_bytes.remote(mine)) == (size, b"12345678")
+
+
+def test_an_object_over_2_gib_crosses_nodes_intact(two_nodes):
+    @ray.remote(resources={"far": 1})
+    def make_far(n: int) -> np.ndarray:
+        a = np.full(n, 5, dtype=np.uint8)
+        a[-1] = 77
+        return a
+
+    far = ray.get(make_far.remote(OVER_2_GIB))  # 33 chunks, the last one short
+    assert far.nbytes == OVER_2_GIB and far[-1] == 77 and bool((far[: -1 : 2**20] == 5).all())

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -258,3 +261,35 @@ def test_invalid_options_have_clear_errors():
         double.options(bogus=1)
     with pytest.raises(ValueError, match="Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU'"):
         double.options(resources={"CPU": 1}).remote(1)
+
+
+def test_a_script_s_remote_function_used_by_the_driver_can_be_called_from_its_actors_and_tasks(tmp_path):
+    # Functions and classes of `__main__` travel by value: one the driver has already called must not
+    # drag the driver's connection along (it did: "TypeError: no default __reduce__" from a gRPC channel).
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import ray
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir={str(tmp_path / "ray")!r})
+
+        @ray.remote
+        def small_value():
+            return b"ok"
+
+        @ray.remote
+        class Batcher:
+            def batch(self, n):
+                return ray.get([small_value.remote() for _ in range(n)])
+
+        @ray.remote
+        def make_and_call():
+            return ray.get(Batcher.remote().batch.remote(2))
+
+        assert ray.get(small_value.remote()) == b"ok"
+        assert ray.get(Batcher.remote().batch.remote(3)) == [b"ok"] * 3
+        assert ray.get(make_and_call.remote()) == [b"ok"] * 2
+        print("all calls returned")
+        ray.shutdown()
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "all calls returned" in out.stdout

@@ -256,3 +256,14 @@ def test_local_provider_reports_failed_start_commands(tmp_path):
     assert "exit code 127" in error.reason and "command not found" in error.reason
     assert error.instance_ids == ["10.0.0.2"]
     assert set(local.non_terminated()) == {"10.0.0.1"}
+
+
+def test_local_provider_adopts_hosts_where_ray_up_started_ray(tmp_path):
+    runner = Runner()
+    local = LocalNodeProvider(parse(local_config(tmp_path)), "10.0.0.1:6379", runner)
+    local.observe_ray_nodes([("10.0.0.3", ""), ("10.9.9.9", "")])  # a node not in worker_ips stays unmanaged
+    instances = local.non_terminated()
+    assert set(instances) == {"10.0.0.1", "10.0.0.3"} and instances["10.0.0.3"].running
+    local.launch("local.cluster.node", 1)  # the free host only: nothing is started twice
+    _wait(lambda: local.non_terminated()["10.0.0.2"].running)
+    assert [host for host, _ in runner.calls] == ["10.0.0.2"]

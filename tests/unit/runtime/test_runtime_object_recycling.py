@@ -108,3 +108,29 @@ def test_a_failed_write_leaves_no_file_behind(store):
     with pytest.raises(OSError, match="No space left"):
         shared_memory.write(store.shm_dir, "e" * 56, Unwritable())
     assert os.listdir(store.shm_dir) == []
+
+
+def test_a_writer_keeps_its_mapping_of_a_segment_it_writes_again_and_readers_are_not_blocked(store):
+    _put(store, "a" * 56, np.full(2 * MIB, 1, dtype=np.uint8))  # a fresh file: pwrite, nothing mapped
+    store.free(["a" * 56])
+    _put(store, "b" * 56, np.full(2 * MIB, 2, dtype=np.uint8))  # the recycled segment: mapped and kept
+    kept = dict(shared_memory._writer_mappings._kept)
+    assert len(kept) == 1
+    # The writer's lock went with the write: a reader (a shared lock, blocking) gets in at once.
+    assert (shared_memory.read(store.shm_dir, "b" * 56) == 2).all()
+    store.free(["b" * 56])
+    _put(store, "c" * 56, np.full(2 * MIB, 3, dtype=np.uint8))
+    assert shared_memory._writer_mappings._kept.keys() == kept.keys()  # the same mapping, written again
+    assert (shared_memory.read(store.shm_dir, "c" * 56) == 3).all()
+
+
+def test_a_kept_mapping_of_a_removed_segment_is_dropped_after_the_next_write(store):
+    _put(store, "a" * 56, np.full(2 * MIB, 1, dtype=np.uint8))
+    store.free(["a" * 56])
+    _put(store, "b" * 56, np.full(2 * MIB, 2, dtype=np.uint8))
+    assert len(shared_memory._writer_mappings._kept) == 1
+    store.free(["b" * 56])
+    store.destroy()  # every file goes: only the kept mapping would hold the pages now
+    os.makedirs(store.shm_dir)
+    shared_memory.write(store.shm_dir, "c" * 56, serialize(b"small"))
+    assert not shared_memory._writer_mappings._kept

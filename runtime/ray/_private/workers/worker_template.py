@@ -52,7 +52,8 @@ def _child(request: dict) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     for fd, path in ((1, request["out"]), (2, request["err"])):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Ray's worker-<worker id>-<job id>-<pid>.out/.err: the pid is known only now.
+        target = os.open(path.replace("{pid}", str(os.getpid())), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(target, fd)
         os.close(target)
     sys.stdout.reconfigure(write_through=True)

@@ -134,6 +134,8 @@ class Autoscaler:
             return
         config, provider = self.config, self.provider
         state = self.gcs.get_cluster_resource_state()
+        provider.observe_ray_nodes([(n.node_ip_address, n.ray_node_type_name) for n in state.node_states
+                                    if n.status != apb.DEAD and not n.is_head_node])
         instances = provider.non_terminated()
         for error in provider.poll_errors():
             # A launch that failed before its instance was ever seen is no longer on its way.

@@ -275,6 +275,11 @@ class LeaseManager:
     def num_infeasible(self) -> int:
         return len(self._infeasible)
 
+    def gpu_ids_of(self, worker: Worker) -> list[str]:
+        """The GPU ids of the lease this worker runs (empty when idle or without GPUs)."""
+        lease = self._leases.get(worker.lease_id) if worker.lease_id else None
+        return list(lease.gpu_ids) if lease is not None else []
+
     def debug_state(self) -> dict:
         """Counters of lease states, queue lengths and the most recent lease records (newest last)."""
         return {

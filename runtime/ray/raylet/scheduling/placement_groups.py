@@ -73,11 +73,15 @@ class PlacementGroupBundles:
         self._known: dict[str, tuple[float, GroupInfo]] = {}
         self._asking: set[str] = set()
         self._removed: dict[str, None] = {}  # removed groups, oldest first (at most MAX_REMOVED_KEPT)
+        # Bundle messages handled so far: each resource report carries it, so the GCS can tell a report
+        # made before its latest bundle change here (stale) from one made after.
+        self.messages_handled = 0
 
     # ------------------------------------------------------------------ the GCS's two phases
     @handles(msg.PREPARE_BUNDLES)
     def prepare_bundles(self, conn: framing.Connection, body: msg.Bundles) -> bool:
         bundles = [(b["placement_group_id"], b["bundle_index"], b["resources"]) for b in body["bundles"]]
+        self.messages_handled += 1
         ok = self.resources.prepare_bundles(bundles)
         if not ok:
             logger.info("Could not prepare bundles %s: they do not fit in %s now.",
@@ -86,6 +90,7 @@ class PlacementGroupBundles:
 
     @handles(msg.COMMIT_BUNDLES)
     def commit_bundles(self, conn: framing.Connection, body: msg.Bundles) -> bool:
+        self.messages_handled += 1
         ok = self.resources.commit_bundles([(b["placement_group_id"], b["bundle_index"]) for b in body["bundles"]])
         for b in body["bundles"]:
             self._known.pop(b["placement_group_id"], None)
@@ -94,6 +99,7 @@ class PlacementGroupBundles:
 
     @handles(msg.CANCEL_BUNDLES)
     def cancel_bundles(self, conn: framing.Connection, body: msg.CancelBundles) -> bool:
+        self.messages_handled += 1
         groups = {b["placement_group_id"] for b in body["bundles"]}
         for pg in groups:
             if any(self.resources.bundle_committed(pg, b["bundle_index"])

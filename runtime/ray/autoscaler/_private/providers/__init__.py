@@ -69,6 +69,10 @@ class NodeProvider:
     def set_config(self, config) -> None:
         """The config read this round (node types may have changed)."""
 
+    def observe_ray_nodes(self, nodes: list[tuple[str, str]]) -> None:
+        """The live worker nodes' (IP, node type) this round, before `non_terminated`: a provider whose machines
+        someone else may start Ray on (`ray up` with the local provider) adopts them instead of launching there."""
+
     def close(self) -> None:
         pass
 

@@ -115,7 +115,7 @@ class FakeMultiNodeProvider(NodeProvider):
             head=False, gcs_address=self._gcs_address, node_ip_address=self._ip(), num_cpus=num_cpus,
             num_gpus=num_gpus, memory=int(memory) if memory else None, object_store_memory=int(osm) if osm else None,
             resources=resources, labels=dict(type_config.labels), temp_dir=self._temp_dir, include_dashboard=False,
-            env=env, link_latest=False)
+            env=env)
         node = Node(params)
         try:
             node.start()

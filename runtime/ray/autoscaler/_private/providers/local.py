@@ -93,6 +93,20 @@ class LocalNodeProvider(NodeProvider):
             logger.warning("Could not write the local provider's state file %s: %s", self.state_path, e)
 
     # ------------------------------------------------------------------ NodeProvider
+    def observe_ray_nodes(self, nodes: list[tuple[str, str]]) -> None:
+        """Hosts of worker_ips where Ray already runs (`ray up` starts every worker itself) are this provider's
+        running nodes: never started a second time, and counted against min/max workers."""
+        workers = [n for n in self.config.node_types if n != self.config.head_node_type]
+        with self._lock:
+            adopted = False
+            for ip, node_type in nodes:
+                if ip in self.worker_ips and self._state.get(ip, {}).get("state") != RUNNING:
+                    kind = node_type if node_type in workers else (workers[0] if workers else node_type)
+                    self._state[ip] = {"node_type": kind, "state": RUNNING}
+                    adopted = True
+            if adopted:
+                self._save()
+
     def non_terminated(self) -> dict[str, CloudInstance]:
         out = {self.head_ip: CloudInstance(self.head_ip, self.config.head_node_type, is_head=True, ip=self.head_ip)}
         with self._lock:

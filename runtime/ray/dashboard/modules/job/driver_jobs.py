@@ -46,8 +46,9 @@ def read_driver_jobs(gcs: Any) -> tuple[dict[str, tuple[str, DriverInfo]], list[
             type=JobType.DRIVER,
             job_id=entry.job_id.hex(),
             entrypoint=entry.entrypoint,
-            status=JobStatus.SUCCEEDED if entry.is_dead else JobStatus.RUNNING,
-            message=None,
+            status=(JobStatus.RUNNING if not entry.is_dead
+                    else JobStatus.FAILED if entry.driver_failed else JobStatus.SUCCEEDED),
+            message=entry.driver_exit_detail or None,
             start_time=int(entry.start_time) or None,
             end_time=int(entry.end_time) or None,
             metadata={str(k): str(v) for k, v in metadata.items()},

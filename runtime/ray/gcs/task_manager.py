@@ -1,0 +1,252 @@
+"""The GCS's task event store (Ray's GcsTaskManager): the state API's `tasks` table.
+
+Core workers report batches of state changes (`ray._common.task_events`); each task attempt becomes one
+record, merged from its owner's events and its executor's, in whatever order they arrive. At most
+`task_events_max_num_task_in_gcs` attempts are kept: the oldest is dropped first and counted, per job and in
+total, and the state API reports the count. When a job ends, its attempts still pending or running are
+marked FAILED a moment later (their workers are gone with the job), as Ray does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections import OrderedDict
+from typing import Any
+
+from ray._common import task_events as te
+from ray._common.config import config
+from ray.protocol import state_pb2 as spb
+from ray.protocol import state_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+_RANK = {state: i for i, state in enumerate(te.TASK_STATES)}
+_intern = sys.intern
+# Marking a finished job's unfinished tasks waits this long, so the workers' last reports arrive first.
+JOB_DONE_MARK_DELAY_S = 2.0
+
+
+_NO_DESCRIPTION: dict[str, Any] = {}
+
+
+def _hex(value: bytes | str | None) -> str | None:
+    """Ids arrive as bytes from workers' batches and as hex from described tasks (actor creation, driver)."""
+    return value.hex() if isinstance(value, bytes) else value
+
+
+class TaskAttempt:
+    """One attempt of one task, as stored. 100,000 of them must stay small: slots, and the description
+    (name, type, resources, runtime env, ...) shared by all the calls of one function."""
+
+    __slots__ = ("task_id", "attempt", "desc", "parent_task_id", "actor_id", "node_id", "worker_id", "worker_pid",
+                 "error_type", "error_message", "events")
+
+    def __init__(self, task_id: bytes, attempt: int):
+        self.task_id = task_id
+        self.attempt = attempt
+        self.desc = _NO_DESCRIPTION
+        self.parent_task_id = ""
+        self.actor_id = self.node_id = self.worker_id = self.error_type = self.error_message = None
+        self.worker_pid: int | None = None
+        self.events: list[tuple[str, int]] = []
+
+    @property
+    def job_id(self) -> str:
+        return self.desc.get("job_id") or ""
+
+    @property
+    def type(self) -> str:
+        return self.desc.get("type") or te.NORMAL_TASK
+
+    def state(self) -> str:
+        best, rank = te.NIL, -1
+        for state, _ in self.events:
+            if state == te.FAILED:
+                return te.FAILED
+            r = _RANK.get(state, 0)
+            if r > rank:
+                best, rank = state, r
+        return best
+
+    def time_of(self, *states: str) -> int | None:
+        for state, t in self.events:
+            if state in states:
+                return int(t * 1000)
+        return None
+
+    def row(self) -> dict[str, Any]:
+        """The state API's TaskState columns (all of them; the dashboard drops detail-only ones)."""
+        events = sorted(((state, int(t * 1000)) for state, t in self.events), key=lambda e: e[1])
+        if events and events[0][0] == te.PENDING_NODE_ASSIGNMENT:  # submitted with nothing to wait for
+            events.insert(0, (te.PENDING_ARGS_AVAIL, events[0][1]))
+        d = self.desc
+        return {
+            "task_id": self.task_id.hex(), "attempt_number": self.attempt, "name": d.get("name", ""),
+            "state": self.state(), "job_id": d.get("job_id", ""), "actor_id": _hex(self.actor_id),
+            "type": d.get("type") or te.NORMAL_TASK, "func_or_class_name": d.get("func_or_class_name", ""),
+            "parent_task_id": _hex(self.parent_task_id) or "", "node_id": self.node_id, "worker_id": self.worker_id,
+            "worker_pid": self.worker_pid, "error_type": self.error_type, "language": d.get("language", "PYTHON"),
+            "required_resources": d.get("required_resources") or {},
+            "runtime_env_info": d.get("runtime_env_info") or {"serialized_runtime_env": "{}"},
+            "placement_group_id": d.get("placement_group_id"),
+            "events": [{"state": state, "created_ms": ms} for state, ms in events],
+            "profiling_data": None,
+            "creation_time_ms": events[0][1] if events else None,
+            "start_time_ms": self.time_of(te.RUNNING),
+            "end_time_ms": self.time_of(te.FINISHED, te.FAILED),
+            "task_log_info": None, "error_message": self.error_message, "is_debugger_paused": None,
+            "call_site": None, "label_selector": None, "fallback_strategy": None,
+        }
+
+
+class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
+    def __init__(self, max_num_tasks: int | None = None):
+        self.max_num_tasks = config().task_events_max_num_task_in_gcs if max_num_tasks is None else max_num_tasks
+        self._tasks: OrderedDict[tuple[bytes, int], TaskAttempt] = OrderedDict()
+        self._descriptions: dict[str, dict] = {}  # shared task descriptions, by their JSON
+        self.num_dropped = 0  # attempts evicted here, plus events workers could not buffer
+        self.dropped_by_job: dict[str, int] = {}
+        # Attempts dropped here, so that their late events (an executor reports after its owner) are ignored
+        # instead of bringing them back half-described (Ray tracks dropped attempts the same way, bounded).
+        self._evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
+        self.max_evicted_tracked = max(self.max_num_tasks, 100000)
+
+    # ------------------------------------------------------------------ writes
+    async def AddTaskEventData(self, request, context):
+        try:
+            batch = te.decode_batch(request.batch)
+        except Exception:  # noqa: BLE001 - a malformed batch from a token holder: logged, dropped
+            logger.warning("Ignored a task event batch that could not be decoded.", exc_info=True)
+            return spb.AddTaskEventDataReply()
+        self.add_batch(batch)
+        return spb.AddTaskEventDataReply()
+
+    def add_batch(self, batch: dict) -> None:
+        sender_node = _intern(batch.get("node_id") or "")
+        sender_worker = _intern(batch.get("worker_id") or "")
+        sender_pid = batch.get("pid")
+        dropped = int(batch.get("dropped") or 0)
+        if dropped:
+            self.num_dropped += dropped
+            job = batch.get("job_id", "")
+            self.dropped_by_job[job] = self.dropped_by_job.get(job, 0) + dropped
+        descriptions = {key: self._shared(desc) for key, desc in (batch.get("descriptions") or {}).items()}
+        record_of = self._record
+        running = te.RUNNING
+        for task_id, attempt, state, t, extra in batch.get("events", ()):
+            record = record_of(task_id, attempt)
+            if record is None:
+                continue
+            # One pickle holds one object per distinct string, so the states of a batch share theirs.
+            record.events.append((state, t))  # seconds, as recorded: turned into ms when read
+            if state == running:  # the executor's own event: where it runs
+                record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
+            if extra:
+                if type(extra) is tuple:  # (description key, parent task id, actor id)
+                    record.desc = descriptions.get(extra[0], _NO_DESCRIPTION)
+                    record.parent_task_id = extra[1]  # bytes (shared within a batch); hex when read
+                    record.actor_id = extra[2]
+                else:
+                    self._merge(record, extra)
+
+    def _shared(self, desc: dict) -> dict:
+        """One description object per distinct description (most tasks share their function's)."""
+        key = json.dumps(desc, sort_keys=True)
+        shared = self._descriptions.get(key)
+        if shared is None:
+            if len(self._descriptions) > 10000:
+                self._descriptions.clear()
+            shared = self._descriptions[key] = desc
+        return shared
+
+    def _record(self, task_id: bytes, attempt: int) -> TaskAttempt | None:
+        key = (task_id, attempt)
+        record = self._tasks.get(key)
+        if record is None:
+            if key in self._evicted:
+                return None
+            record = self._tasks[key] = TaskAttempt(task_id, attempt)
+            while len(self._tasks) > self.max_num_tasks:
+                old_key, old = self._tasks.popitem(last=False)
+                self.num_dropped += 1
+                self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + 1
+                self._evicted[old_key] = None
+                if len(self._evicted) > self.max_evicted_tracked:
+                    self._evicted.popitem(last=False)
+        return record
+
+    def _merge(self, record: TaskAttempt, extra: dict) -> None:
+        info = extra.get("info")
+        if info:  # a task described on its own (actor creation, the driver)
+            record.parent_task_id = info.pop("parent_task_id", "") or ""
+            record.actor_id = info.pop("actor_id", None)
+            record.desc = self._shared(info)
+        if extra.get("node_id") and record.node_id is None:
+            record.node_id = _intern(extra["node_id"])
+        if extra.get("worker_id") and record.worker_id is None:
+            record.worker_id = _intern(extra["worker_id"])
+        if extra.get("error_type"):
+            # The executor's message (the traceback) wins over the owner's empty one, whatever the order.
+            if extra.get("error_message") or not record.error_message:
+                record.error_type = _intern(extra["error_type"])
+                record.error_message = extra.get("error_message") or record.error_message
+
+    def on_job_finished(self, job_id: bytes) -> None:
+        asyncio.get_running_loop().call_later(JOB_DONE_MARK_DELAY_S, self._fail_unfinished, job_id.hex())
+
+    def _fail_unfinished(self, job_hex: str) -> None:
+        now = time.time()
+        for record in self._tasks.values():
+            if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state() not in te.TERMINAL_STATES:
+                record.events.append((te.FAILED, now))
+                record.error_type = te.WORKER_DIED
+                record.error_message = (f"Job finishes ({job_hex}) as driver exits. Marking all non-terminal tasks "
+                                        "as failed.")
+
+    # ------------------------------------------------------------------ reads
+    async def GetTaskEvents(self, request, context):
+        rows, total = self.query(job_id=request.job_id, task_ids=list(request.task_ids), actor_id=request.actor_id,
+                                 limit=request.limit, exclude_driver=request.exclude_driver)
+        return spb.GetTaskEventsReply(tasks_json=json.dumps(rows, separators=(",", ":")).encode(),
+                                      num_total_stored=total, num_status_task_events_dropped=self.num_dropped)
+
+    def query(self, job_id: str = "", task_ids: list[str] | None = None, actor_id: str = "", limit: int = 0,
+              exclude_driver: bool = True) -> tuple[list[dict], int]:
+        if task_ids:
+            wanted = set()
+            for task_id in task_ids:
+                try:
+                    wanted.add(bytes.fromhex(task_id))
+                except ValueError:
+                    pass  # not a task id: matches nothing
+            candidates = [r for r in self._tasks.values() if r.task_id in wanted]
+        else:
+            candidates = self._tasks.values()
+        rows = []
+        total = 0
+        for record in candidates:
+            if job_id and record.job_id != job_id:
+                continue
+            if actor_id and _hex(record.actor_id) != actor_id:
+                continue
+            if exclude_driver and record.type == te.DRIVER_TASK:
+                continue
+            total += 1
+            if limit <= 0 or len(rows) < limit:
+                rows.append(record.row())
+        return rows, total
+
+
+def add_task_info_service(gcs_server, grpc_server) -> GcsTaskManager:
+    manager = GcsTaskManager()
+    state_pb2_grpc.add_TaskInfoGcsServiceServicer_to_server(manager, grpc_server)
+
+    async def on_job_finished(job_id: bytes) -> None:
+        manager.on_job_finished(job_id)
+
+    gcs_server.jobs.on_job_finished.append(on_job_finished)
+    return manager

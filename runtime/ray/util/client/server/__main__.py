@@ -1,0 +1,3 @@
+from ray.util.client.server.server import main
+
+main()

@@ -1,0 +1,52 @@
+"""The GCS's task event store (no processes): events merge in any order, the table keeps the newest attempts
+and counts the dropped, late events of dropped attempts do not bring them back."""
+
+from __future__ import annotations
+
+import os
+
+from ray._common import task_events as te
+from ray.gcs.task_manager import GcsTaskManager
+
+DESC = {"name": "f", "func_or_class_name": "f", "type": te.NORMAL_TASK, "job_id": "01000000",
+        "required_resources": {"CPU": 1.0}, "runtime_env_info": {"serialized_runtime_env": "{}"},
+        "placement_group_id": None, "language": "PYTHON"}
+OWNER = {"worker_id": "aa" * 28, "node_id": "bb" * 28, "pid": 10, "job_id": "01000000"}
+EXECUTOR = {"worker_id": "cc" * 28, "node_id": "dd" * 28, "pid": 11, "job_id": "01000000"}
+
+
+def _add(store: GcsTaskManager, sender: dict, events: list, descriptions: dict | None = None) -> None:
+    store.add_batch(te.decode_batch(te.encode_batch(events, sender, 0, descriptions or {})))
+
+
+def test_owner_and_executor_events_merge_whatever_their_order():
+    store = GcsTaskManager(100)
+    tid = os.urandom(24)
+    _add(store, EXECUTOR, [(tid, 0, te.RUNNING, 2.0, None),
+                           (tid, 0, te.FAILED, 3.0, {"error_type": te.TASK_EXECUTION_EXCEPTION,
+                                                     "error_message": "Traceback: boom"})])
+    _add(store, OWNER, [(tid, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (7, b"\x01" * 24, None)),
+                        (tid, 0, te.SUBMITTED_TO_WORKER, 1.5, None),
+                        (tid, 0, te.FAILED, 3.1, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})],
+         {7: DESC})
+    [row], total = store.query()
+    assert total == 1
+    assert (row["name"], row["state"], row["job_id"]) == ("f", te.FAILED, "01000000")
+    assert (row["node_id"], row["worker_pid"]) == ("dd" * 28, 11)  # where it ran, from the executor's report
+    assert row["error_message"] == "Traceback: boom"  # the executor's traceback wins over the owner's ""
+    assert row["parent_task_id"] == "01" * 24
+    assert [e["state"] for e in row["events"]] == [te.PENDING_ARGS_AVAIL, te.PENDING_NODE_ASSIGNMENT,
+                                                   te.SUBMITTED_TO_WORKER, te.RUNNING, te.FAILED, te.FAILED]
+    assert (row["creation_time_ms"], row["start_time_ms"], row["end_time_ms"]) == (1000, 2000, 3000)
+
+
+def test_the_table_keeps_the_newest_attempts_and_ignores_late_events_of_dropped_ones():
+    store = GcsTaskManager(10)
+    ids = [os.urandom(24) for _ in range(15)]
+    _add(store, OWNER, [(t, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)) for t in ids], {1: DESC})
+    rows, total = store.query()
+    assert total == 10 and store.num_dropped == 5
+    assert {r["task_id"] for r in rows} == {t.hex() for t in ids[5:]}
+    _add(store, EXECUTOR, [(t, 0, te.RUNNING, 2.0, None) for t in ids[:5]])  # late: the attempts are gone
+    assert store.query()[1] == 10 and store.num_dropped == 5
+    assert store.query(task_ids=[ids[-1].hex(), "not-hex"])[1] == 1
