@@ -198,7 +198,8 @@ def test_api_errors_become_failed_launches():
 def local_config(tmp_path, **extra) -> dict:
     return {"cluster_name": "onprem", "provider": {"type": "local", "head_ip": "10.0.0.1",
                                                   "worker_ips": ["10.0.0.2", "10.0.0.3"],
-                                                  "state_path": str(tmp_path / "state.json")},
+                                                  "state_path": str(tmp_path / "state.json"),
+                                                  "launch_grace_s": 0},
             "auth": {"ssh_user": "ray"}, "head_node_type": "local.cluster.node", "max_workers": 2,
             "available_node_types": {"local.cluster.node": {"resources": {}, "min_workers": 0, "max_workers": 2}},
             **extra}
@@ -267,3 +268,10 @@ def test_local_provider_adopts_hosts_where_ray_up_started_ray(tmp_path):
     local.launch("local.cluster.node", 1)  # the free host only: nothing is started twice
     _wait(lambda: local.non_terminated()["10.0.0.2"].running)
     assert [host for host, _ in runner.calls] == ["10.0.0.2"]
+
+
+def test_local_provider_leaves_ray_up_time_to_start_the_workers(tmp_path):
+    raw = local_config(tmp_path)
+    del raw["provider"]["launch_grace_s"]
+    local = LocalNodeProvider(parse(raw), "10.0.0.1:6379", Runner())
+    assert not local.launches  # the autoscaler backs off every node type meanwhile, without a failure

@@ -7,7 +7,9 @@
 `RAY_NODE_TYPE_NAME` exported; "terminating" runs `ray stop` there and frees the host. Which hosts are in use
 is kept in a state file (`provider.state_path`, default `<temp dir>/cluster-<name>.state`, as Ray's
 `/tmp/cluster-<name>.state`), so a restarted autoscaler knows them. Ray nodes are matched to hosts by the
-instance id they registered with, or by IP for nodes started by hand.
+instance id they registered with, or by IP for nodes started by hand; a host of `worker_ips` where Ray runs
+already (`ray up` starts the workers) is adopted, and nothing is launched during the first
+`provider.launch_grace_s` (300 s) while `ray up` may still be starting them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import shlex
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +54,11 @@ class SSHCommandRunner:
         return done.returncode, (done.stdout + done.stderr)[-2000:]
 
 
+# `ray up` starts the workers itself (OpenRay's launcher, unlike Ray's, does not leave them to the head's
+# autoscaler): for this long after the autoscaler starts it only adopts them, and starts Ray on a host only after.
+DEFAULT_LAUNCH_GRACE_S = 300
+
+
 class LocalNodeProvider(NodeProvider):
     match_by_ip = True
 
@@ -71,6 +79,12 @@ class LocalNodeProvider(NodeProvider):
         self._lock = threading.Lock()
         self._state: dict[str, dict] = self._load()  # host -> {"node_type", "state"}
         self._errors: list[LaunchError] = []
+        self._created = time.monotonic()
+        self.launch_grace_s = float(provider.get("launch_grace_s", DEFAULT_LAUNCH_GRACE_S))
+
+    @property
+    def launches(self) -> bool:
+        return time.monotonic() - self._created >= self.launch_grace_s
 
     def set_config(self, config) -> None:
         self.config = config
