@@ -102,8 +102,8 @@ def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> 
     for group in sorted({order.get(e["name"], 1) for e, _ in live}):
         procs = [p for e, p in live if order.get(e["name"], 1) == group]
         if group == order["raylet"] and not force:
-            # Raylets alone first: each drains (its running tasks finish, nothing new starts there) and then
-            # stops its workers itself; whatever is left after the grace period goes as before.
+            # Raylets alone first, with SIGUSR2: each drains (its running tasks finish, nothing new starts there)
+            # and then stops its workers itself; whatever is left after the grace period goes as before.
             count += _terminate_alone(procs, grace_period_s)
         count += kill_tree(procs, force, grace_period_s)
     for entry, _ in entries:
@@ -116,11 +116,12 @@ def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> 
 
 
 def _terminate_alone(procs: list[psutil.Process], grace_period_s: float) -> int:
-    """SIGTERM these processes only (not their children) and wait up to the grace period for them to exit."""
+    """Ask these raylets to drain and stop (SIGUSR2; not their workers) and wait up to the grace period for them
+    to exit."""
     signalled = []
     for p in procs:
         with contextlib.suppress(psutil.Error):
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(signal.SIGUSR2)
             signalled.append(p)
     psutil.wait_procs(signalled, timeout=grace_period_s)
     return 0

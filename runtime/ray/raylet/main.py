@@ -22,8 +22,10 @@ async def _run(args: argparse.Namespace) -> None:
         runtime_env_agent_address=args.runtime_env_agent_address,
     )
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(manager.stop_gracefully()))
-    loop.add_signal_handler(signal.SIGINT, lambda: loop.create_task(manager.shutdown()))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(manager.shutdown()))
+    # `ray stop` (a worker pod's preStop): drain, let the running tasks finish, then stop.
+    loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(manager.stop_gracefully()))
     await manager.start()
     if args.ready_file:
         tmp = args.ready_file + ".tmp"

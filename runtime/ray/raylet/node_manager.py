@@ -116,10 +116,10 @@ class NodeManager:
         await self._stopping.wait()
 
     async def stop_gracefully(self) -> None:
-        """SIGTERM (`ray stop`, a pod's preStop): drain first. Nothing new is granted here (the GCS learns it
+        """SIGUSR2 (`ray stop`, a pod's preStop): drain first. Nothing new is granted here (the GCS learns it
         with the next report and schedulers skip the node; waiting requests go elsewhere), running tasks
         finish (actors do not end by themselves: they stop with the node), then the node stops. A second
-        SIGTERM, or SIGKILL at the end of `ray stop`'s grace period, stops it at once."""
+        SIGUSR2, SIGTERM, or SIGKILL at the end of `ray stop`'s grace period, stops it at once."""
         if self._draining_for_stop or self._stopping.is_set():
             await self.shutdown()
             return

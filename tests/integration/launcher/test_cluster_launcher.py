@@ -59,13 +59,14 @@ def ray(h: SSHHosts, *args: str, timeout: float = 300, env: dict | None = None,
 
 
 def node_ids(status: str) -> list[str]:
-    return sorted(re.findall(r"^ 1 (node_[0-9a-f]+)$", status, re.M))
+    """The live nodes' ids in `ray status -v` (each node's block: `Node: <instance> (<type>)`, ` Id: <hex>`)."""
+    return sorted(re.findall(r"^ Id: ([0-9a-f]+)$", status, re.M))
 
 
 def wait_nodes(h: SSHHosts, cfg: Path, n: int, timeout: float = 120) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        proc = ray(h, "exec", str(cfg), "ray status")
+        proc = ray(h, "exec", str(cfg), "ray status -v")
         if proc.returncode == 0 and len(node_ids(proc.stdout)) == n:
             return proc.stdout
         if time.monotonic() > deadline:
@@ -213,13 +214,13 @@ def test_seed_file_as_written(hosts: SSHHosts, tmp_path: Path) -> None:
             assert "ray start --head --port=6379 --autoscaling-config=~/ray_bootstrap_config.yaml" in up.stdout
             deadline = time.monotonic() + 120
             while True:
-                proc = ray(h, "exec", str(cfg), "ray status", env={"SSH_AUTH_SOCK": sock})
+                proc = ray(h, "exec", str(cfg), "ray status -v", env={"SSH_AUTH_SOCK": sock})
                 if len(node_ids(proc.stdout)) == 3:
                     status = proc.stdout
                     break
                 assert time.monotonic() < deadline, proc.stdout + proc.stderr
                 time.sleep(2)
-            assert "Healthy:" in status
+            assert "Active:" in status
         finally:
             down = ray(h, "down", str(cfg), "-y", env={"SSH_AUTH_SOCK": sock})
         assert down.returncode == 0, down.stdout + down.stderr
