@@ -1,7 +1,7 @@
 """Clients of the GCS: `GcsClient` (synchronous, thread-safe) and `AsyncGcsClient` (grpc.aio).
 
-Both retry while the GCS is unreachable for up to `timeout_s`, so a client survives a GCS restart,
-then raise `ConnectionError` naming the address. A call the GCS refuses for its token raises
+Both retry while the GCS is unreachable for up to `timeout_s` (by default Ray's
+`gcs_rpc_server_reconnect_timeout_s`, 60 s), so a client survives a GCS restart, then raise `ConnectionError` naming the address. A call the GCS refuses for its token raises
 `AuthenticationError` at once, naming the token sources (never "Could not reach the GCS").
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from ray._common.config import config
 from ray._common.grpc_util import new_aio_channel, new_channel, too_large, unauthenticated
 from ray.protocol import actor_pb2_grpc, gcs_pb2_grpc, placement_group_pb2_grpc
 from ray.protocol import gcs_pb2 as pb
@@ -68,11 +69,11 @@ class _Stubs:
 class GcsClient:
     """Synchronous GCS client; one gRPC channel shared by all threads."""
 
-    def __init__(self, address: str, timeout_s: float = 30):
+    def __init__(self, address: str, timeout_s: float | None = None):
         if not isinstance(address, str) or ":" not in address:
             raise ValueError(f"GCS address must be 'host:port', got {address!r}.")
         self.address = address
-        self.timeout_s = timeout_s
+        self.timeout_s = config().gcs_rpc_server_reconnect_timeout_s if timeout_s is None else timeout_s
         self._channel = new_channel(address)
         self.stubs = _Stubs(self._channel)
 
@@ -163,9 +164,9 @@ class GcsClient:
 class AsyncGcsClient:
     """The same calls as coroutines, over a grpc.aio channel (create it inside the running loop)."""
 
-    def __init__(self, address: str, timeout_s: float = 30):
+    def __init__(self, address: str, timeout_s: float | None = None):
         self.address = address
-        self.timeout_s = timeout_s
+        self.timeout_s = config().gcs_rpc_server_reconnect_timeout_s if timeout_s is None else timeout_s
         self._channel = new_aio_channel(address)
         self.stubs = _Stubs(self._channel)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 
 import grpc
 
@@ -13,17 +14,27 @@ LOG_CHANNEL = "RAY_LOG"
 
 class LogPrinter:
     def __init__(self, gcs_client, job_id_hex: str, driver_ip: str):
-        self._stream = gcs_client.subscribe([LOG_CHANNEL], key=job_id_hex.encode())
+        self._gcs = gcs_client
+        self._key = job_id_hex.encode()
+        self._stream = gcs_client.subscribe([LOG_CHANNEL], key=self._key)
+        self._stopped = False
         self._driver_ip = driver_ip
         self._thread = threading.Thread(target=self._run, name="ray-log-printer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            for msg in self._stream:
-                self.print_batch(json.loads(msg.data))
-        except grpc.RpcError:
-            pass  # cancelled at shutdown or the GCS went away
+        gave_up_at = time.monotonic() + self._gcs.timeout_s
+        while not self._stopped:
+            try:
+                for msg in self._stream:
+                    gave_up_at = time.monotonic() + self._gcs.timeout_s
+                    self.print_batch(json.loads(msg.data))
+            except grpc.RpcError:
+                pass  # cancelled at shutdown, or the GCS went away: a restarted one (Redis) is subscribed to again
+            if self._stopped or time.monotonic() > gave_up_at:
+                return
+            time.sleep(0.5)
+            self._stream = self._gcs.subscribe([LOG_CHANNEL], key=self._key)
 
     def print_batch(self, batch: dict) -> None:
         name = batch.get("actor_name") or batch.get("task_name") or ""
@@ -38,4 +49,5 @@ class LogPrinter:
             pass  # stream closed at interpreter exit
 
     def stop(self) -> None:
+        self._stopped = True
         self._stream.cancel()

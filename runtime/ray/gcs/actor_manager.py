@@ -6,6 +6,11 @@ A lease request the raylet cancels ends the creation: unschedulable (hard node a
 node) makes the actor DEAD with `unschedulable` set (its calls raise ActorUnschedulableError), a runtime env
 that cannot be created makes it DEAD with that cause. Killing an actor that is still waiting for its lease
 (ray.kill, its job ending) withdraws the request (CANCEL_LEASE), so its shape leaves the demand at once.
+
+Each actor's table row and its creation spec (`ACTOR_TASK_SPEC`, as Ray keeps it) are stored, so a GCS
+restarted from Redis (`load`) knows them again: named actors resolve; an ALIVE one is adopted (the GCS
+connects to its worker again, ADOPT_ACTOR, and watches it as before), or restarted if its worker is gone;
+one still being created is created again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ray.protocol.messages import Dispatcher, handles
 logger = logging.getLogger(__name__)
 
 ACTOR_TABLE = "ACTOR"
+ACTOR_TASK_SPEC_TABLE = "ACTOR_TASK_SPEC"
 ACTOR_CHANNEL = "ACTOR"
 # Ray's message for an actor whose placement group was removed before it could be created.
 PG_REMOVED_CAUSE = "Could not create the actor because its associated placement group was removed."
@@ -65,6 +71,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         if state == State.DEAD and actor.data.name:
             self._names.pop((actor.data.ray_namespace, actor.data.name), None)
         await self.gcs.storage.put(ACTOR_TABLE, actor.data.actor_id, actor.data.SerializeToString())
+        if state == State.DEAD:
+            await self.gcs.storage.delete(ACTOR_TASK_SPEC_TABLE, actor.data.actor_id)
         self.gcs.publisher.publish(ACTOR_CHANNEL, actor.data.actor_id, actor.data.SerializeToString())
         actor.changed.set()
         actor.changed = asyncio.Event()
@@ -93,9 +101,62 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         self._actors[data.actor_id] = actor
         if name:
             self._names[(namespace, name)] = data.actor_id
+        await self.gcs.storage.put(ACTOR_TASK_SPEC_TABLE, data.actor_id, actor.spec_bytes)
         await self.gcs.storage.put(ACTOR_TABLE, data.actor_id, data.SerializeToString())
         asyncio.get_running_loop().create_task(self._create(actor))
         return apb.RegisterActorReply(actor=data)
+
+    # ------------------------------------------------------------------ a restarted GCS
+    async def load(self) -> None:
+        """The actors of the stored tables (a GCS restarted from Redis): known, named, and watched again."""
+        specs = await self.gcs.storage.get_all(ACTOR_TASK_SPEC_TABLE)
+        loop = asyncio.get_running_loop()
+        for value in (await self.gcs.storage.get_all(ACTOR_TABLE)).values():
+            data = apb.ActorTableData.FromString(value)
+            spec_bytes = specs.get(data.actor_id)
+            spec = apb.ActorCreationSpec.FromString(spec_bytes) if spec_bytes else apb.ActorCreationSpec()
+            actor = _Actor(data, spec)
+            self._actors[data.actor_id] = actor
+            if data.state == State.DEAD:
+                continue
+            if spec_bytes is None:  # cannot be created again without its spec
+                loop.create_task(self._set_state(actor, State.DEAD, death_cause=(
+                    "The GCS restarted and found no creation spec for this actor.")))
+                continue
+            if data.name:
+                self._names[(data.ray_namespace, data.name)] = data.actor_id
+            loop.create_task(self._recover(actor))
+        if self._actors:
+            logger.info("Loaded %d actors from storage (%d named).", len(self._actors), len(self._names))
+
+    async def _recover(self, actor: _Actor) -> None:
+        if actor.data.state != State.ALIVE:  # it was being created: again
+            await self._create(actor)
+            return
+        address = json.loads(actor.data.address_json or "{}")
+        conn = None
+        try:
+            conn = await asyncio.wait_for(framing.connect(address["tcp"], self._dispatch), 10)
+            running = await asyncio.wait_for(conn.request(msg.ADOPT_ACTOR, actor.data.actor_id), 10)
+        except (OSError, KeyError, TimeoutError, framing.ConnectionLost, framing.RemoteError) as e:
+            running = None
+            logger.info("Actor %s: its worker is gone (%s)", actor.data.actor_id.hex(), e)
+        if running != actor.data.actor_id:
+            if conn is not None:
+                conn.close()
+            await self._after_death(actor)
+            return
+        actor.conn = conn
+        conn.peer_info["actor_id"] = actor.data.actor_id
+        conn.on_close_callbacks.append(lambda c, a=actor: self._on_worker_lost(a, c))
+        raylet_address = self._raylet_address_for(actor.data.node_id)
+        if raylet_address is not None:
+            try:
+                actor.raylet = await self._pool.get(raylet_address)
+            except (OSError, framing.ConnectionLost) as e:
+                logger.warning("Actor %s: its raylet %s is unreachable: %s", actor.data.actor_id.hex(),
+                               raylet_address, e)
+        logger.info("Adopted actor %s (pid %d)", actor.data.actor_id.hex(), actor.data.pid)
 
     async def GetActorInfo(self, request, context):
         actor = self._actors.get(request.actor_id)

@@ -27,7 +27,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
     def __init__(self, storage: StoreClient, publisher: Publisher, cluster_id: bytes, ray_version: str):
         self._storage = storage
         self._publisher = publisher
-        self._cluster_id = cluster_id
+        self.cluster_id = cluster_id
         self._ray_version = ray_version
         self._nodes: dict[bytes, pb.GcsNodeInfo] = {}
         self._usage: dict[bytes, pb.NodeResources] = {}
@@ -93,7 +93,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         return pb.GetAllNodeInfoReply(node_info_list=list(self._nodes.values()))
 
     async def CheckAlive(self, request, context):
-        return pb.CheckAliveReply(ray_version=self._ray_version, cluster_id=self._cluster_id)
+        return pb.CheckAliveReply(ray_version=self._ray_version, cluster_id=self.cluster_id)
 
     async def ReportResourceUsage(self, request, context):
         info = self._nodes.get(request.node_id)

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     log_to_session_file(args.session_dir, f"job-supervisor-{args.submission_id}.log")
     from ray._common.gcs_client import GcsClient
 
-    storage = JobInfoStorage(GcsClient(args.gcs_address, timeout_s=5))
+    storage = JobInfoStorage(GcsClient(args.gcs_address))
     supervisor = JobSupervisor(args, storage)
     try:
         asyncio.run(supervisor.run())
