@@ -86,6 +86,7 @@ def test_gcs_killed_mid_workload_and_restarted_from_redis_loses_nothing(ft_clust
     core = ray._private.worker.global_worker.core_worker
     core.internal_kv_put(b"ft-key", b"ft-value")
     big = ray.put(b"y" * (2 << 20))
+    assert head.wait_for_dashboard(60), "the dashboard did not start listening"
     client = JobSubmissionClient(f"http://{head.dashboard_url}")
     job = client.submit_job(entrypoint="python -c \"import time; time.sleep(8); print('job survived the GCS')\"",
                             submission_id="ft_job")
