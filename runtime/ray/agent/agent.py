@@ -138,6 +138,10 @@ class NodeAgent:
         return self._gcs
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        # KubeRay's probe for Ray >= 2.53: the agent is up and so is its raylet.
+        if not self.raylet_alive():
+            return web.Response(status=503, text=f"Local Raylet failed: the raylet (pid {self.raylet_pid()}) "
+                                                 "is not running.")
         return web.Response(text="success")
 
     async def _local_raylet_healthz(self, request: web.Request) -> web.Response:

@@ -107,10 +107,5 @@ class RedisStoreClient(StoreClient):
     async def exists(self, table: str, key: bytes) -> bool:
         return bool(await self._call(self._redis.hexists, self._key(table), key))
 
-    async def delete_namespace(self) -> int:
-        """Every table of this namespace (KubeRay's redis-cleanup Job)."""
-        keys = [k async for k in self._redis.scan_iter(match=f"RAY{self.namespace}@*")]
-        return await self._redis.delete(*keys) if keys else 0
-
     async def close(self) -> None:
         await self._redis.aclose()

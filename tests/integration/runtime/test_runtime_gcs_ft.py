@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -151,6 +153,20 @@ def test_ray_start_takes_redis_flags_and_a_wrong_password_is_a_clear_error(cli, 
     assert b"RAYdefault@NODE" in redis_server.keys()
     cli.ray("stop", "--force")
 
+    # KubeRay's redis-cleanup Job runs this in the head image: the cluster's keys go, another cluster's stay.
+    import redis
+    from ray_operator.builders.gcs_ft import CLEANUP_SCRIPT
+
+    other = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+    other.hset("RAYother@KV", "k", "v")
+    other.close()
+    env = {**cli.env, "RAY_REDIS_ADDRESS": redis_server.address, "REDIS_PASSWORD": redis_server.password,
+           "RAY_external_storage_namespace": "default"}
+    cleanup = subprocess.run([sys.executable, "-c", CLEANUP_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert redis_server.keys() == [b"RAYother@KV"]
+
     bad = cli.ray("start", "--head", f"--port={port}", f"--redis-address={redis_server.address}",
                   "--redis-password=wrong", "--num-cpus=1", "--include-dashboard=false", check=False)
     assert bad.returncode != 0
@@ -185,6 +201,7 @@ def test_without_redis_health_endpoints_tell_the_truth_and_nothing_lingers(cli, 
     status, body = _wait_for(lambda: (r := _get(raylet_healthz))[0] != 200 and r, 30, "local_raylet_healthz to fail",
                              interval=0.05)
     assert status == 503 and "Local Raylet failed" in body
+    assert _get(f"http://127.0.0.1:{agent_port}/api/healthz")[0] == 503
     _wait_for(lambda: not _alive(info["pids"]["agent"]), 60, "the agent to exit")
 
     # The GCS gone: gcs_healthz fails within seconds; the dashboard exits after gcs_rpc_server_reconnect_timeout_s.
