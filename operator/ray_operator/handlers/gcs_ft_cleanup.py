@@ -71,8 +71,14 @@ def reconcile_deleted(kube: Kube, cluster: dict[str, Any], requeue_s: float) -> 
         try:
             kube.create_job(gcs_ft.build_cleanup_job(cluster))
         except Exception as err:
-            kube.event(cluster, events.WARNING, events.FAILED_TO_CREATE_REDIS_CLEANUP_JOB,
-                       f"Failed to create the redis-cleanup Job {namespace}/{job_name}: {describe_api_error(err)}")
+            message = f"Failed to create the redis-cleanup Job {namespace}/{job_name}: {describe_api_error(err)}"
+            terminating = "being terminated" in message  # the namespace goes: no Job can be made there any more
+            if terminating:
+                message += f"; removing the finalizer {gcs_ft.FINALIZER} without cleaning Redis"
+            kube.event(cluster, events.WARNING, events.FAILED_TO_CREATE_REDIS_CLEANUP_JOB, message)
+            if terminating:
+                _remove_finalizer(kube, cluster)
+                return Result()
             return Result(requeue_s, failed=True)
         kube.event(cluster, events.NORMAL, events.CREATED_REDIS_CLEANUP_JOB,
                    f"Created Redis cleanup Job {namespace}/{job_name}")
