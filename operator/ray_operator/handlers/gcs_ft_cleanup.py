@@ -15,7 +15,7 @@ from typing import Any
 
 from ray_operator import constants as c
 from ray_operator import events
-from ray_operator.builders import gcs_ft, names
+from ray_operator.builders import gcs_ft, names, redis_cleanup
 from ray_operator.handlers.common import Result, describe_api_error
 from ray_operator.kube import Kube
 
@@ -65,11 +65,11 @@ def reconcile_deleted(kube: Kube, cluster: dict[str, Any], requeue_s: float) -> 
             if not pod["metadata"].get("deletionTimestamp"):
                 kube.delete_pod(namespace, pod["metadata"]["name"])
         return Result(requeue_s)  # a GCS still running would write its tables again
-    job_name = gcs_ft.cleanup_job_name(cluster)
+    job_name = redis_cleanup.cleanup_job_name(cluster)
     job = kube.get_job(namespace, job_name)
     if job is None:
         try:
-            kube.create_job(gcs_ft.build_cleanup_job(cluster))
+            kube.create_job(redis_cleanup.build_cleanup_job(cluster))
         except Exception as err:
             message = f"Failed to create the redis-cleanup Job {namespace}/{job_name}: {describe_api_error(err)}"
             terminating = "being terminated" in message  # the namespace goes: no Job can be made there any more

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 
 from ray_operator import constants as c
-from ray_operator.builders import gcs_ft
+from ray_operator.builders import gcs_ft, redis_cleanup
 from ray_operator.builders.pod import build_head_pod, build_worker_pod
 from ray_operator.builders.validation import raycluster_errors
 from ray_operator.handlers import gcs_ft_cleanup
@@ -90,7 +90,7 @@ def test_validation_names_each_conflict(raycluster):
 
 def test_the_redis_cleanup_job(raycluster):
     cluster = _with_options(raycluster)
-    job = gcs_ft.build_cleanup_job(cluster)
+    job = redis_cleanup.build_cleanup_job(cluster)
     assert job["kind"] == "Job" and job["metadata"]["name"] == "demo-redis-cleanup"
     assert job["metadata"]["labels"][c.LABEL_NODE_TYPE] == "redis-cleanup"
     assert job["metadata"]["labels"][c.LABEL_CLUSTER] == "demo"
