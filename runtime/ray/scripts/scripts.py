@@ -111,7 +111,7 @@ _ACCEPTED_BUT_IGNORED = [
 @click.option("--node-name", default=None)
 @click.option("--redis-address", envvar="RAY_REDIS_ADDRESS", default=None,
               help="Head only: keep the GCS tables in this Redis (host:port) so a restarted GCS takes the cluster "
-                   "over (GCS fault tolerance). Default $RAY_REDIS_ADDRESS; Ray's `--head --address=<redis>` too.")
+                   "over (GCS fault tolerance). Default $RAY_REDIS_ADDRESS.")
 @click.option("--redis-password", envvar="REDIS_PASSWORD", default=None,
               help="The password of --redis-address (default $REDIS_PASSWORD).")
 @click.option("--redis-username", envvar="REDIS_USERNAME", default=None,
@@ -130,9 +130,8 @@ def start(**kw) -> None:
     if not kw["head"] and not kw["address"]:
         raise click.UsageError("Either --head or --address=<head_ip>:<port> must be given.")
     if kw["head"] and kw["address"]:
-        # Ray: on the head, --address names the external Redis of GCS fault tolerance.
-        kw["redis_address"] = kw["redis_address"] or kw["address"]
-        kw["address"] = None
+        raise click.UsageError("--head and --address cannot be used together: the head starts its own GCS. To keep "
+                               "the GCS's tables in an external Redis, use --redis-address=<host>:<port>.")
     if kw["redis_address"] and not kw["head"]:
         raise click.UsageError("--redis-address is for the head node (its GCS keeps its tables there); worker nodes "
                                "join with --address=<head_ip>:<port>.")
