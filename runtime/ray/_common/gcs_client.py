@@ -75,6 +75,7 @@ class GcsClient:
         self.address = address
         self.timeout_s = config().gcs_rpc_server_reconnect_timeout_s if timeout_s is None else timeout_s
         self._channel = new_channel(address)
+        self._closed = False
         self.stubs = _Stubs(self._channel)
 
     def call(self, method: Callable, request, timeout_s: float | None = None):
@@ -82,6 +83,8 @@ class GcsClient:
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         delay = 0.05
         while True:
+            if self._closed:  # gRPC must not start a call on a channel another thread closed (it can crash)
+                raise ConnectionError(f"The client of the GCS at {self.address} was closed (ray.shutdown()).")
             remaining = deadline - time.monotonic()
             try:
                 return method(request, timeout=max(remaining, 0.1), wait_for_ready=True)
@@ -158,6 +161,7 @@ class GcsClient:
         return self.stubs.pubsub.GcsSubscribe(pb.GcsSubscribeRequest(channels=channels, key=key))
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
 

@@ -34,7 +34,12 @@ class LogPrinter:
             if self._stopped or time.monotonic() > gave_up_at:
                 return
             time.sleep(0.5)
-            self._stream = self._gcs.subscribe([LOG_CHANNEL], key=self._key)
+            if self._stopped or getattr(self._gcs, "_closed", False):
+                return  # ray.shutdown(): its channel is gone
+            try:
+                self._stream = self._gcs.subscribe([LOG_CHANNEL], key=self._key)
+            except ValueError:  # "Cannot invoke RPC on closed channel"
+                return
 
     def print_batch(self, batch: dict) -> None:
         name = batch.get("actor_name") or batch.get("task_name") or ""
