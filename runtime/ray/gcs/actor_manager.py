@@ -16,6 +16,7 @@ one still being created is created again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 ACTOR_TABLE = "ACTOR"
 ACTOR_TASK_SPEC_TABLE = "ACTOR_TASK_SPEC"
+ACTOR_LEASE_TABLE = "ACTOR_LEASE"  # the lease an actor being created holds (GCS fault tolerance)
 ACTOR_CHANNEL = "ACTOR"
 # Ray's message for an actor whose placement group was removed before it could be created.
 PG_REMOVED_CAUSE = "Could not create the actor because its associated placement group was removed."
@@ -73,6 +75,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         await self.gcs.storage.put(ACTOR_TABLE, actor.data.actor_id, actor.data.SerializeToString())
         if state == State.DEAD:
             await self.gcs.storage.delete(ACTOR_TASK_SPEC_TABLE, actor.data.actor_id)
+        if state in (State.DEAD, State.ALIVE):
+            await self.gcs.storage.delete(ACTOR_LEASE_TABLE, actor.data.actor_id)
         self.gcs.publisher.publish(ACTOR_CHANNEL, actor.data.actor_id, actor.data.SerializeToString())
         actor.changed.set()
         actor.changed = asyncio.Event()
@@ -129,18 +133,23 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         if self._actors:
             logger.info("Loaded %d actors from storage (%d named).", len(self._actors), len(self._names))
 
-    async def _recover(self, actor: _Actor) -> None:
-        if actor.data.state != State.ALIVE:  # it was being created: again
-            await self._create(actor)
-            return
-        address = json.loads(actor.data.address_json or "{}")
+    async def _ask_worker(self, actor: _Actor, address: dict) -> tuple[framing.Connection | None, bytes | None]:
+        """(connection, the id of the actor the worker at `address` runs, b"" for none); (None, None): gone."""
         conn = None
         try:
             conn = await asyncio.wait_for(framing.connect(address["tcp"], self._dispatch), 10)
-            running = await asyncio.wait_for(conn.request(msg.ADOPT_ACTOR, actor.data.actor_id), 10)
+            return conn, await asyncio.wait_for(conn.request(msg.ADOPT_ACTOR, actor.data.actor_id), 10)
         except (OSError, KeyError, TimeoutError, framing.ConnectionLost, framing.RemoteError) as e:
-            running = None
             logger.info("Actor %s: its worker is gone (%s)", actor.data.actor_id.hex(), e)
+            if conn is not None:
+                conn.close()
+            return None, None
+
+    async def _recover(self, actor: _Actor) -> None:
+        if actor.data.state != State.ALIVE:
+            await self._recover_creation(actor)
+            return
+        conn, running = await self._ask_worker(actor, json.loads(actor.data.address_json or "{}"))
         if running != actor.data.actor_id:
             if conn is not None:
                 conn.close()
@@ -157,6 +166,33 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
                 logger.warning("Actor %s: its raylet %s is unreachable: %s", actor.data.actor_id.hex(),
                                raylet_address, e)
         logger.info("Adopted actor %s (pid %d)", actor.data.actor_id.hex(), actor.data.pid)
+
+    async def _recover_creation(self, actor: _Actor) -> None:
+        """An actor the previous GCS was creating: the worker it had leased becomes it (its constructor ran or
+        runs there), or its lease is given back (it never got the actor), or it is created anew."""
+        stored = await self.gcs.storage.get(ACTOR_LEASE_TABLE, actor.data.actor_id)
+        lease = json.loads(stored) if stored else None
+        if lease is not None:
+            conn, running = await self._ask_worker(actor, lease["address"])
+            if running == actor.data.actor_id:
+                actor.conn = conn
+                conn.peer_info["actor_id"] = actor.data.actor_id
+                conn.on_close_callbacks.append(lambda c, a=actor: self._on_worker_lost(a, c))
+                with contextlib.suppress(OSError, framing.ConnectionLost):
+                    actor.raylet = await self._pool.get(lease["raylet"])
+                actor.lease_id = lease["lease_id"]
+                await self._set_state(actor, State.ALIVE, address_json=json.dumps(lease["address"]),
+                                      node_id=bytes.fromhex(lease["node_id"]), pid=lease.get("pid", 0))
+                logger.info("Adopted actor %s, created while the GCS was down", actor.data.actor_id.hex())
+                return
+            if conn is not None:
+                conn.close()
+            if running is not None:  # a live worker that never became the actor: its lease goes back
+                with contextlib.suppress(OSError, framing.ConnectionLost):
+                    raylet = await self._pool.get(lease["raylet"])
+                    raylet.notify(msg.RETURN_LEASE, {"lease_id": lease["lease_id"], "kill": True})
+            await self.gcs.storage.delete(ACTOR_LEASE_TABLE, actor.data.actor_id)
+        await self._create(actor)
 
     async def GetActorInfo(self, request, context):
         actor = self._actors.get(request.actor_id)
@@ -268,6 +304,10 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         if actor.data.state == State.DEAD:
             raylet.notify(msg.RETURN_LEASE, {"lease_id": grant["lease_id"], "kill": True})
             return
+        # Kept until the actor is ALIVE: a GCS restarted meanwhile finds the worker it leased (see _recover).
+        await self.gcs.storage.put(ACTOR_LEASE_TABLE, actor.data.actor_id, json.dumps(
+            {"raylet": address, "lease_id": grant["lease_id"], "address": grant["address"],
+             "node_id": grant["node_id"], "pid": grant.get("pid", 0)}).encode())
         try:
             conn = await framing.connect(grant["address"]["tcp"], self._dispatch)
             created = await conn.request(msg.CREATE_ACTOR, {"spec": actor.spec_bytes, "lease_id": grant["lease_id"],

@@ -221,3 +221,31 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@ray.remote(num_cpus=1)
+class SlowStart:
+    def __init__(self, marker: str):
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(4)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def test_gcs_killed_while_an_actor_is_being_created_leaves_one_instance_and_no_leaked_lease(ft_cluster, tmp_path):
+    cluster = ft_cluster
+    cluster.connect(namespace="ft")
+    head = cluster.head_node
+    marker = tmp_path / "constructed"
+    actor = SlowStart.options(name="slow").remote(str(marker))
+    _wait_for(lambda: marker.exists() and marker.read_text(), 60, "the constructor to start")
+    head.kill_gcs_server()  # the constructor's reply to the GCS is lost with it
+    time.sleep(1)
+    head.start_gcs_server()
+    assert ray.get(actor.pid.remote(), timeout=120) == int(marker.read_text().split()[0])
+    assert ray.get(ray.get_actor("slow", namespace="ft").pid.remote(), timeout=60) == int(marker.read_text().split()[0])
+    assert len(marker.read_text().split()) == 1, "the actor was constructed twice"
+    ray.kill(actor)
+    _wait_for(lambda: ray.available_resources().get("CPU") == 2, 60, "every CPU to be free again (no leaked lease)")
