@@ -80,11 +80,13 @@ class GcsServer:
             raise OSError(f"GCS could not bind {host}:{port}; is another Ray cluster using that port?")
         await self.server.start()
         self._health_task = asyncio.get_running_loop().create_task(self.nodes.run_health_checks())
+        self._restored_task = asyncio.get_running_loop().create_task(self.nodes.keep_restored_nodes_alive())
         self.placement_groups.start()
         return self.port
 
     async def stop(self) -> None:
         self._health_task.cancel()
+        self._restored_task.cancel()
         self.placement_groups.stop()
         if self.server:
             await self.server.stop(grace=0.5)
