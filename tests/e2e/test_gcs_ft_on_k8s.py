@@ -69,6 +69,7 @@ RAYJOB = {
         "entrypoint": "python /home/ray/ft/ft_job.py",
         "entrypointNumCpus": 1,  # the driver runs on the worker (the head has no CPUs), so it outlives the head
         "shutdownAfterJobFinishes": True,
+        "ttlSecondsAfterFinished": 20,  # a moment to read the pods' logs if the job failed
         "rayClusterSpec": {
             "rayVersion": "2.60.0",
             "gcsFaultToleranceOptions": {
@@ -109,6 +110,20 @@ def _redis_keys(kube: Kube, namespace: str, password: str) -> list[str]:
     out = kube.kubectl("exec", "-n", namespace, "redis", "--", "redis-cli", "-a", password, "--no-auth-warning",
                        "--scan", "--pattern", "RAY*", timeout=60)
     return sorted(line for line in out.splitlines() if line.strip())
+
+
+def _diagnostics(kube: Kube, namespace: str, cluster: str) -> str:
+    """The Ray logs of every pod of the cluster still there (what the failure looked like from inside)."""
+    out = []
+    for node_type in ("head", "worker"):
+        for pod in _pods(kube, namespace, cluster, node_type):
+            name = pod["metadata"]["name"]
+            for log in ("gcs_server.err", "raylet.err", "agent.log", "dashboard.log"):
+                text = kube.kubectl("exec", "-n", namespace, name, "--", "bash", "-c",
+                                    f"tail -n 25 /tmp/ray/session_latest/logs/{log} 2>/dev/null", check=False)
+                if text.strip():
+                    out.append(f"--- {name} {log}\n{text}")
+    return "\n".join(out)
 
 
 @pytest.fixture
@@ -155,7 +170,8 @@ def test_head_pod_deleted_mid_rayjob_new_head_takes_over_and_job_succeeds(kube: 
                   in ("Complete", "Failed"), timeout=900, interval=3)
     status = _status(kube, namespace)
     logs = kube.kubectl("logs", "-n", namespace, "job/ft-job", check=False)
-    assert status.get("jobStatus") == "SUCCEEDED", f"{json.dumps(status)}\nsubmitter logs:\n{logs}"
+    assert status.get("jobStatus") == "SUCCEEDED", (
+        f"{json.dumps(status)}\nsubmitter logs:\n{logs}\n{_diagnostics(kube, namespace, cluster)}")
 
     # shutdownAfterJobFinishes deletes the RayCluster: its pods go, the redis-cleanup Job empties Redis, the
     # finalizer goes, and so does the RayCluster.
