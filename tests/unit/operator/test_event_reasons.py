@@ -14,9 +14,10 @@ KUBERAY_REASONS = {
     "InvalidRayClusterSpec", "CreatedHeadPod", "FailedToCreateHeadPod", "DeletedHeadPod", "FailedToDeleteHeadPod",
     "CreatedWorkerPod", "FailedToCreateWorkerPod", "DeletedWorkerPod", "FailedToDeleteWorkerPod", "CreatedService",
     "FailedToCreateService", "InvalidRayJobSpec", "CreatedRayCluster", "FailedToCreateRayCluster", "DeletedRayCluster",
-    "CreatedRayJobSubmitter", "FailedToCreateRayJobSubmitter",
+    "CreatedRayJobSubmitter", "FailedToCreateRayJobSubmitter", "CreatedRedisCleanupJob", "FailedToCreateRedisCleanupJob",
 }
-OPENRAY_REASONS = {"SubmittedRayJob", "StoppedRayJob", "CreatedSecret", "FailedToCreateSecret", "InvalidAuthSecret"}
+OPENRAY_REASONS = {"SubmittedRayJob", "StoppedRayJob", "CreatedSecret", "FailedToCreateSecret", "InvalidAuthSecret",
+                   "RedisCleanupJobFailed", "RedisCleanupTimedOut"}
 
 
 def _reasons() -> dict[str, str]:
