@@ -47,6 +47,14 @@ ROWS: tuple[Row, ...] = (
     Row("put_small", "ray.put small", "puts/s", True, AT_LEAST_RAY, "put_small", 180, 5),
     Row("get_small", "ray.get small", "gets/s", True, AT_LEAST_RAY, "get_small", 180, 5),
     Row("put_get_100mib", "put+get 100 MiB numpy array", "GB/s", True, AT_LEAST_RAY, "put_get_100mib", 240, 5),
+    # Issue 16: numpy at least Ray, bytes and task/actor transfers at least 1.5x Ray (details: share of memcpy).
+    Row("put_100mib_numpy", "ray.put 100 MiB numpy", "GB/s", True, AT_LEAST_RAY, "large_objects", 300, 16),
+    Row("put_100mib_bytes", "ray.put 100 MiB bytes", "GB/s", True, 1.5, "large_objects", 300, 16),
+    Row("get_100mib_bytes", "ray.get 100 MiB bytes", "GB/s", True, 1.5, "large_objects", 300, 16),
+    Row("put_get_100mib_bytes", "put+get 100 MiB bytes", "GB/s", True, 1.5, "large_objects", 300, 16),
+    Row("task_arg_100mib_numpy_by_value", "task taking 100 MiB numpy by value", "GB/s", True, 1.5,
+        "large_objects", 300, 16),
+    Row("task_return_100mib_bytes", "task returning 100 MiB bytes", "GB/s", True, 1.5, "large_objects", 300, 16),
     Row("wait_1k_refs", "ray.wait on 1000 refs (1000 tasks, 1000 waits)", "rounds/s", True, AT_LEAST_RAY,
         "wait_1k_refs", 240, 5),
     # Issue 12: at least Ray's figure, and no worse than 80% of the default strategy (the JSON has the same

@@ -5,6 +5,7 @@
     python bench/run.py --openray-only       # Ray's column from the committed baseline
     python bench/run.py --self-check         # one tiny row per runtime, plus the table logic
     python bench/run.py --auth-cost --repeat 3   # OpenRay with token auth next to RAY_AUTH_MODE=disabled
+    python bench/run.py --redis-cost --only tasks,actor,put   # GCS tables in Redis next to in memory
 
 Each workload runs in a fresh interpreter of each runtime (bench/workloads.py); the table,
 with the ratio OpenRay/Ray and each row's target from issues 4 and 5, is printed and written
@@ -14,21 +15,29 @@ as JSON and Markdown under the results dir.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
+import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 from report import (
     AUTH_COST_HEADERS,
+    REDIS_COST_HEADERS,
+    REDIS_COST_TOLERANCE,
     Cell,
     Comparison,
     auth_cost_row,
     baseline_cells,
     cell_text,
+    cost_row,
     markdown_table,
     merge_runs,
     summary_line,
@@ -73,6 +82,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--auth-cost", action="store_true",
                        help="OpenRay twice, with token authentication (the default) and with RAY_AUTH_MODE=disabled, "
                             "alternating per workload; target: every row within 5%% of auth off")
+    which.add_argument("--redis-cost", action="store_true",
+                       help="OpenRay twice, with its GCS tables in a redis-server started for the run and in memory, "
+                            "alternating per workload; target: every row within 10%% of in memory")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each workload N times per runtime; the figure is the median (default 1)")
     parser.add_argument("--ray-python", help="the real Ray's interpreter (default: .ci/real-ray-venv)")
@@ -91,12 +103,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 AUTH_OFF = "OpenRay auth off"
+REDIS_GCS = "OpenRay Redis GCS"
 
 
-def runtimes_for(args: argparse.Namespace) -> list[Runtime]:
+def runtimes_for(args: argparse.Namespace, redis_address: str = "") -> list[Runtime]:
     if getattr(args, "auth_cost", False):
         python = args.openray_python or openray_python()
         return [Runtime("OpenRay", python), Runtime(AUTH_OFF, python, {"RAY_AUTH_MODE": "disabled"})]
+    if getattr(args, "redis_cost", False):
+        # Each driver gets its own RAY_external_storage_namespace (runner.workload_env): a fresh cluster.
+        python = args.openray_python or openray_python()
+        return [Runtime("OpenRay", python), Runtime(REDIS_GCS, python, {"RAY_REDIS_ADDRESS": redis_address})]
     runtimes = []
     if not args.ray_only:
         runtimes.append(Runtime("OpenRay", args.openray_python or openray_python()))
@@ -161,19 +178,22 @@ def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str,
 
 
 def write_results(comparisons: list[Comparison], meta: dict[str, object], results_dir: Path,
-                  auth_cost: bool = False) -> Path:
+                  auth_cost: bool = False, redis_cost: bool = False) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     body_json = to_json(comparisons, meta)
-    title = "OpenRay: token auth on vs off" if auth_cost else "OpenRay vs Ray 2.60"
-    table = markdown_table(comparisons, AUTH_COST_HEADERS) if auth_cost else markdown_table(comparisons)
+    title = ("OpenRay: token auth on vs off" if auth_cost else
+             "OpenRay: GCS in Redis vs in memory" if redis_cost else "OpenRay vs Ray 2.60")
+    headers = AUTH_COST_HEADERS if auth_cost else REDIS_COST_HEADERS if redis_cost else None
+    table = markdown_table(comparisons, headers) if headers else markdown_table(comparisons)
     body_md = (f"# {title} — {meta['date']}\n\n{meta['machine']}; load at start "
                f"{meta['load_average_at_start']}; {meta['duration_s']} s per throughput row; "
                f"OpenRay at {meta['openray_commit']}.\n\n{table}\n\n"
                f"{summary_line(comparisons)}\n")
-    if auth_cost:
-        stamp = "auth-cost-" + stamp
-    for name in (stamp, "latest-auth-cost" if auth_cost else "latest"):
+    kind = "auth-cost" if auth_cost else "redis-cost" if redis_cost else ""
+    if kind:
+        stamp = f"{kind}-{stamp}"
+    for name in (stamp, f"latest-{kind}" if kind else "latest"):
         (results_dir / f"{name}.json").write_text(body_json)
         (results_dir / f"{name}.md").write_text(body_md)
     return results_dir / f"{stamp}.md"
@@ -198,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = select_rows(args.only)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    runtimes = runtimes_for(args)
+    with contextlib.ExitStack() as stack:
+        redis_address = stack.enter_context(redis_server()) if args.redis_cost else ""
+        return _run(args, rows, runtimes_for(args, redis_address))
+
+
+def _run(args: argparse.Namespace, rows: list, runtimes: list[Runtime]) -> int:
     baseline: dict[str, Cell] = {}
     if args.openray_only and Path(args.baseline).exists():
         baseline = baseline_cells(args.baseline)
@@ -215,6 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_line(comparisons) + "  (target: auth on within 5% of auth off, same run)")
         print(f"results: {write_results(comparisons, meta, results_dir, auth_cost=True)}")
         return 0
+    if args.redis_cost:
+        comparisons = [Comparison(cost_row(row, REDIS_COST_TOLERANCE), cells[REDIS_GCS].get(row.key, Cell()),
+                                  cells["OpenRay"].get(row.key, Cell())) for row in rows]
+        print()
+        print(text_table(comparisons, headers=REDIS_COST_HEADERS))
+        print()
+        print(summary_line(comparisons) + "  (target: the Redis GCS within 10% of the in-memory GCS, same run)")
+        print(f"results: {write_results(comparisons, meta, results_dir, redis_cost=True)}")
+        return 0
     comparisons = compare(rows, cells, baseline)
     print()
     print(text_table(comparisons))
@@ -226,6 +260,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline: {count} Ray figure(s) merged into {args.baseline}")
     print(f"results: {written} (and latest.json/latest.md); workload logs: {log_dir}")
     return 0
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """Debian's redis-server on a free loopback port, nothing persisted, for the length of the run."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        raise SystemExit("--redis-cost needs Debian's redis-server (make tools installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"redis-server did not start on port {port}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def workload_env(runtime: Runtime, tmp_root: str, token: str) -> dict[str, str]:
         TOKEN_ENV: token,
     })
     env.update(runtime.env)
+    if env.get("RAY_REDIS_ADDRESS"):
+        env["RAY_external_storage_namespace"] = token  # a fresh cluster in the shared Redis
     return env
 
 

@@ -355,6 +355,60 @@ def put_get_100mib(duration_s: float) -> Rows:
     return one_row("put_get_100mib", value, **details)
 
 
+def _memcpy_gbs(array: Any) -> float:
+    """This machine's single-threaded copy of `array` into memory already faulted in (GB/s), for scale."""
+    import numpy as np
+
+    target = np.empty_like(array)
+    np.copyto(target, array)
+    best = min(_timed(lambda: np.copyto(target, array)) for _ in range(5))
+    return array.nbytes / 1e9 / best
+
+
+def _timed(call: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def large_objects(duration_s: float) -> Rows:
+    """Issue 16's large-object rows: 100 MiB numpy and bytes through put/get, and as a task argument and
+    result; each with its fraction of this machine's memcpy in the details."""
+    import numpy as np
+
+    ray.init()
+    array = np.random.default_rng(0).integers(0, 255, size=100 * MIB, dtype=np.uint8)
+    blob = array.tobytes()
+    memcpy = _memcpy_gbs(array)
+    gb = array.nbytes / 1e9
+    rows: Rows = {}
+
+    def add(key: str, call: Callable[[], None]) -> None:
+        value, details = measure_rate(call, gb, duration_s / 5)
+        details["fraction_of_memcpy"] = round(value / memcpy, 3)
+        details["memcpy_gbs"] = round(memcpy, 2)
+        rows.update(one_row(key, value, **details))
+
+    add("put_100mib_numpy", lambda: ray.put(array))
+    add("put_100mib_bytes", lambda: ray.put(blob))
+    blob_ref = ray.put(blob)
+    add("get_100mib_bytes", lambda: ray.get(blob_ref))
+    add("put_get_100mib_bytes", lambda: ray.get(ray.put(blob)))
+
+    @ray.remote
+    def nbytes(value: Any) -> int:
+        return len(value)
+
+    @ray.remote
+    def make_blob(n: int) -> bytes:
+        return b"x" * n
+
+    ray.get(nbytes.remote(b"warm"))
+    add("task_arg_100mib_numpy_by_value", lambda: ray.get(nbytes.remote(array)))
+    add("task_return_100mib_bytes", lambda: ray.get(make_blob.remote(100 * MIB)))
+    return rows
+
+
 # ---------------------------------------------------------------- jobs and runtime environments
 
 def _free_port() -> int:
@@ -747,7 +801,7 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
     fn.__name__: fn for fn in (
         tasks_spread_3_nodes,
         init_ready, tasks_sync, tasks_async, actor_calls_sync, actor_calls_async, async_actor_calls_sync,
-        async_actor_calls_async, put_small, get_small, put_get_100mib, wait_1k_refs, actors_100,
+        async_actor_calls_async, put_small, get_small, put_get_100mib, large_objects, wait_1k_refs, actors_100,
         idle_memory, job_submit_running, pip_env, pip_env_job, pg_create_one_bundle,
         pg_create_strict_spread_4_nodes, pg_tasks_async, client_round_trip, launcher_up, autoscale_first_task,
         autoscaler_round,

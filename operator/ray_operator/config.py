@@ -33,6 +33,7 @@ class OperatorConfig:
     dashboard_timeout_s: float = 2.0
     cluster_ip_head_service: bool = False
     delete_rayjob_cr_after_job_finishes: bool = False
+    enable_gcs_ft_redis_cleanup: bool = True
     pod_options: PodOptions = field(default_factory=PodOptions)
 
     @classmethod
@@ -42,6 +43,7 @@ class OperatorConfig:
             raycluster_requeue_s=float(os.environ.get("RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV", "300")),
             cluster_ip_head_service=_env_bool("ENABLE_RAY_HEAD_CLUSTER_IP_SERVICE", False),
             delete_rayjob_cr_after_job_finishes=_env_bool("DELETE_RAYJOB_CR_AFTER_JOB_FINISHES", False),
+            enable_gcs_ft_redis_cleanup=_env_bool("ENABLE_GCS_FT_REDIS_CLEANUP", True),
             pod_options=PodOptions(
                 cluster_domain=os.environ.get("CLUSTER_DOMAIN", c.CLUSTER_DOMAIN_DEFAULT),
                 enable_init_container_injection=_env_bool("ENABLE_INIT_CONTAINER_INJECTION", True),

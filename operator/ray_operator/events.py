@@ -35,6 +35,10 @@ FAILED_TO_CREATE_AUTH_SECRET = "FailedToCreateSecret"  # OpenRay's own: making t
 INVALID_AUTH_SECRET = "InvalidAuthSecret"  # OpenRay's own: authOptions.secretName missing, or no auth_token key
 
 # RayJob: spec, its RayCluster, the submitter Job, the Ray job on the dashboard.
+CREATED_REDIS_CLEANUP_JOB = "CreatedRedisCleanupJob"
+FAILED_TO_CREATE_REDIS_CLEANUP_JOB = "FailedToCreateRedisCleanupJob"
+REDIS_CLEANUP_FAILED = "RedisCleanupJobFailed"  # OpenRay's own: the cleanup Job failed; the finalizer goes anyway
+REDIS_CLEANUP_TIMED_OUT = "RedisCleanupTimedOut"  # OpenRay's own: 300 s passed; the finalizer goes anyway
 INVALID_RAYJOB_SPEC = "InvalidRayJobSpec"
 CREATED_RAYCLUSTER = "CreatedRayCluster"
 FAILED_TO_CREATE_RAYCLUSTER = "FailedToCreateRayCluster"

@@ -154,8 +154,9 @@ class Cluster:
         else:
             node_args.pop("_system_config", None)
             node_args.pop("_temp_dir", None)
+        redis = {k: node_args.pop(k, "") or "" for k in ("redis_address", "redis_password")} if head else {}
         params = NodeParams(
-            head=head, gcs_address=None if head else self.address, port=0,
+            **redis, head=head, gcs_address=None if head else self.address, port=0,
             node_ip_address=node_args.pop("node_ip_address", "127.0.0.1"),
             num_cpus=node_args.pop("num_cpus", 1), num_gpus=node_args.pop("num_gpus", None),
             memory=node_args.pop("memory", None), object_store_memory=node_args.pop("object_store_memory", None),

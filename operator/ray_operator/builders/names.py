@@ -59,3 +59,8 @@ def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def trim_job_name(name: str, limit: int = 63) -> str:
+    """KubeRay's TrimJobName: a batch Job name of at most 63 characters."""
+    return name[:limit].rstrip("-")

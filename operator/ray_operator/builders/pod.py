@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray_operator import constants as c
-from ray_operator.builders import auth, autoscaler, names, quantity
+from ray_operator.builders import auth, autoscaler, gcs_ft, names, quantity
 from ray_operator.builders.ray_start import ray_start_command, ray_start_params
 
 
@@ -140,6 +140,11 @@ def _base_pod(
 
     container = spec["containers"][0]
     params = ray_start_params(group, container, node_type, gcs_address(cluster, options))
+    if node_type == c.NODE_TYPE_HEAD:
+        gcs_ft.head_params(params, cluster)
+        # KubeRay marks every head pod with whether GCS fault tolerance is on.
+        annotations[gcs_ft.ANNOTATION_FT_ENABLED] = str(gcs_ft.enabled(cluster)).lower()
+        metadata["annotations"] = annotations
     if node_type == c.NODE_TYPE_HEAD and autoscaler.enabled(cluster):
         params.setdefault("no-monitor", "true")  # the sidecar is the autoscaler
     command = ray_start_command(params, node_type)
@@ -186,6 +191,7 @@ def _inject_env(cluster: dict, container: dict, node_type: str, command: str, op
     # The token from the cluster's Secret (or RAY_AUTH_MODE=disabled); the wait-gcs-ready init container
     # copies this env, so its `ray health-check` authenticates too.
     auth.add_auth_env(env, cluster, hint=node_type == c.NODE_TYPE_HEAD)
+    gcs_ft.add_env(env, cluster, node_type)
 
 
 def _set_env_default(env: list, name: str, value: str | None = None, field_ref: str | None = None) -> None:

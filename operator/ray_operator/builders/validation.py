@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from ray_operator import constants as c
-from ray_operator.builders import quantity
+from ray_operator.builders import gcs_ft, quantity
 from ray_operator.builders.runtime_env import RuntimeEnvError, decode_runtime_env
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -22,6 +22,7 @@ def raycluster_errors(cluster: dict[str, Any]) -> list[str]:
     name = cluster.get("metadata", {}).get("name", "")
     errors = _name_errors("RayCluster", name, c.MAX_RAYCLUSTER_NAME_LENGTH)
     errors += cluster_spec_errors(cluster.get("spec") or {}, "spec")
+    errors += gcs_ft.errors(cluster)
     return errors
 
 

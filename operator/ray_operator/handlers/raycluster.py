@@ -9,11 +9,12 @@ from typing import Any
 
 from ray_operator import constants as c
 from ray_operator import events, metrics
-from ray_operator.builders import auth, autoscaler, names, replicas, validation
+from ray_operator.builders import auth, autoscaler, gcs_ft, names, replicas, validation
 from ray_operator.builders.pod import build_head_pod, build_worker_pod
 from ray_operator.builders.service import build_head_service
 from ray_operator.builders.status import build_cluster_status, node_type, pod_is_terminal
 from ray_operator.config import OperatorConfig
+from ray_operator.handlers import gcs_ft_cleanup
 from ray_operator.handlers.common import Result, describe_api_error, write_status
 from ray_operator.kube import Kube, now_rfc3339
 
@@ -85,6 +86,8 @@ def reconcile_raycluster(kube: Kube, cfg: OperatorConfig, namespace: str, name: 
         return Result()
     if cluster["metadata"].get("deletionTimestamp"):
         metrics.forget_cluster(namespace, name)
+        if gcs_ft.FINALIZER in (cluster["metadata"].get("finalizers") or []):
+            return gcs_ft_cleanup.reconcile_deleted(kube, cluster, cfg.error_requeue_s)
         return Result()  # owner references let Kubernetes' garbage collector remove pods and services
     managed_by = cluster["spec"].get("managedBy")
     if managed_by and managed_by != c.MANAGED_BY_KUBERAY:
@@ -95,6 +98,8 @@ def reconcile_raycluster(kube: Kube, cfg: OperatorConfig, namespace: str, name: 
     if errors:
         return _invalid(kube, cluster, "; ".join(errors))
 
+    if gcs_ft_cleanup.ensure_finalizer(kube, cluster, cfg.enable_gcs_ft_redis_cleanup):
+        return Result(cfg.error_requeue_s)  # the next pass sees the cluster with it
     work = _Pass(kube, cfg, cluster)
     _ensure_autoscaler_rbac(work)
     _ensure_auth_secret(work)

@@ -19,6 +19,13 @@ class RayConfig:
     # missed checks `health_check_period_ms` apart (Ray's defaults).
     health_check_period_ms: int = 3000
     health_check_failure_threshold: int = 5
+    # Raylets, drivers, workers, the agent and the dashboard wait this long for a GCS that went away to come
+    # back (a restarted GCS with Redis, Ray's default) before they give up.
+    gcs_rpc_server_reconnect_timeout_s: int = 60
+    # The GCS's tables in Redis are kept under this name (RAY<namespace>@<table>): a restarted GCS with the
+    # same namespace takes its cluster over; clusters sharing one Redis keep apart (KubeRay sets it to the
+    # RayCluster's uid unless gcsFaultToleranceOptions.externalStorageNamespace says otherwise).
+    external_storage_namespace: str = "default"
     # How often a raylet reports its resource view to the GCS and receives the cluster's.
     raylet_report_resources_period_ms: int = 100
     # Objects at most this large travel inline with the task reply instead of through the store.

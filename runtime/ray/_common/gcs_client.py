@@ -1,7 +1,7 @@
 """Clients of the GCS: `GcsClient` (synchronous, thread-safe) and `AsyncGcsClient` (grpc.aio).
 
-Both retry while the GCS is unreachable for up to `timeout_s`, so a client survives a GCS restart,
-then raise `ConnectionError` naming the address. A call the GCS refuses for its token raises
+Both retry while the GCS is unreachable for up to `timeout_s` (by default Ray's
+`gcs_rpc_server_reconnect_timeout_s`, 60 s), so a client survives a GCS restart, then raise `ConnectionError` naming the address. A call the GCS refuses for its token raises
 `AuthenticationError` at once, naming the token sources (never "Could not reach the GCS").
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from ray._common.config import config
 from ray._common.grpc_util import new_aio_channel, new_channel, too_large, unauthenticated
 from ray.protocol import (
     actor_pb2_grpc,
@@ -78,12 +79,13 @@ class _Stubs:
 class GcsClient:
     """Synchronous GCS client; one gRPC channel shared by all threads."""
 
-    def __init__(self, address: str, timeout_s: float = 30):
+    def __init__(self, address: str, timeout_s: float | None = None):
         if not isinstance(address, str) or ":" not in address:
             raise ValueError(f"GCS address must be 'host:port', got {address!r}.")
         self.address = address
-        self.timeout_s = timeout_s
+        self.timeout_s = config().gcs_rpc_server_reconnect_timeout_s if timeout_s is None else timeout_s
         self._channel = new_channel(address)
+        self._closed = False
         self.stubs = _Stubs(self._channel)
 
     def call(self, method: Callable, request, timeout_s: float | None = None):
@@ -91,6 +93,8 @@ class GcsClient:
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         delay = 0.05
         while True:
+            if self._closed:  # gRPC must not start a call on a channel another thread closed (it can crash)
+                raise ConnectionError(f"The client of the GCS at {self.address} was closed (ray.shutdown()).")
             remaining = deadline - time.monotonic()
             try:
                 return method(request, timeout=max(remaining, 0.1), wait_for_ready=True)
@@ -197,15 +201,16 @@ class GcsClient:
         return self.stubs.pubsub.GcsSubscribe(pb.GcsSubscribeRequest(channels=channels, key=key))
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
 
 class AsyncGcsClient:
     """The same calls as coroutines, over a grpc.aio channel (create it inside the running loop)."""
 
-    def __init__(self, address: str, timeout_s: float = 30):
+    def __init__(self, address: str, timeout_s: float | None = None):
         self.address = address
-        self.timeout_s = timeout_s
+        self.timeout_s = config().gcs_rpc_server_reconnect_timeout_s if timeout_s is None else timeout_s
         self._channel = new_aio_channel(address)
         self.stubs = _Stubs(self._channel)
 

@@ -25,7 +25,13 @@ def message_options() -> list[tuple[str, int]]:
 
 
 def channel_options() -> list[tuple[str, int]]:
-    return [*message_options(), ("grpc.enable_http_proxy", 0)]
+    # Reconnect backoff as Ray's GCS clients (gcs_grpc_{initial,min,max}_reconnect_backoff_ms): a restarted
+    # GCS is found within ~2 s rather than gRPC's default of up to 120 s.
+    return [*message_options(), ("grpc.enable_http_proxy", 0), ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 1000), ("grpc.max_reconnect_backoff_ms", 2000),
+            # A GCS that comes back elsewhere (a new head pod behind a headless Service) is looked up again
+            # within seconds, not gRPC's default 30 s.
+            ("grpc.dns_min_time_between_resolutions_ms", 2000)]
 
 
 def too_large(error: grpc.RpcError) -> str | None:

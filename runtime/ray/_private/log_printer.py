@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import grpc
@@ -29,7 +30,9 @@ def line_prefix(batch: dict, driver_ip: str) -> str:
 
 class LogPrinter:
     def __init__(self, gcs_client, job_id_hex: str, driver_ip: str):
-        self._stream = gcs_client.subscribe([LOG_CHANNEL], key=job_id_hex.encode())
+        self._gcs = gcs_client
+        self._key = job_id_hex.encode()
+        self._stream = gcs_client.subscribe([LOG_CHANNEL], key=self._key)
         self._driver_ip = driver_ip
         self._lock = threading.Lock()
         self._dedup = LogDeduplicator() if dedup_enabled() else None
@@ -41,11 +44,22 @@ class LogPrinter:
             threading.Thread(target=self._flush_loop, name="ray-log-dedup", daemon=True).start()
 
     def _run(self) -> None:
-        try:
-            for msg in self._stream:
-                self.print_batch(json.loads(msg.data))
-        except grpc.RpcError:
-            pass  # cancelled at shutdown or the GCS went away
+        gave_up_at = time.monotonic() + self._gcs.timeout_s
+        while not self._stopped.is_set():
+            try:
+                for msg in self._stream:
+                    gave_up_at = time.monotonic() + self._gcs.timeout_s
+                    self.print_batch(json.loads(msg.data))
+            except grpc.RpcError:
+                pass  # cancelled at shutdown, or the GCS went away: a restarted one (Redis) is subscribed to again
+            if self._stopped.is_set() or time.monotonic() > gave_up_at:
+                return
+            if self._stopped.wait(0.5) or getattr(self._gcs, "_closed", False):
+                return  # ray.shutdown(): its channel is gone
+            try:
+                self._stream = self._gcs.subscribe([LOG_CHANNEL], key=self._key)
+            except ValueError:  # "Cannot invoke RPC on closed channel"
+                return
 
     def _flush_loop(self) -> None:
         while not self._stopped.wait(_FLUSH_PERIOD_S):

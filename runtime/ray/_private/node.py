@@ -67,6 +67,10 @@ class NodeParams:
     env: dict[str, str] = field(default_factory=dict)
     # `ray start --head --autoscaling-config=<file>`: the head also runs the autoscaler (monitor.log).
     autoscaling_config: str | None = None
+    # GCS fault tolerance (head only): the GCS keeps its tables in this Redis.
+    redis_address: str = ""
+    redis_password: str = ""
+    redis_username: str = ""
 
 
 class ProcessStartError(RuntimeError):
@@ -144,11 +148,13 @@ class Node:
             env.update(lifetime.env_for_child())  # a crashed driver leaves nothing behind
         return env
 
-    def _spawn(self, name: str, args: list[str], log_name: str | None = None) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], log_name: str | None = None,
+               env_extra: dict[str, str] | None = None) -> subprocess.Popen:
         log_name = log_name or name
         out = open(os.path.join(self.logs_dir, f"{log_name}.out"), "ab")  # noqa: SIM115 (child owns it)
         err = open(os.path.join(self.logs_dir, f"{log_name}.err"), "ab")  # noqa: SIM115
         env = self._env()
+        env.update(env_extra or {})
         if self.params.owned_by_driver and args[:2] in _EXEC_WRAPPED:
             # These do not arm die-with-parent themselves: a wrapper does, then execs them. SIGKILL, because
             # their graceful shutdown is not ours to rely on when the driver has crashed.
@@ -344,16 +350,15 @@ class Node:
                 f"Port {port} on {self.node_ip_address} is already in use; is a Ray cluster already running? "
                 "Stop it with 'ray stop' or choose another port with --port."
             )
-        proc = self._spawn(
-            "gcs_server",
-            [
-                "-m", "ray.gcs.server",
-                "--port", str(port),
-                "--node-ip-address", self.node_ip_address,
-                "--session-dir", self.session_dir,
-                "--port-file", port_file,
-            ],
-        )
+        self._gcs_args = [
+            "-m", "ray.gcs.server",
+            "--port", str(port),
+            "--node-ip-address", self.node_ip_address,
+            "--session-dir", self.session_dir,
+            "--port-file", port_file,
+            "--redis-address", self.params.redis_address,
+        ]
+        proc = self._spawn("gcs_server", self._gcs_args, env_extra=self._redis_env())
         self.gcs_address = f"{self.node_ip_address}:{port}"
         return proc
 
@@ -374,6 +379,24 @@ class Node:
             "--port", str(port), "--logs-dir", self.logs_dir, "--port-file", port_file,
         ])
         self.ray_client_server_port = int(self._wait_for_file(port_file, proc, "ray_client_server"))
+    def _redis_env(self) -> dict[str, str]:
+        # The password travels in the environment, not on the command line (ps shows that to everyone).
+        return {"REDIS_PASSWORD": self.params.redis_password, "REDIS_USERNAME": self.params.redis_username}
+
+    def kill_gcs_server(self) -> None:
+        """SIGKILL the GCS (Ray's Node.kill_gcs_server; fault-tolerance tests)."""
+        proc = self.processes.pop("gcs_server")
+        proc.kill()
+        proc.wait()
+        process_registry.forget(self.temp_dir, proc.pid)
+
+    def start_gcs_server(self) -> None:
+        """Start the GCS again on the same port (with Redis it takes its cluster over)."""
+        port_file = os.path.join(self.session_dir, "gcs_server.port")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(port_file)
+        proc = self._spawn("gcs_server", self._gcs_args, env_extra=self._redis_env())
+        self._wait_for_file(port_file, proc, "gcs_server")
 
     @property
     def _raylet_ready_file(self) -> str:

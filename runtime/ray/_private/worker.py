@@ -71,7 +71,7 @@ def is_initialized() -> bool:
     return global_worker.connected
 
 
-def _gcs_client(address: str, timeout_s: float = 30):
+def _gcs_client(address: str, timeout_s: float | None = None):
     from ray._common.gcs_client import GcsClient  # gRPC is loaded only where a GCS client is needed
 
     return GcsClient(address, timeout_s=timeout_s)

@@ -8,6 +8,10 @@ answer `success`; KubeRay's probes call them with wget on localhost), this node'
 push (`reporter.py`), this node's log files (`log_agent.py`). Both servers require the cluster's token (gRPC
 metadata, HTTP headers), the two health endpoints aside. Prometheus text is served on its own port,
 --metrics-export-port (`GET /metrics` only), without a token, as Ray serves it.
+
+The agent watches its node's raylet (the pid in the raylet's ready file): with the raylet gone
+`local_raylet_healthz` fails at once (503), and the agent exits rather than linger, as Ray's does
+("Raylet is terminated"), so KubeRay's probes and `ray start --block` see a dead node.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -41,6 +46,16 @@ DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = 52365
 # On shutdown, how long the agent waits for this node's jobs to stop (SIGTERM, then the supervisor's
 # own SIGKILL after RAY_JOB_STOP_WAIT_TIME_S) before it exits.
 _JOB_STOP_BUDGET_S = 6.0
+RAYLET_CHECK_PERIOD_S = 1.0
+RAYLET_GONE_GRACE_S = 2.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except (OSError, IndexError):
+        return False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,6 +107,39 @@ class NodeAgent:
         self.reporter = Reporter(args.node_id, args.node_ip_address, args.session_dir, self.gcs_client)
         self.log_agent = LogAgent(args.session_dir)
         self.metrics_export_port = getattr(args, "metrics_export_port", 0) or 0
+        self.raylet_gone = False
+
+    def _node_table_quickly(self) -> list[dict]:
+        from ray._common.gcs_client import node_info_to_dict
+        from ray.protocol import gcs_pb2
+
+        gcs = self.gcs_client()
+        reply = gcs.call(gcs.stubs.node.GetAllNodeInfo, gcs_pb2.GetAllNodeInfoRequest(), timeout_s=1)
+        return [node_info_to_dict(n) for n in reply.node_info_list]
+
+    def raylet_pid(self) -> int | None:
+        """The pid of this node's raylet, from its ready file (None until it has written it)."""
+        path = os.path.join(self.args.session_dir, f"raylet_{self.args.node_id[:8]}.json")
+        try:
+            with open(path) as f:
+                return int(json.load(f)["pid"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def raylet_alive(self) -> bool:
+        pid = self.raylet_pid()
+        return pid is None or _pid_alive(pid)  # not started yet counts as alive (the node is starting)
+
+    async def _watch_raylet(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(RAYLET_CHECK_PERIOD_S)
+            if not self.raylet_alive():
+                logger.error("Raylet is terminated (pid %s). Termination is unexpected; the agent exits.",
+                             self.raylet_pid())
+                self.raylet_gone = True
+                await asyncio.sleep(RAYLET_GONE_GRACE_S)  # probes see the 503 before the port closes
+                stop.set()
+                return
 
     def gcs_client(self):
         if self._gcs is None:
@@ -99,13 +147,20 @@ class NodeAgent:
         return self._gcs
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        # KubeRay's probe for Ray >= 2.53: the agent is up and so is its raylet.
+        if not self.raylet_alive():
+            return web.Response(status=503, text=f"Local Raylet failed: the raylet (pid {self.raylet_pid()}) "
+                                                 "is not running.")
         return web.Response(text="success")
 
     async def _local_raylet_healthz(self, request: web.Request) -> web.Response:
-        # The raylet is unhealthy when the GCS has marked this node dead; anything else counts as up,
-        # because a GCS hiccup must not make Kubernetes restart a healthy worker pod.
+        # The raylet is unhealthy when its process is gone or the GCS has marked this node dead; a GCS that
+        # cannot be asked counts as up, because a GCS hiccup must not make Kubernetes restart a healthy pod.
+        if not self.raylet_alive():
+            return web.Response(status=503, text=f"Local Raylet failed: the raylet (pid {self.raylet_pid()}) "
+                                                 "is not running.")
         try:
-            nodes = await asyncio.to_thread(self.gcs_client().get_all_node_info)
+            nodes = await asyncio.to_thread(self._node_table_quickly)
         except Exception as e:
             logger.warning("local_raylet_healthz could not ask the GCS: %s", e)
             return web.Response(text="success")
@@ -171,7 +226,9 @@ class NodeAgent:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(self._watch_raylet(stop))
         await stop.wait()
+        watcher.cancel()
         register_task.cancel()
         try:
             await asyncio.wait_for(self.job_agent.stop_node_jobs(self.args.node_id, _JOB_STOP_BUDGET_S),
@@ -208,8 +265,11 @@ def main(argv: list[str] | None = None) -> None:
     lifetime.die_with_parent()  # a driver's local cluster goes when the driver does, crashed or not
     args = parse_args(argv)
     log_to_session_file(args.session_dir, "agent.log")
+    agent = NodeAgent(args)
     try:
-        asyncio.run(NodeAgent(args).run())
+        asyncio.run(agent.run())
     except Exception:
         logger.exception("The agent failed.")
+        sys.exit(1)
+    if agent.raylet_gone:
         sys.exit(1)

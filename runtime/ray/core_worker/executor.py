@@ -90,6 +90,14 @@ class TaskExecutor:
         self.queue.put((msg.CREATE_ACTOR, body, responder))
         return responder
 
+    @handles(msg.ADOPT_ACTOR)
+    def adopt_actor(self, conn: framing.Connection, actor_id: bytes) -> bytes:
+        """A GCS restarted from Redis reconnects: this worker's exit is reported to it from now on."""
+        mine = self.actor_id.binary() if self.actor_id is not None else b""
+        if mine and mine == actor_id:
+            self.gcs_conn = conn
+        return mine
+
     @handles(msg.PUSH_ACTOR_TASK)
     def push_actor_task(self, conn: framing.Connection, wire: tuple) -> framing.Responder:
         spec = ActorTaskSpec.from_wire(wire)

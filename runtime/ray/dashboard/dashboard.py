@@ -39,6 +39,11 @@ DEFAULT_DASHBOARD_HOST = "127.0.0.1"
 DEFAULT_DASHBOARD_PORT = 8265
 # Ray's DASHBOARD_CLIENT_MAX_SIZE: the largest request body (working_dir uploads go up to it).
 CLIENT_MAX_SIZE = 100 * 1024 * 1024
+# `/api/gcs_healthz` fails when the GCS does not answer CheckAlive within this long.
+GCS_HEALTHZ_TIMEOUT_S = 2
+# How often the dashboard checks that the GCS is there; it exits once the GCS has been gone for
+# gcs_rpc_server_reconnect_timeout_s (as Ray's dashboard exits after too many GCS RPC errors).
+GCS_CHECK_ALIVE_PERIOD_S = 2
 
 
 @web.middleware
@@ -118,7 +123,7 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
     manager = JobManager(JobInfoStorage(gcs), runner, cluster)
 
     def gcs_alive() -> bool:
-        gcs.internal_kv_get(b"__openray_dashboard_healthcheck", b"healthcheck")
+        gcs.check_alive(timeout_s=GCS_HEALTHZ_TIMEOUT_S)  # a GCS that is gone fails this in seconds
         return True
 
     version.add_routes(app, session_dir, gcs_alive)
@@ -167,9 +172,37 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(_watch_gcs(gcs, stop))
     await stop.wait()
+    watcher.cancel()
     await runner.cleanup()
     gcs.close()
+    if watcher.done() and not watcher.cancelled() and watcher.result():
+        raise ConnectionError(watcher.result())
+
+
+async def _watch_gcs(gcs: Any, stop: asyncio.Event) -> str | None:
+    """Sets `stop` (and returns why) once the GCS has been unreachable for gcs_rpc_server_reconnect_timeout_s."""
+    from ray._common.config import config
+
+    limit = config().gcs_rpc_server_reconnect_timeout_s
+    loop = asyncio.get_running_loop()
+    failing_since: float | None = None
+    while not stop.is_set():
+        await asyncio.sleep(GCS_CHECK_ALIVE_PERIOD_S)
+        try:
+            await asyncio.to_thread(gcs.check_alive, GCS_HEALTHZ_TIMEOUT_S)
+            failing_since = None
+        except Exception as e:
+            now = loop.time()
+            failing_since = failing_since or now
+            if now - failing_since >= limit:
+                why = (f"Dashboard exiting because it could not reach the GCS at {gcs.address} for {limit} s "
+                       f"(gcs_rpc_server_reconnect_timeout_s): {e}")
+                logger.error(why)
+                stop.set()
+                return why
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,11 +6,17 @@ A lease request the raylet cancels ends the creation: unschedulable (hard node a
 node) makes the actor DEAD with `unschedulable` set (its calls raise ActorUnschedulableError), a runtime env
 that cannot be created makes it DEAD with that cause. Killing an actor that is still waiting for its lease
 (ray.kill, its job ending) withdraws the request (CANCEL_LEASE), so its shape leaves the demand at once.
+
+Each actor's table row and its creation spec (`ACTOR_TASK_SPEC`, as Ray keeps it) are stored, so a GCS
+restarted from Redis (`load`) knows them again: named actors resolve; an ALIVE one is adopted (the GCS
+connects to its worker again, ADOPT_ACTOR, and watches it as before), or restarted if its worker is gone;
+one still being created is created again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -28,6 +34,8 @@ from ray.protocol.messages import Dispatcher, handles
 logger = logging.getLogger(__name__)
 
 ACTOR_TABLE = "ACTOR"
+ACTOR_TASK_SPEC_TABLE = "ACTOR_TASK_SPEC"
+ACTOR_LEASE_TABLE = "ACTOR_LEASE"  # the lease an actor being created holds (GCS fault tolerance)
 ACTOR_CHANNEL = "ACTOR"
 # Ray's message for an actor whose placement group was removed before it could be created.
 PG_REMOVED_CAUSE = "Could not create the actor because its associated placement group was removed."
@@ -69,6 +77,10 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         if state == State.DEAD and actor.data.name:
             self._names.pop((actor.data.ray_namespace, actor.data.name), None)
         await self.gcs.storage.put(ACTOR_TABLE, actor.data.actor_id, actor.data.SerializeToString())
+        if state == State.DEAD:
+            await self.gcs.storage.delete(ACTOR_TASK_SPEC_TABLE, actor.data.actor_id)
+        if state in (State.DEAD, State.ALIVE):
+            await self.gcs.storage.delete(ACTOR_LEASE_TABLE, actor.data.actor_id)
         self.gcs.publisher.publish(ACTOR_CHANNEL, actor.data.actor_id, actor.data.SerializeToString())
         actor.changed.set()
         actor.changed = asyncio.Event()
@@ -106,9 +118,94 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         self._actors[data.actor_id] = actor
         if name:
             self._names[(namespace, name)] = data.actor_id
+        await self.gcs.storage.put(ACTOR_TASK_SPEC_TABLE, data.actor_id, actor.spec_bytes)
         await self.gcs.storage.put(ACTOR_TABLE, data.actor_id, data.SerializeToString())
         asyncio.get_running_loop().create_task(self._create(actor))
         return apb.RegisterActorReply(actor=data)
+
+    # ------------------------------------------------------------------ a restarted GCS
+    async def load(self) -> None:
+        """The actors of the stored tables (a GCS restarted from Redis): known, named, and watched again."""
+        specs = await self.gcs.storage.get_all(ACTOR_TASK_SPEC_TABLE)
+        loop = asyncio.get_running_loop()
+        for value in (await self.gcs.storage.get_all(ACTOR_TABLE)).values():
+            data = apb.ActorTableData.FromString(value)
+            spec_bytes = specs.get(data.actor_id)
+            spec = apb.ActorCreationSpec.FromString(spec_bytes) if spec_bytes else apb.ActorCreationSpec()
+            actor = _Actor(data, spec)
+            self._actors[data.actor_id] = actor
+            if data.state == State.DEAD:
+                continue
+            if spec_bytes is None:  # cannot be created again without its spec
+                loop.create_task(self._set_state(actor, State.DEAD, death_cause=(
+                    "The GCS restarted and found no creation spec for this actor.")))
+                continue
+            if data.name:
+                self._names[(data.ray_namespace, data.name)] = data.actor_id
+            loop.create_task(self._recover(actor))
+        if self._actors:
+            logger.info("Loaded %d actors from storage (%d named).", len(self._actors), len(self._names))
+
+    async def _ask_worker(self, actor: _Actor, address: dict) -> tuple[framing.Connection | None, bytes | None]:
+        """(connection, the id of the actor the worker at `address` runs, b"" for none); (None, None): gone."""
+        conn = None
+        try:
+            conn = await asyncio.wait_for(framing.connect(address["tcp"], self._dispatch), 10)
+            return conn, await asyncio.wait_for(conn.request(msg.ADOPT_ACTOR, actor.data.actor_id), 10)
+        except (OSError, KeyError, TimeoutError, framing.ConnectionLost, framing.RemoteError) as e:
+            logger.info("Actor %s: its worker is gone (%s)", actor.data.actor_id.hex(), e)
+            if conn is not None:
+                conn.close()
+            return None, None
+
+    async def _recover(self, actor: _Actor) -> None:
+        if actor.data.state != State.ALIVE:
+            await self._recover_creation(actor)
+            return
+        conn, running = await self._ask_worker(actor, json.loads(actor.data.address_json or "{}"))
+        if running != actor.data.actor_id:
+            if conn is not None:
+                conn.close()
+            await self._after_death(actor)
+            return
+        actor.conn = conn
+        conn.peer_info["actor_id"] = actor.data.actor_id
+        conn.on_close_callbacks.append(lambda c, a=actor: self._on_worker_lost(a, c))
+        raylet_address = self._raylet_address_for(actor.data.node_id)
+        if raylet_address is not None:
+            try:
+                actor.raylet = await self._pool.get(raylet_address)
+            except (OSError, framing.ConnectionLost) as e:
+                logger.warning("Actor %s: its raylet %s is unreachable: %s", actor.data.actor_id.hex(),
+                               raylet_address, e)
+        logger.info("Adopted actor %s (pid %d)", actor.data.actor_id.hex(), actor.data.pid)
+
+    async def _recover_creation(self, actor: _Actor) -> None:
+        """An actor the previous GCS was creating: the worker it had leased becomes it (its constructor ran or
+        runs there), or its lease is given back (it never got the actor), or it is created anew."""
+        stored = await self.gcs.storage.get(ACTOR_LEASE_TABLE, actor.data.actor_id)
+        lease = json.loads(stored) if stored else None
+        if lease is not None:
+            conn, running = await self._ask_worker(actor, lease["address"])
+            if running == actor.data.actor_id:
+                actor.conn = conn
+                conn.peer_info["actor_id"] = actor.data.actor_id
+                conn.on_close_callbacks.append(lambda c, a=actor: self._on_worker_lost(a, c))
+                with contextlib.suppress(OSError, framing.ConnectionLost):
+                    actor.raylet = await self._pool.get(lease["raylet"])
+                actor.lease_id = lease["lease_id"]
+                await self._set_state(actor, State.ALIVE, address_json=json.dumps(lease["address"]),
+                                      node_id=bytes.fromhex(lease["node_id"]), pid=lease.get("pid", 0))
+                logger.info("Adopted actor %s, created while the GCS was down", actor.data.actor_id.hex())
+                return
+            if conn is not None:
+                conn.close()
+            if running is not None:  # a live worker that never became the actor: its lease goes back
+                with contextlib.suppress(OSError, framing.ConnectionLost):
+                    raylet = await self._pool.get(lease["raylet"])
+                    raylet.notify(msg.RETURN_LEASE, {"lease_id": lease["lease_id"], "kill": True})
+            await self.gcs.storage.delete(ACTOR_LEASE_TABLE, actor.data.actor_id)
+        await self._create(actor)
 
     async def GetActorInfo(self, request, context):
         actor = self._actors.get(request.actor_id)
@@ -221,6 +318,10 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         if actor.data.state == State.DEAD:
             raylet.notify(msg.RETURN_LEASE, {"lease_id": grant["lease_id"], "kill": True})
             return
+        # Kept until the actor is ALIVE: a GCS restarted meanwhile finds the worker it leased (see _recover).
+        await self.gcs.storage.put(ACTOR_LEASE_TABLE, actor.data.actor_id, json.dumps(
+            {"raylet": address, "lease_id": grant["lease_id"], "address": grant["address"],
+             "node_id": grant["node_id"], "pid": grant.get("pid", 0)}).encode())
         try:
             conn = await framing.connect(grant["address"]["tcp"], self._dispatch)
             created = await conn.request(msg.CREATE_ACTOR, {"spec": actor.spec_bytes, "lease_id": grant["lease_id"],

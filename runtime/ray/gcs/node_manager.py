@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from ray._common import framing
 from ray._common.config import config
 from ray.gcs.pubsub import Publisher
 from ray.gcs.storage import StoreClient
@@ -30,7 +31,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
     def __init__(self, storage: StoreClient, publisher: Publisher, cluster_id: bytes, ray_version: str):
         self._storage = storage
         self._publisher = publisher
-        self._cluster_id = cluster_id
+        self.cluster_id = cluster_id
         self._ray_version = ray_version
         self._nodes: dict[bytes, pb.GcsNodeInfo] = {}
         self._usage: dict[bytes, pb.NodeResources] = {}
@@ -41,6 +42,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         self._idle: dict[bytes, tuple[int, list[str]]] = {}
         self._draining: set[bytes] = set()
         self._dead_order: list[bytes] = []  # dead nodes, oldest first (kept up to maximum_gcs_dead_node_cached_count)
+        self._restored: set[bytes] = set()  # alive in storage, not reported since this GCS started
         self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
         self.placement_group_load = list  # () -> [PlacementGroupDemand]: pending groups, set by their manager
 
@@ -51,6 +53,29 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
             if info.state == pb.GcsNodeInfo.ALIVE:
                 # After a GCS restart every alive node gets a fresh grace period to report in.
                 self._last_seen[info.node_id] = time.monotonic()
+                self._restored.add(info.node_id)
+
+    async def keep_restored_nodes_alive(self) -> None:
+        """After a restart, a node from storage whose raylet has not reported yet counts as seen while its
+        raylet's port accepts connections (Ray's GCS health-checks raylets itself), for at most
+        gcs_rpc_server_reconnect_timeout_s: a raylet may take a while to find a GCS that moved (a new head
+        pod's IP, DNS re-resolution). A node whose raylet does not answer is declared dead as usual."""
+        cfg = config()
+        deadline = time.monotonic() + cfg.gcs_rpc_server_reconnect_timeout_s
+        while self._restored and time.monotonic() < deadline:
+            for node_id in list(self._restored):
+                info = self._nodes.get(node_id)
+                if info is None or info.state == pb.GcsNodeInfo.DEAD:
+                    self._restored.discard(node_id)
+                    continue
+                try:  # through the authenticated handshake: the raylet answers, not just its port
+                    conn = await asyncio.wait_for(
+                        framing.connect(f"{info.node_manager_address}:{info.raylet_tcp_port}"), 2)
+                    conn.close()
+                    self._last_seen[node_id] = time.monotonic()
+                except (OSError, TimeoutError, framing.ConnectionLost):
+                    pass
+            await asyncio.sleep(cfg.health_check_period_ms / 1000)
 
     def alive_nodes(self) -> list[pb.GcsNodeInfo]:
         return [n for n in self._nodes.values() if n.state == pb.GcsNodeInfo.ALIVE]
@@ -129,7 +154,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         return pb.GetAllNodeInfoReply(node_info_list=list(self._nodes.values()))
 
     async def CheckAlive(self, request, context):
-        return pb.CheckAliveReply(ray_version=self._ray_version, cluster_id=self._cluster_id)
+        return pb.CheckAliveReply(ray_version=self._ray_version, cluster_id=self.cluster_id)
 
     async def ReportResourceUsage(self, request, context):
         info = self._nodes.get(request.node_id)
@@ -144,6 +169,7 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         if self._predates_bundle_change(request):
             previous = self._usage[request.node_id]
             available, total = previous.resources_available, previous.resources_total
+        self._restored.discard(request.node_id)
         self._usage[request.node_id] = pb.NodeResources(
             node_id=request.node_id,
             resources_available=dict(available),

@@ -382,6 +382,8 @@ PUSH_TASK = "push_task"
 CREATE_ACTOR = "create_actor"
 PUSH_ACTOR_TASK = "push_actor_task"
 CANCEL_TASK = "cancel_task"
+# a restarted GCS -> the worker of an actor it found alive in its tables (GCS fault tolerance)
+ADOPT_ACTOR = "adopt_actor"
 # an actor's worker -> the GCS that created it
 ACTOR_EXITING = "actor_exiting"
 # the GCS -> a raylet: placement group bundles, reserved in two phases (Ray's PrepareBundleResources,
@@ -454,6 +456,9 @@ MESSAGES: dict[str, Message] = {
     CREATE_ACTOR: Message((GCS,), WORKER, CreateActor, ActorCreated, "Become this actor (run its constructor)."),
     PUSH_ACTOR_TASK: Message((OWNER,), WORKER, tuple, TaskReply, "Call an actor method (in order): ActorTaskSpec.to_wire()."),
     CANCEL_TASK: Message((OWNER,), WORKER, CancelTask, bool, "ray.cancel of a running task."),
+    ADOPT_ACTOR: Message((GCS,), WORKER, bytes, bytes,
+                         "A restarted GCS watches this actor from now on: the worker answers with the id of the "
+                         "actor it runs (b'': none), and tells this connection when it exits on purpose."),
     ACTOR_EXITING: Message((WORKER,), GCS, dict, None,
                            "The actor exits on purpose (exit_actor): the GCS must not restart it."),
     PREPARE_BUNDLES: Message((GCS,), RAYLET, Bundles, bool,

@@ -165,9 +165,13 @@ class NodeManager:
                 bundle_messages_handled=self.bundles.messages_handled,
             )
             try:
-                reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req, timeout_s=30)
+                # A GCS that went away has `gcs_rpc_server_reconnect_timeout_s` to come back (restarted
+                # with Redis it knows this node again); then the raylet gives up, as Ray's does.
+                reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req,
+                                            timeout_s=cfg.gcs_rpc_server_reconnect_timeout_s)
             except ConnectionError:
-                logger.error("Lost the GCS at %s; the raylet exits.", self.gcs_address)
+                logger.error("Lost the GCS at %s for %d s (gcs_rpc_server_reconnect_timeout_s); the raylet exits.",
+                             self.gcs_address, cfg.gcs_rpc_server_reconnect_timeout_s)
                 await self.shutdown(unregister=False)
                 return
             if reply.node_is_dead:

@@ -70,7 +70,7 @@ _ACCEPTED_BUT_IGNORED = [
     "min_worker_port", "max_worker_port", "worker_port_list", "runtime_env_agent_port",
     "plasma_directory", "object_spilling_directory",
     "disable_usage_stats", "include_log_monitor", "log_style", "log_color", "verbose", "storage",
-    "labels_file", "node_name", "redis_password", "redis_shard_ports", "metrics_export_port",
+    "labels_file", "node_name", "redis_shard_ports", "metrics_export_port",
 ]
 
 
@@ -113,7 +113,13 @@ _ACCEPTED_BUT_IGNORED = [
 @click.option("--storage", default=None)
 @click.option("--labels-file", default=None)
 @click.option("--node-name", default=None)
-@click.option("--redis-password", default=None)
+@click.option("--redis-address", envvar="RAY_REDIS_ADDRESS", default=None,
+              help="Head only: keep the GCS tables in this Redis (host:port) so a restarted GCS takes the cluster "
+                   "over (GCS fault tolerance). Default $RAY_REDIS_ADDRESS.")
+@click.option("--redis-password", envvar="REDIS_PASSWORD", default=None,
+              help="The password of --redis-address (default $REDIS_PASSWORD).")
+@click.option("--redis-username", envvar="REDIS_USERNAME", default=None,
+              help="The Redis ACL user of --redis-address (default $REDIS_USERNAME).")
 @click.option("--redis-shard-ports", default=None)
 @click.option("-v", "--verbose", is_flag=True, default=False)
 def start(**kw) -> None:
@@ -128,7 +134,18 @@ def start(**kw) -> None:
     if not kw["head"] and not kw["address"]:
         raise click.UsageError("Either --head or --address=<head_ip>:<port> must be given.")
     if kw["head"] and kw["address"]:
-        raise click.UsageError("--head and --address cannot be used together: the head starts its own GCS.")
+        raise click.UsageError("--head and --address cannot be used together: the head starts its own GCS. To keep "
+                               "the GCS's tables in an external Redis, use --redis-address=<host>:<port>.")
+    if kw["redis_address"] and not kw["head"]:
+        raise click.UsageError("--redis-address is for the head node (its GCS keeps its tables there); worker nodes "
+                               "join with --address=<head_ip>:<port>.")
+    if kw["redis_address"]:
+        from ray.gcs.redis_store import parse_redis_address
+
+        try:
+            parse_redis_address(kw["redis_address"])
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--redis-address") from e
     try:
         resources = parse_resources_json(kw["resources"])
         system_config = json.loads(kw["system_config"]) if kw["system_config"] else {}
@@ -171,6 +188,9 @@ def start(**kw) -> None:
         ray_client_server_port=(kw["ray_client_server_port"] if kw["ray_client_server_port"] is not None
                                 else 10001) if kw["head"] else None,
         ray_client_server_port_explicit=kw["ray_client_server_port"] is not None,
+        redis_address=kw["redis_address"] or "",
+        redis_password=kw["redis_password"] or "",
+        redis_username=kw["redis_username"] or "",
     )
     node = Node(params)
     try:

@@ -67,3 +67,59 @@ def assert_no_processes(pids: list[int]) -> None:
         except psutil.NoSuchProcess:
             pass
     assert not alive, f"processes still running: {alive}"
+
+
+class RedisServer:
+    """Debian's redis-server on a free loopback port with a password, its data in the test's dir."""
+
+    def __init__(self, root: Path, password: str = "openray-test-pw"):
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run `make tools` (it installs Debian's redis-server).")
+        self.password = password
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", password, "--dir", str(root),
+             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+            stdout=open(root / "redis.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        )
+        import socket
+        import time
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not start: {(root / 'redis.log').read_text()}") from None
+                time.sleep(0.05)
+
+    def keys(self, pattern: str = "*") -> list[bytes]:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        try:
+            return list(client.keys(pattern))
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()

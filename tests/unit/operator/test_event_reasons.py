@@ -16,9 +16,10 @@ KUBERAY_REASONS = {
     "FailedToCreateService", "InvalidRayJobSpec", "CreatedRayCluster", "FailedToCreateRayCluster", "DeletedRayCluster",
     "CreatedRayJobSubmitter", "FailedToCreateRayJobSubmitter", "CreatedServiceAccount",
     "FailedToCreateServiceAccount", "AutoscalerServiceAccountNotFound", "CreatedRole", "FailedToCreateRole",
-    "CreatedRoleBinding", "FailedToCreateRoleBinding",
+    "CreatedRoleBinding", "FailedToCreateRoleBinding", "CreatedRedisCleanupJob", "FailedToCreateRedisCleanupJob",
 }
-OPENRAY_REASONS = {"SubmittedRayJob", "StoppedRayJob", "CreatedSecret", "FailedToCreateSecret", "InvalidAuthSecret"}
+OPENRAY_REASONS = {"SubmittedRayJob", "StoppedRayJob", "CreatedSecret", "FailedToCreateSecret", "InvalidAuthSecret",
+                   "RedisCleanupJobFailed", "RedisCleanupTimedOut"}
 
 
 def _reasons() -> dict[str, str]:

@@ -213,6 +213,10 @@ class LeaseManager:
         self._infeasible = [r for r in self._infeasible if r.conn is not conn]
         for lease in list(self._leases.values()):
             if lease.owner is conn and lease.worker is not None:
+                if lease.is_actor and lease.worker.is_actor:
+                    # Actors are leased by the GCS: a GCS that went away (killed, restarting from Redis) takes
+                    # them over again when it comes back, or ends them (KILL_WORKER); they keep running.
+                    continue
                 self.pool.kill(lease.worker)
 
     def end_placement_group_leases(self, pg_hex: str, removed: bool) -> None:

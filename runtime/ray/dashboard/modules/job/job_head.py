@@ -74,8 +74,11 @@ class JobHead:
     async def submit_job(self, req: web.Request) -> web.Response:
         try:
             body = await req.json()
-        except json.JSONDecodeError as e:
+        except ValueError as e:  # not JSON, or not even UTF-8
             return web.Response(text=f"The request body is not valid JSON: {e}", status=400)
+        if not isinstance(body, dict):
+            return web.Response(text=f"The request body must be a JSON object with an 'entrypoint', got "
+                                     f"{type(body).__name__}.", status=400)
         try:
             request = JobSubmitRequest.from_json(body)
             submission_id = await self.manager.submit_job(request)

@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from ray._common import auth
+from ray._common.config import config
 from ray._common.runtime_env.agent_client import RuntimeEnvAgentClient
 from ray._common.runtime_env.context import RuntimeEnvContext, needs_agent
 from ray._common.session_logs import log_to_session_file
@@ -44,7 +45,11 @@ RAY_JOB_CONFIG_JSON_ENV_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 # Fields that need the node agent (downloads, venvs); env_vars alone are applied here.
 # How long the GCS may be unreachable before the supervisor assumes the cluster is gone (`ray stop`)
 # and stops the job, so no entrypoint outlives its cluster.
-GCS_LOST_TIMEOUT_S = float(os.environ.get("RAY_JOB_SUPERVISOR_GCS_LOST_TIMEOUT_S", "15"))
+# A GCS gone this long means the cluster is gone: the job is stopped. As long as every other client waits for it
+# (gcs_rpc_server_reconnect_timeout_s; KubeRay gives workers 600 s), so a GCS restarted from Redis (a new head
+# pod) finds its jobs still running.
+GCS_LOST_TIMEOUT_S = float(os.environ.get("RAY_JOB_SUPERVISOR_GCS_LOST_TIMEOUT_S",
+                                          config().gcs_rpc_server_reconnect_timeout_s))
 _POLL_S = 0.1
 
 
@@ -258,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     log_to_session_file(args.session_dir, f"job-supervisor-{args.submission_id}.log")
     from ray._common.gcs_client import GcsClient
 
-    storage = JobInfoStorage(GcsClient(args.gcs_address, timeout_s=5))
+    storage = JobInfoStorage(GcsClient(args.gcs_address))
     supervisor = JobSupervisor(args, storage)
     try:
         asyncio.run(supervisor.run())
