@@ -94,6 +94,36 @@ def worker_group_schema() -> Schema:
     }
 
 
+def _redis_credential(description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description + " Exactly one of value or valueFrom.",
+        "properties": {
+            "value": _str(),
+            "valueFrom": _free_object("An EnvVarSource, e.g. secretKeyRef: {name, key}."),
+        },
+    }
+
+
+def gcs_fault_tolerance_schema() -> Schema:
+    return {
+        "type": "object",
+        "description": "GCS fault tolerance: the GCS keeps its tables in Redis, so a new head picks up where the old "
+                       "one stopped.",
+        "required": ["redisAddress"],
+        "properties": {
+            # KubeRay also accepts rocksdb (an embedded store on a PVC); OpenRay's GCS persists to Redis only,
+            # so the enum says so at `kubectl apply` instead of the cluster starting without fault tolerance.
+            "backend": {"type": "string", "enum": ["redis"], "default": "redis",
+                        "description": "Where the GCS persists its tables; OpenRay supports redis."},
+            "redisAddress": _str("host:port of Redis, e.g. redis:6379 (redis:// or rediss:// URLs too)."),
+            "redisUsername": _redis_credential("Redis user (ACL)."),
+            "redisPassword": _redis_credential("Redis password."),
+            "externalStorageNamespace": _str("Key prefix in Redis; the RayCluster's uid by default."),
+        },
+    }
+
+
 def raycluster_spec_schema() -> Schema:
     return {
         "type": "object",
@@ -107,7 +137,7 @@ def raycluster_spec_schema() -> Schema:
             "headServiceAnnotations": _string_map(),
             "suspend": _bool("Deletes every pod while true; they are recreated when it turns false."),
             "managedBy": _str(),
-            "gcsFaultToleranceOptions": _free_object("GCS fault tolerance (Redis)."),
+            "gcsFaultToleranceOptions": gcs_fault_tolerance_schema(),
             "upgradeStrategy": _free_object("How pods are replaced when the spec changes."),
             "authOptions": {
                 "type": "object",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import time
 import urllib.request
 
@@ -228,3 +229,34 @@ def test_pod_the_api_server_rejects_is_reported(operator, kubectl, namespace):
     events = json.loads(kubectl("get", "events", "-n", namespace, "--field-selector",
                                 "involvedObject.name=rejected,reason=FailedToCreateWorkerPod", "-o", "json"))["items"]
     assert len(events) < 15
+
+
+def test_api_server_rejects_malformed_gcs_fault_tolerance_options(kubectl, namespace):
+    """The CRD types gcsFaultToleranceOptions, so a typo or a missing address fails at `kubectl apply`."""
+
+    # kubectl (--validate=strict by default) refuses unknown fields; the API server refuses a missing redisAddress
+    # and a backend OpenRay does not have.
+    for options, message in (
+        ({"redisAdress": "redis:6379"}, 'unknown field "spec.gcsFaultToleranceOptions.redisAdress"'),
+        ({"externalStorageNamespace": "ns"}, "spec.gcsFaultToleranceOptions.redisAddress: Required value"),
+        ({"redisAddress": "redis:6379", "backend": "rocksdb"}, 'Unsupported value: "rocksdb"'),
+        ({"redisAddress": "redis:6379", "redisPassword": {"valu": "x"}},
+         'unknown field "spec.gcsFaultToleranceOptions.redisPassword.valu"'),
+    ):
+        out = subprocess.run([kubectl.path, "--kubeconfig", str(kubectl.kubeconfig), "apply", "-n", namespace,
+                              "-f", "-"], input=json.dumps(_ft_cluster(options)), capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode != 0, f"{options} was accepted: {out.stdout}"
+        assert message in out.stderr, out.stderr
+        assert kubectl.get("raycluster", "ft-cluster", namespace) is None
+
+    kubectl.apply(_ft_cluster({"redisAddress": "redis:6379", "redisPassword": {"value": "secret"}}), namespace)
+    applied = kubectl.get("raycluster", "ft-cluster", namespace)
+    assert applied["spec"]["gcsFaultToleranceOptions"]["backend"] == "redis"
+
+
+def _ft_cluster(options: dict) -> dict:
+    cluster = copy.deepcopy(SAMPLE)
+    cluster["metadata"]["name"] = "ft-cluster"
+    cluster["spec"]["gcsFaultToleranceOptions"] = options
+    return cluster
