@@ -85,6 +85,11 @@ ROWS: tuple[Row, ...] = (
         "autoscale_first_task", 420, 13),
     Row("autoscaler_round", "autoscaling: one round, 10,000 pending tasks of 100 shapes, 10 node types", "s",
         False, AT_LEAST_RAY, "autoscaler_round", 180, 13, absolute_max=0.1, ray_comparable=False),
+    # Issue 15: `ray start --head` with the GCS in Redis; the GCS SIGKILLed and started again at once.
+    Row("gcs_restart_first_task", "GCS in Redis: SIGKILL + restart -> first task done", "s", False, AT_LEAST_RAY,
+        "gcs_restart", 600, 15),
+    Row("gcs_restart_first_actor", "GCS in Redis: SIGKILL + restart -> a new actor answers", "s", False, AT_LEAST_RAY,
+        "gcs_restart", 600, 15),
 )
 
 # Workloads run in their own pid and network namespace (`unshare`): see the autoscaling rows.

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
-from procs import TOKEN_ENV, proc_info, processes_of_run, terminate  # sibling module: bench/ is sys.path[0]
+import workloads_ft  # sibling modules: bench/ is sys.path[0]
+from procs import TOKEN_ENV, proc_info, processes_of_run, terminate
 
 Rows = dict[str, dict[str, Any]]
 BATCH = 1000
@@ -549,7 +550,7 @@ def launcher_up(duration_s: float) -> Rows:
 
 
 def _stop_head_started_with_cli() -> None:
-    if _STARTED_HEAD_WITH_CLI:
+    if _STARTED_HEAD_WITH_CLI or workloads_ft.started_processes():
         terminate([p.pid for p in processes_of_run(os.environ.get(TOKEN_ENV), None)])
 
 
@@ -804,7 +805,7 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
         async_actor_calls_async, put_small, get_small, put_get_100mib, large_objects, wait_1k_refs, actors_100,
         idle_memory, job_submit_running, pip_env, pip_env_job, pg_create_one_bundle,
         pg_create_strict_spread_4_nodes, pg_tasks_async, client_round_trip, launcher_up, autoscale_first_task,
-        autoscaler_round,
+        autoscaler_round, workloads_ft.gcs_restart,
     )
 }
 
