@@ -76,11 +76,11 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         actor.data.version += 1
         if state == State.DEAD and actor.data.name:
             self._names.pop((actor.data.ray_namespace, actor.data.name), None)
-        await self.gcs.storage.put(ACTOR_TABLE, actor.data.actor_id, actor.data.SerializeToString())
-        if state == State.DEAD:
-            await self.gcs.storage.delete(ACTOR_TASK_SPEC_TABLE, actor.data.actor_id)
+        actor_id = actor.data.actor_id
+        deletes = [(ACTOR_TASK_SPEC_TABLE, actor_id)] if state == State.DEAD else []
         if state in (State.DEAD, State.ALIVE):
-            await self.gcs.storage.delete(ACTOR_LEASE_TABLE, actor.data.actor_id)
+            deletes.append((ACTOR_LEASE_TABLE, actor_id))
+        await self.gcs.storage.write([(ACTOR_TABLE, actor_id, actor.data.SerializeToString())], deletes)
         self.gcs.publisher.publish(ACTOR_CHANNEL, actor.data.actor_id, actor.data.SerializeToString())
         actor.changed.set()
         actor.changed = asyncio.Event()
@@ -118,8 +118,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         self._actors[data.actor_id] = actor
         if name:
             self._names[(namespace, name)] = data.actor_id
-        await self.gcs.storage.put(ACTOR_TASK_SPEC_TABLE, data.actor_id, actor.spec_bytes)
-        await self.gcs.storage.put(ACTOR_TABLE, data.actor_id, data.SerializeToString())
+        await self.gcs.storage.write([(ACTOR_TASK_SPEC_TABLE, data.actor_id, actor.spec_bytes),
+                                      (ACTOR_TABLE, data.actor_id, data.SerializeToString())])
         asyncio.get_running_loop().create_task(self._create(actor))
         return apb.RegisterActorReply(actor=data)
 

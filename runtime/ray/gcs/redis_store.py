@@ -97,6 +97,17 @@ class RedisStoreClient(StoreClient):
     async def delete(self, table: str, key: bytes) -> bool:
         return bool(await self._call(self._redis.hdel, self._key(table), key))
 
+    async def write(self, puts: list[tuple[str, bytes, bytes]], deletes: list[tuple[str, bytes]] = ()) -> None:
+        async def transaction() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:  # MULTI ... EXEC: one round trip, atomic
+                for table, key, value in puts:
+                    pipe.hset(self._key(table), key, value)
+                for table, key in deletes:
+                    pipe.hdel(self._key(table), key)
+                await pipe.execute()
+
+        await self._call(transaction)
+
     async def keys(self, table: str, prefix: bytes = b"") -> list[bytes]:
         found = await self._call(self._redis.hkeys, self._key(table))
         return [k for k in found if k.startswith(prefix)]

@@ -27,6 +27,14 @@ class StoreClient(abc.ABC):
     async def exists(self, table: str, key: bytes) -> bool:
         return await self.get(table, key) is not None
 
+    async def write(self, puts: list[tuple[str, bytes, bytes]], deletes: list[tuple[str, bytes]] = ()) -> None:
+        """Several puts (overwriting) and deletes as one write: a networked backend sends them in one round
+        trip and applies them together, so a restarted GCS never sees half of a state change."""
+        for table, key, value in puts:
+            await self.put(table, key, value)
+        for table, key in deletes:
+            await self.delete(table, key)
+
 
 class InMemoryStoreClient(StoreClient):
     def __init__(self) -> None:

@@ -249,3 +249,33 @@ def test_gcs_killed_while_an_actor_is_being_created_leaves_one_instance_and_no_l
     assert len(marker.read_text().split()) == 1, "the actor was constructed twice"
     ray.kill(actor)
     _wait_for(lambda: ray.available_resources().get("CPU") == 2, 60, "every CPU to be free again (no leaked lease)")
+
+
+def test_a_batched_write_lands_in_redis_in_one_transaction(redis_server):
+    """The GCS writes an actor's row, its creation spec and lease together: all of them, in the tables a
+    restarted GCS reads (Ray's RAY<namespace>@<TABLE> hashes)."""
+    import asyncio
+
+    from ray.gcs.redis_store import RedisStoreClient
+
+    async def scenario() -> tuple[dict, dict]:
+        store = RedisStoreClient(redis_server.address, password=redis_server.password, namespace="batch")
+        await store.connect()
+        await store.put("ACTOR_LEASE", b"a1", b"lease")
+        await store.write([("ACTOR", b"a1", b"row"), ("ACTOR_TASK_SPEC", b"a1", b"spec")], [("ACTOR_LEASE", b"a1")])
+        tables = {t: await store.get_all(t) for t in ("ACTOR", "ACTOR_TASK_SPEC", "ACTOR_LEASE")}
+        await store.write([], [("ACTOR_TASK_SPEC", b"a1")])
+        after = await store.get_all("ACTOR_TASK_SPEC")
+        await store.close()
+        return tables, after
+
+    import redis
+
+    admin = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+    admin.config_resetstat()
+    tables, after = asyncio.run(scenario())
+    stats = admin.info("commandstats")
+    assert stats["cmdstat_exec"]["calls"] == 2 and stats["cmdstat_multi"]["calls"] == 2  # one MULTI/EXEC a write
+    assert tables == {"ACTOR": {b"a1": b"row"}, "ACTOR_TASK_SPEC": {b"a1": b"spec"}, "ACTOR_LEASE": {}}
+    assert after == {}
+    assert sorted(redis_server.keys()) == [b"RAYbatch@ACTOR"]
