@@ -87,7 +87,9 @@ class AutoscalingCluster:
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(self._config))
         resources = dict(self._head_resources)
-        env = {"AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1"}
+        from ray.autoscaler._private.config import head_node_env
+
+        env = {"AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1", **head_node_env(self._config_path)}
         env.update({str(k): str(v) for k, v in (override_env or {}).items()})
         osm = resources.pop("object_store_memory", None)
         params = NodeParams(

@@ -206,8 +206,6 @@ class Node:
     def _start(self) -> None:
         p = self.params
         self._resolve_token()
-        if p.head and p.autoscaling_config:
-            self._head_env_for_autoscaler(p.autoscaling_config)
         self.session_dir = new_session_dir(self.temp_dir, head=p.head)
         gcs_proc = self._start_gcs() if p.head else None
         if not self.gcs_address:
@@ -273,25 +271,6 @@ class Node:
             # `ray.init()`/`address="auto"` find clusters started by `ray start` through this file.
             process_registry.current_cluster_file(self.temp_dir).write_text(self.gcs_address)
         self._write_node_info()
-
-    def _head_env_for_autoscaler(self, path: str) -> None:
-        """The head registers as the config's head node type (and, with the fake_multinode provider, as its
-        instance), so the autoscaler and `ray status` know it. A config that cannot be read starts the head all
-        the same: the autoscaler reports what is wrong."""
-        from ray.autoscaler._private.config import ConfigError, load_file
-
-        try:
-            raw = load_file(path)
-        except ConfigError:
-            return
-        head_type = raw.get("head_node_type")
-        if isinstance(head_type, str):
-            self.params.env.setdefault("RAY_NODE_TYPE_NAME", head_type)
-        provider = raw.get("provider") if isinstance(raw.get("provider"), dict) else {}
-        if provider.get("type") == "fake_multinode":
-            from ray.autoscaler._private.constants import FAKE_HEAD_NODE_ID
-
-            self.params.env.setdefault("RAY_CLOUD_INSTANCE_ID", str(provider.get("head_node_id", FAKE_HEAD_NODE_ID)))
 
     def _resolve_token(self) -> None:
         """A head makes the cluster's token when there is none yet (~/.ray/auth_token; `ray.init()` as Ray

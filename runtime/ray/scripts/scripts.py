@@ -160,13 +160,18 @@ def start(**kw) -> None:
             raise click.ClickException(str(e)) from e
         _check_gcs(address)
     autoscaling_config = None
+    node_env: dict[str, str] = {}
     if kw["autoscaling_config"] and kw["head"] and not kw["no_monitor"]:
+        from ray.autoscaler._private.config import head_node_env
+
         autoscaling_config = os.path.abspath(os.path.expanduser(kw["autoscaling_config"]))
         _check_autoscaling_config(autoscaling_config)
+        node_env = head_node_env(autoscaling_config)
     elif kw["autoscaling_config"] and not kw["head"]:
         logger.info("Note: --autoscaling-config has effect on the head only (its autoscaler); ignored here.")
     params = NodeParams(
         autoscaling_config=autoscaling_config,
+        env=node_env,
         head=kw["head"],
         gcs_address=address,
         port=6379 if kw["port"] is None else kw["port"],

@@ -137,3 +137,21 @@ def parse(raw: dict[str, Any]) -> AutoscalingConfig:
         node_types=node_types, max_workers=max_workers,
         upscaling_speed=_number(speed, "`upscaling_speed`"),
         idle_timeout_s=_number(idle_minutes, "`idle_timeout_minutes`") * 60, raw=raw)
+
+
+def head_node_env(path: str) -> dict[str, str]:
+    """What the head's processes need in their environment so the autoscaler and `ray status` know the head: its
+    node type (RAY_NODE_TYPE_NAME) and, with the fake_multinode provider, its instance id. A config that cannot be
+    read gives nothing: the head starts all the same and the autoscaler reports what is wrong."""
+    try:
+        raw = load_file(path)
+    except ConfigError:
+        return {}
+    env: dict[str, str] = {}
+    head_type = raw.get("head_node_type")
+    if isinstance(head_type, str):
+        env["RAY_NODE_TYPE_NAME"] = head_type
+    provider = raw.get("provider") if isinstance(raw.get("provider"), dict) else {}
+    if provider.get("type") == "fake_multinode":
+        env["RAY_CLOUD_INSTANCE_ID"] = str(provider.get("head_node_id", constants.FAKE_HEAD_NODE_ID))
+    return env
