@@ -103,7 +103,7 @@ class TaskExecutor:
         spec = ActorTaskSpec.from_wire(wire)
         responder = framing.Responder()
         if self.is_async:
-            asyncio.run_coroutine_threadsafe(self._run_async(spec, responder), self._async_loop)
+            self._async_loop.call_soon_threadsafe(self._start_async, spec, responder)
         elif self._pool is not None:
             self._pool.submit(self._run_and_reply, spec, responder)
         else:
@@ -232,34 +232,37 @@ class TaskExecutor:
         threading.Thread(target=run, name="ray-async-actor", daemon=True).start()
         ready.wait()
 
+    def _start_async(self, spec: ActorTaskSpec, responder: framing.Responder) -> None:
+        """On the actor's event loop: one Task per call, which `_cancel` cancels (also while it waits for a slot
+        under max_concurrency). The method's coroutine runs inside it, not in a Task of its own."""
+        self._async_tasks[spec.task_id] = self._async_loop.create_task(self._run_async(spec, responder))
+
     async def _run_async(self, spec: ActorTaskSpec, responder: framing.Responder) -> None:
-        async with self._async_sem:
-            call = _actor_invocation(spec)
-            method = getattr(self.actor, spec.options.method)
-            task_id = spec.task_id
-            self.cw.task_events.record(task_id, 0, te.RUNNING)
-            try:
+        call = _actor_invocation(spec)
+        task_id = spec.task_id
+        try:
+            async with self._async_sem:
+                method = getattr(self.actor, spec.options.method)
+                self.cw.task_events.record(task_id, 0, te.RUNNING)
                 if any(arg[0] == ArgKind.BY_REF for arg in spec.args):  # fetching from owners may block: off the loop
                     args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._resolve_args, call)
                 else:
                     args, kwargs = self._resolve_args(call)
                 if inspect.iscoroutinefunction(method):
-                    task = asyncio.ensure_future(method(*args, **kwargs))
-                    self._async_tasks[task_id] = task
-                    result = await task
+                    result = await method(*args, **kwargs)
                 else:
                     result = method(*args, **kwargs)
                 reply = self._store_returns(call, result)
-            except asyncio.CancelledError:
-                reply = self._error_reply(call, exceptions.TaskCancelledError(task_id.hex()))
-            except ActorExit:
-                reply = self._store_returns(call, None)
-                self.exiting = True
-                self.queue.put(None)
-            except Exception as e:
-                reply = self._error_reply(call, self._task_error(call, e))
-            finally:
-                self._async_tasks.pop(task_id, None)
+        except asyncio.CancelledError:
+            reply = self._error_reply(call, exceptions.TaskCancelledError(task_id.hex()))
+        except ActorExit:
+            reply = self._store_returns(call, None)
+            self.exiting = True
+            self.queue.put(None)
+        except Exception as e:
+            reply = self._error_reply(call, self._task_error(call, e))
+        finally:
+            self._async_tasks.pop(task_id, None)
         self._reply(responder, reply)
 
     def _reply(self, responder: framing.Responder, reply: msg.TaskReply | msg.ActorCreated) -> None:

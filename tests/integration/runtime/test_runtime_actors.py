@@ -86,6 +86,37 @@ def test_async_actor_runs_calls_concurrently():
     assert ray.get([a.rendezvous.remote(5) for _ in range(5)], timeout=60) == ["met"] * 5
 
 
+def test_cancelling_async_actor_calls_running_or_waiting_for_a_slot():
+    @ray.remote(max_concurrency=1)
+    class Sleeper:
+        def __init__(self):
+            self.cancelled = 0
+
+        async def sleep(self, seconds):
+            try:
+                await asyncio.sleep(seconds)
+            except asyncio.CancelledError:
+                self.cancelled += 1  # the method sees the cancellation, as in Ray
+                raise
+            return "slept"
+
+        async def count(self):
+            return self.cancelled
+
+    s = Sleeper.remote()
+    running = s.sleep.remote(60)
+    waiting = s.sleep.remote(60)  # max_concurrency=1: queued behind `running`
+    time.sleep(1)
+    ray.cancel(waiting)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(waiting, timeout=30)
+    ray.cancel(running)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(running, timeout=30)
+    assert ray.get(s.count.remote(), timeout=30) == 1  # only the running call had started
+    assert ray.get(s.sleep.remote(0), timeout=30) == "slept"  # the actor goes on
+
+
 def test_threaded_actor_runs_calls_in_parallel_threads():
     @ray.remote(max_concurrency=4)
     class Threaded:
