@@ -125,6 +125,11 @@ REDIS_COST_HEADERS = ("row", "unit", "Redis GCS", "in-memory", "Redis/mem", "tar
 REDIS_COST_TOLERANCE = 0.10  # tasks, actor creation and put rows within 10% of the in-memory GCS
 
 
+# --events-cost: OpenRay with task events (the default) next to RAY_enable_task_events=0 (issue 10).
+EVENTS_COST_HEADERS = ("row", "unit", "events on", "events off", "on/off", "target", "meets")
+EVENTS_COST_TOLERANCE = 0.05  # every row within 5% of events off
+
+
 def cost_row(row: Row, tolerance: float) -> Row:
     """The row with a cost target: at most `tolerance` worse than the reference, whatever its Ray target."""
     speedup = 1 - tolerance if row.higher_is_better else 1 / (1 + tolerance)

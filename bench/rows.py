@@ -1,4 +1,4 @@
-"""The rows of the side-by-side table: what each measures, its unit, and its target (issues 4, 5 and 12).
+"""The rows of the side-by-side table: what each measures, its unit, and its target (issues 4, 5, 10, 12, 13, 16).
 
 Shared by the orchestrator (run.py) and the report; the workloads themselves only need the keys.
 """
@@ -91,6 +91,17 @@ ROWS: tuple[Row, ...] = (
     Row("gcs_restart_first_actor", "GCS in Redis: SIGKILL + restart -> a new actor answers", "s", False, AT_LEAST_RAY,
         "gcs_restart", 600, 15),
 )
+
+# Issue 10's cost rows: at least Ray's figure (bench/workloads_obs.py).
+OBSERVABILITY_ROWS: tuple[Row, ...] = (
+    Row("state_list_tasks_10k", "ray list tasks: list_tasks(limit=10000) over 10,000 finished tasks", "s", False,
+        AT_LEAST_RAY, "state_list_tasks_10k", 600, 10),
+    Row("gcs_rss_100k_task_events", "GCS memory (RSS) after 100,000 finished tasks' events", "MiB", False,
+        AT_LEAST_RAY, "gcs_task_events_100k", 900, 10),
+    Row("agent_idle_cpu_scraped", "node agent's idle CPU, /metrics scraped every 5 s", "%", False, AT_LEAST_RAY,
+        "agent_idle_cpu", 600, 10),
+)
+ROWS = ROWS + OBSERVABILITY_ROWS
 
 # Workloads run in their own pid and network namespace (`unshare`): see the autoscaling rows.
 ISOLATED_WORKLOADS = frozenset({"autoscale_first_task"})

@@ -6,6 +6,7 @@
     python bench/run.py --self-check         # one tiny row per runtime, plus the table logic
     python bench/run.py --auth-cost --repeat 3   # OpenRay with token auth next to RAY_AUTH_MODE=disabled
     python bench/run.py --redis-cost --only tasks,actor,put   # GCS tables in Redis next to in memory
+    python bench/run.py --events-cost --only tasks,actor   # task events on next to RAY_enable_task_events=0
 
 Each workload runs in a fresh interpreter of each runtime (bench/workloads.py); the table,
 with the ratio OpenRay/Ray and each row's target from issues 4 and 5, is printed and written
@@ -30,6 +31,8 @@ from pathlib import Path
 import psutil
 from report import (
     AUTH_COST_HEADERS,
+    EVENTS_COST_HEADERS,
+    EVENTS_COST_TOLERANCE,
     REDIS_COST_HEADERS,
     REDIS_COST_TOLERANCE,
     Cell,
@@ -85,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--redis-cost", action="store_true",
                        help="OpenRay twice, with its GCS tables in a redis-server started for the run and in memory, "
                             "alternating per workload; target: every row within 10%% of in memory")
+    which.add_argument("--events-cost", action="store_true",
+                       help="OpenRay twice, with task events (the default) and with RAY_enable_task_events=0, "
+                            "alternating per workload; target: every row within 5%% of events off")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each workload N times per runtime; the figure is the median (default 1)")
     parser.add_argument("--ray-python", help="the real Ray's interpreter (default: .ci/real-ray-venv)")
@@ -104,12 +110,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 AUTH_OFF = "OpenRay auth off"
 REDIS_GCS = "OpenRay Redis GCS"
+EVENTS_OFF = "OpenRay events off"
 
 
 def runtimes_for(args: argparse.Namespace, redis_address: str = "") -> list[Runtime]:
     if getattr(args, "auth_cost", False):
         python = args.openray_python or openray_python()
         return [Runtime("OpenRay", python), Runtime(AUTH_OFF, python, {"RAY_AUTH_MODE": "disabled"})]
+    if getattr(args, "events_cost", False):
+        python = args.openray_python or openray_python()
+        return [Runtime("OpenRay", python), Runtime(EVENTS_OFF, python, {"RAY_enable_task_events": "0"})]
     if getattr(args, "redis_cost", False):
         # Each driver gets its own RAY_external_storage_namespace (runner.workload_env): a fresh cluster.
         python = args.openray_python or openray_python()
@@ -178,19 +188,21 @@ def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str,
 
 
 def write_results(comparisons: list[Comparison], meta: dict[str, object], results_dir: Path,
-                  auth_cost: bool = False, redis_cost: bool = False) -> Path:
+                  auth_cost: bool = False, redis_cost: bool = False, events_cost: bool = False) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     body_json = to_json(comparisons, meta)
     title = ("OpenRay: token auth on vs off" if auth_cost else
-             "OpenRay: GCS in Redis vs in memory" if redis_cost else "OpenRay vs Ray 2.60")
-    headers = AUTH_COST_HEADERS if auth_cost else REDIS_COST_HEADERS if redis_cost else None
+             "OpenRay: GCS in Redis vs in memory" if redis_cost else
+             "OpenRay: task events on vs off" if events_cost else "OpenRay vs Ray 2.60")
+    headers = (AUTH_COST_HEADERS if auth_cost else REDIS_COST_HEADERS if redis_cost else
+               EVENTS_COST_HEADERS if events_cost else None)
     table = markdown_table(comparisons, headers) if headers else markdown_table(comparisons)
     body_md = (f"# {title} — {meta['date']}\n\n{meta['machine']}; load at start "
                f"{meta['load_average_at_start']}; {meta['duration_s']} s per throughput row; "
                f"OpenRay at {meta['openray_commit']}.\n\n{table}\n\n"
                f"{summary_line(comparisons)}\n")
-    kind = "auth-cost" if auth_cost else "redis-cost" if redis_cost else ""
+    kind = "auth-cost" if auth_cost else "redis-cost" if redis_cost else "events-cost" if events_cost else ""
     if kind:
         stamp = f"{kind}-{stamp}"
     for name in (stamp, f"latest-{kind}" if kind else "latest"):
@@ -248,6 +260,16 @@ def _run(args: argparse.Namespace, rows: list, runtimes: list[Runtime]) -> int:
         print()
         print(summary_line(comparisons) + "  (target: the Redis GCS within 10% of the in-memory GCS, same run)")
         print(f"results: {write_results(comparisons, meta, results_dir, redis_cost=True)}")
+        return 0
+    if args.events_cost:
+        comparisons = [Comparison(cost_row(row, EVENTS_COST_TOLERANCE), cells["OpenRay"].get(row.key, Cell()),
+                                  cells[EVENTS_OFF].get(row.key, Cell())) for row in rows]
+        print()
+        print(text_table(comparisons, headers=EVENTS_COST_HEADERS))
+        print()
+        print(summary_line(comparisons) + "  (target: task events on within 5% of off, same run; the JSON has each "
+                                          "row's driver_cpu_s_per_10k_ops)")
+        print(f"results: {write_results(comparisons, meta, results_dir, events_cost=True)}")
         return 0
     comparisons = compare(rows, cells, baseline)
     print()

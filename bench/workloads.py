@@ -26,6 +26,7 @@ from typing import Any
 
 import ray
 import workloads_ft  # sibling modules: bench/ is sys.path[0]
+import workloads_obs
 from procs import TOKEN_ENV, proc_info, processes_of_run, terminate
 
 Rows = dict[str, dict[str, Any]]
@@ -72,6 +73,7 @@ def measure_rate(call: Callable[[], None], ops_per_call: float, duration_s: floa
     rates = []
     per_trial = duration_s / trials
     calls = 0
+    cpu_start = time.process_time()
     for _ in range(trials):
         count = 0
         start = time.perf_counter()
@@ -83,8 +85,11 @@ def measure_rate(call: Callable[[], None], ops_per_call: float, duration_s: floa
                 break
         calls += count
         rates.append(count * ops_per_call / elapsed)
+    cpu_s = time.process_time() - cpu_start
     details = {"trials": [round(r, 3) for r in rates], "std": round(statistics.pstdev(rates), 3),
-               "calls": calls}
+               "calls": calls,
+               # The driver's own CPU (all its threads) per 10,000 operations: what task events cost it.
+               "driver_cpu_s_per_10k_ops": round(cpu_s * 10_000 / max(1.0, calls * ops_per_call), 4)}
     return statistics.fmean(rates), details
 
 
@@ -807,7 +812,7 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
         pg_create_strict_spread_4_nodes, pg_tasks_async, client_round_trip, launcher_up, autoscale_first_task,
         autoscaler_round, workloads_ft.gcs_restart,
     )
-}
+} | workloads_obs.WORKLOADS
 
 
 def run_maybe_profiled(workload: Callable[[float], Rows], duration_s: float) -> Rows:
@@ -850,6 +855,7 @@ def main() -> int:
         ray.shutdown()
         _shutdown_cluster()
         _stop_head_started_with_cli()
+        workloads_obs.cleanup()
     finally:
         print(f"ray.shutdown took {time.perf_counter() - start:.2f}s", file=sys.stderr)
     return 0 if "rows" in result else 1

@@ -63,6 +63,9 @@ class RayConfig:
     # them to the GCS (through its raylet) every `task_events_report_interval_ms` (0: not at all), keeping at
     # most `task_events_max_num_status_events_buffer_on_worker` between reports (the rest are counted as
     # dropped). The GCS keeps the newest `task_events_max_num_task_in_gcs` task attempts.
+    # `enable_task_events` (RAY_enable_task_events=0) turns them off altogether: nothing is recorded on the hot
+    # path, the state API's task list and `ray_tasks` stay empty (Ray's switch and default).
+    enable_task_events: bool = True
     task_events_report_interval_ms: int = 1000
     task_events_max_num_status_events_buffer_on_worker: int = 100 * 1000
     task_events_max_num_task_in_gcs: int = 100000

@@ -83,21 +83,22 @@ def categorize(files: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def tail(path: str, lines: int) -> tuple[bytes, int]:
+def tail(path: str, lines: int, start: int = 0, end: int | None = None) -> tuple[bytes, int]:
     """The last `lines` lines of the file (all of it when lines < 0, up to MAX_TAIL_BYTES) and the offset
-    its end was at."""
+    its end was at; with `start`/`end`, of that byte range of the file only (a task's part of a worker's log)."""
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
-        end = f.tell()
+        end = f.tell() if end is None else max(0, min(end, f.tell()))
+        start = max(0, min(start, end))
         if lines == 0:
             return b"", end
         if lines < 0:
-            start = max(0, end - MAX_TAIL_BYTES)
+            start = max(start, end - MAX_TAIL_BYTES)
             f.seek(start)
             return f.read(end - start), end
         block, data, pos = 64 * 1024, b"", end
-        while pos > 0 and data.count(b"\n") <= lines and len(data) < MAX_TAIL_BYTES:
-            step = min(block, pos)
+        while pos > start and data.count(b"\n") <= lines and len(data) < MAX_TAIL_BYTES:
+            step = min(block, pos - start)
             pos -= step
             f.seek(pos)
             data = f.read(step) + data

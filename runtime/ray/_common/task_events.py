@@ -13,7 +13,10 @@ job_id, required_resources, runtime_env_info, placement_group_id, language. `ext
   * the owner's first event of an attempt: `(description key, parent task id, actor id or None)`;
   * `{"info": {...}}`: a full description (with parent_task_id, actor_id), for rare tasks such as an
     actor's creation and the driver;
-  * a FAILED event: `{"error_type", "error_message"}`.
+  * a FAILED event: `{"error_type", "error_message"}`;
+  * a normal task's RUNNING, recorded by its executor: `{"log": (stdout file, stderr file, stdout start,
+    stderr start)}`, its worker's log files and their sizes as the task starts; when it ends, an event with
+    state None (no state change) and `{"log_end": (stdout end, stderr end)}` (Ray's task_log_info).
 The executing worker's RUNNING event names the task's node, worker and pid through the batch's sender.
 """
 

@@ -5,7 +5,7 @@ Also runs the supervisors of jobs the head places on this node (`/api/job_agent/
 Serves the runtime env gRPC service on --grpc-port and HTTP on --http-port (Ray's
 --dashboard-agent-listen-port, 52365): health endpoints (`GET /api/healthz` and `GET /api/local_raylet_healthz`
 answer `success`; KubeRay's probes call them with wget on localhost), this node's stats and the user metrics
-push (`reporter.py`), this node's log files (`log_agent.py`). Both servers require the cluster's token (gRPC
+push (`reporter.py`), this node's log files (`log_agent.py`), its runtime envs (`GET /api/v0/runtime_envs_local`). Both servers require the cluster's token (gRPC
 metadata, HTTP headers), the two health endpoints aside. Prometheus text is served on its own port,
 --metrics-export-port (`GET /metrics` only), without a token, as Ray serves it.
 
@@ -169,6 +169,11 @@ class NodeAgent:
                 return web.Response(status=503, text="Local Raylet failed: the GCS reports this node as dead.")
         return web.Response(text="success")
 
+    async def _runtime_envs(self, request: web.Request) -> web.Response:
+        # What this node's runtime env service created and uses, or failed to create (`ray list runtime-envs`).
+        states = self.manager.states()
+        return web.json_response({"runtime_env_states": states, "total": len(states)})
+
     async def _register(self, address: AgentAddress) -> None:
         # The GCS may still be starting; keep trying without holding up the servers.
         for attempt in range(120):
@@ -200,6 +205,7 @@ class NodeAgent:
         app = web.Application(middlewares=middlewares)
         app.router.add_get("/api/healthz", self._healthz)
         app.router.add_get("/api/local_raylet_healthz", self._local_raylet_healthz)
+        app.router.add_get("/api/v0/runtime_envs_local", self._runtime_envs)
         self.job_agent.add_routes(app)
         self.reporter.add_routes(app)
         self.log_agent.add_routes(app)

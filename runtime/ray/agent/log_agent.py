@@ -1,7 +1,8 @@
 """This node's log files for the dashboard (token required, as every agent route):
 
     GET /api/v0/logs/list_local?glob=*                  {"files": [names relative to <session>/logs]}
-    GET /api/v0/logs/file_local?filename=F&lines=1000   the last lines (lines=-1: the whole file)
+    GET /api/v0/logs/file_local?filename=F&lines=1000   the last lines (lines=-1: the whole file); with
+                                                        start_offset/end_offset, of that byte range only
     GET /api/v0/logs/stream_local?filename=F&lines=1000&interval=0.5   ... then new bytes as they come
 
 A bad name (absolute, `..`, outside the log directory) is a 400, a missing file a 404 (`_common/log_files`).
@@ -24,6 +25,19 @@ def _lines(request: web.Request) -> int:
         return int(request.query.get("lines", 1000))
     except ValueError:
         raise web.HTTPBadRequest(text=f"lines must be an integer, got {request.query.get('lines')!r}.") from None
+
+
+def _offset(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer, got {raw!r}.") from None
+    if value < 0:
+        raise web.HTTPBadRequest(text=f"{name} must not be negative, got {value}.")
+    return value
 
 
 def _interval(request: web.Request) -> float:
@@ -57,18 +71,20 @@ class LogAgent:
 
     async def _file(self, request: web.Request) -> web.Response:
         path = self._resolve(request)
-        data, _ = await asyncio.to_thread(log_files.tail, path, _lines(request))
+        start, end = _offset(request, "start_offset") or 0, _offset(request, "end_offset")
+        data, _ = await asyncio.to_thread(log_files.tail, path, _lines(request), start, end)
         return web.Response(body=data, content_type="text/plain")
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         path = self._resolve(request)
         lines, interval = _lines(request), _interval(request)
-        data, offset = await asyncio.to_thread(log_files.tail, path, lines)
+        start, end = _offset(request, "start_offset") or 0, _offset(request, "end_offset")
+        data, offset = await asyncio.to_thread(log_files.tail, path, lines, start, end)
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
         if data:
             await response.write(data)
-        while True:  # until the client goes away (the write fails) or the file is removed
+        while end is None:  # until the client goes away (the write fails) or the file is removed
             await asyncio.sleep(interval)
             try:
                 size = os.path.getsize(path)

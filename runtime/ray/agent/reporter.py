@@ -18,7 +18,7 @@ from aiohttp import web
 from ray.agent.metrics.exporter import RayCollector, render
 from ray.agent.metrics.node_stats import DEFAULT_MIN_INTERVAL_S, NodeStatsCollector
 from ray.agent.metrics.user_metrics import PushError, UserMetricsStore
-from ray.protocol import actor_pb2, placement_group_pb2
+from ray.protocol import actor_pb2, placement_group_pb2, state_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +37,14 @@ def cluster_counts(gcs: Any) -> dict[str, Any]:
         (active if n["Alive"] else failed)[node_type] += 1
     actors: Counter = Counter()
     for a in gcs.call(gcs.stubs.actor.GetAllActorInfo, actor_pb2.GetAllActorInfoRequest()).actor_table_data:
-        actors[(actor_pb2.ActorTableData.ActorState.Name(a.state), a.class_name)] += 1
+        actors[(actor_pb2.ActorTableData.ActorState.Name(a.state), a.class_name, a.job_id.hex())] += 1
+    reply = gcs.call(gcs.stubs.task_info.GetTaskStateCounts, state_pb2.GetTaskStateCountsRequest())
+    tasks = {tuple(row[:4]): row[4] for row in json.loads(reply.counts_json or b"[]")}
     groups: Counter = Counter()
     reply = gcs.call(gcs.stubs.placement_group.GetAllPlacementGroup, placement_group_pb2.GetAllPlacementGroupRequest())
     for pg in reply.placement_group_table_data:
         groups[placement_group_pb2.PlacementGroupTableData.PlacementGroupState.Name(pg.state)] += 1
-    return {"active": dict(active), "failed": dict(failed), "pending": {}, "actors": dict(actors),
+    return {"active": dict(active), "failed": dict(failed), "pending": {}, "actors": dict(actors), "tasks": tasks,
             "placement_groups": dict(groups), "is_head_of": {n["NodeID"]: n["IsHeadNode"] for n in nodes}}
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -75,6 +76,7 @@ class TaskExecutor:
         self.exiting = False
         self.gcs_conn = None  # the GCS's connection that created our actor
         self._last_task_name = ""
+        self._log_names: tuple[str, str] | None | bool = False  # False: not looked up yet
 
     # ------------------------------------------------------------------ io thread
     @handles(msg.PUSH_TASK)
@@ -285,7 +287,19 @@ class TaskExecutor:
             print(f":task_name:{options.name}", flush=True)
         call = _Invocation(spec.task_id, options.name, spec.args, spec.kwargs_keys, spec.return_ids,
                            options.retry_exceptions, push.get("attempt", 0))
-        return self._execute(call, lambda: self.cw.functions.load(options.function_key))
+        function = lambda: self.cw.functions.load(options.function_key)  # noqa: E731
+        events = self.cw.task_events
+        files = self._log_files() if events.enabled else None
+        if files is None:
+            return self._execute(call, function)
+        # Ray's task_log_info: where this task's output starts and ends in this worker's .out/.err, so that
+        # `ray logs task --id` shows only its lines (actor tasks interleave: Ray serves the actor's log).
+        out_start, err_start = _log_sizes()
+        events.record(call.task_id, call.attempt, te.RUNNING, {"log": (*files, out_start, err_start)})
+        try:
+            return self._execute_inner(call, function)
+        finally:
+            events.record(call.task_id, call.attempt, None, {"log_end": _log_sizes()})
 
     def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
         self.cw.set_task_context(TaskID(spec.task_id), lease_id=0, **{**self._actor_context,
@@ -323,6 +337,18 @@ class TaskExecutor:
             return self._error_reply(call, exceptions.TaskCancelledError(task_id.hex()))
         finally:
             self._running.pop(task_id, None)
+
+    def _log_files(self) -> tuple[str, str] | None:
+        """This worker's stdout and stderr file names in the node's log directory (Ray's worker-*.out/.err), or
+        None when they are not such files."""
+        files = self._log_names
+        if files is False:
+            try:
+                names = tuple(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) for fd in (1, 2))
+            except OSError:
+                names = ()
+            files = self._log_names = names if all(n.startswith("worker-") for n in names) and names else None
+        return files
 
     def _apply_gpus(self, gpu_ids: list) -> None:
         if gpu_ids and not os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"):
@@ -413,6 +439,16 @@ class TaskExecutor:
             self.cw.refs.hold_for_caller(call.task_id, nested)
             reply["nested_holder"] = self.cw.address
         return reply
+
+
+def _log_sizes() -> tuple[int, int]:
+    """The sizes of this process's stdout and stderr files, what was printed so far written out."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # the task closed or replaced them: sizes of what reached the files
+        pass
+    return os.fstat(1).st_size, os.fstat(2).st_size
 
 
 def _actor_invocation(spec: ActorTaskSpec) -> _Invocation:

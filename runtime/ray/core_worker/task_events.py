@@ -57,10 +57,11 @@ class TaskEventBuffer:
         self.dropped = 0
         self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's events (io thread)
         self._handle = None
-        self.enabled = self.interval_s > 0
+        self.enabled = cfg.enable_task_events and self.interval_s > 0
         self._driver_task = core_worker.driver_task_id.binary()
         if not self.enabled:
             self.record = _ignore  # type: ignore[method-assign]
+            self.record_submitted = _ignore  # type: ignore[method-assign]
 
     def record(self, task_id: bytes, attempt: int, state: str, extra: Any = None) -> None:
         """Any thread. The hot path: one length check and one append."""

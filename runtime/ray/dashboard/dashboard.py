@@ -130,10 +130,11 @@ def build_app(gcs: GcsLike, gcs_address: str, session_dir: str, node_ip: str) ->
     job_head = JobHead(manager, gcs)
     job_head.add_routes(app)
     ui.add_routes(app)
+    node_head = NodeHead(gcs, session_dir)
     if hasattr(gcs, "stubs"):  # a real GcsClient (tests may pass a KV-only stand-in)
         objects = ObjectsSource(gcs)
-        StateHead(StateAggregator(gcs, job_head.all_job_details, objects.rows)).add_routes(app)
-    node_head = NodeHead(gcs, session_dir)
+        StateHead(StateAggregator(gcs, job_head.all_job_details, objects.rows, agents=node_head.agents,
+                                  cluster_events=lambda: list(node_head.history.events))).add_routes(app)
     node_head.add_routes(app)
     LogHead(gcs, node_head.agents).add_routes(app)
     service_discovery = ServiceDiscoveryWriter(gcs, os.path.dirname(os.path.normpath(session_dir)))

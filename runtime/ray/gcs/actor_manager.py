@@ -113,6 +113,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             class_name=spec.class_name, state=State.PENDING_CREATION, max_restarts=spec.max_restarts,
             is_detached=spec.is_detached, owner_address_json=spec.owner_address_json, version=1,
             max_task_retries=spec.max_task_retries, function_key=spec.function_key,
+            required_resources=spec.resources,
         )
         actor = _Actor(data, spec)
         self._actors[data.actor_id] = actor

@@ -43,7 +43,7 @@ class TaskAttempt:
     (name, type, resources, runtime env, ...) shared by all the calls of one function."""
 
     __slots__ = ("task_id", "attempt", "desc", "parent_task_id", "actor_id", "node_id", "worker_id", "worker_pid",
-                 "error_type", "error_message", "events")
+                 "error_type", "error_message", "events", "log", "counted")
 
     def __init__(self, task_id: bytes, attempt: int):
         self.task_id = task_id
@@ -53,6 +53,9 @@ class TaskAttempt:
         self.actor_id = self.node_id = self.worker_id = self.error_type = self.error_message = None
         self.worker_pid: int | None = None
         self.events: list[tuple[str, int]] = []
+        # (stdout file, stderr file, stdout start, stderr start[, stdout end, stderr end]) in the worker's logs.
+        self.log: tuple | None = None
+        self.counted: tuple | None | bool = None  # the `ray_tasks` series it is counted in (False: evicted)
 
     @property
     def job_id(self) -> str:
@@ -78,6 +81,23 @@ class TaskAttempt:
                 return int(t * 1000)
         return None
 
+    def log_info(self) -> dict[str, Any] | None:
+        """Ray's TaskLogInfo: the worker's log files and where this attempt's output is in them."""
+        log = self.log
+        if log is None:
+            return None
+        info = {"stdout_file": log[0], "stderr_file": log[1], "stdout_start": log[2], "stderr_start": log[3]}
+        if len(log) > 4:
+            info["stdout_end"], info["stderr_end"] = log[4], log[5]
+        return info
+
+    def series(self) -> tuple[str, str, str, str] | None:
+        """(State, Name, IsRetry, JobId) of the `ray_tasks` gauge (None for a driver: not a task there)."""
+        d = self.desc
+        if d.get("type") == te.DRIVER_TASK:
+            return None
+        return self.state(), d.get("name", ""), "1" if self.attempt else "0", d.get("job_id", "")
+
     def row(self) -> dict[str, Any]:
         """The state API's TaskState columns (all of them; the dashboard drops detail-only ones)."""
         events = sorted(((state, int(t * 1000)) for state, t in self.events), key=lambda e: e[1])
@@ -98,7 +118,7 @@ class TaskAttempt:
             "creation_time_ms": events[0][1] if events else None,
             "start_time_ms": self.time_of(te.RUNNING),
             "end_time_ms": self.time_of(te.FINISHED, te.FAILED),
-            "task_log_info": None, "error_message": self.error_message, "is_debugger_paused": None,
+            "task_log_info": self.log_info(), "error_message": self.error_message, "is_debugger_paused": None,
             "call_site": None, "label_selector": None, "fallback_strategy": None,
         }
 
@@ -114,6 +134,9 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         # instead of bringing them back half-described (Ray tracks dropped attempts the same way, bounded).
         self._evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self.max_evicted_tracked = max(self.max_num_tasks, 100000)
+        # (State, Name, IsRetry, JobId) -> attempts: Ray's `ray_tasks` gauge, kept as events arrive.
+        self.state_counts: dict[tuple[str, str, str, str], int] = {}
+        self._series: dict[tuple, tuple] = {}
 
     # ------------------------------------------------------------------ writes
     async def AddTaskEventData(self, request, context):
@@ -137,12 +160,15 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         descriptions = {key: self._shared(desc) for key, desc in (batch.get("descriptions") or {}).items()}
         record_of = self._record
         running = te.RUNNING
+        touched: dict[int, TaskAttempt] = {}
         for task_id, attempt, state, t, extra in batch.get("events", ()):
             record = record_of(task_id, attempt)
             if record is None:
                 continue
-            # One pickle holds one object per distinct string, so the states of a batch share theirs.
-            record.events.append((state, t))  # seconds, as recorded: turned into ms when read
+            touched[id(record)] = record
+            if state is not None:  # None: only more about the attempt (where its output ends)
+                # One pickle holds one object per distinct string, so the states of a batch share theirs.
+                record.events.append((state, t))  # seconds, as recorded: turned into ms when read
             if state == running:  # the executor's own event: where it runs
                 record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
             if extra:
@@ -152,6 +178,32 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                     record.actor_id = extra[2]
                 else:
                     self._merge(record, extra)
+        self._recount(touched.values())
+
+    def _recount(self, records: Any) -> None:
+        """Moves each attempt to the `ray_tasks` series it now belongs to."""
+        counts, shared = self.state_counts, self._series
+        for record in records:
+            old = record.counted
+            if old is False:  # evicted meanwhile (a batch larger than the table)
+                continue
+            series = record.series()
+            if series != old:
+                if old is not None:
+                    self._decrement(old)
+                if series is not None:
+                    # One tuple per series, shared by its attempts (100,000 attempts, a few dozen series).
+                    series = shared.setdefault(series, series)
+                    counts[series] = counts.get(series, 0) + 1
+                record.counted = series
+
+    def _decrement(self, series: tuple) -> None:
+        n = self.state_counts[series] - 1
+        if n:
+            self.state_counts[series] = n
+        else:
+            del self.state_counts[series]
+            self._series.pop(series, None)
 
     def _shared(self, desc: dict) -> dict:
         """One description object per distinct description (most tasks share their function's)."""
@@ -172,12 +224,21 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             record = self._tasks[key] = TaskAttempt(task_id, attempt)
             while len(self._tasks) > self.max_num_tasks:
                 old_key, old = self._tasks.popitem(last=False)
+                self._uncount(old)
                 self.num_dropped += 1
                 self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + 1
                 self._evicted[old_key] = None
                 if len(self._evicted) > self.max_evicted_tracked:
                     self._evicted.popitem(last=False)
         return record
+
+    def _uncount(self, record: TaskAttempt) -> None:
+        """An evicted attempt leaves the `ray_tasks` gauge unless it had ended: FINISHED and FAILED keep counting
+        every attempt the GCS saw end, as a core worker's counts of its finished tasks only grow in Ray."""
+        old = record.counted
+        if old and old[0] not in te.TERMINAL_STATES:
+            self._decrement(old)
+        record.counted = False
 
     def _merge(self, record: TaskAttempt, extra: dict) -> None:
         info = extra.get("info")
@@ -189,6 +250,12 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             record.node_id = _intern(extra["node_id"])
         if extra.get("worker_id") and record.worker_id is None:
             record.worker_id = _intern(extra["worker_id"])
+        log = extra.get("log")
+        if log is not None:  # the executor's RUNNING: its worker's log files and where this attempt starts there
+            record.log = (_intern(log[0]), _intern(log[1]), log[2], log[3], *(record.log or ())[4:])
+        log_end = extra.get("log_end")
+        if log_end is not None and record.log is not None:
+            record.log = (*record.log[:4], *log_end)
         if extra.get("error_type"):
             # The executor's message (the traceback) wins over the owner's empty one, whatever the order.
             if extra.get("error_message") or not record.error_message:
@@ -200,12 +267,15 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
 
     def _fail_unfinished(self, job_hex: str) -> None:
         now = time.time()
+        failed = []
         for record in self._tasks.values():
             if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state() not in te.TERMINAL_STATES:
                 record.events.append((te.FAILED, now))
                 record.error_type = te.WORKER_DIED
                 record.error_message = (f"Job finishes ({job_hex}) as driver exits. Marking all non-terminal tasks "
                                         "as failed.")
+                failed.append(record)
+        self._recount(failed)
 
     # ------------------------------------------------------------------ reads
     async def GetTaskEvents(self, request, context):
@@ -213,6 +283,10 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                                  limit=request.limit, exclude_driver=request.exclude_driver)
         return spb.GetTaskEventsReply(tasks_json=json.dumps(rows, separators=(",", ":")).encode(),
                                       num_total_stored=total, num_status_task_events_dropped=self.num_dropped)
+
+    async def GetTaskStateCounts(self, request, context):
+        counts = [[*series, n] for series, n in self.state_counts.items() if n]
+        return spb.GetTaskStateCountsReply(counts_json=json.dumps(counts, separators=(",", ":")).encode())
 
     def query(self, job_id: str = "", task_ids: list[str] | None = None, actor_id: str = "", limit: int = 0,
               exclude_driver: bool = True) -> tuple[list[dict], int]:

@@ -194,3 +194,79 @@ def test_sdk_and_cli(cluster):
     bad = subprocess.run([*cli, "cluster", "nothing-matches-*", "--address", address], capture_output=True,
                          text=True, env=env, timeout=60)
     assert bad.returncode != 0 and "No log file matches" in bad.stderr
+
+
+def test_logs_by_task_id_show_only_that_tasks_output(cluster):
+    proc = _driver(cluster, """
+        import sys
+
+        @ray.remote(resources={"two": 1}, num_cpus=0)
+        def talk(i):
+            print(f"task {i} says hi")
+            print(f"task {i} complains", file=sys.stderr)
+            return ray.get_runtime_context().get_task_id()
+
+        @ray.remote(resources={"two": 1}, num_cpus=0)
+        class Chatty:
+            def say(self):
+                print("an actor's line")
+                return ray.get_runtime_context().get_task_id()
+
+        ids = [ray.get(talk.remote(i)) for i in range(3)]  # one after another: often the same worker
+        print("TASKS", *ids)
+        print("ACTOR_TASK", ray.get(Chatty.remote().say.remote()))
+        import time
+        time.sleep(2.5)  # the workers' task events (reported every second) before the job's workers go
+    """)
+    assert proc.returncode == 0, proc.stderr
+    ids = re.search(r"TASKS (.*)", proc.stdout).group(1).split()
+    actor_task = re.search(r"ACTOR_TASK (\w+)", proc.stdout).group(1)
+
+    def task_log(i: int) -> requests.Response | None:
+        reply = _get(cluster, "/api/v0/logs/file", task_id=ids[i], format="text")
+        return reply if reply.status_code == 200 else None
+
+    for i in range(3):
+        reply = _until(lambda i=i: task_log(i))
+        assert reply.text == f"task {i} says hi\n", reply.text
+        err = _get(cluster, "/api/v0/logs/file", task_id=ids[i], suffix="err", format="text")
+        assert err.status_code == 200 and err.text == f"task {i} complains\n"
+    leading = _get(cluster, "/api/v0/logs/file", task_id=ids[1])
+    assert leading.text == "1task 1 says hi\n"  # Ray's leading_1 format
+
+    from ray.util.state import get_log
+
+    assert "".join(get_log(address=cluster.dashboard, task_id=ids[2])) == "task 2 says hi\n"
+    cli = [sys.executable, "-m", "ray.scripts.scripts", "logs", "task", "--id", ids[0], "--address", cluster.dashboard]
+    shown = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout == "task 0 says hi\n", shown.stderr
+    shown = subprocess.run([*cli, "--err"], capture_output=True, text=True, timeout=60)
+    assert shown.stdout == "task 0 complains\n", shown.stderr
+
+    # Ray's answers for an attempt that never ran, an actor task (interleaved: the actor's log) and no such task.
+    listed = _until(lambda: _get(cluster, "/api/v0/tasks", filter_keys="task_id", filter_predicates="=",
+                                 filter_values=actor_task).json()["data"]["result"]["result"])
+    assert listed
+    # Ray checks the node first: until the actor's worker has reported where it ran, that is what it says.
+    actor_words = "ray logs actor --id " if listed[0]["node_id"] else "due to missing node info"
+    for params, status, words in [({"task_id": ids[0], "attempt_number": "1"}, 404, "Could not find log file for "
+                                   f"task attempt:{ids[0]}(1)"),
+                                  ({"task_id": actor_task}, 404, actor_words),
+                                  ({"task_id": "ab" * 24}, 404, "Could not find log file for task: " + "ab" * 24),
+                                  ({"task_id": ids[0], "attempt_number": "x"}, 400, "attempt_number")]:
+        reply = _get(cluster, "/api/v0/logs/file", **params)
+        assert reply.status_code == status and words in reply.text, (params, reply.text)
+    bad = subprocess.run([*cli[:-4], "--id", "ab" * 24, "--address", cluster.dashboard], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and "Could not find log file for task" in bad.stderr
+
+
+def _until(check, timeout: float = 20, period: float = 0.3):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(period)

@@ -151,6 +151,54 @@ def test_user_metrics_from_a_driver_a_task_and_an_actor_reach_their_nodes_agent(
     assert [(x.labels["room"], x.value) for x in temp] == [("a", 21.5)]
 
 
+def test_ray_tasks_and_ray_actors_carry_rays_labels(cluster):
+    proc = _driver(cluster, """
+        @ray.remote
+        def tally(i):
+            return i
+
+        @ray.remote(max_retries=0)
+        def broken():
+            raise ValueError("no")
+
+        @ray.remote
+        class Keeper:
+            def ping(self):
+                return 1
+
+        assert ray.get([tally.remote(i) for i in range(4)]) == [0, 1, 2, 3]
+        try:
+            ray.get(broken.remote())
+        except ValueError:
+            pass
+        keeper = Keeper.remote()
+        ray.get(keeper.ping.remote())
+        print("JOB", ray.get_runtime_context().get_job_id())
+    """)
+    job_id = proc.stdout.split("JOB ")[1].split()[0]
+    head = next(n for n in _nodes(cluster) if n["IsHeadNode"])
+
+    def series() -> dict | None:
+        samples = _scrape(head)
+        tasks = {(s.labels["Name"], s.labels["State"]): s for s in samples.get("ray_tasks", [])
+                 if s.labels["JobId"] == job_id}
+        done = tasks.get(("tally", "FINISHED"))
+        return (tasks, samples) if done and done.value == 4 and ("broken", "FAILED") in tasks else None
+
+    found = _until(series, timeout=30)
+    assert found, "ray_tasks never showed the driver's finished and failed tasks"
+    tasks, samples = found
+    done = tasks[("tally", "FINISHED")]
+    assert done.labels["Source"] == "owner" and done.labels["IsRetry"] == "0"
+    assert done.labels["SessionName"].startswith("session_")
+    assert tasks[("broken", "FAILED")].value == 1
+    keeper = [s for s in samples["ray_actors"] if s.labels["Name"] == "Keeper" and s.labels["JobId"] == job_id]
+    assert keeper and keeper[0].labels["Source"] == "gcs" and keeper[0].labels["State"] in ("ALIVE", "DEAD")
+    # Cluster-wide: only the head's agent exports them.
+    worker = next(n for n in _nodes(cluster) if not n["IsHeadNode"])
+    assert "ray_tasks" not in _scrape(worker)
+
+
 def test_head_writes_prometheus_service_discovery(cluster):
     path = Path(cluster.temp_dir) / "prom_metrics_service_discovery.json"
     expected = sorted(f"{n['NodeManagerAddress']}:{n['MetricsExportPort']}" for n in _nodes(cluster))

@@ -162,6 +162,71 @@ def test_actors_nodes_workers_jobs_and_placement_groups(cluster):
     remove_placement_group(pg)
 
 
+@ray.remote
+class Reader:
+    def read(self):
+        with open("data.txt") as f:
+            return f.read()
+
+
+def test_runtime_envs_cluster_events_and_actor_resources(cluster, tmp_path):
+    import re
+
+    from ray._common.gcs_client import GcsClient
+    from ray._common.runtime_env.packaging import upload_working_dir_and_py_modules
+    from ray.exceptions import RuntimeEnvSetupError
+
+    url = cluster["url"]
+    node_id = ray.get_runtime_context().get_node_id()
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "data.txt").write_text("from the working dir")
+    gcs = GcsClient(cluster["gcs"])
+    try:
+        env = upload_working_dir_and_py_modules({"working_dir": str(wd)}, gcs)
+    finally:
+        gcs.close()
+    reader = Reader.options(runtime_env=env, num_cpus=1).remote()
+    assert ray.get(reader.read.remote()) == "from the working dir"
+    with pytest.raises(RuntimeEnvSetupError, match="must be uploaded first"):  # a local path reaches the agent
+        ray.get(square.options(runtime_env={"working_dir": str(wd)}).remote(1))
+
+    rows = state.list_runtime_envs(address=url, detail=True)
+    ok = [r for r in rows if r.runtime_env.get("working_dir") == env["working_dir"]]
+    assert len(ok) == 1, rows
+    assert ok[0].success is True and ok[0].error is None and ok[0].node_id == node_id
+    assert ok[0].ref_cnt == 1 and isinstance(ok[0].creation_time_ms, int) and ok[0].creation_time_ms >= 0
+    failed = [r for r in rows if r.runtime_env.get("working_dir") == str(wd)]
+    assert len(failed) == 1 and failed[0].success is False and "must be uploaded first" in failed[0].error
+    assert all(not r.success for r in state.list_runtime_envs(address=url, filters=[("success", "=", "false")]))
+    listed = _ray("list", "runtime-envs", "--address", url).stdout
+    assert "RUNTIME_ENV" in listed and "SUCCESS" in listed and env["working_dir"] in listed
+
+    # Ray's required_resources: what the actor holds while it runs.
+    reader_id = reader._actor_id.hex()
+    [row] = state.list_actors(address=url, detail=True, filters=[("actor_id", "=", reader_id)])
+    assert row.required_resources == {"CPU": 1.0}
+    status, body = _http(url, "/logical/actors")
+    assert status == 200 and body["data"]["actors"][reader_id]["requiredResources"] == {"CPU": 1.0}
+    detail = json.loads(_ray("list", "actors", "--detail", "--address", url, "--filter", f"actor_id={reader_id}",
+                             "--format", "json").stdout)
+    assert detail[0]["required_resources"] == {"CPU": 1.0}
+
+    # The recent cluster events (/events) as Ray's ClusterEventState rows.
+    ray.kill(reader)
+    died = _until(lambda: [e for e in state.list_cluster_events(address=url, detail=True) if reader_id in e.message],
+                  timeout=30)
+    assert died[0].severity == "WARNING" and died[0].source_type == "GCS"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", died[0].time), died[0].time
+    assert died[0].custom_fields["actor_id"] == reader_id
+    events = state.list_cluster_events(address=url)
+    assert any("joined the cluster as the head" in e.message for e in events)
+    assert events[0].custom_fields is None  # a detail column
+    assert state.list_cluster_events(address=url, filters=[("severity", "=", "ERROR")]) == []
+    table = _ray("list", "cluster-events", "--address", url).stdout
+    assert "SEVERITY" in table and "SOURCE_TYPE" in table and "joined the cluster" in table
+
+
 def test_objects_and_ray_memory(cluster):
     big = ray.put(b"x" * 2_000_000)
     url = cluster["url"]

@@ -69,6 +69,11 @@ def test_log_file_names_never_leave_the_log_directory(tmp_path):
         log_files.resolve(str(logs), "missing.out")
     assert log_files.tail(str(logs / "raylet.out"), 2)[0] == b"b\nc\n"
     assert log_files.tail(str(logs / "raylet.out"), -1)[0] == b"a\nb\nc\n"
+    # A task's part of a worker's file: the byte range its task events name, its last lines within it.
+    assert log_files.tail(str(logs / "raylet.out"), -1, 2, 4) == (b"b\n", 4)
+    assert log_files.tail(str(logs / "raylet.out"), 1, 0, 4)[0] == b"b\n"
+    assert log_files.tail(str(logs / "raylet.out"), 5, 4)[0] == b"c\n"
+    assert log_files.tail(str(logs / "raylet.out"), 5, 4, 999)[0] == b"c\n"
     assert log_files.categorize(log_files.list_files(str(logs))) == {
         "internal": ["escape.log", "events/event_GCS.log"], "raylet": ["raylet.out"]}
 

@@ -50,3 +50,34 @@ def test_the_table_keeps_the_newest_attempts_and_ignores_late_events_of_dropped_
     _add(store, EXECUTOR, [(t, 0, te.RUNNING, 2.0, None) for t in ids[:5]])  # late: the attempts are gone
     assert store.query()[1] == 10 and store.num_dropped == 5
     assert store.query(task_ids=[ids[-1].hex(), "not-hex"])[1] == 1
+
+
+def test_ray_tasks_counts_follow_each_attempt_and_keep_ended_ones_after_eviction():
+    store = GcsTaskManager(3)
+    a, b, c, d = (os.urandom(24) for _ in range(4))
+    # The executor's RUNNING may come before the owner's description: counted under "" until the name arrives.
+    _add(store, EXECUTOR, [(a, 0, te.RUNNING, 2.0, None)])
+    assert store.state_counts == {(te.RUNNING, "", "0", ""): 1}
+    _add(store, OWNER, [(a, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)), (a, 0, te.FINISHED, 3.0, None),
+                        (b, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)),
+                        (c, 1, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    assert store.state_counts == {(te.FINISHED, "f", "0", "01000000"): 1,
+                                  (te.PENDING_NODE_ASSIGNMENT, "f", "0", "01000000"): 1,
+                                  (te.PENDING_NODE_ASSIGNMENT, "f", "1", "01000000"): 1}  # c is a retry
+    # d evicts a (ended: still counted, as a worker's finished count only grows) and then b (pending: uncounted).
+    _add(store, OWNER, [(d, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    _add(store, OWNER, [(os.urandom(24), 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    assert store.state_counts == {(te.FINISHED, "f", "0", "01000000"): 1,
+                                  (te.PENDING_NODE_ASSIGNMENT, "f", "0", "01000000"): 2,
+                                  (te.PENDING_NODE_ASSIGNMENT, "f", "1", "01000000"): 1}
+
+
+def test_an_executors_log_offsets_become_rays_task_log_info():
+    store = GcsTaskManager(10)
+    tid = os.urandom(24)
+    _add(store, EXECUTOR, [(tid, 0, te.RUNNING, 2.0, {"log": ("worker-1.out", "worker-1.err", 100, 7)}),
+                           (tid, 0, None, 2.5, {"log_end": (180, 7)})])
+    [row], _ = store.query()
+    assert row["task_log_info"] == {"stdout_file": "worker-1.out", "stderr_file": "worker-1.err",
+                                    "stdout_start": 100, "stderr_start": 7, "stdout_end": 180, "stderr_end": 7}
+    assert [e["state"] for e in row["events"]] == [te.RUNNING]  # the end offsets are no state change

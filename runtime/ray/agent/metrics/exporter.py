@@ -3,7 +3,8 @@
 Every node: `ray_node_*` (psutil/NVML), `ray_component_*` (the node's daemons and workers), `ray_resources`
 and `ray_object_store_memory` (the raylet's view), and the user metrics of `ray.util.metrics` pushed by the
 node's processes. The head node's agent adds the cluster-wide ones the GCS knows: `ray_cluster_active_nodes`,
-`ray_cluster_failed_nodes`, `ray_cluster_pending_nodes`, `ray_actors`, `ray_placement_groups`.
+`ray_cluster_failed_nodes`, `ray_cluster_pending_nodes`, `ray_actors`, `ray_placement_groups`, and `ray_tasks`
+(from the task events the GCS keeps counts of).
 Text format by prometheus-client.
 """
 
@@ -147,8 +148,18 @@ class RayCollector:
                                ("ray_cluster_pending_nodes", "Pending nodes on the cluster", "pending")):
             rows = [((node_type, self.session_name), n) for node_type, n in sorted(c.get(key, {}).items())]
             yield _gauge(name, doc, labels, rows)
-        yield _gauge("ray_actors", "Current number of actors in a particular state.", ("State", "Name", "SessionName"),
-                     [((state, name, self.session_name), n) for (state, name), n in sorted(c.get("actors", {}).items())])
+        # Ray's GCS records actors by state with Source="gcs" (its workers add ALIVE_IDLE/ALIVE_RUNNING_TASKS).
+        yield _gauge("ray_actors", "Current number of actors in a particular state.",
+                     ("State", "Name", "Source", "JobId", "SessionName"),
+                     [((state, name, "gcs", job_id, self.session_name), n)
+                      for (state, name, job_id), n in sorted(c.get("actors", {}).items())])
+        # Ray's core workers record their tasks by state: the owner the pending and ended ones, the executor the
+        # running ones (Source); here from the GCS's task events, which both report.
+        yield _gauge("ray_tasks", "Current number of tasks currently in a particular state.",
+                     ("State", "Name", "Source", "IsRetry", "JobId", "SessionName"),
+                     [((state, name, "executor" if state.startswith("RUNNING") else "owner", retry, job_id,
+                        self.session_name), n)
+                      for (state, name, retry, job_id), n in sorted(c.get("tasks", {}).items())])
         yield _gauge("ray_placement_groups", "Current number of placement groups by state.", ("State", "SessionName"),
                      [((state, self.session_name), n) for state, n in sorted(c.get("placement_groups", {}).items())])
 

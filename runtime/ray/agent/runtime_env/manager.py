@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import shutil
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +40,20 @@ _CACHE_SIZE_ENV = {
 }
 
 
+_MAX_FAILED_ENVS = 100
+
+
+class CreatedEnv:
+    """What `ray list runtime-envs` shows of one env on this node (Ray's CreatedEnvResult)."""
+
+    __slots__ = ("success", "error", "creation_time_ms")
+
+    def __init__(self, success: bool, error: str | None, creation_time_ms: int):
+        self.success = success
+        self.error = error
+        self.creation_time_ms = creation_time_ms  # how long creating it took, as Ray's
+
+
 class RuntimeEnvSetupFailed(RuntimeError):
     """Creating a runtime env failed; the message is what the user sees in RuntimeEnvSetupError."""
 
@@ -49,6 +65,10 @@ def _cache_limit_bytes(kind: str) -> int:
 def canonical(serialized_runtime_env: str) -> str:
     """One key per distinct env, whatever the key order of its JSON."""
     return json.dumps(json.loads(serialized_runtime_env or "{}"), sort_keys=True)
+
+
+def _ms_since(start: float) -> int:
+    return int(round((time.perf_counter() - start) * 1000))
 
 
 class RuntimeEnvManager:
@@ -67,6 +87,9 @@ class RuntimeEnvManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._env_users: dict[str, int] = {}  # canonical env -> users
         self._env_resources: dict[str, list[tuple[str, str]]] = {}  # canonical env -> (kind, uri)
+        # canonical env -> its last creation's result, for `ray list runtime-envs` (Ray's env cache): kept while
+        # the env has users; a failure is kept (the newest _MAX_FAILED_ENVS) so that the user can see why.
+        self._results: OrderedDict[str, CreatedEnv] = OrderedDict()
         self.setup_log_dir = os.path.join(os.path.dirname(resources_dir.rstrip("/")), "logs")
 
     def _deleter(self, kind: str) -> Callable[[str], int]:
@@ -157,20 +180,46 @@ class RuntimeEnvManager:
             raise RuntimeEnvSetupFailed(str(e)) from e
         key = canonical(serialized_runtime_env)
         timeout = setup_timeout_seconds(runtime_env)
+        start = time.perf_counter()
         try:
-            context, used = await asyncio.wait_for(self._create(runtime_env, job_id), timeout)
-        except TimeoutError as e:
-            raise RuntimeEnvSetupFailed(
-                f"Failed to set up the runtime environment within {timeout} seconds "
-                "(runtime_env config setup_timeout_seconds)."
-            ) from e
-        except RuntimeEnvSetupFailed:
+            try:
+                context, used = await asyncio.wait_for(self._create(runtime_env, job_id), timeout)
+            except TimeoutError as e:
+                raise RuntimeEnvSetupFailed(
+                    f"Failed to set up the runtime environment within {timeout} seconds "
+                    "(runtime_env config setup_timeout_seconds)."
+                ) from e
+            except RuntimeEnvSetupFailed:
+                raise
+            except Exception as e:
+                raise RuntimeEnvSetupFailed(str(e)) from e
+        except RuntimeEnvSetupFailed as e:
+            self._remember(key, CreatedEnv(False, str(e), _ms_since(start)))
             raise
-        except Exception as e:
-            raise RuntimeEnvSetupFailed(str(e)) from e
+        previous = self._results.get(key)
+        if previous is None or not previous.success:  # a reuse keeps the first creation's time, as Ray's cache
+            self._remember(key, CreatedEnv(True, None, _ms_since(start)))
         self._env_resources[key] = used
         self._env_users[key] = self._env_users.get(key, 0) + 1
         return context
+
+    def _remember(self, key: str, result: CreatedEnv) -> None:
+        self._results.pop(key, None)
+        self._results[key] = result
+        failed = [k for k, r in self._results.items() if not r.success and k not in self._env_users]
+        for old in failed[: max(0, len(failed) - _MAX_FAILED_ENVS)]:
+            del self._results[old]
+
+    def states(self) -> list[dict[str, Any]]:
+        """Ray's RuntimeEnvState of every env this node created and still uses, or failed to create: runtime_env
+        (a dict), ref_cnt (its users), success, error, creation_time_ms (how long creating it took)."""
+        rows = []
+        for key in set(self._results) | set(self._env_users):
+            result = self._results.get(key)
+            rows.append({"runtime_env": json.loads(key), "ref_cnt": self._env_users.get(key, 0),
+                         "success": bool(result and result.success), "error": result.error if result else None,
+                         "creation_time_ms": result.creation_time_ms if result else None})
+        return rows
 
     async def delete_if_possible(self, serialized_runtime_env: str) -> bool:
         """Drops one user of the env; its resources become deletable when nobody uses them."""
@@ -180,6 +229,7 @@ class RuntimeEnvManager:
             return False
         if users == 1:
             self._env_users.pop(key)
+            self._results.pop(key, None)  # unused: gone from the list, as Ray drops it from its env cache
             resources = self._env_resources.pop(key, [])
         else:
             self._env_users[key] = users - 1

@@ -1,7 +1,8 @@
 """`ray.util.state.list_logs` / `get_log`: log files of any node, through the dashboard's `/api/v0/logs*`.
 
     list_logs(node_id=..., node_ip=..., glob_filter="*")  -> {category: [file names]}
-    get_log(node_id=..., filename=...)   or actor_id= / pid= (+ node) / submission_id=
+    get_log(node_id=..., filename=...)   or actor_id= / task_id= (+ attempt_number) / pid= (+ node) /
+                                         submission_id=
         -> a generator of text chunks; follow=True keeps yielding new lines; tail=N is the number of last
         lines first printed (-1: the whole file)
 

@@ -4,6 +4,7 @@
     ray logs cluster [GLOB]         list the files matching GLOB on a node (the head by default), or print
                                     the file when exactly one matches
     ray logs actor --id ID          an actor's worker stdout (--err: stderr)
+    ray logs task --id ID           what a task printed (--attempt-number N, --err)
     ray logs worker --pid PID       a worker's stdout on a node (--node-id/--node-ip, default the head)
     ray logs job --id SUBMISSION    a submitted job's driver log
     common: --address, --node-id, --node-ip, -f/--follow, --tail N (default 1000, -1: all), --interval,
@@ -99,6 +100,18 @@ def log_actor(actor_id, err, address, node_id, node_ip, follow, tail, interval, 
     """Print an actor's worker output."""
     _print(address=address, actor_id=actor_id, suffix="err" if err else "out", follow=follow, tail=tail,
            timeout=timeout, _interval=interval, encoding=encoding, errors=encoding_errors)
+
+
+@logs_state_cli_group.command(name="task")
+@click.option("--id", "task_id", required=True, help="The task's id.")
+@click.option("--attempt-number", type=int, default=0, help="The attempt (0: the first run; retries count up).")
+@click.option("--err", is_flag=True, default=False, help="Print its stderr instead of its stdout.")
+@_common
+def log_task(task_id, attempt_number, err, address, node_id, node_ip, follow, tail, interval, timeout, encoding,
+             encoding_errors):
+    """Print what a task wrote to its worker's stdout (--err: stderr) while it ran."""
+    _print(address=address, task_id=task_id, attempt_number=attempt_number, suffix="err" if err else "out",
+           follow=follow, tail=tail, timeout=timeout, _interval=interval, encoding=encoding, errors=encoding_errors)
 
 
 @logs_state_cli_group.command(name="worker")

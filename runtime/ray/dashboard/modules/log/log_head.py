@@ -4,7 +4,8 @@
     GET /api/v0/logs/file?...                      a file's last `lines` (default 1000)
     GET /api/v0/logs/stream?...                    ... then its new lines as they are written
 
-A file is named by node_id or node_ip plus filename, or found from actor_id (its worker's file), pid (with a
+A file is named by node_id or node_ip plus filename, or found from actor_id (its worker's file), task_id (with
+attempt_number, default 0: the part of its worker's file the attempt wrote, from its task events), pid (with a
 node), or submission_id (the job's driver log); `suffix` out|err picks a worker's stdout or stderr. Output is
 text/plain in Ray's `leading_1` format (each chunk prefixed by b"1") unless format=text. Bad input (no node,
 unknown node, a file name with `..` or an absolute path, a missing file) is a 4xx saying what was wrong
@@ -14,6 +15,7 @@ before anything is streamed.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -22,7 +24,7 @@ from aiohttp import web
 from ray._common import log_files
 from ray.dashboard.modules.job.common import JOB_LOGS_FILE_TEMPLATE, JobInfoStorage
 from ray.dashboard.modules.node.http_util import AgentClient, rest_response
-from ray.protocol import actor_pb2
+from ray.protocol import actor_pb2, state_pb2
 
 
 class LogRequestError(Exception):
@@ -62,11 +64,49 @@ class LogHead:
             raise LogRequestError(404, f"No worker log (.{suffix}) for pid {pid} on node {node_id}.")
         return listing["files"][0]
 
-    async def _target(self, query: Any) -> tuple[str, str]:
-        """(node id, file name) the request names."""
+    async def _task_target(self, task_id: str, attempt: str, suffix: str) -> tuple[str, str, int, int | None]:
+        """(node id, the worker's file, where the attempt's output starts, where it ends) of a task, from its task
+        events (Ray's `_resolve_task_filename`, with Ray's messages)."""
+        try:
+            attempt_number = int(attempt or 0)
+        except ValueError:
+            raise LogRequestError(400, f"attempt_number must be an integer, got {attempt!r}.") from None
+        request = state_pb2.GetTaskEventsRequest(task_ids=[task_id], exclude_driver=False)
+        reply = await asyncio.to_thread(self._gcs.call, self._gcs.stubs.task_info.GetTaskEvents, request)
+        rows = json.loads(reply.tasks_json)
+        if not rows:
+            raise LogRequestError(404, f"Could not find log file for task: {task_id} (attempt {attempt_number}) with "
+                                       f"suffix: {suffix}")
+        task = next((r for r in rows if r["attempt_number"] == attempt_number), None)
+        if task is None:
+            raise LogRequestError(404, f"Could not find log file for task attempt:{task_id}({attempt_number})")
+        if task["node_id"] is None:
+            raise LogRequestError(404, f"Could not find log file for task attempt.{task_id}({attempt_number}) due to "
+                                       "missing node info.")
+        log_info = task["task_log_info"]
+        if log_info is None and task["actor_id"] is not None:
+            actor_id = task["actor_id"]
+            raise LogRequestError(404, f"For actor task, please query actor log for actor({actor_id}): e.g. ray logs "
+                                       f"actor --id {actor_id} . Or set RAY_ENABLE_RECORD_ACTOR_TASK_LOGGING=1 in "
+                                       "actor's runtime env or when starting the cluster. Recording actor task's log "
+                                       "could be expensive, so Ray turns it off by default.")
+        if log_info is None:
+            raise LogRequestError(404, f"Could not find log file for task attempt:{task_id}({attempt_number}).Worker "
+                                       f"id = {task['worker_id']}, node id = {task['node_id']},log_info = None")
+        return (task["node_id"], log_info[f"std{suffix}_file"], log_info[f"std{suffix}_start"],
+                log_info.get(f"std{suffix}_end"))
+
+    async def _target(self, query: Any) -> tuple[str, str, int, int | None]:
+        """(node id, file name, start offset, end offset) the request names (the whole file: 0, None)."""
         suffix = query.get("suffix", "out")
         if suffix not in ("out", "err"):
             raise LogRequestError(400, f"suffix must be 'out' or 'err', got {suffix!r}.")
+        if query.get("task_id") and not query.get("filename"):
+            return await self._task_target(query["task_id"], query.get("attempt_number", "0"), suffix)
+        node_id, filename = await self._file_target(query, suffix)
+        return node_id, filename, 0, None
+
+    async def _file_target(self, query: Any, suffix: str) -> tuple[str, str]:
         if query.get("filename"):
             filename = query["filename"]
             try:  # refuse a bad name here already: the same rule the agent applies
@@ -104,11 +144,8 @@ class LogHead:
                 raise LogRequestError(404, f"Job {submission_id} not found.")
             node_id = info.driver_node_id or await self._head_node_id()
             return node_id, JOB_LOGS_FILE_TEMPLATE.format(submission_id=submission_id)
-        if query.get("task_id"):
-            raise LogRequestError(501, "Logs by task_id need the task's worker from task events, which this "
-                                       "dashboard does not have yet: use actor_id, pid or node_id + filename.")
-        raise LogRequestError(400, "Say which log: filename (with node_id or node_ip), actor_id, pid (with node_id "
-                                   "or node_ip) or submission_id.")
+        raise LogRequestError(400, "Say which log: filename (with node_id or node_ip), actor_id, task_id, pid (with "
+                                   "node_id or node_ip) or submission_id.")
 
     async def _head_node_id(self) -> str:
         nodes = await asyncio.to_thread(self._gcs.get_all_node_info)
@@ -143,7 +180,7 @@ class LogHead:
         except ValueError:
             return web.Response(status=400, text=f"lines must be an integer, got {query.get('lines')!r}.")
         try:
-            node_id, filename = await self._target(query)
+            node_id, filename, start, end = await self._target(query)
             agent = await self._agents.agent(node_id)
         except LogRequestError as e:
             return web.Response(status=e.status, text=str(e))
@@ -153,6 +190,10 @@ class LogHead:
             return web.Response(status=503, text=f"No agent is registered for node {node_id}.")
         path = "/api/v0/logs/stream_local" if follow else "/api/v0/logs/file_local"
         params = {"filename": filename, "lines": str(lines), "interval": query.get("interval", "0.5")}
+        if start or end is not None:  # a task's part of its worker's log
+            params["start_offset"] = str(start)
+            if end is not None:
+                params["end_offset"] = str(end)
         timeout = aiohttp.ClientTimeout(total=None if follow else float(query.get("timeout", 30)), sock_connect=5)
         response: web.StreamResponse | None = None
         try:

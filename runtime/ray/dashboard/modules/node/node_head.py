@@ -59,7 +59,7 @@ def _actor_row(a: actor_pb2.ActorTableData, repr_names: dict[int, str]) -> dict[
         "numRestarts": str(a.num_restarts), "className": a.class_name, "actorClass": a.class_name,
         "rayNamespace": a.ray_namespace, "isDetached": a.is_detached,
         "reprName": repr_names.get(a.pid, "") if a.pid else "", "exitDetail": a.death_cause,
-        "placementGroupId": None, "requiredResources": {}, "labelSelector": {}, "callSite": "",
+        "placementGroupId": None, "requiredResources": dict(a.required_resources), "labelSelector": {}, "callSite": "",
         "timestamp": None, "startTime": None, "endTime": None,
     }
 

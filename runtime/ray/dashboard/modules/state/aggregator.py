@@ -4,6 +4,7 @@ task events) and each node's raylet (objects), turned into Ray's row dicts (`ray
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -35,12 +36,22 @@ def _hex(b: bytes) -> str | None:
     return b.hex() if b else None
 
 
+# Ray's NODE_QUERY_FAILURE_WARNING.
+NODE_QUERY_FAILURE_WARNING = (
+    "Failed to query data from {type}. Queried {total} {type} and {network_failures} {type} failed to reply. "
+    "It is due to (1) {type} is unexpectedly failed. (2) {type} is overloaded. (3) There's an unexpected network "
+    "issue. Please check the {log_command} to find the root cause.")
+
+
 class StateAggregator:
     def __init__(self, gcs: Any, job_details: Callable[[], Awaitable[list[dict]]] | None = None,
-                 objects: Callable[[float], Awaitable[tuple[list[dict], list[str]]]] | None = None):
+                 objects: Callable[[float], Awaitable[tuple[list[dict], list[str]]]] | None = None,
+                 agents: Any = None, cluster_events: Callable[[], list[dict]] | None = None):
         self._gcs = gcs
         self._job_details = job_details
         self._objects_source = objects
+        self._agents = agents  # ray.dashboard.modules.node.http_util.AgentClient
+        self._events_source = cluster_events
 
     async def _call(self, method: Callable, request: Any, timeout: float) -> Any:
         try:
@@ -79,7 +90,8 @@ class StateAggregator:
             rows.append({
                 "actor_id": a.actor_id.hex(), "class_name": a.class_name, "state": state_name(a.state),
                 "job_id": a.job_id.hex(), "name": a.name, "node_id": _hex(a.node_id), "pid": a.pid or None,
-                "ray_namespace": a.ray_namespace, "serialized_runtime_env": None, "required_resources": None,
+                "ray_namespace": a.ray_namespace, "serialized_runtime_env": None,
+                "required_resources": dict(a.required_resources),
                 "death_cause": {"actor_died_error_context": {
                     "error_message": a.death_cause, "actor_id": a.actor_id.hex(), "class_name": a.class_name,
                     "name": a.name, "ray_namespace": a.ray_namespace, "pid": a.pid,
@@ -171,7 +183,41 @@ class StateAggregator:
         return rows, len(rows), warnings
 
     async def _runtime_envs(self, timeout: float, **_: Any) -> tuple[list[dict], int, list[str]]:
-        return [], 0, []
+        """Every alive node's agent's runtime envs (Ray's list_runtime_envs): one row per env and node, the newest
+        creation first (envs not created yet first of all)."""
+        if self._agents is None:
+            return [], 0, []
+        nodes = await asyncio.to_thread(self._gcs.get_all_node_info)
+        node_ids = [n["NodeID"] for n in nodes if n["Alive"]]
+        replies = await asyncio.gather(*(self._agents.get_json(node_id, "/api/v0/runtime_envs_local", timeout_s=timeout)
+                                         for node_id in node_ids), return_exceptions=True)
+        rows: list[dict] = []
+        total = failures = 0
+        for node_id, reply in zip(node_ids, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failures += 1
+                continue
+            total += reply["total"]
+            rows.extend({**state, "node_id": node_id} for state in reply["runtime_env_states"])
+        warnings = []
+        if failures:
+            warning = NODE_QUERY_FAILURE_WARNING.format(type="agent", total=len(node_ids), network_failures=failures,
+                                                        log_command="dashboard_agent.log")
+            if failures == len(node_ids):
+                raise DataSourceUnavailable(warning)
+            warnings.append(f"The returned data may contain incomplete result. {warning}")
+        rows.sort(key=lambda r: float("inf") if r.get("creation_time_ms") is None else float(r["creation_time_ms"]),
+                  reverse=True)
+        return rows, total, warnings
 
     async def _cluster_events(self, timeout: float, **_: Any) -> tuple[list[dict], int, list[str]]:
-        return [], 0, []
+        """The dashboard's recent cluster events (`/events`) as Ray's ClusterEventState rows, oldest first; `time`
+        is the UTC time as Ray writes it (`str(datetime)`, to the second)."""
+        if self._events_source is None:
+            return [], 0, []
+        rows = []
+        for event in self._events_source():
+            when = datetime.datetime.fromtimestamp(int(event["timestamp"]), datetime.UTC).replace(tzinfo=None)
+            rows.append({**event, "time": str(when)})
+        rows.sort(key=lambda r: r["timestamp"])
+        return rows, len(rows), []
