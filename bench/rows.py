@@ -24,6 +24,8 @@ class Row:
     absolute_max: float | None = None
     # False: Ray has no counterpart to run; the row meets its target by `absolute_max` alone.
     ray_comparable: bool = True
+    # True: a scale row (issue 16): its sizes and timeout follow --scale, and only --only runs it.
+    scaled: bool = False
 
 
 TASK_OR_ACTOR = 2.0  # "at least 2x Ray's figure on every task and actor row"
@@ -54,7 +56,15 @@ ROWS: tuple[Row, ...] = (
     Row("put_get_100mib_bytes", "put+get 100 MiB bytes", "GB/s", True, 1.5, "large_objects", 300, 16),
     Row("task_arg_100mib_numpy_by_value", "task taking 100 MiB numpy by value", "GB/s", True, 1.5,
         "large_objects", 300, 16),
+    Row("task_arg_100mib_numpy_by_ref", "task taking 100 MiB numpy by ref", "GB/s", True, 1.5, "large_objects", 300,
+        16),
     Row("task_return_100mib_bytes", "task returning 100 MiB bytes", "GB/s", True, 1.5, "large_objects", 300, 16),
+    Row("actor_arg_100mib_numpy_by_value", "actor call taking 100 MiB numpy by value", "GB/s", True, 1.5,
+        "large_objects", 300, 16),
+    Row("actor_arg_100mib_numpy_by_ref", "actor call taking 100 MiB numpy by ref", "GB/s", True, 1.5,
+        "large_objects", 300, 16),
+    Row("actor_return_100mib_bytes", "actor call returning 100 MiB bytes", "GB/s", True, 1.5, "large_objects", 300,
+        16),
     Row("wait_1k_refs", "ray.wait on 1000 refs (1000 tasks, 1000 waits)", "rounds/s", True, AT_LEAST_RAY,
         "wait_1k_refs", 240, 5),
     # Issue 12: at least Ray's figure, and no worse than 80% of the default strategy (the JSON has the same
@@ -103,6 +113,55 @@ OBSERVABILITY_ROWS: tuple[Row, ...] = (
 )
 ROWS = ROWS + OBSERVABILITY_ROWS
 
+# ---------------------------------------------------------------- scale rows (issue 16 item 3, workloads_scale.py)
+# Full-size figures need a quiet machine and minutes to an hour of Ray each: `--only envelope --scale 0.05` smokes them.
+# Timeouts are for full size; run.py scales them with --scale (see scaled_timeout).
+_MEMORY = 2.0  # "memory rows at most half of Ray's"
+
+
+def _scale_row(key: str, title: str, unit: str, higher: bool, target: float, workload: str, timeout_s: float) -> Row:
+    return Row(key, title, unit, higher, target, workload, timeout_s, 16, scaled=True)
+
+
+SCALE_ROWS: tuple[Row, ...] = (
+    _scale_row("envelope_tasks_100k_submit", "100,000 tasks queued at once: time to submit", "s", False, AT_LEAST_RAY,
+               "envelope_tasks_100k", 1500),
+    _scale_row("envelope_tasks_100k_finish", "100,000 tasks queued at once: time to finish", "s", False, 5.0,
+               "envelope_tasks_100k", 1500),
+    _scale_row("envelope_tasks_100k_driver_rss", "100,000 tasks queued at once: driver peak RSS", "MiB", False, _MEMORY,
+               "envelope_tasks_100k", 1500),
+    _scale_row("envelope_tasks_100k_raylet_rss", "100,000 tasks queued at once: raylet peak RSS", "MiB", False, _MEMORY,
+               "envelope_tasks_100k", 1500),
+    _scale_row("envelope_objects_1m_put", "1,000,000 ray.put refs held: time to create", "s", False, AT_LEAST_RAY,
+               "envelope_objects_1m", 2400),
+    _scale_row("envelope_objects_1m_bytes_per_ref", "1,000,000 ray.put refs held: driver bytes per ref", "bytes", False,
+               _MEMORY, "envelope_objects_1m", 2400),
+    _scale_row("envelope_actors_200", "200 actors alive at once: create all and call each once", "s", False,
+               AT_LEAST_RAY, "envelope_actors_200", 1500),
+    _scale_row("envelope_actors_200_pss", "200 actors alive at once: PSS per actor", "MiB", False, _MEMORY,
+               "envelope_actors_200", 1500),
+    _scale_row("envelope_nodes_20_spread", "20 nodes, 20,000 SPREAD tasks: throughput", "tasks/s", True, AT_LEAST_RAY,
+               "envelope_nodes_20", 1800),
+    _scale_row("envelope_nodes_20_gcs_cpu", "20 nodes, 20,000 SPREAD tasks: GCS CPU seconds", "CPU s", False,
+               AT_LEAST_RAY, "envelope_nodes_20", 1800),
+    _scale_row("envelope_nodes_20_detect_dead", "20 nodes: raylet SIGKILL -> ray.nodes() shows it dead", "s", False,
+               AT_LEAST_RAY, "envelope_nodes_20", 1800),
+    _scale_row("envelope_broadcast_1gib", "1 GiB object read by tasks on 4 other nodes at once", "GB/s", True,
+               AT_LEAST_RAY, "envelope_broadcast_1gib", 900),
+    _scale_row("envelope_pg_1000", "1,000 placement groups created, ready, removed", "s", False, AT_LEAST_RAY,
+               "envelope_pg_1000", 900),
+    _scale_row("envelope_gcs_memory", "GCS RSS with 10,000 finished actors and 100,000 task events", "MiB", False,
+               _MEMORY, "envelope_gcs_memory", 3600),
+)
+ROWS = (*ROWS, *SCALE_ROWS)
+
+
+def scaled_timeout(timeout_s: float, scale: float) -> float:
+    """A scale row's timeout at --scale `scale`: its full-size timeout times the scale, at least a quarter of it
+    (starting nodes and workers does not shrink with the sizes)."""
+    return timeout_s * max(scale, 0.25)
+
+
 # Workloads run in their own pid and network namespace (`unshare`): see the autoscaling rows.
 ISOLATED_WORKLOADS = frozenset({"autoscale_first_task"})
 
@@ -119,9 +178,9 @@ def workloads_for(rows: list[Row]) -> list[str]:
 
 
 def select_rows(pattern: str | None) -> list[Row]:
-    """Rows whose key or title contains `pattern` (case-insensitive); all rows when it is empty."""
+    """Rows whose key or title contains `pattern` (case-insensitive); all rows but the scale rows when it is empty."""
     if not pattern:
-        return list(ROWS)
+        return [r for r in ROWS if not r.scaled]
     needles = [p.strip().lower() for p in pattern.split(",") if p.strip()]
     chosen = [r for r in ROWS if any(n in r.key.lower() or n in r.title.lower() for n in needles)]
     if not chosen:

@@ -7,6 +7,7 @@
     python bench/run.py --auth-cost --repeat 3   # OpenRay with token auth next to RAY_AUTH_MODE=disabled
     python bench/run.py --redis-cost --only tasks,actor,put   # GCS tables in Redis next to in memory
     python bench/run.py --events-cost --only tasks,actor   # task events on next to RAY_enable_task_events=0
+    python bench/run.py --only envelope --scale 0.05   # issue 16's scale rows at 5% size (only --only runs them)
 
 Each workload runs in a fresh interpreter of each runtime (bench/workloads.py); the table,
 with the ratio OpenRay/Ray and each row's target from issues 4 and 5, is printed and written
@@ -48,7 +49,7 @@ from report import (
     to_json,
     update_baseline,
 )
-from rows import ISOLATED_WORKLOADS, Row, select_rows, workloads_for
+from rows import ISOLATED_WORKLOADS, Row, scaled_timeout, select_rows, workloads_for
 from runner import Runtime, WorkloadResult, run_workload
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -101,11 +102,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="merge the Ray figures measured now into --baseline")
     parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
     parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every workload's timeout")
+    parser.add_argument("--scale", type=parse_scale, default={}, metavar="F[,WORKLOAD=F...]",
+                        help="sizes of the scale rows (issue 16) times F, default 1; WORKLOAD=F sets one workload's, "
+                             "e.g. 0.1 or 1,envelope_gcs_memory=0.1. Their timeouts follow (at least a quarter of full size)")
     parser.add_argument("--profile", action="store_true",
                         help="profile each driver with cProfile (results dir profiles/<runtime>-<workload>.txt)")
     parser.add_argument("--self-check", action="store_true",
                         help="check the table logic and run one tiny row per runtime")
     return parser.parse_args(argv)
+
+
+SCALE_ENV = "OPENRAY_BENCH_SCALE"  # read by workloads_scale.py
+
+
+def parse_scale(text: str) -> dict[str, float]:
+    """`F` or `F,WORKLOAD=F,...` (or only WORKLOAD=F pairs) -> {"": default, workload: F}."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.rpartition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if factor <= 0:
+            raise argparse.ArgumentTypeError(f"a scale must be positive: {part!r}")
+        out[name.strip()] = factor
+    return out
+
+
+def scale_of(args: argparse.Namespace, workload: str) -> float:
+    scales = getattr(args, "scale", None) or {}
+    return scales.get(workload, scales.get("", 1.0))
 
 
 AUTH_OFF = "OpenRay auth off"
@@ -150,6 +177,11 @@ def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
     for n, workload in enumerate(workloads, 1):
         produced = [r for r in rows if r.workload == workload]
         timeout = max(r.timeout_s for r in produced) * args.timeout_scale
+        extra_env = {}
+        if any(r.scaled for r in produced):
+            factor = scale_of(args, workload)
+            timeout = scaled_timeout(timeout, factor)
+            extra_env[SCALE_ENV] = repr(factor)
         for rep in range(args.repeat):
             for runtime in runtimes:
                 if runtime.name == "Ray" and not any(r.ray_comparable for r in produced):
@@ -159,7 +191,7 @@ def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
                 profile = (log_dir.parent / "profiles" / f"{runtime.name.lower()}-{workload}.txt"
                            if args.profile else None)
                 result = run_workload(runtime, workload, args.duration, timeout, log_dir, profile,
-                                      isolated=workload in ISOLATED_WORKLOADS)
+                                      isolated=workload in ISOLATED_WORKLOADS, extra_env=extra_env)
                 print(progress_text(produced, result), flush=True)
                 for row in produced:
                     got = result.rows.get(row.key)
@@ -183,6 +215,7 @@ def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str,
         "duration_s": args.duration,
         "repeat": args.repeat,
         "openray_commit": commit,
+        "scale": getattr(args, "scale", None) or {},
         "interpreters": {rt.name: rt.python for rt in runtimes},
     }
 
@@ -276,6 +309,8 @@ def _run(args: argparse.Namespace, rows: list, runtimes: list[Runtime]) -> int:
     print(text_table(comparisons))
     print()
     print(summary_line(comparisons) + ("  ((b) = Ray figure from the baseline file)" if baseline else ""))
+    if any(r.scaled for r in rows) and args.scale:
+        print(f"scale rows ran at --scale {args.scale} (their titles give full size; the JSON details the counts)")
     written = write_results(comparisons, meta, results_dir)
     if args.update_baseline:
         count = update_baseline(args.baseline, comparisons, meta)

@@ -75,9 +75,10 @@ ISOLATE = ["unshare", "--pid", "--fork", "--mount-proc", "--net", "--kill-child"
 
 
 def run_workload(runtime: Runtime, workload: str, duration_s: float, timeout_s: float,
-                 log_dir: Path, profile_path: Path | None = None, isolated: bool = False) -> WorkloadResult:
-    """Runs `workload` in a fresh `runtime.python` (in its own namespaces when `isolated`); never raises for a
-    failing runtime."""
+                 log_dir: Path, profile_path: Path | None = None, isolated: bool = False,
+                 extra_env: dict[str, str] | None = None) -> WorkloadResult:
+    """Runs `workload` in a fresh `runtime.python` (in its own namespaces when `isolated`, with `extra_env` in its
+    environment); never raises for a failing runtime."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{runtime.name.lower()}-{workload}.log"
     # Short path on purpose: Unix socket paths under the session dir must stay under 108 bytes.
@@ -86,6 +87,7 @@ def run_workload(runtime: Runtime, workload: str, duration_s: float, timeout_s: 
     out_path = Path(tmp_root) / "result.json"
     result = WorkloadResult(log_path=str(log_path))
     env = workload_env(runtime, tmp_root, token)
+    env.update(extra_env or {})
     if profile_path is not None:
         profile_path.parent.mkdir(parents=True, exist_ok=True)
         env[PROFILE_ENV] = str(profile_path)

@@ -43,6 +43,14 @@ def check_logic() -> list[str]:
     expect("select by pattern", [r.key for r in select_rows("put_small,wait")], ["put_small", "wait_1k_refs"])
     expect("pip rows share one workload", workloads_for([pip, ROWS_BY_KEY["pip_env_cached_actor"]]), ["pip_env"])
     expect("row keys unique", len({r.key for r in ROWS}), len(ROWS))
+    expect("scale rows only with --only", any(r.scaled for r in select_rows(None)), False)
+    expect("--only envelope picks them all", [r.key for r in select_rows("envelope")], [r.key for r in ROWS if r.scaled])
+    from run import parse_scale, scale_of
+
+    scales = argparse.Namespace(scale=parse_scale("0.1,envelope_gcs_memory=0.01"))
+    expect("--scale default", scale_of(scales, "envelope_pg_1000"), 0.1)
+    expect("--scale per workload", scale_of(scales, "envelope_gcs_memory"), 0.01)
+    expect("no --scale is full size", scale_of(argparse.Namespace(scale={}), "envelope_pg_1000"), 1.0)
     merged = merge_runs([Cell(3.0), Cell(error="boom"), Cell(1.0), Cell(2.0)])
     expect("median of repeated runs", merged.value, 2.0)
     expect("every run listed", merged.details["runs"], [3.0, "ERR boom", 1.0, 2.0])

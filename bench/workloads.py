@@ -28,6 +28,8 @@ import ray
 import workloads_ft  # sibling modules: bench/ is sys.path[0]
 import workloads_obs
 from procs import TOKEN_ENV, proc_info, processes_of_run, terminate
+from workloads_scale import SCALE_WORKLOADS  # issue 16's scale rows
+from workloads_scale import shutdown as shutdown_scale_cluster
 
 Rows = dict[str, dict[str, Any]]
 BATCH = 1000
@@ -409,9 +411,24 @@ def large_objects(duration_s: float) -> Rows:
     def make_blob(n: int) -> bytes:
         return b"x" * n
 
+    @ray.remote
+    class Holder:
+        def nbytes(self, value: Any) -> int:
+            return len(value)
+
+        def make_blob(self, n: int) -> bytes:
+            return b"x" * n
+
     ray.get(nbytes.remote(b"warm"))
     add("task_arg_100mib_numpy_by_value", lambda: ray.get(nbytes.remote(array)))
+    array_ref = ray.put(array)
+    add("task_arg_100mib_numpy_by_ref", lambda: ray.get(nbytes.remote(array_ref)))
     add("task_return_100mib_bytes", lambda: ray.get(make_blob.remote(100 * MIB)))
+    holder = Holder.remote()
+    ray.get(holder.nbytes.remote(b"warm"))
+    add("actor_arg_100mib_numpy_by_value", lambda: ray.get(holder.nbytes.remote(array)))
+    add("actor_arg_100mib_numpy_by_ref", lambda: ray.get(holder.nbytes.remote(array_ref)))
+    add("actor_return_100mib_bytes", lambda: ray.get(holder.make_blob.remote(100 * MIB)))
     return rows
 
 
@@ -564,6 +581,7 @@ def _shutdown_cluster() -> None:
         _CLUSTER.shutdown()
     if _AUTOSCALING is not None:
         _AUTOSCALING.shutdown()
+    shutdown_scale_cluster()
 
 
 def job_submit_running(duration_s: float) -> Rows:
@@ -813,6 +831,7 @@ WORKLOADS: dict[str, Callable[[float], Rows]] = {
         autoscaler_round, workloads_ft.gcs_restart,
     )
 } | workloads_obs.WORKLOADS
+WORKLOADS.update(SCALE_WORKLOADS)
 
 
 def run_maybe_profiled(workload: Callable[[float], Rows], duration_s: float) -> Rows:

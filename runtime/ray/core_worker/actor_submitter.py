@@ -199,11 +199,7 @@ class ActorTaskSubmitter:
         self._fail(call, self._death_error(st))
 
     def _finish(self, call: _Call, returns: list, nested_holder: dict | None = None) -> None:
-        for oid, wire in returns:
-            self.cw.add_owned_result(oid, wire)
-        if nested_holder is not None:
-            self.cw.refs.release_holder(nested_holder, call.spec.task_id)
-        self.cw.refs.unpin(call.pinned)
+        self.cw.complete(call.spec.task_id, returns, nested_holder, call.pinned)
 
     def _fail(self, call: _Call, error: BaseException) -> None:
         self.cw.task_events.record(call.spec.task_id, 0, te.FAILED, failure(error))

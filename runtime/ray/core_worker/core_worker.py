@@ -270,13 +270,20 @@ class CoreWorker:
                 self.loop.call_soon_threadsafe(self.actor_submitter.out_of_scope, actor_id)
         stored = self.memory_store.delete(oid)
         if stored is not None and stored.kind == IN_STORE and self.connected:
+            # A large object of this node goes back to the pool of recycled segments now, not when the raylet
+            # reads the message: this process's next write (a put in a loop) finds it there.
+            recycled = (shared_memory.recycle(self.shm_dir, oid.hex(), stored.size)
+                        if stored.node_id == self.node_id else None)
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                self.loop.call_soon_threadsafe(self._free_in_store, oid, stored)
+                self.loop.call_soon_threadsafe(self._free_in_store, oid, stored, recycled)
 
-    def _free_in_store(self, oid: bytes, stored: StoredObject) -> None:
+    def _free_in_store(self, oid: bytes, stored: StoredObject, recycled: str | None = None) -> None:
         if stored.node_id == self.node_id:
             if not self.raylet.closed:
-                self.raylet.notify(msg.FREE_OBJECTS, {"object_ids": [oid.hex()]})
+                body: msg.FreeObjects = {"object_ids": [oid.hex()]}
+                if recycled is not None:
+                    body["recycled"] = {oid.hex(): recycled}
+                self.raylet.notify(msg.FREE_OBJECTS, body)
             return
 
         async def _remote():
@@ -287,6 +294,23 @@ class CoreWorker:
                 pass
 
         self.loop.create_task(_remote())
+
+    def complete(self, task_id: bytes, returns: list, nested_holder: dict | None, pinned: list[bytes]) -> None:
+        """A task's or actor call's results arrived (io thread): store them and release what the call pinned.
+
+        When nothing in the results or the worker's holdings refers to the pinned objects, the pins go first, so
+        a large argument freed by them is back in the pool (`free_owned`) before the caller wakes up to write
+        its next one; otherwise the results adopt their refs before the pins go."""
+        if nested_holder is None and not any(nested_in_wire(wire) for _, wire in returns):
+            self.refs.unpin(pinned)
+            for oid, wire in returns:
+                self.add_owned_result(oid, wire)
+            return
+        for oid, wire in returns:
+            self.add_owned_result(oid, wire)
+        if nested_holder is not None:
+            self.refs.release_holder(nested_holder, task_id)
+        self.refs.unpin(pinned)
 
     def add_owned_result(self, oid: bytes, wire: tuple) -> None:
         """A task's return value arrived (io thread); we hold the refs inside it while it lives."""

@@ -9,6 +9,7 @@ recycled segment from being overwritten under a live view (see `ray._common.recy
 from __future__ import annotations
 
 import fcntl
+import itertools
 import mmap
 import os
 from collections import OrderedDict
@@ -142,6 +143,35 @@ def claim_recycled(shm_dir: str, size: int, tmp: str) -> int | None:
         except (BlockingIOError, FileNotFoundError):
             pass
         os.close(fd)
+    return None
+
+
+_recycled_seq = itertools.count(1)
+
+
+def recycle(shm_dir: str, oid_hex: str, size: int) -> str | None:
+    """The owner frees a large object of its own node: move its file into the pool of recycled segments now,
+    as the raylet would on FREE_OBJECTS, and return the segment's name for the raylet's books (None: not
+    here, e.g. spilled, or too small to keep).
+
+    Done by the owner, at once, because the raylet does it only when the message arrives: a put in a loop, or
+    a task's next large argument written right after the last one's result came back, would otherwise find
+    the pool empty and pay for a fresh file's pages. Safe for the same reasons as the raylet's rename: a
+    reader's view keeps its shared lock, and writers only take segments they can lock exclusively.
+    """
+    if size < recycled_segments.MIN_SEGMENT_BYTES:
+        return None
+    pool = recycled_segments.pool_dir(shm_dir)
+    # Digits only (segment_size parses the name); the pid keeps owners' names apart and from the raylet's.
+    name = recycled_segments.segment_name(size, os.getpid() * 10**9 + next(_recycled_seq))
+    for _ in range(2):
+        try:
+            os.rename(object_path(shm_dir, oid_hex), os.path.join(pool, name))
+            return name
+        except FileNotFoundError:
+            if os.path.isdir(pool) or not os.path.exists(object_path(shm_dir, oid_hex)):
+                return None
+            os.makedirs(pool, exist_ok=True)  # the node's first recycled segment
     return None
 
 

@@ -351,11 +351,7 @@ class NormalTaskSubmitter:
     # ------------------------------------------------------------------ completion
     def _finish(self, task: PendingTask, returns: list, nested_holder: dict | None = None) -> None:
         self._tasks.pop(task.spec.task_id, None)
-        for oid, wire in returns:
-            self.cw.add_owned_result(oid, wire)
-        if nested_holder is not None:
-            self.cw.refs.release_holder(nested_holder, task.spec.task_id)
-        self.cw.refs.unpin(task.pinned)
+        self.cw.complete(task.spec.task_id, returns, nested_holder, task.pinned)
 
     def _finish_with_error(self, task: PendingTask, error: BaseException) -> None:
         self._events.record(task.spec.task_id, task.attempt, te.FAILED, failure(error))

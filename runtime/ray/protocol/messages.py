@@ -18,7 +18,7 @@ import enum
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 # ---------------------------------------------------------------------------- who talks
 OWNER = "core worker"  # any driver or worker, as the owner of its objects and tasks
@@ -255,6 +255,8 @@ class ObjectCreated(TypedDict):
 
 class FreeObjects(TypedDict):
     object_ids: list[str]  # hex
+    # object id (hex) -> the recycled segment its owner already moved the object's file to (same node)
+    recycled: NotRequired[dict[str, str]]
 
 
 class ObjectByHex(TypedDict):

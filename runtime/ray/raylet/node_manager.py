@@ -449,7 +449,7 @@ class NodeManager:
 
     @handles(msg.FREE_OBJECTS)
     def free_objects(self, conn: framing.Connection, body: msg.FreeObjects) -> None:
-        self.store.free(body["object_ids"])
+        self.store.free(body["object_ids"], body.get("recycled"))
 
     @handles(msg.RESTORE_OBJECT)
     def restore_object(self, conn: framing.Connection, body: msg.ObjectByHex) -> bool:

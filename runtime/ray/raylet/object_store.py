@@ -79,7 +79,8 @@ class LocalObjectStore:
         try:
             shutil.copyfile(src, dst)
             os.unlink(src)  # readers that mapped it keep their mapping
-        except FileNotFoundError:
+        except FileNotFoundError:  # freed meanwhile (its owner moved it into the pool): no copy to keep
+            _unlink(dst)
             return size
         self._spilled[oid] = size
         self.spilled_bytes_total += size
@@ -103,10 +104,15 @@ class LocalObjectStore:
         self._spill_if_needed(keep=oid)
         return True
 
-    def free(self, oids: list[str]) -> None:
+    def free(self, oids: list[str], recycled: dict[str, str] | None = None) -> None:
+        """The owner freed these objects; `recycled` names the ones whose files it moved into the pool itself
+        (`shared_memory.recycle`)."""
         for oid in oids:
             size = self._in_memory.pop(oid, None)
-            if size is not None:
+            segment = (recycled or {}).get(oid)
+            if segment is not None:
+                self._adopt_segment(segment)
+            elif size is not None:
                 self._recycle_or_unlink(oid, size)
             if self._spilled.pop(oid, None) is not None:
                 _unlink(os.path.join(self.spill_dir, oid))
@@ -126,6 +132,16 @@ class LocalObjectStore:
             os.makedirs(self.pool_dir, exist_ok=True)
             os.rename(path, os.path.join(self.pool_dir, name))
         except FileNotFoundError:
+            return
+        self._pool[name] = size
+
+    def _adopt_segment(self, name: str) -> None:
+        """Book a segment an owner moved into the pool (a writer may have claimed it already: `_sync_pool`)."""
+        size = recycled_segments.segment_size(name)
+        if size is None or "/" in name or name.startswith("."):
+            return  # not a segment's name: nothing of ours to touch
+        if size < recycled_segments.MIN_SEGMENT_BYTES or size > self.pool_limit:
+            _unlink(os.path.join(self.pool_dir, name))
             return
         self._pool[name] = size
 

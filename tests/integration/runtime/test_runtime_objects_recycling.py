@@ -53,6 +53,33 @@ def test_a_put_reuses_the_pages_of_a_freed_object(cluster):
     assert _node_stats(cluster)["num_recycled"] == 0
 
 
+def test_a_put_right_after_a_free_reuses_its_pages_without_waiting_for_the_raylet(cluster):
+    # The owner moves a freed object's file into the pool itself: a put in a loop reuses the same pages each time.
+    inodes = []
+    for i in range(5):
+        ref = ray.put(np.full(SIZE, i, dtype=np.uint8))
+        inodes.append(_inode(cluster, ref))
+        assert (ray.get(ref) == i).all()
+        del ref
+    assert len(set(inodes[1:])) == 1 and inodes[1] == inodes[0]
+
+
+def test_a_large_task_argument_reuses_the_pages_of_the_previous_one(cluster):
+    @ray.remote
+    def first_byte(array):
+        return int(array[0])
+
+    pool = os.path.join(cluster.shm_dir, "free")
+    segments = []
+    for i in range(4):
+        assert ray.get(first_byte.remote(np.full(SIZE, i, dtype=np.uint8)), timeout=60) == i
+        # The argument was back in the pool before its result came back; the next call's argument takes it.
+        names = os.listdir(pool)
+        assert len(names) == 1, names
+        segments.append(os.stat(os.path.join(pool, names[0])).st_ino)
+    assert len(set(segments)) == 1, segments
+
+
 def test_a_view_from_ray_get_keeps_its_bytes_after_its_object_is_freed(cluster):
     view = ray.get(ray.put(np.full(SIZE, 1, dtype=np.uint8)))  # the ref is gone at once: freed
     _wait_recycled(cluster, 1)

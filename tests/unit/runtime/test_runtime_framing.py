@@ -59,3 +59,29 @@ def test_responder_after_the_peer_left_is_dropped_quietly():
         kept[0].send("too late")  # no error: the caller is gone
 
     asyncio.run(main())
+
+
+def test_large_replies_and_a_close_from_a_handler_come_through_whole():
+    async def main():
+        blob = bytes(range(256)) * (64 * 1024)  # 16 MiB: many reads per frame
+
+        def handler(conn, method, body):
+            if method == "bye":
+                conn.close()  # closing while frames behind this one are still in the buffer
+                return None
+            return blob[body:]
+
+        server, client = await _pair(handler)
+        replies = await asyncio.gather(*(client.request("chunk", i) for i in range(3)))
+        assert [len(r) for r in replies] == [len(blob) - i for i in range(3)]
+        assert all(r == blob[i:] for i, r in enumerate(replies))
+        client.notify("bye", None)
+        client.notify("after", 1)
+        for _ in range(100):
+            if server.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert server.closed
+        client.close()
+
+    asyncio.run(main())

@@ -134,3 +134,36 @@ def test_a_kept_mapping_of_a_removed_segment_is_dropped_after_the_next_write(sto
     os.makedirs(store.shm_dir)
     shared_memory.write(store.shm_dir, "c" * 56, serialize(b"small"))
     assert not shared_memory._writer_mappings._kept
+
+
+def test_an_owner_recycles_its_freed_object_at_once_and_the_raylet_books_the_segment(store):
+    first = _put(store, "a" * 56, np.full(2 * MIB, 1, dtype=np.uint8))
+    size = os.stat(shared_memory.object_path(store.shm_dir, "a" * 56)).st_size
+    name = shared_memory.recycle(store.shm_dir, "a" * 56, size)  # the owner's free, before the raylet hears
+    assert name is not None and not shared_memory.exists(store.shm_dir, "a" * 56)
+
+    second = _put(store, "b" * 56, np.full(2 * MIB, 2, dtype=np.uint8))  # the owner's next put
+    assert second == first
+    store.free(["a" * 56], {"a" * 56: name})  # the message arrives after the segment was claimed
+    assert store.stats()["num_recycled"] == 0  # its books do not count a segment that is an object again
+    assert store.used_bytes == size and (shared_memory.read(store.shm_dir, "b" * 56) == 2).all()
+
+    store.free(["b" * 56], {"b" * 56: shared_memory.recycle(store.shm_dir, "b" * 56, size)})
+    assert store.stats()["num_recycled"] == 1 and store.used_bytes == 0
+
+
+def test_an_owner_does_not_recycle_small_spilled_or_missing_objects(store):
+    _put(store, "s" * 56, np.zeros(1000))
+    assert shared_memory.recycle(store.shm_dir, "s" * 56, 8000) is None  # small: the raylet unlinks it
+    assert shared_memory.exists(store.shm_dir, "s" * 56)
+    assert shared_memory.recycle(store.shm_dir, "m" * 56, 2 * MIB) is None  # not here (spilled, or gone)
+    store.free(["s" * 56], {})
+    assert os.listdir(store.shm_dir) == []
+
+
+def test_a_segment_over_the_pool_limit_is_removed_when_its_owner_recycled_it(store):
+    _put(store, "a" * 56, np.zeros(20 * MIB, dtype=np.uint8))  # over the 16 MiB pool limit
+    size = os.stat(shared_memory.object_path(store.shm_dir, "a" * 56)).st_size
+    store.free(["a" * 56], {"a" * 56: shared_memory.recycle(store.shm_dir, "a" * 56, size)})
+    assert store.stats()["num_recycled"] == 0
+    assert os.listdir(recycled_segments.pool_dir(store.shm_dir)) == []
