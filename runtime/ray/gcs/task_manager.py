@@ -43,7 +43,7 @@ class TaskAttempt:
     (name, type, resources, runtime env, ...) shared by all the calls of one function."""
 
     __slots__ = ("task_id", "attempt", "desc", "parent_task_id", "actor_id", "node_id", "worker_id", "worker_pid",
-                 "error_type", "error_message", "events")
+                 "error_type", "error_message", "events", "current", "rank")
 
     def __init__(self, task_id: bytes, attempt: int):
         self.task_id = task_id
@@ -53,6 +53,8 @@ class TaskAttempt:
         self.actor_id = self.node_id = self.worker_id = self.error_type = self.error_message = None
         self.worker_pid: int | None = None
         self.events: list[tuple[str, int]] = []
+        self.current: str | None = None  # the state of the furthest event so far (None: no event yet)
+        self.rank = -1
 
     @property
     def job_id(self) -> str:
@@ -63,14 +65,21 @@ class TaskAttempt:
         return self.desc.get("type") or te.NORMAL_TASK
 
     def state(self) -> str:
-        best, rank = te.NIL, -1
-        for state, _ in self.events:
-            if state == te.FAILED:
-                return te.FAILED
-            r = _RANK.get(state, 0)
-            if r > rank:
-                best, rank = state, r
-        return best
+        return self.current or te.NIL
+
+    def advance(self, state: str) -> str | None:
+        """Takes one more event's state into the current one: the furthest reached (in Ray's order, whatever
+        the order the events came in), FAILED once any event says so. Returns the state before."""
+        old = self.current
+        if old == te.FAILED:
+            return old
+        if state == te.FAILED:
+            self.current = te.FAILED
+            return old
+        r = _RANK.get(state, 0)
+        if r > self.rank:
+            self.current, self.rank = state, r
+        return old
 
     def time_of(self, *states: str) -> int | None:
         for state, t in self.events:
@@ -114,6 +123,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         # instead of bringing them back half-described (Ray tracks dropped attempts the same way, bounded).
         self._evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self.max_evicted_tracked = max(self.max_num_tasks, 100000)
+        self.state_counts: dict[str, int] = {}  # stored attempts by current state (drivers included)
+        self._drivers: dict[tuple[bytes, int], TaskAttempt] = {}  # driver attempts: left out of counts on demand
 
     # ------------------------------------------------------------------ writes
     async def AddTaskEventData(self, request, context):
@@ -137,12 +148,18 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         descriptions = {key: self._shared(desc) for key, desc in (batch.get("descriptions") or {}).items()}
         record_of = self._record
         running = te.RUNNING
+        counts = self.state_counts
         for task_id, attempt, state, t, extra in batch.get("events", ()):
             record = record_of(task_id, attempt)
             if record is None:
                 continue
             # One pickle holds one object per distinct string, so the states of a batch share theirs.
             record.events.append((state, t))  # seconds, as recorded: turned into ms when read
+            old = record.advance(state)
+            if record.current != old:
+                if old is not None:
+                    counts[old] -= 1
+                counts[record.current] = counts.get(record.current, 0) + 1
             if state == running:  # the executor's own event: where it runs
                 record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
             if extra:
@@ -172,6 +189,9 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             record = self._tasks[key] = TaskAttempt(task_id, attempt)
             while len(self._tasks) > self.max_num_tasks:
                 old_key, old = self._tasks.popitem(last=False)
+                if old.current is not None:
+                    self.state_counts[old.current] -= 1
+                self._drivers.pop(old_key, None)
                 self.num_dropped += 1
                 self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + 1
                 self._evicted[old_key] = None
@@ -185,6 +205,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             record.parent_task_id = info.pop("parent_task_id", "") or ""
             record.actor_id = info.pop("actor_id", None)
             record.desc = self._shared(info)
+            if record.type == te.DRIVER_TASK:
+                self._drivers[(record.task_id, record.attempt)] = record
         if extra.get("node_id") and record.node_id is None:
             record.node_id = _intern(extra["node_id"])
         if extra.get("worker_id") and record.worker_id is None:
@@ -203,6 +225,10 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         for record in self._tasks.values():
             if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state() not in te.TERMINAL_STATES:
                 record.events.append((te.FAILED, now))
+                old = record.advance(te.FAILED)
+                if old is not None:
+                    self.state_counts[old] -= 1
+                self.state_counts[te.FAILED] = self.state_counts.get(te.FAILED, 0) + 1
                 record.error_type = te.WORKER_DIED
                 record.error_message = (f"Job finishes ({job_hex}) as driver exits. Marking all non-terminal tasks "
                                         "as failed.")
@@ -213,6 +239,20 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                                  limit=request.limit, exclude_driver=request.exclude_driver)
         return spb.GetTaskEventsReply(tasks_json=json.dumps(rows, separators=(",", ":")).encode(),
                                       num_total_stored=total, num_status_task_events_dropped=self.num_dropped)
+
+    async def GetTaskCountsByState(self, request, context):
+        return spb.GetTaskCountsByStateReply(counts=self.counts_by_state(request.exclude_driver),
+                                             num_stored=len(self._tasks),
+                                             num_status_task_events_dropped=self.num_dropped)
+
+    def counts_by_state(self, exclude_driver: bool = True) -> dict[str, int]:
+        """How many stored attempts are in each state (states with none left out)."""
+        counts = dict(self.state_counts)
+        if exclude_driver:
+            for record in self._drivers.values():
+                if record.current is not None:
+                    counts[record.current] -= 1
+        return {state: n for state, n in counts.items() if n > 0}
 
     def query(self, job_id: str = "", task_ids: list[str] | None = None, actor_id: str = "", limit: int = 0,
               exclude_driver: bool = True) -> tuple[list[dict], int]:

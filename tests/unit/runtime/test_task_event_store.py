@@ -50,3 +50,34 @@ def test_the_table_keeps_the_newest_attempts_and_ignores_late_events_of_dropped_
     _add(store, EXECUTOR, [(t, 0, te.RUNNING, 2.0, None) for t in ids[:5]])  # late: the attempts are gone
     assert store.query()[1] == 10 and store.num_dropped == 5
     assert store.query(task_ids=[ids[-1].hex(), "not-hex"])[1] == 1
+
+
+def test_counts_by_state_follow_the_events_whatever_their_order():
+    store = GcsTaskManager(3)
+    a, b, c, d = (os.urandom(24) for _ in range(4))
+    _add(store, EXECUTOR, [(a, 0, te.RUNNING, 2.0, None)])  # the executor's report first
+    _add(store, OWNER, [(a, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)),
+                        (b, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    assert store.counts_by_state() == {te.RUNNING: 1, te.PENDING_NODE_ASSIGNMENT: 1}
+    _add(store, EXECUTOR, [(a, 0, te.FINISHED, 3.0, None), (b, 0, te.RUNNING, 3.0, None),
+                           (b, 0, te.FAILED, 4.0, {"error_type": te.TASK_EXECUTION_EXCEPTION})])
+    _add(store, OWNER, [(b, 0, te.SUBMITTED_TO_WORKER, 1.5, None)])  # late, and behind: FAILED stays
+    assert store.counts_by_state() == {te.FINISHED: 1, te.FAILED: 1}
+    # A driver is counted only when asked; evicting the oldest attempt takes it out of the counts.
+    driver_info = {"info": {**DESC, "type": te.DRIVER_TASK, "name": "driver"}}
+    _add(store, OWNER, [(c, 0, te.RUNNING, 5.0, driver_info)])
+    assert store.counts_by_state() == {te.FINISHED: 1, te.FAILED: 1}
+    assert store.counts_by_state(exclude_driver=False) == {te.FINISHED: 1, te.FAILED: 1, te.RUNNING: 1}
+    _add(store, OWNER, [(d, 0, te.PENDING_NODE_ASSIGNMENT, 6.0, (1, None, None))], {1: DESC})  # a goes
+    assert store.counts_by_state() == {te.FAILED: 1, te.PENDING_NODE_ASSIGNMENT: 1}
+    rows, _ = store.query()
+    assert sorted(r["state"] for r in rows) == [te.FAILED, te.PENDING_NODE_ASSIGNMENT]
+
+
+def test_a_finished_jobs_unfinished_tasks_are_counted_failed():
+    store = GcsTaskManager(10)
+    t = os.urandom(24)
+    _add(store, OWNER, [(t, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    store._fail_unfinished("01000000")
+    assert store.counts_by_state() == {te.FAILED: 1}
+    assert store.query()[0][0]["state"] == te.FAILED
