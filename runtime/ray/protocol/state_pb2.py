@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ray/protocol/state.proto\x12\x0cray.protocol\"(\n\x17\x41\x64\x64TaskEventDataRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x0c\"\x17\n\x15\x41\x64\x64TaskEventDataReply\"q\n\x14GetTaskEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x10\n\x08\x61\x63tor_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x16\n\x0e\x65xclude_driver\x18\x05 \x01(\x08\"\x93\x01\n\x12GetTaskEventsReply\x12\x12\n\ntasks_json\x18\x01 \x01(\x0c\x12\x18\n\x10num_total_stored\x18\x02 \x01(\x03\x12&\n\x1enum_status_task_events_dropped\x18\x03 \x01(\x03\x12\'\n\x1fnum_profile_task_events_dropped\x18\x04 \x01(\x03\"\x99\x02\n\x0fWorkerTableData\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12\x13\n\x0bworker_type\x18\x05 \x01(\t\x12\x10\n\x08is_alive\x18\x06 \x01(\x08\x12\x11\n\texit_type\x18\x07 \x01(\t\x12\x13\n\x0b\x65xit_detail\x18\x08 \x01(\t\x12\x0e\n\x06job_id\x18\t \x01(\t\x12\x1d\n\x15worker_launch_time_ms\x18\n \x01(\x04\x12\x1f\n\x17worker_launched_time_ms\x18\x0b \x01(\x04\x12\x15\n\rstart_time_ms\x18\x0c \x01(\x04\x12\x13\n\x0b\x65nd_time_ms\x18\r \x01(\x04\"I\n\x17ReportWorkerInfoRequest\x12.\n\x07workers\x18\x01 \x03(\x0b\x32\x1d.ray.protocol.WorkerTableData\"\x17\n\x15ReportWorkerInfoReply\"(\n\x17GetAllWorkerInfoRequest\x12\r\n\x05limit\x18\x01 \x01(\x03\"`\n\x15GetAllWorkerInfoReply\x12\x38\n\x11worker_table_data\x18\x01 \x03(\x0b\x32\x1d.ray.protocol.WorkerTableData\x12\r\n\x05total\x18\x02 \x01(\x03\x32\xcb\x01\n\x12TaskInfoGcsService\x12^\n\x10\x41\x64\x64TaskEventData\x12%.ray.protocol.AddTaskEventDataRequest\x1a#.ray.protocol.AddTaskEventDataReply\x12U\n\rGetTaskEvents\x12\".ray.protocol.GetTaskEventsRequest\x1a .ray.protocol.GetTaskEventsReply2\xd6\x01\n\x14WorkerInfoGcsService\x12^\n\x10ReportWorkerInfo\x12%.ray.protocol.ReportWorkerInfoRequest\x1a#.ray.protocol.ReportWorkerInfoReply\x12^\n\x10GetAllWorkerInfo\x12%.ray.protocol.GetAllWorkerInfoRequest\x1a#.ray.protocol.GetAllWorkerInfoReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ray/protocol/state.proto\x12\x0cray.protocol\"(\n\x17\x41\x64\x64TaskEventDataRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x0c\"\x17\n\x15\x41\x64\x64TaskEventDataReply\"q\n\x14GetTaskEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x10\n\x08\x61\x63tor_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x16\n\x0e\x65xclude_driver\x18\x05 \x01(\x08\"\x93\x01\n\x12GetTaskEventsReply\x12\x12\n\ntasks_json\x18\x01 \x01(\x0c\x12\x18\n\x10num_total_stored\x18\x02 \x01(\x03\x12&\n\x1enum_status_task_events_dropped\x18\x03 \x01(\x03\x12\'\n\x1fnum_profile_task_events_dropped\x18\x04 \x01(\x03\"5\n\x1bGetTaskCountsByStateRequest\x12\x16\n\x0e\x65xclude_driver\x18\x01 \x01(\x08\"\xcb\x01\n\x19GetTaskCountsByStateReply\x12\x43\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x33.ray.protocol.GetTaskCountsByStateReply.CountsEntry\x12\x12\n\nnum_stored\x18\x02 \x01(\x03\x12&\n\x1enum_status_task_events_dropped\x18\x03 \x01(\x03\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x99\x02\n\x0fWorkerTableData\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\n\n\x02ip\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\x05\x12\x13\n\x0bworker_type\x18\x05 \x01(\t\x12\x10\n\x08is_alive\x18\x06 \x01(\x08\x12\x11\n\texit_type\x18\x07 \x01(\t\x12\x13\n\x0b\x65xit_detail\x18\x08 \x01(\t\x12\x0e\n\x06job_id\x18\t \x01(\t\x12\x1d\n\x15worker_launch_time_ms\x18\n \x01(\x04\x12\x1f\n\x17worker_launched_time_ms\x18\x0b \x01(\x04\x12\x15\n\rstart_time_ms\x18\x0c \x01(\x04\x12\x13\n\x0b\x65nd_time_ms\x18\r \x01(\x04\"I\n\x17ReportWorkerInfoRequest\x12.\n\x07workers\x18\x01 \x03(\x0b\x32\x1d.ray.protocol.WorkerTableData\"\x17\n\x15ReportWorkerInfoReply\"(\n\x17GetAllWorkerInfoRequest\x12\r\n\x05limit\x18\x01 \x01(\x03\"`\n\x15GetAllWorkerInfoReply\x12\x38\n\x11worker_table_data\x18\x01 \x03(\x0b\x32\x1d.ray.protocol.WorkerTableData\x12\r\n\x05total\x18\x02 \x01(\x03\x32\xb7\x02\n\x12TaskInfoGcsService\x12^\n\x10\x41\x64\x64TaskEventData\x12%.ray.protocol.AddTaskEventDataRequest\x1a#.ray.protocol.AddTaskEventDataReply\x12U\n\rGetTaskEvents\x12\".ray.protocol.GetTaskEventsRequest\x1a .ray.protocol.GetTaskEventsReply\x12j\n\x14GetTaskCountsByState\x12).ray.protocol.GetTaskCountsByStateRequest\x1a\'.ray.protocol.GetTaskCountsByStateReply2\xd6\x01\n\x14WorkerInfoGcsService\x12^\n\x10ReportWorkerInfo\x12%.ray.protocol.ReportWorkerInfoRequest\x1a#.ray.protocol.ReportWorkerInfoReply\x12^\n\x10GetAllWorkerInfo\x12%.ray.protocol.GetAllWorkerInfoRequest\x1a#.ray.protocol.GetAllWorkerInfoReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ray.protocol.state_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GETTASKCOUNTSBYSTATEREPLY_COUNTSENTRY']._loaded_options = None
+  _globals['_GETTASKCOUNTSBYSTATEREPLY_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_ADDTASKEVENTDATAREQUEST']._serialized_start=42
   _globals['_ADDTASKEVENTDATAREQUEST']._serialized_end=82
   _globals['_ADDTASKEVENTDATAREPLY']._serialized_start=84
@@ -39,18 +41,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKEVENTSREQUEST']._serialized_end=222
   _globals['_GETTASKEVENTSREPLY']._serialized_start=225
   _globals['_GETTASKEVENTSREPLY']._serialized_end=372
-  _globals['_WORKERTABLEDATA']._serialized_start=375
-  _globals['_WORKERTABLEDATA']._serialized_end=656
-  _globals['_REPORTWORKERINFOREQUEST']._serialized_start=658
-  _globals['_REPORTWORKERINFOREQUEST']._serialized_end=731
-  _globals['_REPORTWORKERINFOREPLY']._serialized_start=733
-  _globals['_REPORTWORKERINFOREPLY']._serialized_end=756
-  _globals['_GETALLWORKERINFOREQUEST']._serialized_start=758
-  _globals['_GETALLWORKERINFOREQUEST']._serialized_end=798
-  _globals['_GETALLWORKERINFOREPLY']._serialized_start=800
-  _globals['_GETALLWORKERINFOREPLY']._serialized_end=896
-  _globals['_TASKINFOGCSSERVICE']._serialized_start=899
-  _globals['_TASKINFOGCSSERVICE']._serialized_end=1102
-  _globals['_WORKERINFOGCSSERVICE']._serialized_start=1105
-  _globals['_WORKERINFOGCSSERVICE']._serialized_end=1319
+  _globals['_GETTASKCOUNTSBYSTATEREQUEST']._serialized_start=374
+  _globals['_GETTASKCOUNTSBYSTATEREQUEST']._serialized_end=427
+  _globals['_GETTASKCOUNTSBYSTATEREPLY']._serialized_start=430
+  _globals['_GETTASKCOUNTSBYSTATEREPLY']._serialized_end=633
+  _globals['_GETTASKCOUNTSBYSTATEREPLY_COUNTSENTRY']._serialized_start=588
+  _globals['_GETTASKCOUNTSBYSTATEREPLY_COUNTSENTRY']._serialized_end=633
+  _globals['_WORKERTABLEDATA']._serialized_start=636
+  _globals['_WORKERTABLEDATA']._serialized_end=917
+  _globals['_REPORTWORKERINFOREQUEST']._serialized_start=919
+  _globals['_REPORTWORKERINFOREQUEST']._serialized_end=992
+  _globals['_REPORTWORKERINFOREPLY']._serialized_start=994
+  _globals['_REPORTWORKERINFOREPLY']._serialized_end=1017
+  _globals['_GETALLWORKERINFOREQUEST']._serialized_start=1019
+  _globals['_GETALLWORKERINFOREQUEST']._serialized_end=1059
+  _globals['_GETALLWORKERINFOREPLY']._serialized_start=1061
+  _globals['_GETALLWORKERINFOREPLY']._serialized_end=1157
+  _globals['_TASKINFOGCSSERVICE']._serialized_start=1160
+  _globals['_TASKINFOGCSSERVICE']._serialized_end=1471
+  _globals['_WORKERINFOGCSSERVICE']._serialized_start=1474
+  _globals['_WORKERINFOGCSSERVICE']._serialized_end=1688
 # @@protoc_insertion_point(module_scope)

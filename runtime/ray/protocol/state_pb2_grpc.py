@@ -44,6 +44,11 @@ class TaskInfoGcsServiceStub:
                 request_serializer=ray_dot_protocol_dot_state__pb2.GetTaskEventsRequest.SerializeToString,
                 response_deserializer=ray_dot_protocol_dot_state__pb2.GetTaskEventsReply.FromString,
                 _registered_method=True)
+        self.GetTaskCountsByState = channel.unary_unary(
+                '/ray.protocol.TaskInfoGcsService/GetTaskCountsByState',
+                request_serializer=ray_dot_protocol_dot_state__pb2.GetTaskCountsByStateRequest.SerializeToString,
+                response_deserializer=ray_dot_protocol_dot_state__pb2.GetTaskCountsByStateReply.FromString,
+                _registered_method=True)
 
 
 class TaskInfoGcsServiceServicer:
@@ -61,6 +66,12 @@ class TaskInfoGcsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTaskCountsByState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskInfoGcsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +84,11 @@ def add_TaskInfoGcsServiceServicer_to_server(servicer, server):
                     servicer.GetTaskEvents,
                     request_deserializer=ray_dot_protocol_dot_state__pb2.GetTaskEventsRequest.FromString,
                     response_serializer=ray_dot_protocol_dot_state__pb2.GetTaskEventsReply.SerializeToString,
+            ),
+            'GetTaskCountsByState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskCountsByState,
+                    request_deserializer=ray_dot_protocol_dot_state__pb2.GetTaskCountsByStateRequest.FromString,
+                    response_serializer=ray_dot_protocol_dot_state__pb2.GetTaskCountsByStateReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +145,33 @@ class TaskInfoGcsService:
             '/ray.protocol.TaskInfoGcsService/GetTaskEvents',
             ray_dot_protocol_dot_state__pb2.GetTaskEventsRequest.SerializeToString,
             ray_dot_protocol_dot_state__pb2.GetTaskEventsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskCountsByState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ray.protocol.TaskInfoGcsService/GetTaskCountsByState',
+            ray_dot_protocol_dot_state__pb2.GetTaskCountsByStateRequest.SerializeToString,
+            ray_dot_protocol_dot_state__pb2.GetTaskCountsByStateReply.FromString,
             options,
             channel_credentials,
             insecure,
