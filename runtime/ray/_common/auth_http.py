@@ -117,6 +117,7 @@ def login_response(next_path: str = "./", note: str = "", status: int = 200, hin
     its form posts to the login route relative to that page."""
     page = (
         "<!doctype html><html><head><meta charset=utf-8><title>OpenRay dashboard: sign in</title>"
+        '<link rel="icon" href="data:,">'  # no request for /favicon.ico at the host's root, outside a prefix
         f"<style>{_LOGIN_STYLE}</style></head><body><h1>This Ray cluster requires a token</h1>"
         + (f'<p class="note">{html.escape(note)}</p>' if note else "")
         + f'<form method="post" action="{html.escape(_to_root(page_path), quote=True)}login">'

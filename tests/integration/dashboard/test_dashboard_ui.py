@@ -275,7 +275,7 @@ def _latest(chart: dict | None) -> dict[str, float]:
     return {label: values[-1] for label, values in (chart or {}).items() if values and values[-1]}
 
 
-def test_metrics_view_charts_tasks_and_actors_by_state(page, shots, workload):
+def test_metrics_view_charts_tasks_and_actors_by_state(page, shots, cluster, workload):
     """The charts draw the GCS's tables: the latest point of "Tasks by state" and "Actors by state" is what
     the state API lists once the test's tasks and actors have settled."""
     from collections import Counter
@@ -294,8 +294,8 @@ def test_metrics_view_charts_tasks_and_actors_by_state(page, shots, workload):
     _nav(page, "metrics")
     deadline = time.monotonic() + 60
     while True:
-        actors = dict(Counter(a["state"] for a in list_actors(limit=10000)))
-        tasks = dict(Counter(t["state"] for t in list_tasks(limit=10000)))
+        actors = dict(Counter(a["state"] for a in list_actors(address=cluster.dashboard, limit=10000)))
+        tasks = dict(Counter(t["state"] for t in list_tasks(address=cluster.dashboard, limit=10000)))
         charts = page.evaluate(CHART_DATA)
         drawn_tasks, drawn_actors = _latest(charts.get("Tasks by state")), _latest(charts.get("Actors by state"))
         if drawn_tasks == tasks and drawn_actors == actors:
