@@ -37,7 +37,7 @@ import requests
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
-from dashboard_workload import ACTOR_CLASS, JOB_MARKER, make_workload  # noqa: E402
+from dashboard_workload import ACTOR_CLASS, JOB_MARKER, READY, make_workload  # noqa: E402
 
 VIEWS = (  # nav link, what shows that its data arrived
     ("overview", "[data-testid=nodes-alive]"),
@@ -211,10 +211,12 @@ def ray_inside(args: argparse.Namespace) -> None:
             [args.ray_python, str(BENCH / "dashboard_workload.py"), "--address", "127.0.0.1:6379",
              "--dashboard", dashboard, "--actors", str(args.actors), "--tasks", str(args.tasks),
              "--jobs", str(args.jobs)], env=env, cwd=temp_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = workload.stdout.readline()
-        if not line:
+        for line in workload.stdout:
+            if line.startswith(READY):
+                result.update(json.loads(line[len(READY):]))
+                break
+        else:
             raise RuntimeError(f"the workload on Ray exited ({workload.wait()})")
-        result.update(json.loads(line))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
             context = browser.new_context(viewport={"width": 1400, "height": 900})

@@ -4,7 +4,7 @@ from the standard library, so Ray's virtualenv runs it as it is):
     <python> bench/dashboard_workload.py --address A --dashboard URL [--actors 1000] [--tasks 10000] [--jobs 50]
 
 Connects a driver, makes `actors` actors (95% of them killed), `tasks` finished tasks and `jobs` finished
-submitted jobs, prints one JSON line ({"workload_s": ...}) and keeps the driver (and the live actors) until
+submitted jobs, prints `WORKLOAD-READY {"workload_s": ...}` and keeps the driver (and the live actors) until
 its stdin closes. `bench/dashboard_ui.py` imports `make_workload` for OpenRay's in-process cluster.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 ACTOR_CLASS = "Idle"  # what a row of the Actors view shows
 JOB_MARKER = "bench-job-"  # what a row of the Jobs view shows (in the entrypoint)
+READY = "WORKLOAD-READY "  # the line that carries the result
 
 
 def make_workload(address: str, dashboard: str, actors: int, tasks: int, jobs: int) -> dict[str, Any]:
@@ -73,7 +74,8 @@ def main() -> None:
     work = make_workload(args.address, args.dashboard, args.actors, args.tasks, args.jobs)
     import ray
 
-    print(json.dumps({"workload_s": work["workload_s"], "ray_version": ray.__version__}), flush=True)
+    # Marked: Ray's driver prints its workers' output to stdout too.
+    print(READY + json.dumps({"workload_s": work["workload_s"], "ray_version": ray.__version__}), flush=True)
     sys.stdin.read()  # the live actors stay until the measuring side is done
     ray.shutdown()
 
