@@ -8,6 +8,11 @@ proxy) or the `ray-authentication-token` cookie (the browser, set by the login p
 401 "Unauthorized: Missing authentication token"; credentials that do not match: 403 "Forbidden:
 Invalid authentication token" (Ray's texts). A browser asking for a page gets the login page instead,
 with the same status. Health endpoints stay open, as Ray keeps them (KubeRay's probes call them).
+
+Every URL the login page and its redirects use is relative (the form posts to `login` relative to the page,
+`next` is a path relative to the dashboard's root, redirects say `./...`), so signing in works through
+`kubectl port-forward`, the API server's service proxy or any reverse proxy that serves the dashboard under
+a path prefix.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def token_middleware(token: str, public_paths: Iterable[str], login_page: bool =
             return await handler(request)
         if login_page and _wants_page(request):
             note = "" if status == 401 else "The saved token is not this cluster's token; enter it again."
-            return login_response(request.path_qs, note, status, hint)
+            return login_response(request.path_qs, note, status, hint, page_path=request.path)
         text = auth.HTTP_MISSING_TOKEN_TEXT if status == 401 else auth.HTTP_INVALID_TOKEN_TEXT
         return web.Response(status=status, text=text + suffix)
 
@@ -84,18 +89,38 @@ _LOGIN_STYLE = ("body{font-family:sans-serif;margin:4em auto;max-width:36em}inpu
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this server (never `//host` or a URL): no open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
+    """Where to go after signing in, as a path relative to the dashboard's root (`./`, `./#/actors`): it
+    stays under whatever prefix a proxy serves the dashboard at, and is never `//host` or a URL (no open
+    redirect). A path from the server's view (`/api/jobs/`) counts from the root too."""
+    if not target:
+        return "./"
+    if target.startswith("./"):
+        rest = target[2:]
+    elif target.startswith("/") and not target.startswith("//"):
+        rest = target[1:]
+    else:
+        return "./"
+    if rest.startswith(("/", "\\")) or "\\" in rest:
+        return "./"
+    return "./" + rest
 
 
-def login_response(next_path: str = "/", note: str = "", status: int = 200, hint: str | None = None) -> web.Response:
+def _to_root(path: str) -> str:
+    """The relative way from the page at server path `path` back to the dashboard's root (`./`, `../../`)."""
+    depth = path.count("/") - 1
+    return "../" * depth if depth > 0 else "./"
+
+
+def login_response(next_path: str = "./", note: str = "", status: int = 200, hint: str | None = None,
+                   page_path: str = "/login") -> web.Response:
+    """The sign-in page, served at server path `page_path` (any page a browser asks for without the token):
+    its form posts to the login route relative to that page."""
     page = (
         "<!doctype html><html><head><meta charset=utf-8><title>OpenRay dashboard: sign in</title>"
+        '<link rel="icon" href="data:,">'  # no request for /favicon.ico at the host's root, outside a prefix
         f"<style>{_LOGIN_STYLE}</style></head><body><h1>This Ray cluster requires a token</h1>"
         + (f'<p class="note">{html.escape(note)}</p>' if note else "")
-        + '<form method="post" action="/login">'
+        + f'<form method="post" action="{html.escape(_to_root(page_path), quote=True)}login">'
         f'<input type="hidden" name="next" value="{html.escape(_safe_next(next_path), quote=True)}">'
         '<label>Authentication token<br><input type="password" name="token" autofocus '
         'autocomplete="current-password"></label><br><button type="submit">Sign in</button></form>'
@@ -138,15 +163,15 @@ def add_login_routes(app: web.Application, token: str | None, hint: str | None =
 
     async def login_form(request: web.Request) -> web.Response:
         if token is None:
-            raise web.HTTPSeeOther("/")
-        return login_response(request.query.get("next", "/"), hint=hint)
+            raise web.HTTPSeeOther("./")
+        return login_response(request.query.get("next", "./"), hint=hint)
 
     async def login_submit(request: web.Request) -> web.Response:
         if token is None:
-            raise web.HTTPSeeOther("/")
+            raise web.HTTPSeeOther("./")
         form = await request.post()
         given = str(form.get("token") or "").strip()
-        next_path = _safe_next(str(form.get("next") or "/"))
+        next_path = _safe_next(str(form.get("next") or "./"))
         if not given:
             return login_response(next_path, "Enter the token.", 401, hint)
         if not auth.tokens_equal(auth.strip_bearer(given), token):
@@ -156,7 +181,7 @@ def add_login_routes(app: web.Application, token: str | None, hint: str | None =
         return response
 
     async def logout(request: web.Request) -> web.Response:
-        response = web.HTTPSeeOther("/login")
+        response = web.HTTPSeeOther("login")
         response.del_cookie(auth.COOKIE_NAME, path="/")
         return response
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prefix_proxy import PrefixProxy
 from ray._common import auth, process_registry
 from ray.cluster_utils import Cluster
 
@@ -261,6 +262,83 @@ def test_metrics_view_draws_charts(page, shots):
     assert page.locator("[data-testid=grafana-link]").count() == 0  # RAY_GRAFANA_HOST is not set
     page.screenshot(path=str(shots / "metrics.png"), full_page=True)
     _clean(page)
+
+
+# What each chart draws, from its uPlot instance: {title: {series label: [values...]}}.
+CHART_DATA = """() => Object.fromEntries([...document.querySelectorAll('[data-testid=chart]')].map((c) => [
+  c.querySelector('h3').textContent,
+  c.uplot ? Object.fromEntries(c.uplot.series.slice(1).map((s, i) => [s.label, c.uplot.data[i + 1]])) : null]))"""
+
+
+def _latest(chart: dict | None) -> dict[str, float]:
+    """The last point of each series of a chart, zeros left out."""
+    return {label: values[-1] for label, values in (chart or {}).items() if values and values[-1]}
+
+
+def test_metrics_view_charts_tasks_and_actors_by_state(page, shots, cluster, workload):
+    """The charts draw the GCS's tables: the latest point of "Tasks by state" and "Actors by state" is what
+    the state API lists once the test's tasks and actors have settled."""
+    from collections import Counter
+
+    import ray
+    from ray.util.state import list_actors, list_tasks
+
+    @ray.remote(num_cpus=0)
+    def square(x: int) -> int:
+        return x * x
+
+    assert ray.get([square.remote(i) for i in range(30)]) == [i * i for i in range(30)]
+    doomed = workload["pinger"].options(name="metrics-doomed").remote()
+    ray.get(doomed.ping.remote("soon dead"))
+    ray.kill(doomed)
+    _nav(page, "metrics")
+    deadline = time.monotonic() + 60
+    while True:
+        actors = dict(Counter(a["state"] for a in list_actors(address=cluster.dashboard, limit=10000)))
+        tasks = dict(Counter(t["state"] for t in list_tasks(address=cluster.dashboard, limit=10000)))
+        charts = page.evaluate(CHART_DATA)
+        drawn_tasks, drawn_actors = _latest(charts.get("Tasks by state")), _latest(charts.get("Actors by state"))
+        if drawn_tasks == tasks and drawn_actors == actors:
+            break
+        assert time.monotonic() < deadline, f"charts {drawn_tasks} {drawn_actors}, state API {tasks} {actors}"
+        page.wait_for_timeout(1000)
+    assert drawn_tasks["FINISHED"] >= 30 + 2  # the squares and the pings at least
+    assert drawn_actors["DEAD"] >= 2 and drawn_actors["ALIVE"] >= 3  # the killed ones; the named and GPU ones
+    assert len(charts["Tasks by state"]["FINISHED"]) >= 2  # a series over time, not one number
+    page.screenshot(path=str(shots / "metrics-states.png"), full_page=True)
+    _clean(page)
+
+
+def test_signing_in_and_the_app_work_under_a_path_prefix(browser, cluster, workload):
+    """Through a reverse proxy that serves the dashboard at /ray/ and rewrites nothing: the login form, its
+    redirect, the app's requests and the way back after a lost session all stay under the prefix."""
+    with PrefixProxy(cluster.dashboard, "/ray/") as proxy:
+        context = browser.new_context()
+        pg = context.new_page()
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            pg.goto(proxy.url + "#/actors")
+            assert "requires a token" in pg.content()
+            assert pg.get_attribute("form", "action") == "./login"
+            pg.fill("input[name=token]", os.environ["RAY_AUTH_TOKEN"])
+            pg.click("button[type=submit]")
+            pg.wait_for_url(proxy.url + "#/overview")
+            pg.wait_for_selector("[data-testid=nodes-alive]")
+            assert pg.inner_text("[data-testid=nodes-alive]") == "1"
+            _nav(pg, "actors")
+            pg.locator("[data-testid=actor-table] tbody tr", has_text=workload["dead"][:8]).wait_for()
+            # A session that goes stale: to the login page under the prefix, and back to the same view.
+            context.clear_cookies()
+            pg.wait_for_url(re.compile(re.escape(proxy.url) + r"login\?next=.*"), timeout=15000)
+            pg.fill("input[name=token]", os.environ["RAY_AUTH_TOKEN"])
+            pg.click("button[type=submit]")
+            pg.wait_for_url(proxy.url + "#/actors")
+            pg.locator("[data-testid=actor-table] tbody tr", has_text=workload["dead"][:8]).wait_for()
+        finally:
+            context.close()
+        assert proxy.outside == [], "requests left the prefix (absolute URLs)"
+        assert errors == []
 
 
 def test_logs_view_nodes_files_viewer_and_search(page, shots):

@@ -115,7 +115,7 @@ def test_a_stranger_gets_nothing_and_no_pickle_is_loaded(cli, port, tmp_path):
         assert (h["jobs wrong"]["status"], h["jobs wrong"]["body"]) == (403, "Forbidden: Invalid authentication token")
         assert h["version none"]["status"] == 401 and h["submit none"]["status"] == 401
         assert h["gcs_healthz none"] == {"status": 200, "body": "success", "set_cookie": ""}
-        assert h["page none"]["status"] == 401 and '<form method="post" action="/login">' in h["page none"]["body"]
+        assert h["page none"]["status"] == 401 and '<form method="post" action="./login">' in h["page none"]["body"]
         assert h["agent healthz none"]["status"] == 200 and h["agent raylet healthz none"]["status"] == 200
         assert h["agent job logs none"]["status"] == 401 and h["agent supervise none"]["status"] == 401
         for how in ("bearer", "x-ray", "cookie"):

@@ -145,10 +145,22 @@ def test_http_check_takes_rays_three_places():
     assert auth_http.request_status(_request(both), token) == 200
 
 
-def test_login_redirects_stay_on_this_server():
-    assert auth_http._safe_next("/api/jobs/") == "/api/jobs/"
-    for bad in ("//evil.example/x", "https://evil.example/", "evil", "/\\evil", None, ""):
-        assert auth_http._safe_next(bad) == "/"
+def test_login_redirects_stay_on_this_server_and_under_its_prefix():
+    # Relative to the dashboard's root, so a proxy's path prefix is kept; the server's own paths count from it.
+    assert auth_http._safe_next("/api/jobs/") == "./api/jobs/"
+    assert auth_http._safe_next("./?x=1") == "./?x=1"
+    for bad in ("//evil.example/x", "https://evil.example/", "evil", "/\\evil", ".//evil.example", "./\\x", None, ""):
+        assert auth_http._safe_next(bad) == "./"
+
+
+def test_the_login_form_posts_relative_to_the_page_it_is_on():
+    def action(page_path: str) -> str:
+        body = auth_http.login_response("/", page_path=page_path).text
+        return body.split('<form method="post" action="', 1)[1].split('"', 1)[0]
+
+    assert action("/") == "./login" and action("/login") == "./login"
+    assert action("/static/app/main.js") == "../../login" and action("/nodes/") == "../login"
+    assert 'value="./"' in auth_http.login_response("/").text
 
 
 def test_env_is_not_changed_by_loading(monkeypatch):

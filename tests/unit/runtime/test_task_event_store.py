@@ -81,3 +81,28 @@ def test_an_executors_log_offsets_become_rays_task_log_info():
     assert row["task_log_info"] == {"stdout_file": "worker-1.out", "stderr_file": "worker-1.err",
                                     "stdout_start": 100, "stderr_start": 7, "stdout_end": 180, "stderr_end": 7}
     assert [e["state"] for e in row["events"]] == [te.RUNNING]  # the end offsets are no state change
+
+
+def test_counts_by_state_follow_the_events_whatever_their_order():
+    store = GcsTaskManager(10)
+    a, b, c = (os.urandom(24) for _ in range(3))
+    _add(store, EXECUTOR, [(a, 0, te.RUNNING, 2.0, None)])  # the executor's report first
+    _add(store, OWNER, [(a, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)),
+                        (b, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    assert store.counts_by_state() == {te.RUNNING: 1, te.PENDING_NODE_ASSIGNMENT: 1}
+    _add(store, EXECUTOR, [(a, 0, te.FINISHED, 3.0, None), (b, 0, te.RUNNING, 3.0, None),
+                           (b, 0, te.FAILED, 4.0, {"error_type": te.TASK_EXECUTION_EXCEPTION})])
+    _add(store, OWNER, [(b, 0, te.SUBMITTED_TO_WORKER, 1.5, None)])  # late, and behind: FAILED stays
+    assert store.counts_by_state() == {te.FINISHED: 1, te.FAILED: 1}
+    # A driver is no task of the chart (nor of `ray_tasks`).
+    _add(store, OWNER, [(c, 0, te.RUNNING, 5.0, {"info": {**DESC, "type": te.DRIVER_TASK, "name": "driver"}})])
+    assert store.counts_by_state() == {te.FINISHED: 1, te.FAILED: 1}
+
+
+def test_a_finished_jobs_unfinished_tasks_are_counted_failed():
+    store = GcsTaskManager(10)
+    t = os.urandom(24)
+    _add(store, OWNER, [(t, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    store._fail_unfinished("01000000")
+    assert store.counts_by_state() == {te.FAILED: 1}
+    assert store.query()[0][0]["state"] == te.FAILED

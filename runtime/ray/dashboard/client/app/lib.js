@@ -32,7 +32,9 @@ const RETURN_KEY = "openray.dashboard.return";
 function goToLogin() {
   // The server only sees the path: the hash (the view) is kept here and restored after signing in.
   try { sessionStorage.setItem(RETURN_KEY, location.hash); } catch (e) { /* private mode */ }
-  location.assign("login?next=" + encodeURIComponent(location.pathname + location.search));
+  // Relative both ways (the app is served at the dashboard's root): behind a path prefix the login page and
+  // the way back stay under it.
+  location.assign("login?next=" + encodeURIComponent("./" + location.search));
 }
 
 export function restoreViewAfterLogin() {

@@ -1,6 +1,10 @@
 """The head's memory of the cluster for the UI: every node's latest stats, a bounded history of node and
 cluster metrics (charts without Prometheus), and recent cluster events.
 
+A cluster point also holds the actors by state (the GCS's actor table) and the tasks by state (the GCS's
+task-event table: `GetTaskStateCounts`, the `ray_tasks` counts the GCS keeps as events arrive, so asking costs
+nothing).
+
 A sampler asks every alive node's agent for its stats every `RAY_DASHBOARD_HISTORY_INTERVAL_S` (5 s) and
 keeps `RAY_DASHBOARD_HISTORY_POINTS` (720: an hour) points per node and for the cluster in fixed-size
 deques; the node table, job table and actor table are compared with the previous round for events (node
@@ -11,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import time
 from collections import deque
 from typing import Any
 
-from ray.protocol import actor_pb2
+from ray.protocol import actor_pb2, state_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +110,18 @@ class ClusterHistory:
         self._node_events(nodes)
         try:
             point["actors"] = await self._job_and_actor_events()
+            point["tasks"] = await asyncio.to_thread(self._task_counts)
         finally:
             self.cluster_history.append(point)
+
+    def _task_counts(self) -> dict[str, int]:
+        """Task attempts by state in the GCS's task-event table, drivers left out (a point of the Metrics
+        view's "tasks by state" chart; the table keeps the newest `task_events_max_num_task_in_gcs`)."""
+        reply = self._gcs.call(self._gcs.stubs.task_info.GetTaskStateCounts, state_pb2.GetTaskStateCountsRequest())
+        counts: dict[str, int] = {}
+        for state, _name, _is_retry, _job_id, n in json.loads(reply.counts_json or b"[]"):
+            counts[state] = counts.get(state, 0) + n
+        return counts
 
     def _cluster_point(self, alive: list[dict[str, Any]]) -> dict[str, Any]:
         point: dict[str, Any] = {"t": time.time(), "nodes_alive": len(alive)}

@@ -153,7 +153,8 @@ class StateHead:
     def _list_handler(self, resource: str):
         async def handler(req: web.Request) -> web.Response:
             response = await self.list_rows(resource, options_from(req))
-            return reply(200, "", dataclasses.asdict(response))
+            # Shallow: the rows are fresh dicts already (asdict would deep-copy 1,000 actor rows every poll).
+            return reply(200, "", {f.name: getattr(response, f.name) for f in dataclasses.fields(response)})
 
         return handler
 

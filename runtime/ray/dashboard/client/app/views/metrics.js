@@ -1,6 +1,6 @@
 // Metrics: charts drawn here (uPlot) from the head's metrics history (/api/metrics/history): the cluster's
-// and each node's CPU, memory, GPU, GRAM, object store, workers, actors by state and logical resource use,
-// over a chosen time range. No Grafana needed; when RAY_GRAFANA_HOST is set, a link to it as well.
+// and each node's CPU, memory, GPU, GRAM, object store, workers, tasks by state (the GCS's task-event table),
+// actors by state and logical resource use, over a chosen time range. No Grafana needed; when RAY_GRAFANA_HOST is set, a link to it as well.
 import uPlot from "uplot";
 import {
   html, useState, useEffect, useRef, request, usePoll, ErrorNote, Loading, Section, Select, bytes, pct, num, shortId,
@@ -12,7 +12,9 @@ const COLOURS = ["#1E88E5", "#43A047", "#F57C00", "#D32F2F", "#8E24AA", "#00897B
 const FORMAT = { bytes, pct: (v) => pct(v), num };
 const STATE_HEX = { green: "#43A047", red: "#D32F2F", orange: "#F57C00", blue: "#1E88E5", grey: "#757575" };
 
+// Each chart's container holds its uPlot instance as `uplot` (what it draws: `.series`, `.data`), for tests.
 function Chart({ title, times, series, unit = "num", testid }) {
+  const outer = useRef(null);
   const box = useRef(null);
   const plot = useRef(null);
   const fmt = FORMAT[unit];
@@ -29,18 +31,31 @@ function Chart({ title, times, series, unit = "num", testid }) {
       legend: { live: true },
     };
     plot.current = new uPlot(opts, data, el);
+    outer.current.uplot = plot.current;
     const ro = new ResizeObserver(() => plot.current && plot.current.setSize({ width: Math.max(200, el.clientWidth), height: 200 }));
     ro.observe(el);
-    return () => { ro.disconnect(); plot.current.destroy(); plot.current = null; };
+    return () => { ro.disconnect(); plot.current.destroy(); plot.current = null; if (outer.current) outer.current.uplot = null; };
   }, [shape, unit]);
   useEffect(() => { if (plot.current) plot.current.setData(data); });
-  return html`<div class="chart" data-testid=${testid}><h3>${title}</h3><div ref=${box}></div></div>`;
+  return html`<div class="chart" data-testid=${testid} ref=${outer}><h3>${title}</h3><div ref=${box}></div></div>`;
+}
+
+// One series per state, in Ray's state colours; a colour already taken (the PENDING_* states are all
+// orange) is drawn dashed so that the lines stay apart.
+function stateSeries(points, key) {
+  const states = [...new Set(points.flatMap((p) => Object.keys(p[key] || {})))].sort();
+  const used = {};
+  return states.map((s) => {
+    const colour = STATE_HEX[stateColour(s)];
+    const n = (used[colour] = (used[colour] || 0) + 1);
+    return { label: s, colour, dash: n > 1 ? [n * 2, n * 2] : undefined,
+      values: points.map((p) => (p[key] ? p[key][s] || 0 : null)) };
+  });
 }
 
 function clusterCharts(points) {
   const t = points.map((p) => p.t);
   const col = (k) => points.map((p) => (p[k] === undefined ? null : p[k]));
-  const states = [...new Set(points.flatMap((p) => Object.keys(p.actors || {})))].sort();
   const charts = [
     { title: "CPU utilization (average of nodes)", unit: "pct", series: [{ label: "CPU %", values: col("cpu_utilization") }] },
     { title: "Logical CPUs", series: [{ label: "used", values: col("CPU_used") }, { label: "total", values: col("CPU_total"), dash: [4, 4] }] },
@@ -49,13 +64,10 @@ function clusterCharts(points) {
     { title: "Object store memory (logical)", unit: "bytes", series: [{ label: "used", values: col("object_store_memory_used") }, { label: "total", values: col("object_store_memory_total"), dash: [4, 4] }] },
     { title: "Alive nodes", series: [{ label: "nodes", values: col("nodes_alive") }] },
   ];
-  if (states.length) {
-    charts.push({ title: "Actors by state", series: states.map((s) => ({ label: s, colour: STATE_HEX[stateColour(s)], values: points.map((p) => (p.actors ? p.actors[s] || 0 : null)) })) });
-  }
-  if (points.some((p) => p.tasks)) {
-    const ts = [...new Set(points.flatMap((p) => Object.keys(p.tasks || {})))].sort();
-    charts.push({ title: "Tasks by state", series: ts.map((s) => ({ label: s, colour: STATE_HEX[stateColour(s)], values: points.map((p) => (p.tasks ? p.tasks[s] || 0 : null)) })) });
-  }
+  const tasks = stateSeries(points, "tasks");
+  if (tasks.length) charts.push({ title: "Tasks by state", series: tasks });
+  const actors = stateSeries(points, "actors");
+  if (actors.length) charts.push({ title: "Actors by state", series: actors });
   return { t, charts };
 }
 
