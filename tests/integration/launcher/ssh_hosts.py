@@ -37,8 +37,11 @@ def _keygen(path: Path) -> None:
 
 
 class SSHHosts:
-    def __init__(self, hosts: int):
+    def __init__(self, hosts: int, pid_namespace: bool = False):
         self.net = TestNetwork(hosts)
+        # Each sshd (and so all a host runs) in a PID namespace of its own with its own /proc, so that the real
+        # Ray's `ray stop`, which kills every Ray process it can see, stays on its host (bench/).
+        self.pid_namespace = pid_namespace
         self.root = Path(tempfile.mkdtemp(prefix="orl", dir="/tmp"))  # short: Unix socket paths live below
         self.key = self.root / "id_ed25519"
         self.wrong_key = self.root / "wrong_ed25519"
@@ -91,7 +94,11 @@ class SSHHosts:
             f"SetEnv HOME={home} RAY_TMPDIR={tmp}\n"
             "Subsystem sftp internal-sftp\nLogLevel ERROR\n")
         log = open(etc / "sshd.log", "wb")
-        self.sshd.append(subprocess.Popen([*self.net.exec_args(i), SSHD, "-D", "-e", "-f", str(config)],
+        sshd = [SSHD, "-D", "-e", "-f", str(config)]
+        if self.pid_namespace:  # bash as the namespace's init reaps the daemons Ray leaves to it
+            sshd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "bash", "-c",
+                    '"$@" & wait $!', "init", *sshd]
+        self.sshd.append(subprocess.Popen([*self.net.exec_args(i), *sshd],
                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         log.close()
 
