@@ -20,7 +20,11 @@ import time
 from pathlib import Path
 
 from netns_hosts import TestNetwork
-from ray._common import process_registry
+
+try:
+    from ray._common import process_registry
+except ImportError:  # the real Ray (bench/): what runs in a host dies with its namespaces
+    process_registry = None
 
 INSTALL = Path(__file__).with_name("install-packages")
 SSHD = "/usr/sbin/sshd"
@@ -118,7 +122,7 @@ class SSHHosts:
         return [proc.pid for _, proc in process_registry.recorded_processes(temp) if proc is not None]
 
     def close(self) -> None:
-        for tmp in self.temp_dirs:
+        for tmp in self.temp_dirs if process_registry is not None else []:
             with contextlib.suppress(Exception):
                 process_registry.stop_all(str(tmp / "ray"), force=True)
         for proc in self.sshd:
