@@ -534,22 +534,24 @@ def launcher_up(duration_s: float) -> Rows:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         import ray.autoscaler._private.launcher  # noqa: F401  (OpenRay's)
+        openray = True
     except ImportError:
-        raise RuntimeError("not run on Ray 2.60 here: the default start commands run `ray stop`, which in Ray kills "
-                           "every Ray process on the machine (it needs hosts with their own PID namespace)") from None
+        # The real Ray: its `ray stop` (the default start commands begin with it) kills every Ray process it can
+        # see, so each host gets a PID namespace of its own.
+        openray = False
     sys.path[:0] = [os.path.join(repo, "tests", "integration"), os.path.join(repo, "tests", "integration", "launcher")]
     import yaml
     from ssh_hosts import SSHHosts, ensure_packages
 
     ensure_packages()
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
-    with SSHHosts(hosts=3) as hosts:
+    with SSHHosts(hosts=3, pid_namespace=not openray) as hosts:
         cfg = os.path.join(hosts.root, "cluster.yaml")
         with open(cfg, "w") as f:
             yaml.safe_dump({"cluster_name": "bench", "provider": {"type": "local", "head_ip": hosts.ips[0],
                                                                   "worker_ips": hosts.ips[1:]},
                             "auth": {"ssh_user": "root", "ssh_private_key": str(hosts.key)}}, f)
-        env = dict(os.environ, TMPDIR=str(hosts.root))
+        env = dict(os.environ, TMPDIR=str(hosts.root), RAY_TMPDIR=str(hosts.root))
         env.pop("RAY_ADDRESS", None)
         start = time.perf_counter()
         up = subprocess.run([ray_cli, "up", cfg, "-y"], capture_output=True, text=True, env=env, timeout=400)
@@ -561,7 +563,7 @@ def launcher_up(duration_s: float) -> Rows:
             polls += 1
             status = subprocess.run([ray_cli, "exec", cfg, "ray status"], capture_output=True, text=True, env=env,
                                     timeout=120)
-            if len(re.findall(r"^ 1 node_", status.stdout, re.M)) == 3:
+            if _active_nodes(status.stdout) == 3:
                 break
             if time.perf_counter() - start > 400:
                 raise RuntimeError(f"ray status did not show 3 nodes: {status.stdout[-800:]}{status.stderr[-400:]}")
@@ -569,6 +571,14 @@ def launcher_up(duration_s: float) -> Rows:
         total = time.perf_counter() - start
         subprocess.run([ray_cli, "down", cfg, "-y"], capture_output=True, env=env, timeout=200)
     return one_row("launcher_up", total, ray_up_s=round(up_s, 3), status_polls=polls)
+
+
+def _active_nodes(status: str) -> int:
+    """The nodes `ray status` lists as Active or Idle (` 1 node_<id>` each, or ` 3 local.cluster.node` by type;
+    Ray 2.60 lists idle nodes apart)."""
+    active = status.split("Active:", 1)[1].split("Pending:", 1)[0] if "Active:" in status else ""
+    active = active.replace("Idle:", "")
+    return sum(int(n) for n in re.findall(r"^ +(\d+) \S+$", active, re.M))
 
 
 def _stop_head_started_with_cli() -> None:

@@ -20,7 +20,11 @@ import time
 from pathlib import Path
 
 from netns_hosts import TestNetwork
-from ray._common import process_registry
+
+try:
+    from ray._common import process_registry
+except ImportError:  # the real Ray (bench/): what runs in a host dies with its namespaces
+    process_registry = None
 
 INSTALL = Path(__file__).with_name("install-packages")
 SSHD = "/usr/sbin/sshd"
@@ -37,8 +41,11 @@ def _keygen(path: Path) -> None:
 
 
 class SSHHosts:
-    def __init__(self, hosts: int):
+    def __init__(self, hosts: int, pid_namespace: bool = False):
         self.net = TestNetwork(hosts)
+        # Each sshd (and so all a host runs) in a PID namespace of its own with its own /proc, so that the real
+        # Ray's `ray stop`, which kills every Ray process it can see, stays on its host (bench/).
+        self.pid_namespace = pid_namespace
         self.root = Path(tempfile.mkdtemp(prefix="orl", dir="/tmp"))  # short: Unix socket paths live below
         self.key = self.root / "id_ed25519"
         self.wrong_key = self.root / "wrong_ed25519"
@@ -91,7 +98,11 @@ class SSHHosts:
             f"SetEnv HOME={home} RAY_TMPDIR={tmp}\n"
             "Subsystem sftp internal-sftp\nLogLevel ERROR\n")
         log = open(etc / "sshd.log", "wb")
-        self.sshd.append(subprocess.Popen([*self.net.exec_args(i), SSHD, "-D", "-e", "-f", str(config)],
+        sshd = [SSHD, "-D", "-e", "-f", str(config)]
+        if self.pid_namespace:  # bash as the namespace's init reaps the daemons Ray leaves to it
+            sshd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "bash", "-c",
+                    '"$@" & wait $!', "init", *sshd]
+        self.sshd.append(subprocess.Popen([*self.net.exec_args(i), *sshd],
                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         log.close()
 
@@ -111,7 +122,7 @@ class SSHHosts:
         return [proc.pid for _, proc in process_registry.recorded_processes(temp) if proc is not None]
 
     def close(self) -> None:
-        for tmp in self.temp_dirs:
+        for tmp in self.temp_dirs if process_registry is not None else []:
             with contextlib.suppress(Exception):
                 process_registry.stop_all(str(tmp / "ray"), force=True)
         for proc in self.sshd:

@@ -1,6 +1,7 @@
 """The cluster launcher on real SSH hosts: `ray up` of a head and two workers (each a network namespace with
 its own sshd, home and temp dir), `ray status` through `ray exec`, idempotent `ray up`, `--no-restart` and
-`--restart-only`, exec/submit/attach/rsync/get-*-ip, `ray down`, and the bad inputs: an unknown key, no
+`--restart-only`, exec/submit/attach/rsync/get-*-ip, `ray down`, worker hosts started on demand by the head's
+autoscaler (min_workers below the hosts) and stopped when idle, and the bad inputs: an unknown key, no
 head_ip, a wrong key, an unreachable host and a failing setup command."""
 
 from __future__ import annotations
@@ -269,6 +270,7 @@ def test_unreachable_host_and_failing_setup_leave_the_others_running(hosts: SSHH
     (h.homes[1] / "fail-setup").write_text("")
     cfg = write_config(h, tmp_path / "partial.yaml", "partial",
                        provider={"type": "local", "head_ip": h.ips[0], "worker_ips": [h.ips[1], h.ips[2], unreachable]},
+                       min_workers=3, max_workers=3,
                        worker_setup_commands=["test ! -e ~/fail-setup || { echo 'this host must not run Ray' >&2; "
                                               "exit 7; }"])
     try:
@@ -292,3 +294,111 @@ def test_unreachable_host_and_failing_setup_leave_the_others_running(hosts: SSHH
     assert f"worker {unreachable}: ray stop failed" in down.stdout + down.stderr
     for i in range(3):
         assert h.ray_processes(i) == []
+
+
+ON_DEMAND_DRIVER = """
+import ray
+
+ray.init()
+
+
+# Each holds its CPU while it lives (a task blocked in ray.get would lend it back): the head has 1 CPU, so
+# the second needs a worker host.
+@ray.remote(num_cpus=1)
+class Squarer:
+    def square(self, x):
+        return x * x, ray.get_runtime_context().get_node_id()
+
+
+squarers = [Squarer.remote() for _ in range(2)]
+results = ray.get([s.square.remote(x) for s, x in zip(squarers, (3, 4))], timeout=300)
+addresses = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+print("squares", sorted(r for r, _ in results))
+print("ran on", sorted({addresses[node] for _, node in results}))
+print("alive nodes", len([n for n in ray.nodes() if n["Alive"]]))
+"""
+
+HOLD_DRIVER = """
+import ray
+
+ray.init(namespace="hold")
+
+
+@ray.remote(num_cpus=1)
+class Holder:
+    def ready(self):
+        return True
+
+
+holders = [Holder.options(name=f"h{i}", lifetime="detached").remote() for i in range(2)]
+print("holders ready", ray.get([h.ready.remote() for h in holders], timeout=300))
+"""
+
+
+def monitor_log(h: SSHHosts) -> str:
+    path = h.temp_dirs[0] / "ray" / "session_latest" / "logs" / "monitor.log"
+    return path.read_text() if path.exists() else ""
+
+
+def wait_for(predicate, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        time.sleep(1)
+
+
+def test_autoscaler_starts_worker_hosts_on_demand_and_stops_idle_ones(hosts: SSHHosts, tmp_path: Path) -> None:
+    """min_workers: 0: `ray up` starts the head only; work that needs more CPUs than the head has makes the
+    head's autoscaler (local provider) start Ray on a worker host over SSH; idle for idle_timeout_minutes, the
+    host gets `ray stop`. `ray down` stops the hosts the autoscaler started too."""
+    h = hosts
+    head, w1, w2 = h.ips
+    cfg = write_config(h, tmp_path / "demand.yaml", "demand", min_workers=0, max_workers=2,
+                       idle_timeout_minutes=0.1, setup_commands=[],
+                       head_start_ray_commands=["ray stop", "AUTOSCALER_UPDATE_INTERVAL_S=1 ray start --head "
+                                                "--port=6379 --num-cpus=1 --autoscaling-config=~/ray_bootstrap_config.yaml"])
+    try:
+        up = ray(h, "up", str(cfg), "-y")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "The head's autoscaler starts up to 2 more workers of provider.worker_ips on demand" in up.stdout
+        assert "Starting the Ray runtime" not in up.stdout.replace(f"(head {head}) [7/7] Starting", ""), up.stdout
+        assert "(worker " not in up.stdout, up.stdout  # `ray up` touched no worker
+        status = wait_nodes(h, cfg, 1)
+        assert "1.0 CPU" in status.replace("/1.0 CPU", "1.0 CPU"), status
+        assert h.ray_processes(1) == [] and h.ray_processes(2) == []
+
+        # The driver's second actor needs a CPU only a worker host can give: the autoscaler starts one.
+        script = tmp_path / "on_demand.py"
+        script.write_text(ON_DEMAND_DRIVER)
+        proc = ray(h, "submit", str(cfg), str(script))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "squares [9, 16]" in proc.stdout, proc.stdout
+        ran_on = re.search(r"ran on \[(.*)\]", proc.stdout).group(1)
+        assert f"'{head}'" in ran_on and (f"'{w1}'" in ran_on or f"'{w2}'" in ran_on), proc.stdout
+        assert "alive nodes 2" in proc.stdout
+        started = 1 if h.ray_processes(1) or f"'{w1}'" in ran_on else 2
+        log = monitor_log(h)
+        assert "Adding 1 node(s) of type local.cluster.node." in log, log
+        assert (h.homes[started] / ".ray" / "auth_token").read_text() == (h.homes[0] / ".ray" / "auth_token").read_text()
+
+        # Idle for idle_timeout_minutes (6 s): drained and `ray stop`ped over SSH; the cluster is the head again.
+        wait_nodes(h, cfg, 1, timeout=180)
+        wait_for(lambda: h.ray_processes(started) == [], f"Ray did not stop on the idle worker host {h.ips[started]}")
+        assert "Removing 1 node of type local.cluster.node" in monitor_log(h)
+        assert ray(h, "get-worker-ips", str(cfg)).stdout.split() == []
+
+        # Work that stays (two detached actors of 1 CPU): a worker host is started again; `ray down` stops it too.
+        script = tmp_path / "hold.py"
+        script.write_text(HOLD_DRIVER)
+        proc = ray(h, "submit", str(cfg), str(script))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "holders ready [True, True]" in proc.stdout
+        wait_nodes(h, cfg, 2)
+        assert len(ray(h, "get-worker-ips", str(cfg)).stdout.split()) == 1
+    finally:
+        down = ray(h, "down", str(cfg), "-y")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "Requested 3 nodes to shut down." in down.stdout
+    for i in range(3):
+        assert h.ray_processes(i) == [], f"Ray still runs on host {i} after ray down"

@@ -35,6 +35,20 @@ def test_min_workers_are_launched_and_kept():
     assert h.round(120).terminated == []  # idle long past the timeout, but they are the minimum
 
 
+def test_a_node_type_without_resources_learns_them_from_its_nodes():
+    """Ray's local provider: one node type (the head's too) without resources; the autoscaler takes CPU, GPU,
+    memory and object_store_memory from a node of the type that runs (Ray's _update_node_resources_from_runtime)."""
+    raw = {"cluster_name": "t", "provider": {"type": "local", "head_ip": "10.0.0.1", "worker_ips": ["a", "b"]},
+           "head_node_type": "local.cluster.node", "max_workers": 2, "idle_timeout_minutes": 1,
+           "available_node_types": {"local.cluster.node": {"resources": {}, "min_workers": 0, "max_workers": 2}}}
+    h = Harness(raw, head_resources={"CPU": 1.0, "memory": 1e9, "custom": 1.0})
+    h.report("head-0", available={"CPU": 0.0}, demands=[pb.ResourceDemand(shape={"CPU": 1.0},
+                                                                          num_ready_requests_queued=3)])
+    assert h.round().launched == {"local.cluster.node": 2}  # two 1-CPU workers (max_workers), as the head is
+    assert h.autoscaler.config.node_types["local.cluster.node"].resources == {"CPU": 1.0, "memory": 1e9}
+    assert h.client.error == ""  # not infeasible
+
+
 def test_queued_tasks_are_bin_packed_onto_new_nodes_once():
     h = Harness(config(cpu=CPU4))
     h.demand({"CPU": 1.0}, 10)

@@ -205,13 +205,20 @@ def local_config(tmp_path, **extra) -> dict:
             **extra}
 
 
+@pytest.fixture(autouse=True)
+def _no_token_unless_asked(request, monkeypatch):
+    """The local provider copies the cluster's token to a worker first; these tests show it only where asked."""
+    if "local_provider" in request.node.name:
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+
+
 class Runner:
     def __init__(self, rc: int = 0) -> None:
         self.calls: list[tuple[str, str]] = []
         self.rc = rc
 
-    def __call__(self, host, script):
-        self.calls.append((host, script))
+    def __call__(self, host, script, stdin=None):
+        self.calls.append((host, script) if stdin is None else (host, script, stdin))
         return self.rc, "ok" if self.rc == 0 else "ray: command not found"
 
 
@@ -270,8 +277,52 @@ def test_local_provider_adopts_hosts_where_ray_up_started_ray(tmp_path):
     assert [host for host, _ in runner.calls] == ["10.0.0.2"]
 
 
-def test_local_provider_leaves_ray_up_time_to_start_the_workers(tmp_path):
+def test_local_provider_leaves_ray_up_its_min_workers_and_launches_the_others_at_once(tmp_path):
     raw = local_config(tmp_path)
     del raw["provider"]["launch_grace_s"]
-    local = LocalNodeProvider(parse(raw), "10.0.0.1:6379", Runner())
-    assert not local.launches  # the autoscaler backs off every node type meanwhile, without a failure
+    raw["available_node_types"]["local.cluster.node"]["min_workers"] = 1
+    runner = Runner()
+    local = LocalNodeProvider(parse(raw), "10.0.0.1:6379", runner)
+    # `ray up` is starting 10.0.0.2 (the first min_workers hosts): an instance on its way, started by no one here.
+    pending = local.non_terminated()["10.0.0.2"]
+    assert pending.details == "`ray up` is starting Ray there" and not pending.is_head
+    local.launch("local.cluster.node", 1)  # demand: the other host, at once
+    _wait(lambda: "10.0.0.3" in local.non_terminated() and local.non_terminated()["10.0.0.3"].running)
+    assert [c[0] for c in runner.calls] == ["10.0.0.3"]
+    with pytest.raises(LaunchError, match="only 0 of the 2 hosts"):
+        local.launch("local.cluster.node", 1)
+    local.observe_ray_nodes([("10.0.0.2", ""), ("10.0.0.3", "local.cluster.node")])  # ray up's worker registered
+    assert local.non_terminated()["10.0.0.2"].details == ""
+    assert [c[0] for c in runner.calls] == ["10.0.0.3"]
+
+
+def test_local_provider_copies_the_token_before_starting_ray(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t0ken-for-workers")
+    from ray._common import auth
+
+    auth.reset_cache()
+    try:
+        runner = Runner()
+        local = LocalNodeProvider(parse(local_config(tmp_path)), "10.0.0.1:6379", runner)
+        local.launch("local.cluster.node", 1)
+        _wait(lambda: len(runner.calls) == 2)
+    finally:
+        auth.reset_cache()
+    host, script, stdin = runner.calls[0]
+    assert host == "10.0.0.2" and stdin == b"t0ken-for-workers"
+    assert "~/.ray/auth_token" in script and "t0ken" not in script
+    assert "ray start --address" in runner.calls[1][1]
+
+
+def test_local_provider_forgets_hosts_of_an_earlier_head(tmp_path):
+    (tmp_path / "state.json").write_text(json.dumps({
+        "10.0.0.2": {"node_type": "local.cluster.node", "state": "running"},
+        "10.0.0.3": {"node_type": "local.cluster.node", "state": "running"}}))
+    local = LocalNodeProvider(parse(local_config(tmp_path)), "10.0.0.1:6379", Runner())
+    local.observe_ray_nodes([("10.0.0.3", "local.cluster.node")])  # only .3's Ray belongs to this head
+    assert set(local.non_terminated()) == {"10.0.0.1", "10.0.0.3"}
+    assert json.loads((tmp_path / "state.json").read_text()) == {
+        "10.0.0.3": {"node_type": "local.cluster.node", "state": "running"}}
+    local.observe_ray_nodes([])  # later rounds: a node that goes is the autoscaler's business, not forgotten here
+    assert set(local.non_terminated()) == {"10.0.0.1", "10.0.0.3"}

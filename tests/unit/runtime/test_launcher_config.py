@@ -53,6 +53,39 @@ def test_the_seeds_short_form_logs_in_as_this_user(tmp_path: Path) -> None:
     assert "IdentitiesOnly=yes" not in SSHRunner("h1", "u").ssh_options()  # ssh's default keys and agent
 
 
+SHORT = "cluster_name: default\nprovider:\n    type: local\n    head_ip: 10.0.0.1\n    worker_ips: [10.0.0.2, 10.0.0.3, 10.0.0.4]\n"
+
+
+@pytest.mark.parametrize("extra, lo, hi, warned", [
+    ("", 3, 3, []),  # Ray's prepare_manual: keep every host
+    ("min_workers: 0\n", 0, 3, []),  # the others on demand
+    ("min_workers: 1\nmax_workers: 2\n", 1, 2, []),
+    ("min_workers: 5\nmax_workers: 9\n", 3, 3, ["min_workers", "max_workers"]),
+])
+def test_min_and_max_workers_default_to_the_hosts_and_are_capped(tmp_path: Path, extra, lo, hi, warned) -> None:
+    config = cluster_yaml.load(write(tmp_path, SHORT + extra))
+    assert (config["min_workers"], config["max_workers"]) == (lo, hi)
+    assert config["available_node_types"] == {"local.cluster.node": {
+        "resources": {}, "node_config": {}, "min_workers": lo, "max_workers": hi}}
+    assert [w.split("`")[1] for w in config["_warnings"]] == warned
+    if warned:
+        assert config["_warnings"][0] == ("The value of `min_workers` supplied (5) is greater than the number of "
+                                          "available worker ips (3). Setting `min_workers=3`.")
+    boot = cluster_yaml.bootstrap_config(config)  # what the head's autoscaler reads
+    from ray.autoscaler._private.config import parse
+
+    parsed = parse(boot)
+    assert (parsed.node_types["local.cluster.node"].min_workers, parsed.max_workers) == (lo, hi)
+
+
+def test_ray_up_starts_min_workers_hosts_alive_ones_first(tmp_path: Path) -> None:
+    config = cluster_yaml.load(write(tmp_path, SHORT + "min_workers: 1\n"))
+    assert commands.workers_to_start(config, None) == ["10.0.0.2"]
+    assert commands.workers_to_start(config, {"10.0.0.4"}) == ["10.0.0.4"]  # a second `ray up` keeps the one that runs
+    config = cluster_yaml.load(write(tmp_path, SHORT + "min_workers: 0\n"))
+    assert commands.workers_to_start(config, {"10.0.0.4"}) == []
+
+
 def test_empty_start_commands_are_kept(tmp_path: Path) -> None:
     config = cluster_yaml.load(write(tmp_path, SEED + "worker_start_ray_commands: []\n"))
     assert config["worker_start_ray_commands"] == []

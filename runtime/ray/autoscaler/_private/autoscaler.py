@@ -40,6 +40,7 @@ from ray.autoscaler._private.providers import CloudInstance, LaunchError, NodePr
 from ray.protocol import autoscaler_pb2 as apb
 
 logger = logging.getLogger(__name__)
+LEARNED_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Autoscaler:
         self._last_infeasible = ""
         self._known_types: set[str] = set()
         self._known_resources: set[str] = set()
+        self._learned: dict[str, dict[str, float]] = {}  # node type -> resources seen on its nodes
+        self._learned_from_worker: set[str] = set()
         self.last = RoundSummary()
 
     # ------------------------------------------------------------------ one round
@@ -163,6 +166,7 @@ class Autoscaler:
             return by_instance.get(inst.instance_id) or (by_ip.get(inst.ip) if inst.ip else None)
 
         self._finish_drains(instances, ray_node, now, summary)
+        self._learn_resources(config, instances, ray_node)
 
         nodes: list[scheduler.Node] = []
         matched: set[bytes] = set()
@@ -256,6 +260,26 @@ class Autoscaler:
         self._flush_terminations(provider, summary)
         self._report_state(state, instances, pending, now)
         self._update_metrics(state, instances, pending, demands)
+
+    def _learn_resources(self, config: AutoscalingConfig, instances: dict[str, CloudInstance], ray_node) -> None:
+        """Ray's `_update_node_resources_from_runtime`: a node type configured without resources (the local
+        provider's: Ray detects them on each node) takes CPU, GPU, memory and object_store_memory from a node of
+        that type that runs Ray (a worker's for good; the head's until a worker of the type is seen)."""
+        unsized = {name for name, t in config.node_types.items() if not t.resources}
+        for inst in instances.values():
+            if inst.node_type not in unsized or inst.node_type in self._learned_from_worker:
+                continue
+            node = ray_node(inst)
+            if node is None:
+                continue
+            learned = {k: v for k, v in node.total_resources.items() if k in LEARNED_RESOURCES}
+            if learned:
+                self._learned[inst.node_type] = learned
+                if not inst.is_head:
+                    self._learned_from_worker.add(inst.node_type)
+        for name in unsized:
+            if name in self._learned:
+                config.node_types[name].resources = dict(self._learned[name])
 
     # ------------------------------------------------------------------ config and provider
     def _load_config(self, summary: RoundSummary) -> bool:

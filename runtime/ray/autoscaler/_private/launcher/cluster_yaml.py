@@ -139,9 +139,17 @@ def validate(config: dict[str, Any], path: str = "cluster config") -> dict[str, 
     lo, hi = _non_negative_int(config, "min_workers", path), _non_negative_int(config, "max_workers", path)
     if lo is not None and hi is not None and lo > hi:
         raise ConfigError(f"{path}: min_workers ({lo}) is larger than max_workers ({hi}).")
-    # The local provider runs one worker per listed host (Ray sets min = max = len(worker_ips)).
-    config["min_workers"] = config["max_workers"] = len(worker_ips)
-    config["_requested_workers"] = (lo, hi)
+    # Ray's prepare_manual: both default to the number of worker hosts (keep them all) and are capped at it.
+    # `ray up` starts min_workers of them; the head's autoscaler starts the others on demand, up to max_workers.
+    n = len(worker_ips)
+    warnings = []
+    for key, value in (("min_workers", lo), ("max_workers", hi)):
+        if value is not None and value > n:
+            warnings.append(f"The value of `{key}` supplied ({value}) is greater than the number of available "
+                            f"worker ips ({n}). Setting `{key}={n}`.")
+    config["min_workers"] = n if lo is None else min(lo, n)
+    config["max_workers"] = n if hi is None else min(hi, n)
+    config["_warnings"] = warnings
     idle = config.setdefault("idle_timeout_minutes", 5)
     if isinstance(idle, bool) or not isinstance(idle, (int, float)) or idle < 0:
         raise ConfigError(f"{path}: idle_timeout_minutes must be a non-negative number, got {idle!r}.")
@@ -164,10 +172,12 @@ def validate(config: dict[str, Any], path: str = "cluster config") -> dict[str, 
         if not os.path.exists(os.path.expanduser(local)):
             raise ConfigError(f"{path}: file_mounts[{remote!r}]: the local path {local!r} does not exist.")
     config["file_mounts"] = {r: os.path.abspath(os.path.expanduser(v)) for r, v in mounts.items()}
-    config.setdefault("available_node_types", {LOCAL_NODE_TYPE: {"resources": {}, "node_config": {},
-                                                                 "min_workers": len(worker_ips),
-                                                                 "max_workers": len(worker_ips)}})
-    config.setdefault("head_node_type", LOCAL_NODE_TYPE)
+    # Ray's single node type for on-prem clusters: no resources (Ray detects them on each node; the autoscaler
+    # learns them from the nodes that run), the workers' min/max.
+    config["available_node_types"] = {LOCAL_NODE_TYPE: {"resources": {}, "node_config": {},
+                                                        "min_workers": config["min_workers"],
+                                                        "max_workers": config["max_workers"]}}
+    config["head_node_type"] = LOCAL_NODE_TYPE
     return config
 
 

@@ -52,12 +52,13 @@ def head_runner(config: dict[str, Any]) -> SSHRunner:
 
 
 def _notes(config: dict[str, Any]) -> None:
-    lo, hi = config["_requested_workers"]
-    n = len(config["provider"]["worker_ips"])
-    if (lo is not None and lo != n) or (hi is not None and hi != n):
-        echo(f"Note: the local provider runs one worker per host in provider.worker_ips, so min_workers = "
-             f"max_workers = {n} (the config asks for {lo if lo is not None else '-'} / "
-             f"{hi if hi is not None else '-'}).")
+    for warning in config["_warnings"]:
+        echo(f"Warning: {warning}")
+    lo, hi, n = config["min_workers"], config["max_workers"], len(config["provider"]["worker_ips"])
+    if lo < n:
+        echo(f"The head's autoscaler starts up to {hi - lo} more worker{'s' if hi - lo != 1 else ''} of "
+             f"provider.worker_ips on demand (min_workers: {lo}, max_workers: {hi}) and stops "
+             f"{'them' if hi - lo != 1 else 'it'} after idle_timeout_minutes ({config['idle_timeout_minutes']:g}).")
     ignored = sorted(k for k in cluster_yaml.IGNORED_KEYS if k in config and k not in
                      ("available_node_types", "head_node_type"))
     if ignored:
@@ -145,14 +146,22 @@ def create_or_update_cluster(config_file: str, yes: bool = False, no_restart: bo
 
     # A restarted head has a new GCS: every worker has to join it again.
     head_restarted = head_plan is not None and head_plan.start
+    targets = workers_to_start(config, None if head_restarted else alive)
     plans = {}
-    for ip in worker_ips:
+    for ip in targets:
         plan = _plan("worker", ip, config, state, None if head_restarted else alive, no_restart, restart_only)
         if plan is None:
             echo(f"  (worker {ip}) Ray is running and the configuration is up to date: nothing to do.")
             state.set_tags(ip, "worker")
         else:
             plans[ip] = plan
+    others = [ip for ip in worker_ips if ip not in targets]
+    if head_restarted and alive and others:
+        # The head ran a cluster: workers its autoscaler had started belong to the old GCS. Stop them (the new
+        # autoscaler starts them again when there is demand).
+        echo(f"Stopping Ray on the other worker hosts ({', '.join(others)}): they belonged to the old head.")
+        for error in _stop_hosts(config, state, [("worker", ip, ip) for ip in others], quiet_unreachable=True):
+            echo(f"  Note: {error}")
     token = None
     if any(p.start for p in plans.values()):
         try:
@@ -182,6 +191,15 @@ def create_or_update_cluster(config_file: str, yes: bool = False, no_restart: bo
     _useful_commands(config_file, config)
 
 
+def workers_to_start(config: dict[str, Any], alive: set[str] | None) -> list[str]:
+    """The worker hosts `ray up` starts itself: min_workers of them, those whose Ray is alive first (so a
+    second `ray up` keeps the workers that run), then in the order of provider.worker_ips. The head's
+    autoscaler starts the others on demand."""
+    ips = config["provider"]["worker_ips"]
+    running = [ip for ip in ips if alive is not None and (ip in alive or _resolve(ip) in alive)]
+    return (running + [ip for ip in ips if ip not in running])[:config["min_workers"]]
+
+
 def _hint(e: SSHError, config: dict[str, Any]) -> str:
     return ssh_hint(str(e), config, e.unreachable)
 
@@ -205,20 +223,11 @@ def _useful_commands(config_file: str, config: dict[str, Any]) -> None:
          f"  To connect to a terminal on the cluster head for debugging:\n    ray attach {cfg}\n")
 
 
-def teardown_cluster(config_file: str, yes: bool = False, workers_only: bool = False,
-                     keep_min_workers: bool = False, cluster_name: str | None = None) -> None:
-    """`ray stop` on every host (the head first, as Ray does), each host's result printed; the hosts that
-    failed are named and the exit status is non-zero."""
-    config = load_config(config_file, cluster_name)
+def _stop_hosts(config: dict[str, Any], state: st.ClusterState, targets: list[tuple[str, str, str]],
+                quiet_unreachable: bool = False) -> list[str]:
+    """`ray stop` on each (role, ip, ssh address), the first alone (the head goes first, as in Ray), the others in
+    parallel; each host's result printed; the errors, each naming its host."""
     provider, auth = config["provider"], config["auth"]
-    state = st.ClusterState(config["cluster_name"])
-    if not yes:
-        click.confirm("Destroying cluster. Confirm", abort=True)
-    targets: list[tuple[str, str, str]] = []  # (role, ip, ssh address)
-    if not workers_only:
-        targets.append(("head", provider["head_ip"], head_ssh_ip(config)))
-    if not keep_min_workers:  # the local provider's min_workers is every worker
-        targets += [("worker", ip, ip) for ip in provider["worker_ips"]]
 
     def stop(target: tuple[str, str, str]) -> str | None:
         role, ip, address = target
@@ -226,6 +235,8 @@ def teardown_cluster(config_file: str, yes: bool = False, workers_only: bool = F
         try:
             out = runner.run("ray stop", env={"RAY_HEAD_IP": provider["head_ip"]})
         except SSHError as e:
+            if quiet_unreachable and e.unreachable:
+                return None
             return f"{role} {ip}: ray stop failed: {_hint(e, config)}"
         except CommandFailed as e:
             return f"{role} {ip}: ray stop failed: {e}\n{e.output_tail}"
@@ -233,12 +244,31 @@ def teardown_cluster(config_file: str, yes: bool = False, workers_only: bool = F
         state.terminate(ip)
         return None
 
-    echo(f"Destroying cluster {config['cluster_name']}: running `ray stop` on {len(targets)} node"
-         f"{'s' if len(targets) != 1 else ''}.")
     errors = [e for e in map(stop, targets[:1]) if e]
     if len(targets) > 1:
         with ThreadPoolExecutor(max_workers=min(len(targets) - 1, 32)) as pool:
             errors += [e for e in pool.map(stop, targets[1:]) if e]
+    return errors
+
+
+def teardown_cluster(config_file: str, yes: bool = False, workers_only: bool = False,
+                     keep_min_workers: bool = False, cluster_name: str | None = None) -> None:
+    """`ray stop` on every host (the head first, as Ray does), those the head's autoscaler started included;
+    each host's result printed; the hosts that failed are named and the exit status is non-zero."""
+    config = load_config(config_file, cluster_name)
+    provider = config["provider"]
+    state = st.ClusterState(config["cluster_name"])
+    if not yes:
+        click.confirm("Destroying cluster. Confirm", abort=True)
+    targets: list[tuple[str, str, str]] = []  # (role, ip, ssh address)
+    if not workers_only:
+        targets.append(("head", provider["head_ip"], head_ssh_ip(config)))
+    # --keep-min-workers: the min_workers hosts `ray up` starts stay.
+    keep = set(provider["worker_ips"][:config["min_workers"]]) if keep_min_workers else set()
+    targets += [("worker", ip, ip) for ip in provider["worker_ips"] if ip not in keep]
+    echo(f"Destroying cluster {config['cluster_name']}: running `ray stop` on {len(targets)} node"
+         f"{'s' if len(targets) != 1 else ''}.")
+    errors = _stop_hosts(config, state, targets)
     if errors:
         for e in errors:
             echo(f"Error: {e}")
@@ -316,9 +346,18 @@ def get_head_ip(config_file: str, cluster_name: str | None = None) -> str:
 
 
 def get_worker_ips(config_file: str, cluster_name: str | None = None) -> list[str]:
+    """The worker hosts that run Ray: as the head's GCS says (workers its autoscaler started included), or as
+    this machine's state file says when the head cannot be asked."""
     config = load_config(config_file, cluster_name)
-    running = st.ClusterState(config["cluster_name"]).running("worker")
-    return [ip for ip in config["provider"]["worker_ips"] if ip in running]
+    runner = _require_head(config)
+    try:
+        alive = alive_node_ips(runner)
+    except SSHError:
+        alive = None
+    if alive is None:
+        running = st.ClusterState(config["cluster_name"]).running("worker")
+        return [ip for ip in config["provider"]["worker_ips"] if ip in running]
+    return [ip for ip in config["provider"]["worker_ips"] if ip in alive or _resolve(ip) in alive]
 
 
 def print_node_ips() -> None:
