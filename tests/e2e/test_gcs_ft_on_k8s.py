@@ -164,7 +164,9 @@ def test_head_pod_deleted_mid_rayjob_new_head_takes_over_and_job_succeeds(kube: 
     kube.wait_for("a new head pod to be ready",
                   lambda: any(p["metadata"]["name"] != old and _ready(p)
                               for p in _pods(kube, namespace, cluster, "head")), timeout=600, interval=3)
-    assert _status(kube, namespace).get("jobStatus") in ("RUNNING", "SUCCEEDED"), _status(kube, namespace)
+    status = _status(kube, namespace)
+    assert status.get("jobStatus") in ("RUNNING", "SUCCEEDED"), (
+        f"{json.dumps(status)}\n{_diagnostics(kube, namespace, cluster)}")
 
     kube.wait_for("the RayJob to finish", lambda: _status(kube, namespace).get("jobDeploymentStatus")
                   in ("Complete", "Failed"), timeout=900, interval=3)
