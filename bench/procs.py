@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 TOKEN_ENV = "OPENRAY_BENCH_TOKEN"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ def proc_info(pid: int) -> ProcInfo | None:
         return None
     return ProcInfo(pid, ppid, [a.decode(errors="replace") for a in cmdline.split(b"\0") if a],
                     int(statm.split()[1]) * _PAGE)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (None: it is gone)."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat.rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def _has_token(pid: int, token: str) -> bool:

@@ -20,11 +20,10 @@ import urllib.request
 from typing import Any
 
 import ray
-from procs import TOKEN_ENV, processes_of_run, terminate
+from procs import TOKEN_ENV, cpu_seconds, processes_of_run, terminate
 
 Rows = dict[str, dict[str, Any]]
 MIB = 1024 * 1024
-_TICKS = os.sysconf("SC_CLK_TCK")
 _started_head = False
 
 
@@ -42,15 +41,6 @@ def _run_tasks(n: int, batch: int = 1000) -> float:
     for _ in range(n // batch):
         ray.get([nothing.remote() for _ in range(batch)])
     return time.perf_counter() - start
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
 def _rss_bytes(pid: int) -> int | None:
@@ -142,13 +132,13 @@ def agent_idle_cpu(duration_s: float) -> Rows:
     agent = _process("dashboard/agent.py", "ray.agent")  # Ray's script, OpenRay's `python -m ray.agent`
     time.sleep(10)  # past start-up
     window = max(60.0, 12 * duration_s)
-    cpu0, start = _cpu_seconds(agent.pid), time.monotonic()
+    cpu0, start = cpu_seconds(agent.pid), time.monotonic()
     scrapes = 0
     while time.monotonic() - start < window:
         text = urllib.request.urlopen(url, timeout=10).read()
         scrapes += 1
         time.sleep(max(0.0, start + 5 * scrapes - time.monotonic()))
-    cpu1, wall = _cpu_seconds(agent.pid), time.monotonic() - start
+    cpu1, wall = cpu_seconds(agent.pid), time.monotonic() - start
     if cpu0 is None or cpu1 is None:
         raise RuntimeError("the agent exited during the measurement")
     return one_row("agent_idle_cpu_scraped", 100 * (cpu1 - cpu0) / wall, window_s=round(wall, 1), scrapes=scrapes,

@@ -21,14 +21,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import ray
-from procs import TOKEN_ENV, ProcInfo, processes_of_run
+from procs import TOKEN_ENV, ProcInfo, cpu_seconds, processes_of_run
 
 Rows = dict[str, dict[str, Any]]
 SCALE_ENV = "OPENRAY_BENCH_SCALE"
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 _CLUSTER: Any = None  # a ray.cluster_utils.Cluster started here; shut down after the figures are written
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def scale() -> float:
@@ -93,16 +92,6 @@ def _pss_bytes(pid: int) -> int | None:
     except OSError:
         pass
     return None
-
-
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 _ROLES = {"gcs": ("gcs_server", "ray.gcs.server"), "raylet": ("raylet", "ray.raylet.main")}
@@ -250,12 +239,12 @@ def envelope_nodes_20(duration_s: float) -> Rows:
     ray.get([spread.remote() for _ in range(2 * nodes)])  # every node has a worker by now
     gcs = _node_pid(cluster.head_node, "gcs_server")
     raylets = [_node_pid(node, "raylet") for node in cluster.list_all_nodes()]
-    gcs_cpu, raylet_cpu = _cpu_s(gcs) or 0.0, sum(_cpu_s(pid) or 0.0 for pid in raylets)
+    gcs_cpu, raylet_cpu = cpu_seconds(gcs) or 0.0, sum(cpu_seconds(pid) or 0.0 for pid in raylets)
     begin = time.perf_counter()
     results = ray.get([spread.remote() for _ in range(n)])
     elapsed = time.perf_counter() - begin
-    gcs_cpu_used = (_cpu_s(gcs) or 0.0) - gcs_cpu
-    raylet_cpu_used = sum(_cpu_s(pid) or 0.0 for pid in raylets) - raylet_cpu
+    gcs_cpu_used = (cpu_seconds(gcs) or 0.0) - gcs_cpu
+    raylet_cpu_used = sum(cpu_seconds(pid) or 0.0 for pid in raylets) - raylet_cpu
     if len(results) != n:
         raise AssertionError("missing results")
     memory = {"gcs_rss_mib": _mib(gcs, "VmRSS"),
