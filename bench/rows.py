@@ -5,6 +5,7 @@ Shared by the orchestrator (run.py) and the report; the workloads themselves onl
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 
@@ -187,3 +188,23 @@ def select_rows(pattern: str | None) -> list[Row]:
         known = ", ".join(r.key for r in ROWS)
         raise ValueError(f"--only {pattern!r} matches no row; rows are: {known}")
     return chosen
+
+
+def parse_scale(text: str) -> dict[str, float]:
+    """`F` or `F,WORKLOAD=F,...` (or only WORKLOAD=F pairs) -> {"": default, workload: F}."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.rpartition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+        if factor <= 0:
+            raise argparse.ArgumentTypeError(f"a scale must be positive: {part!r}")
+        out[name.strip()] = factor
+    return out
+
+
+def scale_of(args: argparse.Namespace, workload: str) -> float:
+    scales = getattr(args, "scale", None) or {}
+    return scales.get(workload, scales.get("", 1.0))

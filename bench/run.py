@@ -49,7 +49,7 @@ from report import (
     to_json,
     update_baseline,
 )
-from rows import ISOLATED_WORKLOADS, Row, scaled_timeout, select_rows, workloads_for
+from rows import ISOLATED_WORKLOADS, Row, parse_scale, scale_of, scaled_timeout, select_rows, workloads_for
 from runner import Runtime, WorkloadResult, run_workload
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -113,26 +113,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 SCALE_ENV = "OPENRAY_BENCH_SCALE"  # read by workloads_scale.py
-
-
-def parse_scale(text: str) -> dict[str, float]:
-    """`F` or `F,WORKLOAD=F,...` (or only WORKLOAD=F pairs) -> {"": default, workload: F}."""
-    out: dict[str, float] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        name, _, value = part.rpartition("=")
-        try:
-            factor = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-        if factor <= 0:
-            raise argparse.ArgumentTypeError(f"a scale must be positive: {part!r}")
-        out[name.strip()] = factor
-    return out
-
-
-def scale_of(args: argparse.Namespace, workload: str) -> float:
-    scales = getattr(args, "scale", None) or {}
-    return scales.get(workload, scales.get("", 1.0))
 
 
 AUTH_OFF = "OpenRay auth off"

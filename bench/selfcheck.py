@@ -45,7 +45,7 @@ def check_logic() -> list[str]:
     expect("row keys unique", len({r.key for r in ROWS}), len(ROWS))
     expect("scale rows only with --only", any(r.scaled for r in select_rows(None)), False)
     expect("--only envelope picks them all", [r.key for r in select_rows("envelope")], [r.key for r in ROWS if r.scaled])
-    from run import parse_scale, scale_of
+    from rows import parse_scale, scale_of
 
     scales = argparse.Namespace(scale=parse_scale("0.1,envelope_gcs_memory=0.01"))
     expect("--scale default", scale_of(scales, "envelope_pg_1000"), 0.1)
