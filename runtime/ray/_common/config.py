@@ -59,6 +59,11 @@ class RayConfig:
     object_manager_default_chunk_size: int = 64 * 1024 * 1024
     # A framed connection whose authentication handshake is not done by then is dropped (either side).
     framed_handshake_timeout_s: float = 30.0
+    # Workers' malloc asks for transparent huge pages (glibc's `glibc.malloc.hugetlb=1` tunable, set in the
+    # worker processes' GLIBC_TUNABLES): a task that builds a 100 MiB value then takes 50 page faults instead
+    # of 25,600 (measured here: `b"x" * 100 MiB` 56 ms -> 8.5 ms; an actor's PSS unchanged, 10.4 MiB). THP in
+    # `madvise` mode (Debian's default) gives nothing unless asked. 0 keeps glibc's defaults.
+    worker_malloc_huge_pages: bool = True
     # Task events (Ray's names and defaults): every core worker buffers its tasks' state changes and sends
     # them to the GCS (through its raylet) every `task_events_report_interval_ms` (0: not at all), keeping at
     # most `task_events_max_num_status_events_buffer_on_worker` between reports (the rest are counted as

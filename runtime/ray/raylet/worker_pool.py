@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ray._common import auth, lifetime
+from ray._common.config import config
 from ray._common.ids import WorkerID
 from ray.raylet.runtime_envs import local_runtime_env_context
 
@@ -111,6 +112,7 @@ class WorkerPool:
         env["PYTHONUNBUFFERED"] = "1"  # prints reach the driver promptly through the log monitor
         env.update(lifetime.env_for_child(signal.SIGKILL))  # workers die with their raylet
         env["RAY_RUNTIME_ENV_JSON"] = json.dumps(runtime_env or {})
+        with_malloc_tunables(env)
         python = ctx["py_executable"] or sys.executable
         args = [
             python, "-m", "ray._private.workers.default_worker",
@@ -126,7 +128,7 @@ class WorkerPool:
         ]
         log_base = os.path.join(self.logs_dir, f"worker-{worker_id}-{job_id}")
         proc = None
-        if ctx["py_executable"] is None:
+        if ctx["py_executable"] is None and not read_at_exec(ctx["env_vars"]):
             proc = await self._fork_from_template(args[3:], env, ctx, log_base)
         if proc is None:
             proc = self._spawn(args, env, ctx, log_base)
@@ -139,6 +141,7 @@ class WorkerPool:
         """Start the fork server early (it imports the worker code while the cluster comes up)."""
         env = dict(os.environ)
         env.update(lifetime.env_for_child(signal.SIGKILL))
+        with_malloc_tunables(env)  # read by glibc when the template starts; its forks inherit them
         err = open(os.path.join(self.logs_dir, "worker_template.err"), "ab")  # noqa: SIM115
         try:
             self._template = await asyncio.create_subprocess_exec(
@@ -263,3 +266,23 @@ class WorkerPool:
         for worker in list(self.workers.values()):
             with contextlib.suppress(Exception):
                 worker.proc.wait(timeout=5)
+
+
+# Variables the dynamic loader, glibc or the interpreter read once, when a process starts: a worker forked
+# from the template would carry the template's, so a runtime env that sets one gets a worker of its own.
+_READ_AT_EXEC_PREFIXES = ("LD_", "GLIBC_TUNABLES", "MALLOC_", "PYTHONMALLOC", "PYTHONHASHSEED", "PYTHONOPTIMIZE")
+
+
+def read_at_exec(env_vars: dict[str, str]) -> bool:
+    return any(name.startswith(_READ_AT_EXEC_PREFIXES) for name in env_vars)
+
+
+def with_malloc_tunables(env: dict[str, str]) -> dict[str, str]:
+    """Adds glibc's `glibc.malloc.hugetlb=1` to a worker's GLIBC_TUNABLES (`worker_malloc_huge_pages`), unless
+    the user's environment already chose a hugetlb setting."""
+    if not config().worker_malloc_huge_pages or not sys.platform.startswith("linux"):
+        return env
+    tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
+    if not any(t.startswith("glibc.malloc.hugetlb=") for t in tunables):
+        env["GLIBC_TUNABLES"] = ":".join([*tunables, "glibc.malloc.hugetlb=1"])
+    return env
