@@ -72,7 +72,7 @@ def test_sigkilled_raylet_is_dead_within_seconds_and_tasks_pinned_to_it_fail(mak
 
     os.kill(worker.processes["raylet"].pid, signal.SIGKILL)
     detected = _wait_dead(worker.node_id, timeout=20)
-    assert detected < 5, f"took {detected:.1f} s"
+    assert detected < 8, f"took {detected:.1f} s"  # ~2 s here; 8 leaves room for a loaded machine
     entry = _node_entry(worker.node_id)
     assert entry["DeathReason"] == UNEXPECTED_TERMINATION
     assert entry["DeathReasonMessage"] == RAY_HEALTH_CHECK_MESSAGE
@@ -81,22 +81,23 @@ def test_sigkilled_raylet_is_dead_within_seconds_and_tasks_pinned_to_it_fail(mak
     start = time.monotonic()
     with pytest.raises(ray.exceptions.TaskUnschedulableError, match="NodeAffinitySchedulingStrategy"):
         ray.get(pinned.remote(), timeout=30)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 10
     assert ray.get(where.remote(), timeout=60) == cluster.head_node.node_id
 
 
 def test_stopped_raylet_whose_port_still_accepts_keeps_the_whole_grace_period(make_cluster):
-    # 5 periods of 1 s: a stopped raylet sends no report, but its port accepts connections (the kernel's
-    # backlog), so it is declared dead by the missed reports alone, not at the first probe.
-    _, worker = make_cluster({"health_check_period_ms": 1000, "health_check_failure_threshold": 5})
+    # 5 periods of 2 s: a stopped raylet sends no report, but its port accepts connections (the kernel's
+    # backlog), so it is declared dead by the missed reports alone, not at the first probes (from 1 s on).
+    _, worker = make_cluster({"health_check_period_ms": 2000, "health_check_failure_threshold": 5})
     raylet = worker.processes["raylet"].pid
     os.kill(raylet, signal.SIGSTOP)
     make_cluster.stopped.append(raylet)
     stopped = time.monotonic()
-    time.sleep(3.5)  # probes have run for 2.5 s by now
+    time.sleep(4)  # probes have run for 3 s by now (a SIGKILLed raylet is dead after ~2 s)
     assert _node_entry(worker.node_id)["Alive"]
-    _wait_dead(worker.node_id, timeout=30)
-    assert time.monotonic() - stopped >= 5
+    _wait_dead(worker.node_id, timeout=40)
+    # 10 s after its last report; a report or two may have been late already under load
+    assert time.monotonic() - stopped >= 6
     entry = _node_entry(worker.node_id)
     assert entry["DeathReason"] == UNEXPECTED_TERMINATION
     assert entry["DeathReasonMessage"] == RAY_HEALTH_CHECK_MESSAGE
