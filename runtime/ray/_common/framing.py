@@ -490,6 +490,22 @@ async def connect(address: str, handler: Handler | None = None,
     return conn
 
 
+async def probe(host: str, port: int, timeout_s: float) -> bool | None:
+    """Is a process listening on `host:port`? Connects and closes at once, sending and reading nothing (the
+    peer's handshake never starts). True: the connection was accepted (the kernel accepts into the backlog
+    even while the process is busy or stopped); False: refused (nothing listens there: a process that died
+    closed its listening socket); None: neither within `timeout_s` (an unreachable host, a dropped SYN)."""
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await asyncio.wait_for(loop.create_connection(asyncio.Protocol, host, port), timeout_s)
+    except ConnectionRefusedError:
+        return False
+    except (OSError, TimeoutError):
+        return None
+    transport.abort()
+    return True
+
+
 class ConnectionPool:
     """One persistent connection per address, created on first use."""
 

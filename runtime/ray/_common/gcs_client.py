@@ -44,7 +44,7 @@ def node_info_to_dict(info: pb.GcsNodeInfo) -> dict[str, Any]:
         "MetricsExportPort": info.metrics_export_port,
         "NodeName": info.node_name or info.node_manager_address,
         "RuntimeEnvAgentPort": 0,
-        "DeathReason": 0 if alive else 1,
+        "DeathReason": 0 if alive else (info.death_reason_code or 1),  # Ray's NodeDeathInfo.Reason
         "DeathReasonMessage": info.death_reason,
         "alive": alive,
         "Resources": dict(info.resources_total) if alive else {},

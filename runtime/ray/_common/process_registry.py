@@ -14,8 +14,10 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # imported where used: the raylet reads only shm_dir_for_node here (psutil: ~0.6 MiB RSS)
+    import psutil
 
 SHM_ROOT = Path("/dev/shm")
 SHM_PREFIX = "openray-"
@@ -26,6 +28,7 @@ def registry_dir(temp_dir: str) -> Path:
 
 
 def record(temp_dir: str, pid: int, name: str, session_dir: str) -> None:
+    import psutil
     try:
         created = psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
@@ -43,6 +46,7 @@ def forget(temp_dir: str, pid: int) -> None:
 
 def recorded_processes(temp_dir: str) -> list[tuple[dict, psutil.Process | None]]:
     """(record, live process or None when it is gone or the pid was reused)."""
+    import psutil
     out = []
     d = registry_dir(temp_dir)
     if not d.is_dir():
@@ -63,6 +67,7 @@ def recorded_processes(temp_dir: str) -> list[tuple[dict, psutil.Process | None]
 
 def kill_tree(procs: list[psutil.Process], force: bool, grace_period_s: float) -> int:
     """SIGTERM (or SIGKILL with force) the processes and their descendants; returns how many were signalled."""
+    import psutil
     everyone: dict[int, psutil.Process] = {}
     for p in procs:
         with contextlib.suppress(psutil.Error):
@@ -118,6 +123,7 @@ def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> 
 def _terminate_alone(procs: list[psutil.Process], grace_period_s: float) -> int:
     """Ask these raylets to drain and stop (SIGUSR2; not their workers) and wait up to the grace period for them
     to exit."""
+    import psutil
     signalled = []
     for p in procs:
         with contextlib.suppress(psutil.Error):
@@ -134,6 +140,7 @@ def _wait_gone(procs: list[psutil.Process], timeout_s: float = 5) -> None:
 
 
 def _alive(p: psutil.Process) -> bool:
+    import psutil
     try:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

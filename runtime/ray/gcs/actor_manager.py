@@ -43,6 +43,9 @@ State = apb.ActorTableData
 
 
 class _Actor:
+    __slots__ = ("data", "spec", "spec_bytes", "conn", "raylet", "lease_id", "no_restart", "exiting", "changed",
+                 "lease_request")
+
     def __init__(self, data: apb.ActorTableData, spec: apb.ActorCreationSpec):
         self.data = data
         self.spec = spec
@@ -54,6 +57,12 @@ class _Actor:
         self.exiting = False
         self.changed = asyncio.Event()
         self.lease_request: tuple[framing.Connection, int] | None = None  # (raylet, request id) while waiting
+
+
+# What a dead actor keeps instead of its creation spec (never used again: kept up to
+# maximum_gcs_destroyed_actor_cached_count of them) and of its state-change event (it never changes again).
+_NO_SPEC = apb.ActorCreationSpec()
+_NEVER_CHANGES = asyncio.Event()
 
 
 class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
@@ -82,9 +91,11 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             deletes.append((ACTOR_LEASE_TABLE, actor_id))
         await self.gcs.storage.write([(ACTOR_TABLE, actor_id, actor.data.SerializeToString())], deletes)
         self.gcs.publisher.publish(ACTOR_CHANNEL, actor.data.actor_id, actor.data.SerializeToString())
-        actor.changed.set()
-        actor.changed = asyncio.Event()
+        changed, actor.changed = actor.changed, asyncio.Event() if state != State.DEAD else _NEVER_CHANGES
+        if changed is not _NEVER_CHANGES:
+            changed.set()
         if state == State.DEAD:
+            actor.spec, actor.spec_bytes = _NO_SPEC, b""
             await self._remember_destroyed(actor.data.actor_id)
             await self.gcs.placement_groups.on_actor_dead(actor.data.actor_id)
 
@@ -264,7 +275,9 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         return f"{alive[0].node_manager_address}:{alive[0].raylet_tcp_port}" if alive else None
 
     async def _create(self, actor: _Actor) -> None:
-        spec = actor.spec
+        if actor.data.state == State.DEAD:
+            return  # killed before a retry: its spec is dropped
+        spec, spec_bytes = actor.spec, actor.spec_bytes  # a kill meanwhile drops them from the actor
         owner_node = bytes.fromhex(json.loads(spec.owner_address_json)["node_id"])
         lease_request: msg.RequestLease = {
             "resources": dict(spec.placement_resources), "running_resources": dict(spec.resources),
@@ -325,7 +338,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
              "node_id": grant["node_id"], "pid": grant.get("pid", 0)}).encode())
         try:
             conn = await framing.connect(grant["address"]["tcp"], self._dispatch)
-            created = await conn.request(msg.CREATE_ACTOR, {"spec": actor.spec_bytes, "lease_id": grant["lease_id"],
+            created = await conn.request(msg.CREATE_ACTOR, {"spec": spec_bytes, "lease_id": grant["lease_id"],
                                                             "gpu_ids": grant["gpu_ids"],
                                                             "restarted": actor.data.num_restarts > 0})
         except (OSError, framing.ConnectionLost, framing.RemoteError) as e:

@@ -1,9 +1,18 @@
 """Node table: registration, the cluster resource view, and health checks.
 
-Each raylet's periodic `ReportResourceUsage` doubles as its heartbeat; it also says how long the node has been
-idle (and why not), and whether it is draining, which the autoscaler state service reads. A node that misses
-`health_check_failure_threshold` periods is declared dead, published on the NODE_INFO channel and
-left in the table as DEAD (as Ray keeps dead nodes in `ray.nodes()`).
+Each raylet's periodic `ReportResourceUsage` (every `raylet_report_resources_period_ms`, 100 ms) doubles as its
+heartbeat; it also says how long the node has been idle (and why not), and whether it is draining, which the
+autoscaler state service reads. A node that misses `health_check_failure_threshold` periods of
+`health_check_period_ms` is declared dead, published on the NODE_INFO channel and left in the table as DEAD (as
+Ray keeps dead nodes in `ray.nodes()`), with Ray's death reason (UNEXPECTED_TERMINATION, "health check failed due
+to missing too many heartbeats").
+
+A raylet whose reports are late (LATE_REPORT_S) is probed: a TCP connect to its framed port, closed at once.
+Refused twice in a row (PROBE_INTERVAL_S apart, no report in between) means nothing listens there any more:
+the raylet process is gone (a SIGKILLed process's listening socket is closed by the kernel at once), and the
+node is declared dead then, with the same reason, instead of after the whole grace period. A raylet that is
+only slow or stopped still has its port accepting connections, and a host that is unreachable refuses
+nothing: both keep the full grace period.
 """
 
 from __future__ import annotations
@@ -25,6 +34,14 @@ NODE_TABLE = "NODE"
 NODE_CHANNEL = "NODE_INFO"
 # How long reports older than a bundle message the GCS sent are kept from overwriting its view.
 STALE_REPORTS_TRUSTED_AFTER_S = 10.0
+# Ray's NodeDeathInfo.Reason values (`ray.nodes()[i]["DeathReason"]`) and its health-check death message.
+EXPECTED_TERMINATION, UNEXPECTED_TERMINATION = 1, 2
+HEALTH_CHECK_FAILED = "health check failed due to missing too many heartbeats"
+# A raylet silent this long (10 of its report periods at least) has its port probed; the probes run this often.
+LATE_REPORT_S = 1.0
+PROBE_INTERVAL_S = 0.5
+PROBE_TIMEOUT_S = 1.0
+REFUSALS_TO_DIE = 2
 
 
 class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
@@ -43,6 +60,8 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         self._draining: set[bytes] = set()
         self._dead_order: list[bytes] = []  # dead nodes, oldest first (kept up to maximum_gcs_dead_node_cached_count)
         self._restored: set[bytes] = set()  # alive in storage, not reported since this GCS started
+        # Late nodes whose raylet port refused a probe: node -> (its last report then, refusals in a row).
+        self._refused: dict[bytes, tuple[float, int]] = {}
         self.on_node_dead: list = []  # callbacks(node_id: bytes), e.g. the actor manager's
         self.placement_group_load = list  # () -> [PlacementGroupDemand]: pending groups, set by their manager
 
@@ -128,15 +147,17 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         await self.mark_dead(request.node_id, request.reason or "The node was stopped.")
         return pb.UnregisterNodeReply()
 
-    async def mark_dead(self, node_id: bytes, reason: str) -> None:
+    async def mark_dead(self, node_id: bytes, reason: str, reason_code: int = EXPECTED_TERMINATION) -> None:
         info = self._nodes.get(node_id)
         if info is None or info.state == pb.GcsNodeInfo.DEAD:
             return
         info.state = pb.GcsNodeInfo.DEAD
         info.end_time_ms = int(time.time() * 1000)
         info.death_reason = reason
+        info.death_reason_code = reason_code
         self._usage.pop(node_id, None)
         self._last_seen.pop(node_id, None)
+        self._refused.pop(node_id, None)
         self._idle.pop(node_id, None)
         self._draining.discard(node_id)
         await self._storage.put(NODE_TABLE, node_id, info.SerializeToString())
@@ -212,12 +233,43 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
         cfg = config()
         period = cfg.health_check_period_ms / 1000
         deadline = period * cfg.health_check_failure_threshold
+        late_after = max(LATE_REPORT_S, 10 * cfg.raylet_report_resources_period_ms / 1000)
         while True:
-            await asyncio.sleep(min(period, 1.0))
+            await asyncio.sleep(min(period, PROBE_INTERVAL_S))
             now = time.monotonic()
+            late = []
             for node_id, seen in list(self._last_seen.items()):
                 if now - seen > deadline:
-                    await self.mark_dead(
-                        node_id,
-                        f"Health check failed: no report from the raylet for {now - seen:.1f} s.",
-                    )
+                    logger.warning("No report from node %s's raylet for %.1f s.", node_id.hex(), now - seen)
+                    await self.mark_dead(node_id, HEALTH_CHECK_FAILED, UNEXPECTED_TERMINATION)
+                elif now - seen > late_after:
+                    late.append((node_id, seen))
+                else:
+                    self._refused.pop(node_id, None)
+            if late:
+                results = await asyncio.gather(*(self._probe(node_id, seen) for node_id, seen in late),
+                                               return_exceptions=True)
+                for (node_id, _), result in zip(late, results, strict=True):
+                    if isinstance(result, Exception):
+                        logger.warning("Probing node %s's raylet failed: %r", node_id.hex(), result)
+
+    async def _probe(self, node_id: bytes, seen: float) -> None:
+        """A late node: is its raylet's process still there? Dead at once when its port refused twice in a row
+        with no report in between (see the module docstring); otherwise it keeps the grace period."""
+        info = self._nodes.get(node_id)
+        if info is None or info.state == pb.GcsNodeInfo.DEAD or not info.raylet_tcp_port:
+            return
+        accepted = await framing.probe(info.node_manager_address, info.raylet_tcp_port, PROBE_TIMEOUT_S)
+        if self._last_seen.get(node_id) != seen:
+            return  # it reported meanwhile (or died another way)
+        if accepted is not False:
+            self._refused.pop(node_id, None)
+            return
+        last, refusals = self._refused.get(node_id, (seen, 0))
+        refusals = refusals + 1 if last == seen else 1
+        self._refused[node_id] = (seen, refusals)
+        if refusals >= REFUSALS_TO_DIE:
+            logger.warning("Node %s's raylet stopped reporting %.1f s ago and its port %s:%d refuses connections: "
+                           "its process is gone.", node_id.hex(), time.monotonic() - seen,
+                           info.node_manager_address, info.raylet_tcp_port)
+            await self.mark_dead(node_id, HEALTH_CHECK_FAILED, UNEXPECTED_TERMINATION)

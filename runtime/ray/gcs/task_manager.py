@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 import sys
 import time
 from collections import OrderedDict
@@ -24,8 +25,14 @@ from ray.protocol import state_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-_RANK = {state: i for i, state in enumerate(te.TASK_STATES)}
 _intern = sys.intern
+# An attempt's events, packed: one (state's index in _STATES, time in seconds) each, 9 bytes instead of a tuple
+# and a float (88 bytes). Ray's states come first, in TASK_STATES order, so an index is a state's rank.
+_EVENT = struct.Struct("<Bd")
+_STATES: list[str] = list(te.TASK_STATES)
+_STATE_INDEX = {state: i for i, state in enumerate(_STATES)}
+# Where an attempt's output is in its worker's log files: (stdout start, stderr start), then (stdout end, stderr end).
+_LOG_OFFSETS = struct.Struct("<qq")
 # Marking a finished job's unfinished tasks waits this long, so the workers' last reports arrive first.
 JOB_DONE_MARK_DELAY_S = 2.0
 
@@ -38,9 +45,20 @@ def _hex(value: bytes | str | None) -> str | None:
     return value.hex() if isinstance(value, bytes) else value
 
 
+def _state_index(state: str) -> int:
+    index = _STATE_INDEX.get(state)
+    if index is None:  # a state this GCS does not know (a newer worker): kept, ranked as NIL
+        if len(_STATES) > 255:
+            return 0
+        index = _STATE_INDEX[state] = len(_STATES)
+        _STATES.append(state)
+    return index
+
+
 class TaskAttempt:
-    """One attempt of one task, as stored. 100,000 of them must stay small: slots, and the description
-    (name, type, resources, runtime env, ...) shared by all the calls of one function."""
+    """One attempt of one task, as stored. 100,000 of them must stay small: slots, the description
+    (name, type, resources, runtime env, ...) shared by all the calls of one function, the events packed in one
+    bytes object (`_EVENT`) and the log offsets in another (`_LOG_OFFSETS`)."""
 
     __slots__ = ("task_id", "attempt", "desc", "parent_task_id", "actor_id", "node_id", "worker_id", "worker_pid",
                  "error_type", "error_message", "events", "log", "counted")
@@ -52,8 +70,8 @@ class TaskAttempt:
         self.parent_task_id = ""
         self.actor_id = self.node_id = self.worker_id = self.error_type = self.error_message = None
         self.worker_pid: int | None = None
-        self.events: list[tuple[str, int]] = []
-        # (stdout file, stderr file, stdout start, stderr start[, stdout end, stderr end]) in the worker's logs.
+        self.events = b""  # packed (state, time in seconds) pairs, see `add_event` / `iter_events`
+        # (stdout file, stderr file, packed (stdout start, stderr start)[ + packed (stdout end, stderr end)]).
         self.log: tuple | None = None
         self.counted: tuple | None | bool = None  # the `ray_tasks` series it is counted in (False: evicted)
 
@@ -65,18 +83,28 @@ class TaskAttempt:
     def type(self) -> str:
         return self.desc.get("type") or te.NORMAL_TASK
 
+    def add_event(self, state: str, t: float) -> None:
+        self.events += _EVENT.pack(_state_index(state), t)
+
+    def iter_events(self):
+        """(state, time in seconds) in the order they arrived."""
+        states = _STATES
+        for index, t in _EVENT.iter_unpack(self.events):
+            yield states[index], t
+
     def state(self) -> str:
-        best, rank = te.NIL, -1
-        for state, _ in self.events:
-            if state == te.FAILED:
+        failed = _STATE_INDEX[te.FAILED]
+        best, rank = 0, -1
+        for index, _ in _EVENT.iter_unpack(self.events):
+            if index == failed:
                 return te.FAILED
-            r = _RANK.get(state, 0)
+            r = index if index < len(te.TASK_STATES) else 0
             if r > rank:
-                best, rank = state, r
-        return best
+                best, rank = index, r
+        return _STATES[best] if rank >= 0 else te.NIL
 
     def time_of(self, *states: str) -> int | None:
-        for state, t in self.events:
+        for state, t in self.iter_events():
             if state in states:
                 return int(t * 1000)
         return None
@@ -86,9 +114,11 @@ class TaskAttempt:
         log = self.log
         if log is None:
             return None
-        info = {"stdout_file": log[0], "stderr_file": log[1], "stdout_start": log[2], "stderr_start": log[3]}
-        if len(log) > 4:
-            info["stdout_end"], info["stderr_end"] = log[4], log[5]
+        info = {"stdout_file": log[0], "stderr_file": log[1]}
+        offsets = [o for pair in _LOG_OFFSETS.iter_unpack(log[2]) for o in pair]
+        info["stdout_start"], info["stderr_start"] = offsets[:2]
+        if len(offsets) > 2:
+            info["stdout_end"], info["stderr_end"] = offsets[2:]
         return info
 
     def series(self) -> tuple[str, str, str, str] | None:
@@ -100,7 +130,7 @@ class TaskAttempt:
 
     def row(self) -> dict[str, Any]:
         """The state API's TaskState columns (all of them; the dashboard drops detail-only ones)."""
-        events = sorted(((state, int(t * 1000)) for state, t in self.events), key=lambda e: e[1])
+        events = sorted(((state, int(t * 1000)) for state, t in self.iter_events()), key=lambda e: e[1])
         if events and events[0][0] == te.PENDING_NODE_ASSIGNMENT:  # submitted with nothing to wait for
             events.insert(0, (te.PENDING_ARGS_AVAIL, events[0][1]))
         d = self.desc
@@ -168,7 +198,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             touched[id(record)] = record
             if state is not None:  # None: only more about the attempt (where its output ends)
                 # One pickle holds one object per distinct string, so the states of a batch share theirs.
-                record.events.append((state, t))  # seconds, as recorded: turned into ms when read
+                record.add_event(state, t)  # seconds, as recorded: turned into ms when read
             if state == running:  # the executor's own event: where it runs
                 record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
             if extra:
@@ -252,10 +282,12 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             record.worker_id = _intern(extra["worker_id"])
         log = extra.get("log")
         if log is not None:  # the executor's RUNNING: its worker's log files and where this attempt starts there
-            record.log = (_intern(log[0]), _intern(log[1]), log[2], log[3], *(record.log or ())[4:])
+            end = record.log[2][_LOG_OFFSETS.size:] if record.log else b""
+            record.log = (_intern(log[0]), _intern(log[1]), _LOG_OFFSETS.pack(log[2], log[3]) + end)
         log_end = extra.get("log_end")
         if log_end is not None and record.log is not None:
-            record.log = (*record.log[:4], *log_end)
+            out, err, offsets = record.log
+            record.log = (out, err, offsets[:_LOG_OFFSETS.size] + _LOG_OFFSETS.pack(*log_end))
         if extra.get("error_type"):
             # The executor's message (the traceback) wins over the owner's empty one, whatever the order.
             if extra.get("error_message") or not record.error_message:
@@ -270,7 +302,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         failed = []
         for record in self._tasks.values():
             if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state() not in te.TERMINAL_STATES:
-                record.events.append((te.FAILED, now))
+                record.add_event(te.FAILED, now)
                 record.error_type = te.WORKER_DIED
                 record.error_message = (f"Job finishes ({job_hex}) as driver exits. Marking all non-terminal tasks "
                                         "as failed.")

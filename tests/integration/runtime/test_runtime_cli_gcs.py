@@ -186,7 +186,9 @@ def test_gcs_declares_a_silent_node_dead_and_publishes_it(cli, port):
                 break
             time.sleep(0.1)
         assert nodes[silent.hex()]["Alive"] is False
-        assert "Health check failed" in nodes[silent.hex()]["DeathReasonMessage"]
+        # Ray's death reason: UNEXPECTED_TERMINATION and its message.
+        assert nodes[silent.hex()]["DeathReason"] == 2
+        assert nodes[silent.hex()]["DeathReasonMessage"] == "health check failed due to missing too many heartbeats"
         assert nodes[healthy.hex()]["Alive"] is True
         assert nodes[healthy.hex()]["Resources"] == {"CPU": 2.0}
         assert nodes[healthy.hex()]["Labels"] == {"zone": "a"}

@@ -85,3 +85,18 @@ def test_large_replies_and_a_close_from_a_handler_come_through_whole():
         client.close()
 
     asyncio.run(main())
+
+
+def test_probe_tells_a_listening_port_from_a_closed_one_even_when_nobody_accepts():
+    async def main():
+        # A socket that listens but never calls accept() (a stopped or busy process): the kernel still
+        # completes the connection into its backlog.
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        port = listening.getsockname()[1]
+        assert await framing.probe("127.0.0.1", port, 1.0) is True
+        listening.close()  # what the kernel does to a SIGKILLed process's socket
+        assert await framing.probe("127.0.0.1", port, 1.0) is False
+
+    asyncio.run(main())

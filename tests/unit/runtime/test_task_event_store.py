@@ -106,3 +106,39 @@ def test_a_finished_jobs_unfinished_tasks_are_counted_failed():
     store._fail_unfinished("01000000")
     assert store.counts_by_state() == {te.FAILED: 1}
     assert store.query()[0][0]["state"] == te.FAILED
+
+
+def test_a_finished_attempt_costs_the_store_under_650_bytes():
+    # 100,000 attempts are kept (task_events_max_num_task_in_gcs): each one's events are packed in one bytes
+    # object, its log offsets in another (a list of (state, float) tuples and an int tuple took ~830 bytes).
+    import gc
+    import tracemalloc
+
+    n = 5000
+    store = GcsTaskManager(n)
+    ids = [os.urandom(24) for _ in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for start in range(0, n, 1000):
+            chunk = ids[start:start + 1000]
+            _add(store, OWNER, [(t, 0, state, 1.0 + i, (1, b"\x01" * 24, None) if i == 0 else None)
+                                for t in chunk
+                                for i, state in enumerate((te.PENDING_NODE_ASSIGNMENT, te.SUBMITTED_TO_WORKER,
+                                                           te.FINISHED))], {1: DESC})
+            _add(store, EXECUTOR, [event for t in chunk for event in (
+                (t, 0, te.RUNNING, 2.5, {"log": ("worker-a.out", "worker-a.err", 123456, 654321)}),
+                (t, 0, None, 2.6, {"log_end": (123999, 654999)}))])
+        gc.collect()
+        per_attempt = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    [row], _ = store.query(task_ids=[ids[0].hex()])
+    assert row["state"] == te.FINISHED
+    assert [e["state"] for e in row["events"]] == [te.PENDING_ARGS_AVAIL, te.PENDING_NODE_ASSIGNMENT,
+                                                   te.SUBMITTED_TO_WORKER, te.RUNNING, te.FINISHED]
+    assert row["task_log_info"] == {"stdout_file": "worker-a.out", "stderr_file": "worker-a.err",
+                                    "stdout_start": 123456, "stderr_start": 654321,
+                                    "stdout_end": 123999, "stderr_end": 654999}
+    assert per_attempt < 650, f"{per_attempt:.0f} bytes per attempt"  # ~520 here (~820 before)
