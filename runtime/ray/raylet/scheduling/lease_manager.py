@@ -461,7 +461,7 @@ class LeaseManager:
                 self._release(lease)
             if self._stopped:
                 return  # the node is going away; its owner learns it from the closed connection
-            message = e.error_message if isinstance(e, RuntimeEnvSetupError) else f"Could not start a worker: {e}"
+            message = e.error_message if isinstance(e, RuntimeEnvSetupError) else f"Could not start a worker: {_reason(e)}"
             self._cancel(req, msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED, message)
             self.schedule()
             return
@@ -501,3 +501,11 @@ class LeaseManager:
             else:
                 self.pool.push_idle(worker)
         self.schedule()
+
+
+def _reason(error: BaseException) -> str:
+    """Why a worker could not be started, also for exceptions whose text is empty (a timeout)."""
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        return (f"it did not register with its raylet within {config().worker_register_timeout_seconds} s "
+                "(worker_register_timeout_seconds; the node may be overloaded)")
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
