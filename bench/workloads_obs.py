@@ -53,7 +53,7 @@ def _rss_bytes(pid: int) -> int | None:
 def _process(*names: str) -> Any:
     """This run's process one of whose command-line arguments is one of `names` or ends with it."""
     for proc in processes_of_run(os.environ.get(TOKEN_ENV), None):
-        if any(arg == name or arg.endswith("/" + name) for arg in proc.cmdline for name in names):
+        if any(arg.strip() == name or arg.endswith("/" + name) for arg in proc.cmdline for name in names):
             return proc
     raise RuntimeError(f"no process of this run matches {names}")
 
@@ -122,7 +122,8 @@ def agent_idle_cpu(duration_s: float) -> Rows:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    agent = _process("dashboard/agent.py", "ray.agent")  # Ray's script, OpenRay's `python -m ray.agent`
+    # Ray's agent renames itself (setproctitle) once started; OpenRay's is `python -m ray.agent`.
+    agent = _process("ray::DashboardAgent", "dashboard/agent.py", "ray.agent")
     time.sleep(10)  # past start-up
     window = max(60.0, 12 * duration_s)
     cpu0, start = cpu_seconds(agent.pid), time.monotonic()
