@@ -1,7 +1,8 @@
-"""Issue 10 item 1: no task event is lost when a job ends. A driver that runs tasks and exits at once (its
-workers are ended by the raylet a moment later, its own last report goes with `ray.shutdown`) leaves every
-task listed FINISHED, with where it ran (the executing worker's RUNNING event), in the state API that a second
-process reads over HTTP, as Ray's drivers and workers flush their task events when they exit."""
+"""Issue 10 item 1: no task event is lost when a job ends. A driver (run directly, or a submitted job's
+entrypoint) that runs tasks and exits at once (its workers are ended by the raylet a moment later, its own last
+report goes with `ray.shutdown`) leaves every task listed FINISHED, with where it ran (the executing worker's
+RUNNING event), in the state API that a second process reads over HTTP, as Ray's drivers and workers flush their
+task events when they exit."""
 
 from __future__ import annotations
 
@@ -96,13 +97,29 @@ TOTAL = N + 1 + INNER + 1 + CALLS  # tasks, outer, its inner tasks, the actor's 
 
 
 def test_a_driver_that_exits_at_once_leaves_every_task_finished_with_where_it_ran(cluster, tmp_path):
-    url = cluster["url"]
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     done = subprocess.run([sys.executable, str(script), cluster["gcs"], str(N), str(INNER), str(CALLS)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    _check_the_jobs_tasks(cluster["url"], done.stdout)
+
+
+def test_a_submitted_job_that_ends_leaves_every_task_finished_with_where_it_ran(cluster, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    client = JobSubmissionClient(cluster["url"])
+    job = client.submit_job(entrypoint=f"{sys.executable} {script} {cluster['gcs']} {N} {INNER} {CALLS}")
+    status = _until(lambda: (s := client.get_job_status(job)).is_terminal() and s, 120)
+    logs = client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs
+    _check_the_jobs_tasks(cluster["url"], logs)
+
+
+def _check_the_jobs_tasks(url: str, output: str) -> None:
+    lines = dict(line.split(" ", 1) for line in output.splitlines() if line.startswith(("job ", "pids ")))
     job_id, worker_pids = lines["job"], {int(p) for p in lines["pids"].split()}
 
     # The job's workers are ended by their raylet (the actor's by the GCS through it), every one of them: also the
