@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,13 @@ class ProcInfo:
         if name.startswith("python") and len(args) > 1:  # e.g. `python -c ...`: show what it runs
             return " ".join([name, *args[1:]])[:60]
         return name
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for `ray start --port=...` and the like)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _read(path: str) -> bytes | None:

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import ray
-from procs import TOKEN_ENV, processes_of_run  # sibling module: bench/ is sys.path[0]
+from procs import TOKEN_ENV, free_port, processes_of_run  # sibling module: bench/ is sys.path[0]
 
 _started_processes = False  # set once this module started a head or a redis-server (the runner's token finds them)
 
@@ -28,17 +28,11 @@ def started_processes() -> bool:
     return _started_processes
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_redis() -> str:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.path.exists(binary):
         raise RuntimeError("needs Debian's redis-server (make tools installs it)")
-    port = _free_port()
+    port = free_port()
     subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 20
@@ -86,7 +80,7 @@ def gcs_restart(duration_s: float) -> dict[str, dict[str, Any]]:
     global _started_processes
     _started_processes = True
     redis_address = _start_redis()
-    gcs_port = _free_port()
+    gcs_port = free_port()
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     done = subprocess.run(
         [ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}", "--include-dashboard=false",

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import urllib.request
 from typing import Any
 
 import ray
-from procs import TOKEN_ENV, cpu_seconds, processes_of_run, terminate
+from procs import TOKEN_ENV, cpu_seconds, free_port, processes_of_run, terminate
 
 Rows = dict[str, dict[str, Any]]
 MIB = 1024 * 1024
@@ -54,7 +53,7 @@ def _rss_bytes(pid: int) -> int | None:
 def _process(*names: str) -> Any:
     """This run's process one of whose command-line arguments is one of `names` or ends with it."""
     for proc in processes_of_run(os.environ.get(TOKEN_ENV), None):
-        if any(arg == name or arg.endswith("/" + name) for arg in proc.cmdline for name in names):
+        if any(arg.strip() == name or arg.endswith("/" + name) for arg in proc.cmdline for name in names):
             return proc
     raise RuntimeError(f"no process of this run matches {names}")
 
@@ -99,23 +98,17 @@ def gcs_task_events_100k(duration_s: float) -> Rows:
                    process=gcs.short_name)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def agent_idle_cpu(duration_s: float) -> Rows:
     """A head started as KubeRay starts one (`ray start --head`, free ports), idle; its agent's metrics port is
     scraped every 5 s (Prometheus' usual interval is 5-15 s) for max(60, 12 x duration) seconds."""
     global _started_head
-    metrics_port = _free_port()
+    metrics_port = free_port()
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     _started_head = True
     done = subprocess.run(
-        [ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={_free_port()}",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}",
-         f"--dashboard-agent-listen-port={_free_port()}", f"--metrics-export-port={metrics_port}",
+        [ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}",
+         f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={metrics_port}",
          "--disable-usage-stats"], capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"ray start --head failed ({done.returncode}): {(done.stdout + done.stderr)[-800:]}")
@@ -129,7 +122,8 @@ def agent_idle_cpu(duration_s: float) -> Rows:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    agent = _process("dashboard/agent.py", "ray.agent")  # Ray's script, OpenRay's `python -m ray.agent`
+    # Ray's agent renames itself (setproctitle) once started; OpenRay's is `python -m ray.agent`.
+    agent = _process("ray::DashboardAgent", "dashboard/agent.py", "ray.agent")
     time.sleep(10)  # past start-up
     window = max(60.0, 12 * duration_s)
     cpu0, start = cpu_seconds(agent.pid), time.monotonic()

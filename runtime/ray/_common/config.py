@@ -51,6 +51,9 @@ class RayConfig:
     # one per CPU; ours fork from a pre-imported template in milliseconds, so idle ones only cost memory.
     num_prestart_workers: int = 0
     worker_register_timeout_seconds: int = 60
+    # A worker the raylet ends (its job or its lease's owner ended, idle too long) is asked to exit, so that it
+    # reports its last task events first; one still alive after this long is SIGKILLed (Ray's name and default).
+    kill_worker_timeout_milliseconds: int = 5000
     object_spilling_threshold: float = 0.8
     # The largest gRPC message either way (Ray's default; gRPC's own is 4 MiB).
     max_grpc_message_size: int = 512 * 1024 * 1024

@@ -343,6 +343,9 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             global_worker.log_printer.stop()
             global_worker.log_printer = None
         try:
+            report_events = getattr(cw, "report_task_events_now", None)  # a Ray Client driver has none
+            if report_events is not None:
+                report_events()  # before the job ends: the GCS then fails the tasks it saw no end of
             _report_driver_exit(cw)
             cw.shutdown()
         finally:

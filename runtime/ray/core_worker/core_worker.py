@@ -115,6 +115,8 @@ class CoreWorker:
         self.actor_submitter = None
         self.executor = None  # set in workers
         self.connected = False
+        self._exiting = False  # a worker the raylet asked to exit
+        self._task_events_ended = False
         self._warned_shapes: set[tuple] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -160,7 +162,21 @@ class CoreWorker:
 
     def _on_raylet_lost(self, conn) -> None:
         if self.mode == WORKER:
-            os._exit(1)  # a worker without its raylet is useless; the raylet's death kills us anyway
+            # A worker without its raylet is useless; the raylet's death kills us anyway.
+            os._exit(0 if self._exiting else 1)
+
+    async def exit_reporting(self, timeout_s: float) -> None:
+        """A worker the raylet ends (io thread): the task events it has not reported yet go first, on the raylet
+        connection, which then closes (its buffer written out first); the process exits once it has closed, or
+        after `timeout_s` (Ray's core worker flushes its task events when it exits)."""
+        self._exiting = True
+        self.task_events.flush()
+        raylet = self.raylet
+        if raylet is not None and not raylet.closed:
+            raylet.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(raylet.wait_closed(), timeout_s)
+        os._exit(0)
 
     def shutdown(self) -> None:
         if not self.connected:
@@ -169,9 +185,7 @@ class CoreWorker:
         object_ref.set_hooks(None)
 
         async def _close():
-            if self.mode == DRIVER:
-                self.task_events.record(self.driver_task_id.binary(), 0, task_events.FINISHED)
-            self.task_events.stop()
+            self._end_task_events()
             if self.submitter is not None:
                 self.submitter.shutdown()
             if self.actor_submitter is not None:
@@ -189,6 +203,24 @@ class CoreWorker:
         self._thread.join(timeout=5)
         if self._gcs is not None:
             self._gcs.close()
+
+    def report_task_events_now(self) -> None:
+        """A driver that ends, before its job is marked finished (the GCS then fails the job's tasks that have
+        not ended): its own FINISHED and every event not reported yet go to its raylet now."""
+        async def _end() -> None:
+            self._end_task_events()
+
+        with contextlib.suppress(Exception):
+            self.run_sync(_end(), timeout=5)
+
+    def _end_task_events(self) -> None:
+        """Io thread, once: the driver's FINISHED, what is left reported, the report timer stopped."""
+        if self._task_events_ended:
+            return
+        self._task_events_ended = True
+        if self.mode == DRIVER:
+            self.task_events.record(self.driver_task_id.binary(), 0, task_events.FINISHED)
+        self.task_events.stop()
 
     @property
     def gcs(self):

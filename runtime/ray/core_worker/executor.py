@@ -112,6 +112,11 @@ class TaskExecutor:
             self.queue.put((msg.PUSH_ACTOR_TASK, spec, responder))
         return responder
 
+    @handles(msg.EXIT_WORKER)
+    def exit_worker(self, conn: framing.Connection, body: msg.ExitWorker) -> Any:
+        """The raylet ends this worker (its job or its lease's owner ended, ...): report, then exit."""
+        return self.cw.exit_reporting(float(body.get("timeout_s", 1.0)))
+
     @handles(msg.CANCEL_TASK)
     def cancel_task(self, conn: framing.Connection, body: msg.CancelTask) -> bool:
         if body.get("recursive") and self.cw.submitter is not None:

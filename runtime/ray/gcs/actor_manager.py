@@ -388,7 +388,8 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
         await self._set_state(actor, State.DEAD, death_cause=actor.data.death_cause or (
             "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR"))
 
-    async def kill(self, actor: _Actor, no_restart: bool, reason: str) -> None:
+    async def kill(self, actor: _Actor, no_restart: bool, reason: str, force: bool = True) -> None:
+        """`force`: SIGKILLed now (ray.kill); else asked to exit, reporting its last task events first."""
         if no_restart:
             actor.no_restart = True
             actor.data.death_cause = reason
@@ -398,7 +399,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
             return
         if actor.raylet is not None and not actor.raylet.closed and actor.conn is not None:
             actor.raylet.notify(msg.KILL_WORKER, {"worker_id": json.loads(actor.data.address_json)["worker_id"],
-                                                "force": True})
+                                                "force": force})
         if no_restart and actor.data.state != State.DEAD:
             await self._set_state(actor, State.DEAD, death_cause=reason)  # callers learn it at once
 
@@ -430,7 +431,7 @@ class ActorManager(actor_pb2_grpc.ActorInfoGcsServiceServicer):
     async def _on_job_finished(self, job_id: bytes) -> None:
         for actor in list(self._actors.values()):
             if actor.data.job_id == job_id and not actor.data.is_detached and actor.data.state != State.DEAD:
-                await self.kill(actor, no_restart=True,
+                await self.kill(actor, no_restart=True, force=False,
                                 reason="The actor is dead because its owner has died (its job finished).")
 
 

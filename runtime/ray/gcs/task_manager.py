@@ -31,6 +31,7 @@ _intern = sys.intern
 _EVENT = struct.Struct("<Bd")
 _STATES: list[str] = list(te.TASK_STATES)
 _STATE_INDEX = {state: i for i, state in enumerate(_STATES)}
+_KNOWN_STATES = len(te.TASK_STATES)
 # Where an attempt's output is in its worker's log files: (stdout start, stderr start), then (stdout end, stderr end).
 _LOG_OFFSETS = struct.Struct("<qq")
 # Marking a finished job's unfinished tasks waits this long, so the workers' last reports arrive first.
@@ -61,7 +62,7 @@ class TaskAttempt:
     bytes object (`_EVENT`) and the log offsets in another (`_LOG_OFFSETS`)."""
 
     __slots__ = ("task_id", "attempt", "desc", "parent_task_id", "actor_id", "node_id", "worker_id", "worker_pid",
-                 "error_type", "error_message", "events", "log", "counted")
+                 "error_type", "error_message", "events", "log", "counted", "state", "rank")
 
     def __init__(self, task_id: bytes, attempt: int):
         self.task_id = task_id
@@ -71,6 +72,9 @@ class TaskAttempt:
         self.actor_id = self.node_id = self.worker_id = self.error_type = self.error_message = None
         self.worker_pid: int | None = None
         self.events = b""  # packed (state, time in seconds) pairs, see `add_event` / `iter_events`
+        # The furthest state its events reached (FAILED is the furthest of all), kept as they arrive.
+        self.state = te.NIL
+        self.rank = -1
         # (stdout file, stderr file, packed (stdout start, stderr start)[ + packed (stdout end, stderr end)]).
         self.log: tuple | None = None
         self.counted: tuple | None | bool = None  # the `ray_tasks` series it is counted in (False: evicted)
@@ -83,25 +87,21 @@ class TaskAttempt:
     def type(self) -> str:
         return self.desc.get("type") or te.NORMAL_TASK
 
-    def add_event(self, state: str, t: float) -> None:
-        self.events += _EVENT.pack(_state_index(state), t)
+    def add_event(self, state: str, t: float) -> bool:
+        """Records a state change; whether the attempt's state moved (then its `ray_tasks` series may have)."""
+        index = _state_index(state)
+        self.events += _EVENT.pack(index, t)
+        rank = index if index < _KNOWN_STATES else 0  # a state this GCS does not know ranks as NIL
+        if rank > self.rank:
+            self.state, self.rank = state, rank
+            return True
+        return False
 
     def iter_events(self):
         """(state, time in seconds) in the order they arrived."""
         states = _STATES
         for index, t in _EVENT.iter_unpack(self.events):
             yield states[index], t
-
-    def state(self) -> str:
-        failed = _STATE_INDEX[te.FAILED]
-        best, rank = 0, -1
-        for index, _ in _EVENT.iter_unpack(self.events):
-            if index == failed:
-                return te.FAILED
-            r = index if index < len(te.TASK_STATES) else 0
-            if r > rank:
-                best, rank = index, r
-        return _STATES[best] if rank >= 0 else te.NIL
 
     def time_of(self, *states: str) -> int | None:
         for state, t in self.iter_events():
@@ -126,7 +126,7 @@ class TaskAttempt:
         d = self.desc
         if d.get("type") == te.DRIVER_TASK:
             return None
-        return self.state(), d.get("name", ""), "1" if self.attempt else "0", d.get("job_id", "")
+        return self.state, d.get("name", ""), "1" if self.attempt else "0", d.get("job_id", "")
 
     def row(self) -> dict[str, Any]:
         """The state API's TaskState columns (all of them; the dashboard drops detail-only ones)."""
@@ -136,7 +136,7 @@ class TaskAttempt:
         d = self.desc
         return {
             "task_id": self.task_id.hex(), "attempt_number": self.attempt, "name": d.get("name", ""),
-            "state": self.state(), "job_id": d.get("job_id", ""), "actor_id": _hex(self.actor_id),
+            "state": self.state, "job_id": d.get("job_id", ""), "actor_id": _hex(self.actor_id),
             "type": d.get("type") or te.NORMAL_TASK, "func_or_class_name": d.get("func_or_class_name", ""),
             "parent_task_id": _hex(self.parent_task_id) or "", "node_id": self.node_id, "worker_id": self.worker_id,
             "worker_pid": self.worker_pid, "error_type": self.error_type, "language": d.get("language", "PYTHON"),
@@ -188,30 +188,37 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             job = batch.get("job_id", "")
             self.dropped_by_job[job] = self.dropped_by_job.get(job, 0) + dropped
         descriptions = {key: self._shared(desc) for key, desc in (batch.get("descriptions") or {}).items()}
-        record_of = self._record
+        tasks, new_record = self._tasks, self._record
         running = te.RUNNING
-        touched: dict[int, TaskAttempt] = {}
+        moved: list[TaskAttempt] = []  # attempts whose `ray_tasks` series may have changed (repeats are cheap)
         for task_id, attempt, state, t, extra in batch.get("events", ()):
-            record = record_of(task_id, attempt)
+            record = tasks.get((task_id, attempt))
             if record is None:
-                continue
-            touched[id(record)] = record
-            if state is not None:  # None: only more about the attempt (where its output ends)
-                # One pickle holds one object per distinct string, so the states of a batch share theirs.
-                record.add_event(state, t)  # seconds, as recorded: turned into ms when read
-            if state == running:  # the executor's own event: where it runs
-                record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
+                record = new_record(task_id, attempt)
+                if record is None:  # dropped here before: its late events are ignored
+                    continue
+            # None: only more about the attempt (where its output ends). One pickle holds one object per
+            # distinct string, so the states of a batch share theirs.
+            if state is not None:
+                if record.add_event(state, t):
+                    moved.append(record)
+                if state == running:  # the executor's own event: where it runs
+                    record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
             if extra:
                 if type(extra) is tuple:  # (description key, parent task id, actor id)
                     record.desc = descriptions.get(extra[0], _NO_DESCRIPTION)
                     record.parent_task_id = extra[1]  # bytes (shared within a batch); hex when read
                     record.actor_id = extra[2]
+                    moved.append(record)
                 else:
-                    self._merge(record, extra)
-        self._recount(touched.values())
+                    if self._merge(record, extra):
+                        moved.append(record)
+        if moved:
+            self._recount(moved)
 
     def _recount(self, records: Any) -> None:
-        """Moves each attempt to the `ray_tasks` series it now belongs to."""
+        """Moves each attempt to the `ray_tasks` series it now belongs to: O(attempts whose state or description
+        changed in a batch), never a walk over the table."""
         counts, shared = self.state_counts, self._series
         for record in records:
             old = record.counted
@@ -270,7 +277,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             self._decrement(old)
         record.counted = False
 
-    def _merge(self, record: TaskAttempt, extra: dict) -> None:
+    def _merge(self, record: TaskAttempt, extra: dict) -> bool:
+        """More about an attempt than its state; whether its description changed."""
         info = extra.get("info")
         if info:  # a task described on its own (actor creation, the driver)
             record.parent_task_id = info.pop("parent_task_id", "") or ""
@@ -293,6 +301,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             if extra.get("error_message") or not record.error_message:
                 record.error_type = _intern(extra["error_type"])
                 record.error_message = extra.get("error_message") or record.error_message
+        return bool(info)
 
     def on_job_finished(self, job_id: bytes) -> None:
         asyncio.get_running_loop().call_later(JOB_DONE_MARK_DELAY_S, self._fail_unfinished, job_id.hex())
@@ -301,7 +310,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         now = time.time()
         failed = []
         for record in self._tasks.values():
-            if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state() not in te.TERMINAL_STATES:
+            if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state not in te.TERMINAL_STATES:
                 record.add_event(te.FAILED, now)
                 record.error_type = te.WORKER_DIED
                 record.error_message = (f"Job finishes ({job_hex}) as driver exits. Marking all non-terminal tasks "

@@ -245,7 +245,11 @@ class LeaseRef(TypedDict):
 
 class KillWorker(TypedDict):
     worker_id: str
-    force: bool
+    force: bool  # SIGKILL now; False: asked to exit (EXIT_WORKER), reporting its last task events first
+
+
+class ExitWorker(TypedDict):
+    timeout_s: float  # how long the worker may take to report what it has left before it exits anyway
 
 
 class ObjectCreated(TypedDict):
@@ -384,6 +388,8 @@ PUSH_TASK = "push_task"
 CREATE_ACTOR = "create_actor"
 PUSH_ACTOR_TASK = "push_actor_task"
 CANCEL_TASK = "cancel_task"
+# a raylet -> a worker it ends (its job or its lease's owner ended, idle too long, its placement group removed)
+EXIT_WORKER = "exit_worker"
 # a restarted GCS -> the worker of an actor it found alive in its tables (GCS fault tolerance)
 ADOPT_ACTOR = "adopt_actor"
 # an actor's worker -> the GCS that created it
@@ -458,6 +464,9 @@ MESSAGES: dict[str, Message] = {
     CREATE_ACTOR: Message((GCS,), WORKER, CreateActor, ActorCreated, "Become this actor (run its constructor)."),
     PUSH_ACTOR_TASK: Message((OWNER,), WORKER, tuple, TaskReply, "Call an actor method (in order): ActorTaskSpec.to_wire()."),
     CANCEL_TASK: Message((OWNER,), WORKER, CancelTask, bool, "ray.cancel of a running task."),
+    EXIT_WORKER: Message((RAYLET,), WORKER, ExitWorker, None,
+                         "Exit now: report the task events not reported yet (within timeout_s), then go; the "
+                         "raylet SIGKILLs a worker still alive after kill_worker_timeout_milliseconds."),
     ADOPT_ACTOR: Message((GCS,), WORKER, bytes, bytes,
                          "A restarted GCS watches this actor from now on: the worker answers with the id of the "
                          "actor it runs (b'': none), and tells this connection when it exits on purpose."),

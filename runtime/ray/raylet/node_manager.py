@@ -387,8 +387,11 @@ class NodeManager:
         worker = self.pool.workers.get(body["worker_id"])
         if worker is None:
             return False
-        self.pool.kill(worker, force=body.get("force", True), exit_type="INTENDED_USER_EXIT",
-                       exit_detail="The worker was killed by ray.kill or ray.cancel(force=True).")
+        if body.get("force", True):
+            self.pool.kill(worker, exit_type="INTENDED_USER_EXIT",
+                           exit_detail="The worker was killed by ray.kill or ray.cancel(force=True).")
+        else:  # an actor whose job ended: its last task events are reported before it goes
+            self.pool.end(worker, "The actor's worker exited because its job (driver) ended.")
         return True
 
     @handles(msg.LIST_OBJECTS)

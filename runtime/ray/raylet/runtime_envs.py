@@ -3,7 +3,9 @@
 An env that only sets `env_vars` is answered here. Anything else (working_dir, py_modules, pip, ...) is
 created by the node agent. The raylet takes one agent reference per env key for as long as any worker of
 that key lives (or is being started), and gives it back when the last one is gone, so the agent can evict
-envs nobody uses once its cache is over its size limit.
+envs nobody uses once its cache is over its size limit. An `env_vars`-only env is referenced at the agent too,
+in the background (its workers never wait for the agent), so that the agent lists every runtime env its node's
+workers run in (`ray list runtime-envs`), as Ray's raylet asks its agent for every env that is not empty.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ class RuntimeEnvProvider:
         self._users: dict[str, int] = {}  # env key -> workers alive or starting with it
         self._creating: dict[str, asyncio.Task] = {}
         self._runtime_envs: dict[str, dict] = {}
+        self._listing: dict[str, asyncio.Task] = {}  # env_vars-only key -> its reference being taken at the agent
 
     async def acquire(self, key: str, runtime_env: dict, job_id: str) -> dict:
         """The context to start one worker of `key` with; pair every successful call with `release(key)`."""
         if not needs_agent(runtime_env):
+            if self.agent_address and any((runtime_env or {}).values()):
+                self._hold_listed(key, runtime_env, job_id)
             return local_runtime_env_context(runtime_env)
         if key not in self._contexts:
             # Concurrent first users of one env share a single agent call (and so a single reference).
@@ -50,17 +55,30 @@ class RuntimeEnvProvider:
         self._users[key] = self._users.get(key, 0) + 1
         return self._contexts[key]
 
+    def _hold_listed(self, key: str, runtime_env: dict, job_id: str) -> None:
+        """An env_vars-only env: counted like the others, its agent reference taken in the background."""
+        self._users[key] = self._users.get(key, 0) + 1
+        if self._users[key] == 1:
+            self._runtime_envs[key] = runtime_env
+            self._listing[key] = asyncio.get_running_loop().create_task(self._list_at_agent(runtime_env, job_id))
+
+    async def _list_at_agent(self, runtime_env: dict, job_id: str) -> None:
+        try:
+            await self._create(runtime_env, job_id)
+        except Exception as e:  # its workers run without it; only `ray list runtime-envs` misses it
+            logger.info("The node agent did not record runtime env %s: %s", runtime_env, e)
+
     def release(self, key: str) -> None:
         """One worker of `key` is gone (or was never started); the last one gives the agent reference back."""
         if key not in self._users:
-            return  # an env_vars-only env: nothing held
+            return  # the empty env: nothing held
         self._users[key] -= 1
         if self._users[key] > 0:
             return
         del self._users[key]
         self._contexts.pop(key, None)
         runtime_env = self._runtime_envs.pop(key)
-        asyncio.get_running_loop().create_task(self._delete(runtime_env))
+        asyncio.get_running_loop().create_task(self._delete(runtime_env, self._listing.pop(key, None)))
 
     async def _create(self, runtime_env: dict, job_id: str) -> dict:
         if not self.agent_address:
@@ -80,7 +98,9 @@ class RuntimeEnvProvider:
         return {"env_vars": dict(ctx.env_vars), "py_executable": ctx.py_executable, "cwd": ctx.cwd,
                 "pythonpath": list(ctx.pythonpath)}
 
-    async def _delete(self, runtime_env: dict) -> None:
+    async def _delete(self, runtime_env: dict, taken: asyncio.Task | None = None) -> None:
+        if taken is not None:  # an env_vars-only env's reference: given back after it was taken
+            await asyncio.wait([taken])
         try:
             client = await self._agent_client()
             await client.delete_runtime_env_if_possible(json.dumps(runtime_env, sort_keys=True))

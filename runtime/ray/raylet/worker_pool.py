@@ -18,9 +18,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ray._common import auth, lifetime
+from ray._common import auth, framing, lifetime
 from ray._common.config import config
 from ray._common.ids import WorkerID
+from ray.protocol import messages as msg
 from ray.raylet.runtime_envs import local_runtime_env_context
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ class Worker:
     exit_type: str = ""
     exit_detail: str = ""
     log_base: str = ""  # <logs>/worker-<worker id>-<job id>-<pid>: its .out and .err files
+
+
+def _kill_if_alive(proc: subprocess.Popen | ForkedProcess) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
 
 
 class WorkerPool:
@@ -224,6 +231,27 @@ class WorkerPool:
             worker.proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
         self.mark_dead(worker)
 
+    def end(self, worker: Worker, exit_detail: str, exit_type: str = "INTENDED_SYSTEM_EXIT") -> None:
+        """Ends a worker the raylet no longer needs (its job or its lease's owner ended, idle too long, its
+        placement group removed): asked to exit (`EXIT_WORKER`), so that it reports the task events it has not
+        reported yet first, as Ray's core worker flushes them when it exits; SIGKILLed if still alive
+        `kill_worker_timeout_milliseconds` later. One not registered yet (nothing to report) is SIGKILLed now."""
+        if worker.state == DEAD:
+            return
+        conn = worker.conn
+        if conn is None or conn.closed:
+            self.kill(worker, exit_type=exit_type, exit_detail=exit_detail)
+            return
+        if not worker.exit_type:
+            worker.exit_type, worker.exit_detail = exit_type, exit_detail
+        grace_s = config().kill_worker_timeout_milliseconds / 1000
+        try:
+            conn.notify(msg.EXIT_WORKER, {"timeout_s": min(1.0, grace_s)})
+        except framing.ConnectionLost:
+            grace_s = 0
+        asyncio.get_running_loop().call_later(grace_s, _kill_if_alive, worker.proc)
+        self.mark_dead(worker)
+
     def mark_dead(self, worker: Worker) -> None:
         if worker.state == DEAD:
             return
@@ -248,14 +276,17 @@ class WorkerPool:
         now = time.monotonic()
         for worker in idle[: max(0, len(idle) - soft_limit)]:
             if now - worker.idle_since >= idle_threshold_s:
-                self.kill(worker, exit_detail=(
+                self.end(worker, exit_detail=(
                     "The worker exited because it was idle (it doesn't have objects it owns while no task or "
                     "actor has been scheduled) for a long time."))
 
     def kill_job(self, job_id: str) -> None:
+        """Its driver is gone: every worker of the job ends, idle or leased (a worker that owned tasks may hold
+        a lease on itself, and nothing else would end it), as Ray's raylet does when a job finishes. Actors' are
+        the GCS's to end (a detached actor outlives its job)."""
         for worker in list(self.workers.values()):
-            if worker.job_id == job_id and worker.state in (IDLE, STARTING):
-                self.kill(worker, exit_detail="The worker exited because its job (driver) ended.")
+            if worker.job_id == job_id and not worker.is_actor:
+                self.end(worker, exit_detail="The worker exited because its job (driver) ended.")
 
     def kill_all(self) -> None:
         for worker in list(self.workers.values()):

@@ -227,6 +227,31 @@ def test_runtime_envs_cluster_events_and_actor_resources(cluster, tmp_path):
     assert "SEVERITY" in table and "SOURCE_TYPE" in table and "joined the cluster" in table
 
 
+@ray.remote
+class EnvReader:
+    def get(self, name):
+        return os.environ.get(name)
+
+
+def test_an_env_vars_only_runtime_env_is_listed_while_used(cluster):
+    # Ray's agent lists every runtime env its node's workers run in, one that only sets env_vars too.
+    url = cluster["url"]
+    env = {"env_vars": {"OPENRAY_LISTED_ENV": "listed"}}
+
+    def rows():
+        return [r for r in state.list_runtime_envs(address=url, detail=True) if r.runtime_env == env]
+
+    reader = EnvReader.options(runtime_env=env).remote()
+    assert ray.get(reader.get.remote("OPENRAY_LISTED_ENV")) == "listed"
+    [row] = _until(rows)
+    assert row.success is True and row.error is None and row.ref_cnt == 1
+    assert row.node_id == ray.get_runtime_context().get_node_id() and isinstance(row.creation_time_ms, int)
+    assert "OPENRAY_LISTED_ENV" in _ray("list", "runtime-envs", "--address", url).stdout
+    # Its last worker gone, the env is given back and leaves the list (Ray drops it from its env cache).
+    ray.kill(reader)
+    _until(lambda: not rows())
+
+
 def test_objects_and_ray_memory(cluster):
     big = ray.put(b"x" * 2_000_000)
     url = cluster["url"]

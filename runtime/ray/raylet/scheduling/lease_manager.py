@@ -217,7 +217,8 @@ class LeaseManager:
                     # Actors are leased by the GCS: a GCS that went away (killed, restarting from Redis) takes
                     # them over again when it comes back, or ends them (KILL_WORKER); they keep running.
                     continue
-                self.pool.kill(lease.worker)
+                self.pool.end(lease.worker, "The worker exited because the owner of its lease (a driver or a "
+                                            "worker) exited.")
 
     def end_placement_group_leases(self, pg_hex: str, removed: bool) -> None:
         """The group's bundles leave this node: its leases end and their workers die (Ray's raylet does the
@@ -236,7 +237,8 @@ class LeaseManager:
             del self._leases[lease.lease_id]
             self._release(lease)
             if lease.worker.state == LEASED:
-                self.pool.kill(lease.worker)
+                self.pool.end(lease.worker, f"The worker exited because its placement group {pg_hex} left this "
+                                            "node.")
 
     def demands(self) -> list[pb.ResourceDemand]:
         """The shapes this node cannot place now (queued) or anywhere (infeasible), counted: the autoscaler's input."""
