@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -34,31 +35,64 @@ def env_key(job_id: str, runtime_env: dict | None) -> str:
 
 
 class ForkedProcess:
-    """A worker forked by the template (not our child): the Popen calls the pool uses, by pid."""
+    """A worker forked by the template (not our child): the Popen calls the pool uses.
+
+    Held through a pidfd where Linux has them (5.3+): the template reaps its children at once, so a bare pid
+    may soon name another process (pid_max is 32,768 here and a busy node forks thousands of workers); a
+    pidfd keeps naming this one, so a late SIGKILL never reaches a stranger and a dead worker never looks
+    alive."""
 
     def __init__(self, pid: int):
         self.pid = pid
         self.returncode: int | None = None
+        self._pidfd: int | None = None
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:  # gone already
+            self.returncode = -1
+        except (AttributeError, OSError):  # no pidfd here: by pid, as before
+            pass
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, 0)
-                with open(f"/proc/{self.pid}/stat", "rb") as f:
-                    if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                        self.returncode = -1
-            except (ProcessLookupError, FileNotFoundError):
-                self.returncode = -1
+        if self.returncode is not None:
+            return self.returncode
+        if self._pidfd is not None:
+            if select.select([self._pidfd], [], [], 0)[0]:  # a pidfd turns readable when its process exits
+                self._exited()
+            return self.returncode
+        try:
+            os.kill(self.pid, 0)
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    self.returncode = -1
+        except (ProcessLookupError, FileNotFoundError):
+            self.returncode = -1
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
+        if self.returncode is not None:
+            raise ProcessLookupError(f"worker process {self.pid} has exited")
+        if self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, sig)
+        else:
+            os.kill(self.pid, sig)
 
     def wait(self, timeout: float | None = None) -> int | None:
         deadline = time.monotonic() + (timeout or 0)
         while self.poll() is None and (timeout is None or time.monotonic() < deadline):
             time.sleep(0.01)
         return self.returncode
+
+    def _exited(self) -> None:
+        self.returncode = -1
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def __del__(self) -> None:
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
 
 
 @dataclass
