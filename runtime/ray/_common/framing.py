@@ -2,6 +2,12 @@
 
 A frame is a 4-byte little-endian length followed by a pickled tuple `(kind, request_id, method, body)`.
 Connections are persistent and full duplex: both sides may send requests; replies are matched by id.
+Bulk bytes (a chunk of a large object) are not pickled: a handler answers with a `RawReply`, which goes out as
+a RAW frame `(RAW, request_id, None, n)` followed by the n bytes as they are, and the requester, which named
+a buffer with `request_into`, receives them straight into that buffer (the receive side is an
+`asyncio.BufferedProtocol`: the kernel copies the payload into the destination, and nothing else does).
+Frames themselves are received into one preallocated buffer, grown once to a frame's length when a frame
+is larger than it.
 A frame sent while nothing is queued is written at once; frames sent after it in the same event-loop turn
 are joined into one `write()` at the next turn (batching without added latency, and no extra loop turn
 for a lone reply or push).
@@ -26,78 +32,61 @@ proofs are zeros.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import hashlib
-import hmac
 import itertools
 import logging
 import os
 import pickle
 import socket
 import struct
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ray._common import auth as _auth
 from ray._common.config import config
+from ray._common.framing_handshake import (  # noqa: F401 - the handshake's names, as framing's (tests, callers)
+    _CLIENT_WAITS_HELLO,
+    _CLIENT_WAITS_PROOF,
+    _OPEN,
+    _SERVER_WAITS_HELLO,
+    CLIENT_HELLO_LEN,
+    FLAG_TOKEN,
+    MAGIC,
+    NONCE_LEN,
+    PROOF_LEN,
+    SERVER_HELLO_LEN,
+    VERSION,
+    ConnectionLost,
+    Handshake,
+    HandshakeError,
+)
 from ray.exceptions import AuthenticationError
 
 logger = logging.getLogger(__name__)
 
-REQUEST, REPLY, ERROR, NOTIFY = 0, 1, 2, 3
+REQUEST, REPLY, ERROR, NOTIFY, RAW = 0, 1, 2, 3, 4
 _LEN = struct.Struct("<I")
+# The receive buffer: frames up to this size are decoded from it in place; a larger frame gets a buffer of
+# its own length once its header has arrived.
+_RECV_BUF = 256 * 1024
+# Raw bytes nobody waits for any more (a request that timed out) are read into this much scratch space.
+_SINK_BYTES = 1024 * 1024
+# A raw payload is handed to the transport this much at a time, the next piece once the transport has room
+# (asyncio's own transport copies what the socket does not take at once into its buffer).
+_RAW_PIECE = 1024 * 1024
 Handler = Callable[["Connection", str, Any], Awaitable[Any] | Any]
 
-# ---- the handshake (see the module docstring)
-MAGIC = b"ORAY"
-VERSION = 1
-FLAG_TOKEN = 1
-NONCE_LEN = PROOF_LEN = 32
-SERVER_HELLO_LEN = len(MAGIC) + 2 + NONCE_LEN
-CLIENT_HELLO_LEN = len(MAGIC) + 2 + NONCE_LEN + PROOF_LEN
+# ---- the handshake (see the module docstring and `framing_handshake`)
 HANDSHAKE_TIMEOUT_S: float | None = None  # None: config().framed_handshake_timeout_s (RAY_framed_handshake_timeout_s)
-_CLIENT_LABEL = b"openray-framed-v1-client"
-_SERVER_LABEL = b"openray-framed-v1-server"
-_ZERO_PROOF = bytes(PROOF_LEN)
-# states of Connection._hs (0: open, frames flow)
-_OPEN, _SERVER_WAITS_HELLO, _CLIENT_WAITS_HELLO, _CLIENT_WAITS_PROOF = 0, 1, 2, 3
 
 
 def _handshake_timeout_s() -> float:
     return HANDSHAKE_TIMEOUT_S if HANDSHAKE_TIMEOUT_S is not None else config().framed_handshake_timeout_s
 
 
-_refusals = {"last_logged": 0.0, "unlogged": 0}
-
-
-def _log_refusal(peer: str, why: str) -> None:
-    """A warning per refused connection, at most one every 10 s (a scanner must not fill the log)."""
-    now = time.monotonic()
-    if now - _refusals["last_logged"] < 10:
-        _refusals["unlogged"] += 1
-        return
-    more = f" ({_refusals['unlogged']} more refused since the last such message)" if _refusals["unlogged"] else ""
-    _refusals["last_logged"], _refusals["unlogged"] = now, 0
-    logger.warning("Refused a framed connection from %s: %s%s.", peer, why, more)
-
-
-def _proof(token: bytes | None, label: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
-    if token is None:
-        return _ZERO_PROOF
-    return hmac.new(token, label + server_nonce + client_nonce, hashlib.sha256).digest()
-
-
 class RemoteError(Exception):
     """The peer's handler raised; carries its message."""
-
-
-class ConnectionLost(ConnectionError):
-    pass
-
-
-class HandshakeError(ConnectionLost):
-    """The peer is not an OpenRay framed endpoint, or closed before the handshake finished."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -109,7 +98,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-class Connection(asyncio.Protocol):
+class Connection(Handshake, asyncio.BufferedProtocol):
     """One framed connection. `handler(conn, method, body)` answers the peer's requests and notifies."""
 
     def __init__(self, handler: Handler | None = None, on_close: Callable[[Connection], None] | None = None,
@@ -120,11 +109,26 @@ class Connection(asyncio.Protocol):
         self.on_close_callbacks: list[Callable[[Connection], None]] = [on_close] if on_close else []
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_event_loop()
-        self._buf = bytearray()
+        self._rbuf = bytearray(_RECV_BUF)
+        self._rview = memoryview(self._rbuf)
+        self._start = 0  # the first byte of `_rbuf` not decoded yet
+        self._end = 0  # the end of what was received into `_rbuf`
+        self._into: dict[int, memoryview] = {}  # request id -> where its raw reply goes (`request_into`)
+        # While a raw payload streams in: its request, where the rest goes, how much is left.
+        self._raw_rid = 0
+        self._raw_dest: memoryview | None = None
+        self._raw_pos = 0
+        self._raw_left = 0
+        self._raw_len = 0
+        self._raw_error: str | None = None  # set: the bytes go to scratch space and the request fails
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        # Raw payloads being written (header, payload), in order; frames sent meanwhile wait in `_out`.
+        self._raw_out: collections.deque[tuple[bytes, memoryview]] = collections.deque()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
         self.closed = False
         self.peer_info: dict = {}  # what the peer said about itself (worker id, job id...)
         self._closed_event = asyncio.Event()
@@ -144,139 +148,119 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         if self._hs == _OPEN:
             return
-        self._hs_timer = self.loop.call_later(_handshake_timeout_s(), self._handshake_timed_out)
+        self._hs_timeout_s = _handshake_timeout_s()
+        self._hs_timer = self.loop.call_later(self._hs_timeout_s, self._handshake_timed_out)
         if self._hs == _SERVER_WAITS_HELLO:
             self._nonce = os.urandom(NONCE_LEN)
             flags = FLAG_TOKEN if self._token is not None else 0
             transport.write(MAGIC + bytes((VERSION, flags)) + self._nonce)
 
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._raw_left:
+            # A raw payload: the kernel copies it straight into its destination (scratch space when
+            # nobody waits for it), never through the frame buffer.
+            pos = self._raw_pos
+            return self._raw_dest[pos:pos + self._raw_left]
+        if self._end == len(self._rbuf):
+            self._make_room(0)
+        return self._rview[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._raw_left:
+            self._raw_left -= nbytes
+            if self._raw_error is None:
+                self._raw_pos += nbytes
+            if not self._raw_left:
+                self._raw_finish()
+            return
+        self._end += nbytes
         if self._hs:
             if not self._handshake_step():
                 return
-        pos = 0
-        n = len(buf)
-        while n - pos >= 4:
-            (length,) = _LEN.unpack_from(buf, pos)
-            if n - pos - 4 < length:
+        self._decode()
+
+    def _decode(self) -> None:
+        buf, view = self._rbuf, self._rview
+        start, end = self._start, self._end
+        while end - start >= 4:
+            (length,) = _LEN.unpack_from(buf, start)
+            if end - start - 4 < length:
+                if start + 4 + length > len(buf):
+                    # Received into a buffer of the frame's length from here on: no copy of it is made.
+                    self._start = start
+                    self._make_room(4 + length)
+                    return
                 break
-            # Unpickled from the buffer itself: no copy of the frame first (two, before: the slice and bytes()),
-            # which for a large object's chunk (64 MiB) cost more than the rest of its way here.
-            with memoryview(buf) as view, view[pos + 4 : pos + 4 + length] as frame:
+            with view[start + 4 : start + 4 + length] as frame:
                 message = pickle.loads(frame)
-            pos += 4 + length
+            start += 4 + length
+            if message[0] == RAW:
+                start = self._raw_begin(message, start, end)
+                if self._raw_left:  # all that was buffered belonged to the payload
+                    self._start = self._end = 0
+                    return
+                continue
             self._dispatch(message)
-        if pos:
-            del buf[:pos]
+        if start == end:
+            self._start = self._end = 0
+            if len(buf) > _RECV_BUF:  # a large frame's buffer is not kept
+                self._rbuf = bytearray(_RECV_BUF)
+                self._rview = memoryview(self._rbuf)
+        else:
+            self._start = start
 
-    # -------------------------------------------------------------- the handshake
-    def _handshake_step(self) -> bool:
-        """Consume handshake bytes from the buffer; True once frames may be decoded from what is left.
-        Nothing here unpickles: only fixed-size fields are compared."""
-        buf = self._buf
-        if self._hs == _SERVER_WAITS_HELLO:
-            if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
-                return self._refuse("not an OpenRay framed client")
-            if len(buf) < CLIENT_HELLO_LEN:
-                return False
-            version, flags = buf[4], buf[5]
-            client_nonce = bytes(buf[6:6 + NONCE_LEN])
-            given = bytes(buf[6 + NONCE_LEN:CLIENT_HELLO_LEN])
-            if version != VERSION:
-                return self._refuse(f"handshake version {version}, expected {VERSION}")
-            if self._token is not None:
-                expected = _proof(self._token, _CLIENT_LABEL, self._nonce, client_nonce)
-                if not (flags & FLAG_TOKEN) or not hmac.compare_digest(given, expected):
-                    return self._refuse("missing or wrong authentication token")
-            del buf[:CLIENT_HELLO_LEN]
-            self.transport.write(_proof(self._token, _SERVER_LABEL, self._nonce, client_nonce))
-            self._open()
-            return True
-        if self._hs == _CLIENT_WAITS_HELLO:
-            if bytes(buf[:len(MAGIC)]) != MAGIC[:len(buf)]:
-                return self._fail(HandshakeError(f"{self._where()} is not an OpenRay framed endpoint"))
-            if len(buf) < SERVER_HELLO_LEN:
-                return False
-            version, flags = buf[4], buf[5]
-            if version != VERSION:
-                return self._fail(HandshakeError(f"{self._where()} speaks handshake version {version}, "
-                                                 f"this process {VERSION}"))
-            self._server_nonce = bytes(buf[6:SERVER_HELLO_LEN])
-            del buf[:SERVER_HELLO_LEN]
-            server_uses_token = bool(flags & FLAG_TOKEN)
-            if server_uses_token and self._token is None:
-                return self._fail(AuthenticationError(_auth.refused_message(self._where(), sent_token=False)))
-            if not server_uses_token and self._token is not None:
-                return self._fail(AuthenticationError(
-                    f"{self._where()} does not use token authentication (its cluster runs with "
-                    "RAY_AUTH_MODE=disabled), so it cannot prove it belongs to this cluster; this process "
-                    "exchanges no data with it. Set RAY_AUTH_MODE=disabled here too to connect to such a cluster."))
-            self._nonce = os.urandom(NONCE_LEN)
-            proof = _proof(self._token, _CLIENT_LABEL, self._server_nonce, self._nonce)
-            flags = FLAG_TOKEN if self._token is not None else 0
-            self.transport.write(MAGIC + bytes((VERSION, flags)) + self._nonce + proof)
-            self._hs = _CLIENT_WAITS_PROOF
-        if self._hs == _CLIENT_WAITS_PROOF:
-            if len(buf) < PROOF_LEN:
-                return False
-            given = bytes(buf[:PROOF_LEN])
-            expected = _proof(self._token, _SERVER_LABEL, self._server_nonce, self._nonce)
-            if not hmac.compare_digest(given, expected):
-                return self._fail(AuthenticationError(
-                    f"{self._where()} could not prove that it holds this cluster's authentication token; this "
-                    "process exchanges no data with it."))
-            del buf[:PROOF_LEN]
-            self._open()
-            return True
-        return False
+    def _make_room(self, need: int) -> None:
+        """Move the bytes not decoded yet to the front of a fresh buffer of at least `need` bytes."""
+        pending = self._end - self._start
+        rbuf = bytearray(max(_RECV_BUF, need))
+        rbuf[:pending] = self._rview[self._start:self._end]
+        self._rbuf, self._rview = rbuf, memoryview(rbuf)
+        self._start, self._end = 0, pending
 
-    def _where(self) -> str:
-        return f"The Ray process at {self._peer}" if self._peer else "The Ray process at the other end"
+    def _raw_begin(self, header: tuple, start: int, end: int) -> int:
+        """A RAW frame's header was decoded at `start`: its payload follows. Returns where the payload ends
+        in the buffer (or the buffer's end, when the rest of it is still to come)."""
+        _, rid, _, length = header
+        dest = self._into.pop(rid, None)
+        fut = self._pending.get(rid)
+        error = None
+        if fut is None or fut.done():
+            error = "nobody waits for it"
+        elif dest is None:
+            error = "raw bytes came in reply to a request that named no buffer for them"
+        elif dest.nbytes != length:
+            error = f"a raw reply of {length} bytes for a buffer of {dest.nbytes}"
+        here = min(end - start, length)
+        if error is None and here:
+            dest[:here] = self._rview[start:start + here]
+        self._raw_rid, self._raw_len, self._raw_error = rid, length, error
+        self._raw_left = length - here
+        if not self._raw_left:
+            self._raw_finish()
+        elif error is None:
+            self._raw_dest, self._raw_pos = dest, here
+        else:
+            self._raw_dest, self._raw_pos = memoryview(bytearray(min(self._raw_left, _SINK_BYTES))), 0
+        return start + here
 
-    def _open(self) -> None:
-        self._hs = _OPEN
-        if self._hs_timer is not None:
-            self._hs_timer.cancel()
-            self._hs_timer = None
-        if not self.handshake_done.done():
-            self.handshake_done.set_result(None)
-
-    def _refuse(self, why: str) -> bool:
-        """Server side: drop a peer that did not authenticate, without a byte of it decoded."""
-        _log_refusal(self._peer_name(), why)
-        self._buf.clear()
-        if self.transport is not None:
-            self.transport.abort()
-        return False
-
-    def _fail(self, err: Exception) -> bool:
-        """Client side: give up on a server that did not authenticate (or is not ours)."""
-        self._buf.clear()
-        if not self.handshake_done.done():
-            self.handshake_done.set_exception(err)
-        if self.transport is not None:
-            self.transport.abort()
-        return False
-
-    def _peer_name(self) -> str:
-        if self.transport is None:
-            return "?"
-        peer = self.transport.get_extra_info("peername")
-        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "a local socket"
-
-    def _handshake_timed_out(self) -> None:
-        self._hs_timer = None
-        if self._hs and not self.closed:
-            if self._hs == _SERVER_WAITS_HELLO:
-                self._refuse(f"no handshake within {_handshake_timeout_s():g} s")
+    def _raw_finish(self) -> None:
+        fut = self._pending.pop(self._raw_rid, None)
+        self._raw_dest = None
+        if fut is not None and not fut.done():
+            if self._raw_error is None:
+                fut.set_result(self._raw_len)
             else:
-                self._fail(HandshakeError(f"{self._where()} did not complete the handshake within "
-                                          f"{_handshake_timeout_s():g} s"))
+                fut.set_exception(RemoteError(self._raw_error))
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        self._can_write.set()  # a raw writer waiting for room stops
         if self._hs_timer is not None:
             self._hs_timer.cancel()
             self._hs_timer = None
@@ -298,6 +282,8 @@ class Connection(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(err)
         self._pending.clear()
+        self._into.clear()
+        self._raw_dest, self._raw_left = None, 0
         self._closed_event.set()
         for cb in self.on_close_callbacks:
             try:
@@ -310,7 +296,7 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None or self._hs:
             raise ConnectionLost("connection is closed" if self._hs == _OPEN else "the handshake is not done")
         payload = pickle.dumps(msg, protocol=5)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._raw_out:
             # Nothing queued: write now, and queue whatever else this turn sends behind a flush.
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -318,10 +304,13 @@ class Connection(asyncio.Protocol):
             return
         self._out.append(_LEN.pack(len(payload)))
         self._out.append(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and not self.closed and self.transport is not None:
+        if self._out and not self._raw_out and not self.closed and self.transport is not None:
             data = b"".join(self._out)
             self._out.clear()
             self.transport.write(data)
@@ -338,12 +327,63 @@ class Connection(asyncio.Protocol):
             fut.set_exception(e)
         return fut
 
+    def request_into(self, method: str, body: Any, into: Any) -> asyncio.Future:
+        """A request whose answer the peer sends as a `RawReply`: its bytes are received straight into `into`
+        (a writable buffer of exactly the reply's length). The future resolves with the number of bytes, or
+        with the peer's plain reply (e.g. None) if it sent one; `into` must stay valid until then."""
+        rid = next(self._ids)
+        fut = self.loop.create_future()
+        self._pending[rid] = fut
+        self._into[rid] = memoryview(into).cast("B")
+        try:
+            self._send((REQUEST, rid, method, body))
+        except ConnectionLost as e:
+            del self._pending[rid], self._into[rid]
+            fut.set_exception(e)
+        return fut
+
     def notify(self, method: str, body: Any = None) -> None:
         self._send((NOTIFY, 0, method, body))
 
     def reply(self, rid: int, value: Any) -> None:
         with contextlib.suppress(ConnectionLost):
+            if type(value) is RawReply:
+                self._send_raw(rid, value.data)
+                return
             self._send((REPLY, rid, None, value))
+
+    def _send_raw(self, rid: int, data: Any) -> None:
+        if self.closed or self.transport is None or self._hs:
+            raise ConnectionLost("connection is closed")
+        view = memoryview(data).cast("B")
+        header = pickle.dumps((RAW, rid, None, view.nbytes), protocol=5)
+        self._flush()  # frames sent before it go first
+        self._raw_out.append((_LEN.pack(len(header)) + header, view))
+        if len(self._raw_out) == 1:
+            self.loop.create_task(self._write_raw())
+
+    async def _write_raw(self) -> None:
+        """Write the queued raw payloads a piece at a time, each piece when the transport has room: the
+        socket takes them from the sender's buffer (a mapped file), and no copy of a whole payload waits in
+        the transport. Frames sent meanwhile go out after the payload being written."""
+        try:
+            while self._raw_out and not self.closed:
+                header, view = self._raw_out[0]
+                self.transport.write(header)
+                for offset in range(0, view.nbytes, _RAW_PIECE):
+                    if not self._can_write.is_set():
+                        await self._can_write.wait()
+                        if self.closed:
+                            return
+                    self.transport.write(view[offset:offset + _RAW_PIECE])
+                self._raw_out.popleft()
+                if self._out:
+                    data = b"".join(self._out)
+                    self._out.clear()
+                    self.transport.write(data)
+        finally:
+            if self.closed:
+                self._raw_out.clear()
 
     def reply_error(self, rid: int, message: str) -> None:
         with contextlib.suppress(ConnectionLost):
@@ -361,6 +401,8 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, msg: tuple) -> None:
         kind, rid, method, body = msg
         if kind == REPLY or kind == ERROR:
+            if self._into:
+                self._into.pop(rid, None)
             fut = self._pending.pop(rid, None)
             if fut is not None and not fut.done():
                 if kind == REPLY:
@@ -400,6 +442,17 @@ class Connection(asyncio.Protocol):
             self.reply_error(rid, f"{type(e).__name__}: {e}")
         else:
             self.reply(rid, task.result())
+
+
+class RawReply:
+    """A handler's answer that goes out as raw bytes behind a small header frame, not pickled; the requester
+    receives them with `request_into`. `data`: any buffer, e.g. a view of a mapped file, which the transport
+    holds until the socket has taken it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
 
 
 class Responder:

@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import json
 import logging
-import mmap
 import os
 import sys
 import threading
@@ -650,10 +649,10 @@ class CoreWorker:
     def materialize(self, oid: bytes, stored: StoredObject) -> Any:
         if stored.kind == INLINE:
             value = deserialize(stored.data)
-        elif stored.node_id == self.node_id or shared_memory.exists(self.shm_dir, oid.hex()):
+        elif stored.node_id == self.node_id:
             value = self._read_local(oid)
         else:
-            value = deserialize(self._pull_remote(oid, stored))
+            value = self._read_remote(oid, stored)
         if stored.is_error:
             if isinstance(value, exceptions.RayTaskError):
                 raise value.as_instanceof_cause()
@@ -674,33 +673,27 @@ class CoreWorker:
             raise exceptions.ObjectLostError(oid.hex())
         return shared_memory.read(self.shm_dir, oid.hex())
 
-    def _pull_remote(self, oid: bytes, stored: StoredObject) -> memoryview:
-        """A copy of a value held on another node, pulled in chunks (a few in flight) into private memory;
-        large buffers in it stay views of that memory."""
-        size = stored.size
-        chunk = config().object_manager_default_chunk_size
-        copy = mmap.mmap(-1, max(size, 1))
+    def _read_remote(self, oid: bytes, stored: StoredObject) -> Any:
+        """A value held on another node: read from this node's copy, which this node's raylet pulls first if
+        it is not here (one pull per object for all of the node's readers; `raylet/object_manager.py`)."""
+        oid_hex = oid.hex()
+        for _ in range(3):  # a copy can be evicted between its pull and the read: pulled again
+            try:
+                return shared_memory.read(self.shm_dir, oid_hex)
+            except FileNotFoundError:
+                pass
 
-        async def _pull() -> None:
-            conn = await self.pool.get(stored.raylet_tcp)
-            in_flight = asyncio.Semaphore(4)
+            async def _pull() -> bool:
+                return await self.raylet.request(msg.PULL_OBJECT, {"object_id": oid_hex, "size": stored.size,
+                                                                   "source": stored.raylet_tcp})
 
-            async def pull_range(offset: int) -> None:
-                length = min(chunk, size - offset)
-                async with in_flight:
-                    data = await conn.request(msg.READ_OBJECT, {"object_id": oid.hex(), "offset": offset,
-                                                               "length": length})
-                if data is None or len(data) != length:
-                    raise exceptions.ObjectLostError(oid.hex())
-                copy[offset:offset + length] = data
-
-            await asyncio.gather(*(pull_range(offset) for offset in range(0, size, chunk)))
-
-        try:
-            self.run_sync(_pull(), timeout=300 + size / 2**25)  # 300 s, plus 1 s per 32 MiB
-        except (OSError, framing.ConnectionLost) as e:
-            raise exceptions.ObjectLostError(oid.hex()) from e
-        return memoryview(copy)[:size]
+            try:
+                pulled = self.run_sync(_pull(), timeout=300 + stored.size / 2**25)  # 300 s, plus 1 s per 32 MiB
+            except (OSError, framing.RemoteError) as e:
+                raise exceptions.ObjectLostError(oid_hex) from e
+            if not pulled:
+                raise exceptions.ObjectLostError(oid_hex)
+        raise exceptions.ObjectLostError(oid_hex)
 
     def future_for(self, ref: ObjectRef) -> concurrent.futures.Future:
         fut: concurrent.futures.Future = concurrent.futures.Future()

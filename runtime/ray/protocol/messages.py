@@ -270,7 +270,14 @@ class ObjectByHex(TypedDict):
 class ReadObject(TypedDict):
     object_id: str  # hex
     offset: int
-    length: int  # at most `object_manager_default_chunk_size`: a frame's length field is 32 bits
+    length: int  # at most `object_manager_default_chunk_size`
+    copy_at: NotRequired[str]  # the pulling raylet's host:port: told when the object is freed
+
+
+class PullObject(TypedDict):
+    object_id: str  # hex
+    size: int  # its stored form's bytes
+    source: str  # host:port of the raylet holding it
 
 
 class ObjectById(TypedDict):
@@ -371,6 +378,7 @@ OBJECT_CREATED = "object_created"
 FREE_OBJECTS = "free_objects"
 RESTORE_OBJECT = "restore_object"
 READ_OBJECT = "read_object"
+PULL_OBJECT = "pull_object"
 KV_GET = "kv_get"
 KV_PUT = "kv_put"
 TASK_EVENTS = "task_events"
@@ -437,10 +445,15 @@ MESSAGES: dict[str, Message] = {
                             "scheduler's lease counters and recent leases (the raylet's debug state; the node "
                             "agent's stats, tests and tools)."),
     OBJECT_CREATED: Message((OWNER,), RAYLET, ObjectCreated, None, "A value was written to the node's store."),
-    FREE_OBJECTS: Message((OWNER,), RAYLET, FreeObjects, None, "The owner freed these values."),
+    FREE_OBJECTS: Message((OWNER, RAYLET), RAYLET, FreeObjects, None,
+                          "The owner freed these values (a raylet forwards it to the nodes that copied them)."),
     RESTORE_OBJECT: Message((OWNER,), RAYLET, ObjectByHex, bool, "Bring a spilled value back into memory."),
-    READ_OBJECT: Message((OWNER,), RAYLET, ReadObject, bytes,
-                         "A chunk of a value held on this node, for another node (None: not here)."),
+    READ_OBJECT: Message((RAYLET,), RAYLET, ReadObject, bytes,
+                         "A chunk of a value held on this node, for another node's pull: a raw reply "
+                         "(framing.RawReply) into the puller's buffer (None: not here)."),
+    PULL_OBJECT: Message((OWNER,), RAYLET, PullObject, bool,
+                         "Pull a copy of another node's value into this node's store (one pull per object, "
+                         "whoever asks); False: it could not be had."),
     KV_GET: Message((OWNER,), RAYLET, KvGet, bytes, "The GCS's KV through the raylet: workers need no gRPC."),
     KV_PUT: Message((OWNER,), RAYLET, KvPut, int, "... and writes to it."),
     TASK_EVENTS: Message((OWNER, WORKER), RAYLET, bytes, None,

@@ -23,6 +23,7 @@ from ray.protocol import gcs_pb2 as pb
 from ray.protocol import messages as msg
 from ray.protocol.messages import Dispatcher, handles
 from ray.raylet.log_monitor import LogMonitor
+from ray.raylet.object_manager import ObjectManager
 from ray.raylet.object_store import LocalObjectStore
 from ray.raylet.runtime_envs import RuntimeEnvProvider
 from ray.raylet.scheduling.cluster_view import ClusterResourceView
@@ -72,11 +73,12 @@ class NodeManager:
                                              self.leases.schedule, self.leases.end_placement_group_leases)
         self.leases.placement_groups = self.bundles
         self.log_monitor = LogMonitor(self)
-        self._dispatch = Dispatcher(msg.RAYLET, self, self.leases, self.bundles)
-        self.state = StateReporter(node_id, node_ip)
-        self.gcs: AsyncGcsClient | None = None
         self.store = LocalObjectStore(self.shm_dir, os.path.join(session_dir, "spill", node_id[:12]),
                                       int(resources.get("object_store_memory", 0)))
+        self.objects = ObjectManager(self.store, lambda conn, method, body: self._dispatch(conn, method, body))
+        self._dispatch = Dispatcher(msg.RAYLET, self, self.leases, self.bundles, self.objects)
+        self.state = StateReporter(node_id, node_ip)
+        self.gcs: AsyncGcsClient | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -86,7 +88,7 @@ class NodeManager:
 
         _, self.tcp_port = await framing.serve(self._dispatch, host=bind_host(self.node_ip), port=0,
                                                on_close=self._on_conn_closed)
-        self.cluster.local_address = f"{self.node_ip}:{self.tcp_port}"
+        self.cluster.local_address = self.objects.address = f"{self.node_ip}:{self.tcp_port}"
         await self.pool.start_template()
         self.gcs = AsyncGcsClient(self.gcs_address)
         info = pb.GcsNodeInfo(
@@ -144,6 +146,7 @@ class NodeManager:
                                                              reason="The raylet was stopped."), timeout_s=2)
             except ConnectionError:
                 pass
+        self.objects.close()
         self.store.destroy()
         self._stopping.set()
 
@@ -425,6 +428,7 @@ class NodeManager:
             "worker_pids": [w.proc.pid for w in self.pool.workers.values() if w.state != DEAD],
             "workers": self._worker_rows(),
             **self.store.stats(),
+            **self.objects.stats(),
             "pending_leases": self.leases.num_pending,
             "infeasible_leases": self.leases.num_infeasible,
             "leases": self.leases.debug_state(),
@@ -453,16 +457,11 @@ class NodeManager:
     @handles(msg.FREE_OBJECTS)
     def free_objects(self, conn: framing.Connection, body: msg.FreeObjects) -> None:
         self.store.free(body["object_ids"], body.get("recycled"))
+        self.objects.freed(body["object_ids"])  # and the copies other nodes pulled (object_manager.py)
 
     @handles(msg.RESTORE_OBJECT)
     def restore_object(self, conn: framing.Connection, body: msg.ObjectByHex) -> bool:
         return self.store.restore(body["object_id"])
-
-    @handles(msg.READ_OBJECT)
-    async def read_object(self, conn: framing.Connection, body: msg.ReadObject) -> bytes | None:
-        """Another node pulls a copy of an object held here (in memory or spilled), a chunk at a time; the
-        read runs off the event loop so a large one does not stall leases and reports."""
-        return await asyncio.to_thread(self.store.read, body["object_id"], body["offset"], body["length"])
 
     @handles(msg.KV_GET)
     async def kv_get(self, conn: framing.Connection, body: msg.KvGet) -> bytes | None:

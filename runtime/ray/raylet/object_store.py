@@ -9,11 +9,17 @@ The files of freed large objects are kept as recycled segments (`ray._common.rec
 writers to reuse, up to a bounded pool that shrinks first when live objects need the room. The pool is
 not part of the used bytes; writers claim segments without telling the raylet, so the pool's books are
 checked against its directory before they are used.
+
+Copies of other nodes' objects (`raylet/object_manager.py` pulls them) are secondary, as Ray calls them: when
+the store needs room they are evicted (unlinked: their primary still holds the bytes) before any primary is
+spilled.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import mmap
 import os
 import shutil
 from collections import OrderedDict
@@ -31,6 +37,8 @@ class LocalObjectStore:
         self.capacity = capacity
         self._in_memory: OrderedDict[str, int] = OrderedDict()
         self._spilled: dict[str, int] = {}
+        self._copies: set[str] = set()  # objects in memory that are copies pulled from another node
+        self.evicted_copies_total = 0
         self.spilled_bytes_total = 0
         self.restored_bytes_total = 0
         self.pool_dir = recycled_segments.pool_dir(shm_dir)
@@ -55,17 +63,30 @@ class LocalObjectStore:
         return {"object_store_used_bytes": self.used_bytes, "num_objects": self.num_objects,
                 "num_spilled": len(self._spilled), "spilled_bytes_total": self.spilled_bytes_total,
                 "restored_bytes_total": self.restored_bytes_total, "capacity": self.capacity,
+                "num_copies": len(self._copies), "evicted_copies_total": self.evicted_copies_total,
                 "recycled_bytes": self.recycled_bytes, "num_recycled": len(self._pool)}
 
-    def on_created(self, oid: str, size: int) -> None:
+    def on_created(self, oid: str, size: int, copy: bool = False) -> None:
+        """An object was written here; `copy`: pulled from the node that holds its primary."""
         self._in_memory[oid] = size
+        if copy:
+            self._copies.add(oid)
         self._fit_pool()
         self._spill_if_needed(keep=oid)
+
+    def contains(self, oid: str) -> bool:
+        """Whether the object is in this node's shared memory (a primary or a copy)."""
+        return oid in self._in_memory
 
     def _spill_if_needed(self, keep: str | None = None) -> None:
         limit = self.capacity * config().object_spilling_threshold
         used = self.used_bytes
-        for oid in list(self._in_memory):
+        if used <= limit:
+            return
+        # Copies go first (evicting one costs nothing), then the least recently created primaries.
+        candidates = [o for o in self._in_memory if o in self._copies]
+        candidates += [o for o in self._in_memory if o not in self._copies]
+        for oid in candidates:
             if used <= limit:
                 break
             if oid == keep:
@@ -74,6 +95,11 @@ class LocalObjectStore:
 
     def _spill(self, oid: str) -> int:
         size = self._in_memory.pop(oid)
+        if oid in self._copies:  # a copy: evicted, not spilled (readers that mapped it keep their mapping)
+            self._copies.discard(oid)
+            self.evicted_copies_total += 1
+            _unlink(os.path.join(self.shm_dir, oid))
+            return size
         os.makedirs(self.spill_dir, exist_ok=True)
         src, dst = os.path.join(self.shm_dir, oid), os.path.join(self.spill_dir, oid)
         try:
@@ -109,6 +135,7 @@ class LocalObjectStore:
         (`shared_memory.recycle`)."""
         for oid in oids:
             size = self._in_memory.pop(oid, None)
+            self._copies.discard(oid)
             segment = (recycled or {}).get(oid)
             if segment is not None:
                 self._adopt_segment(segment)
@@ -169,15 +196,21 @@ class LocalObjectStore:
             _unlink(os.path.join(self.pool_dir, name))
             total -= size
 
-    def read(self, oid: str, offset: int, length: int) -> bytes | None:
-        """`length` bytes of an object's stored form from `offset` (in memory or spilled); None if not here."""
+    def map_range(self, oid: str, offset: int, length: int) -> memoryview | None:
+        """`length` bytes of an object's stored form from `offset` (in memory or spilled), as a read-only view
+        of the file's pages for a transport to send from (no copy here); None if it is not here. The mapping
+        holds a shared lock on the file, so a freed object's recycled segment is not rewritten while it is
+        sent. Blocks (page tables are populated): call it off the event loop."""
         for d in (self.shm_dir, self.spill_dir):
             try:
                 fd = os.open(os.path.join(d, oid), os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
-                return os.pread(fd, length, offset)
+                fcntl.flock(fd, fcntl.LOCK_SH)  # kept by the mapping's own descriptor, as readers' are
+                if os.fstat(fd).st_size < offset + length:
+                    return None
+                return map_file_range(fd, offset, length, writable=False)
             finally:
                 os.close(fd)
         return None
@@ -185,6 +218,15 @@ class LocalObjectStore:
     def destroy(self) -> None:
         shutil.rmtree(self.shm_dir, ignore_errors=True)
         shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+
+def map_file_range(fd: int, offset: int, length: int, writable: bool) -> memoryview:
+    """A view of bytes `offset` to `offset + length` of an open file, mapped shared with its page tables
+    populated; the mapping lives as long as views of it do. `offset` need not be page-aligned."""
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+    m = mmap.mmap(fd, length + offset - start, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=prot, offset=start)
+    return memoryview(m)[offset - start:]
 
 
 def _unlink(path: str) -> None:

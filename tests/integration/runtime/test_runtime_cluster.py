@@ -229,7 +229,9 @@ def test_cluster_utils_places_work_by_resource_and_survives_node_death(two_node_
         return ray.get_runtime_context().get_node_id()
 
     ref = on_special.remote()
-    ray.get(ref)
+    # Done, but not read here: a read would leave a copy in the head's store, which outlives the node
+    # (as Ray's secondary copies do).
+    assert ray.wait([ref], timeout=60)[0] == [ref]
     slow = slow_where.remote(str(started))
     deadline = time.monotonic() + 60
     while not started.exists() and time.monotonic() < deadline:

@@ -1,8 +1,10 @@
 """Objects of any size come back intact: over 2 GiB through put/get, task arguments and returns (a single
 pwrite stops at 2,147,479,552 bytes), 5 GiB numpy arrays, spilled to disk and restored, and values pulled
-from another node in chunks."""
+from another node in chunks (once per node, into its store)."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -138,3 +140,45 @@ def test_an_object_over_2_gib_crosses_nodes_intact(two_nodes):
 
     far = ray.get(make_far.remote(OVER_2_GIB))  # 33 chunks, the last one short
     assert far.nbytes == OVER_2_GIB and far[-1] == 77 and bool((far[: -1 : 2**20] == 5).all())
+
+
+def _stats_of(node_id: str) -> dict:
+    """GET_NODE_STATS of any node's raylet, over its framed TCP port (the cluster's token)."""
+    cw = ray._private.worker.global_worker.core_worker
+    node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
+
+    async def stats():
+        conn = await cw.pool.get(f"{node['NodeManagerAddress']}:{node['RayletTcpPort']}")
+        return await conn.request("get_node_stats", None)
+
+    return cw.run_sync(stats(), timeout=30)
+
+
+def test_readers_on_one_node_share_one_pull_and_its_copy_goes_with_the_object(two_nodes):
+    """Two tasks on the far node read the driver's 96 MiB object at once, a third after them: the far raylet
+    pulls it once into its store and all three map that copy. When the driver drops the ref the copy is freed
+    there too."""
+    far_id = next(iter(two_nodes.worker_nodes)).node_id
+    size = 96 * 2**20
+
+    @ray.remote(num_cpus=0, resources={"far": 0.4})
+    def read(array: np.ndarray) -> tuple[int, int, bool]:
+        return array.nbytes, int(array[-1]), bool(array.flags.writeable)
+
+    array = np.full(size, 3, dtype=np.uint8)
+    array[-1] = 99
+    ref = ray.put(array)
+    assert ray.get([read.remote(ref), read.remote(ref)]) == [(size, 99, False)] * 2
+    assert ray.get(read.remote(ref)) == (size, 99, False)
+    stats = _stats_of(far_id)
+    assert stats["num_pulls"] == 1, stats
+    assert stats["num_pull_requests"] >= 1 and stats["num_copies"] == 1
+    assert size <= stats["pulled_bytes_total"] < size + 2**20 and stats["object_store_used_bytes"] >= size
+    del ref
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        stats = _stats_of(far_id)
+        if stats["num_copies"] == 0 and stats["object_store_used_bytes"] == 0:
+            break
+        time.sleep(0.2)
+    assert stats["num_copies"] == 0 and stats["object_store_used_bytes"] == 0, stats

@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from ray._common import framing
+from ray._common import framing, framing_handshake
 from ray.exceptions import AuthenticationError
 
 TOKEN = b"the-cluster-token"
@@ -174,4 +174,5 @@ def test_client_never_unpickles_from_a_server_that_cannot_prove_the_token(tmp_pa
 def test_a_server_proof_is_not_a_client_proof():
     """One direction's proof never passes for the other's (no reflection)."""
     s, c = os.urandom(32), os.urandom(32)
-    assert framing._proof(TOKEN, framing._CLIENT_LABEL, s, c) != framing._proof(TOKEN, framing._SERVER_LABEL, s, c)
+    hs = framing_handshake
+    assert hs._proof(TOKEN, hs._CLIENT_LABEL, s, c) != hs._proof(TOKEN, hs._SERVER_LABEL, s, c)

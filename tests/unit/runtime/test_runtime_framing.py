@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import socket
+import struct
 
+import pytest
 from ray._common import framing
 
 
@@ -100,3 +103,90 @@ def test_probe_tells_a_listening_port_from_a_closed_one_even_when_nobody_accepts
         assert await framing.probe("127.0.0.1", port, 1.0) is False
 
     asyncio.run(main())
+
+
+def test_raw_replies_land_in_the_requesters_buffer_between_ordinary_frames():
+    """A handler's RawReply goes out unpickled behind a small header; `request_into` receives it straight into
+    the buffer it named (many reads for 24 MiB), in order with the frames around it."""
+    async def main():
+        blob = bytes(range(256)) * (96 * 1024)  # 24 MiB
+
+        def handler(conn, method, body):
+            if method == "raw":
+                start, length = body
+                return framing.RawReply(memoryview(blob)[start:start + length])
+            if method == "missing":
+                return None
+            return body
+
+        server, client = await _pair(handler)
+        targets = [bytearray(len(blob) - i) for i in range(3)]
+        before = client.request("plain", "before")
+        raws = [client.request_into("raw", (i, len(blob) - i), target) for i, target in enumerate(targets)]
+        small = client.request_into("raw", (5, 3), memoryview(bytearray(3)))
+        after = client.request("plain", "after")
+        assert await before == "before"
+        assert await asyncio.gather(*raws) == [len(t) for t in targets]
+        assert all(t == blob[i:] for i, t in enumerate(targets))
+        assert await small == 3
+        assert await after == "after"
+        # A plain answer (None: the peer has no such bytes) resolves the request with it.
+        assert await client.request_into("missing", None, bytearray(10)) is None
+        server.close()
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_a_raw_reply_of_the_wrong_size_fails_its_request_and_the_connection_goes_on():
+    async def main():
+        blob = b"z" * (3 * 2**20)
+
+        def handler(conn, method, body):
+            return framing.RawReply(blob) if method == "raw" else body
+
+        server, client = await _pair(handler)
+        wrong = client.request_into("raw", None, bytearray(10))  # 3 MiB come: read into scratch space
+        unasked = client.request("raw", None)  # raw bytes for a request that named no buffer
+        after = client.request("plain", 42)
+        with pytest.raises(framing.RemoteError, match="3145728 bytes for a buffer of 10"):
+            await wrong
+        with pytest.raises(framing.RemoteError, match="named no buffer"):
+            await unasked
+        assert await after == 42
+        right = bytearray(len(blob))
+        assert await client.request_into("raw", None, right) == len(blob) and right == blob
+        server.close()
+        client.close()
+
+    asyncio.run(main())
+
+
+def test_frames_larger_than_the_receive_buffer_and_split_headers_decode_whole():
+    """Frames of every size around the receive buffer's, fed one byte-range at a time from a raw socket."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        got: list = []
+        _, conn = await loop.create_unix_connection(
+            lambda: framing.Connection(lambda c, m, body: got.append(body)), sock=a)
+        bodies = [b"x" * n for n in (0, 1, framing._RECV_BUF - 60, framing._RECV_BUF, 3 * framing._RECV_BUF, 7)]
+        stream = b"".join(_frame((framing.NOTIFY, 0, "m", body)) for body in bodies)
+        b.setblocking(False)
+        for i in range(0, len(stream), 4093):  # odd-sized pieces: headers split across reads
+            await loop.sock_sendall(b, stream[i:i + 4093])
+            await asyncio.sleep(0)
+        for _ in range(200):
+            if len(got) == len(bodies):
+                break
+            await asyncio.sleep(0.01)
+        assert got == bodies
+        conn.close()
+        b.close()
+
+    asyncio.run(main())
+
+
+def _frame(message: tuple) -> bytes:
+    payload = pickle.dumps(message, protocol=5)
+    return struct.pack("<I", len(payload)) + payload

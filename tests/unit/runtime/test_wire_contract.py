@@ -21,7 +21,7 @@ from ray.protocol.messages import (
 )
 
 RUNTIME = Path(__file__).resolve().parents[3] / "runtime" / "ray"
-SEND_METHODS = ("request", "notify")
+SEND_METHODS = ("request", "request_into", "notify")
 
 
 def _runtime_sources() -> list[tuple[Path, ast.AST]]:
