@@ -17,8 +17,6 @@ from collections import OrderedDict
 from ray._common import recycled_segments
 from ray._common.serialization import SerializedObject, deserialize
 
-# Segments tried per write before creating a new file: each try is a few syscalls.
-_MAX_CLAIM_TRIES = 4
 # Mappings of recycled segments a writer keeps between writes (see `_WriterMappings`).
 _KEPT_MAPPINGS = 2
 _KEPT_MAPPING_BYTES = 512 * 2**20
@@ -32,7 +30,7 @@ def write(shm_dir: str, oid_hex: str, ser: SerializedObject) -> int:
     size = ser.total_bytes
     path = object_path(shm_dir, oid_hex)
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = claim_recycled(shm_dir, size, tmp) if size >= recycled_segments.MIN_SEGMENT_BYTES else None
+    fd = recycled_segments.claim(shm_dir, size, tmp) if size >= recycled_segments.MIN_SEGMENT_BYTES else None
     reused_pages = fd is not None and os.fstat(fd).st_size >= size
     if fd is None:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -113,37 +111,6 @@ def _close(kept: tuple[mmap.mmap, int]) -> None:
 
 
 _writer_mappings = _WriterMappings()
-
-
-def claim_recycled(shm_dir: str, size: int, tmp: str) -> int | None:
-    """Take a recycled segment of about `size` bytes as `tmp`; returns its fd (exclusively locked) or None.
-
-    The exclusive lock fails while any process still maps the segment (a view of the freed object) or
-    another writer is claiming it; the rename fails when someone else took it first. Either way: next one.
-    """
-    pool = recycled_segments.pool_dir(shm_dir)
-    try:
-        names = os.listdir(pool)
-    except FileNotFoundError:
-        return None
-    sized = [(s, n) for n in names if (s := recycled_segments.segment_size(n)) is not None]
-    # Closest size first: a smaller segment still saves its pages, a larger one is cut to size.
-    sized.sort(key=lambda sn: abs(sn[0] - size))
-    for _, name in sized[:_MAX_CLAIM_TRIES]:
-        src = os.path.join(pool, name)
-        try:
-            fd = os.open(src, os.O_RDWR)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rename(src, tmp)
-            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
-                return fd
-        except (BlockingIOError, FileNotFoundError):
-            pass
-        os.close(fd)
-    return None
 
 
 _recycled_seq = itertools.count(1)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 
-from ray._common import framing
+from ray._common import framing, recycled_segments
 from ray._common.config import config
 from ray.protocol import messages as msg
 from ray.protocol.messages import handles
@@ -72,7 +73,9 @@ class ObjectManager:
         path = os.path.join(self.store.shm_dir, oid)
         tmp = f"{path}.pull.tmp"
         chunk = max(1, config().object_manager_default_chunk_size)
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = recycled_segments.claim(self.store.shm_dir, size, tmp) if size >= recycled_segments.MIN_SEGMENT_BYTES else None
+        if fd is None:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.ftruncate(fd, size)
             conn = await self._peers.get(source)
@@ -101,6 +104,9 @@ class ObjectManager:
                 os.unlink(tmp)
             return False
         finally:
+            # A claimed segment came exclusively locked, and the range mappings hold duplicates of this
+            # descriptor: unlock explicitly, or readers of the copy would wait for those mappings to go.
+            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         self.num_pulls += 1
         self.pulled_bytes_total += size
