@@ -1,0 +1,50 @@
+"""A GCS restarted from its store keeps a node it restored alive while that node's raylet answers, however long
+the raylet takes to report in (a raylet looking for a head pod that moved may take minutes); once the raylet
+stops answering, the node is declared dead as usual."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from ray._common import framing
+from ray._common.config import config
+from ray.gcs import node_manager as nm
+from ray.gcs.pubsub import Publisher
+from ray.gcs.storage import InMemoryStoreClient
+from ray.protocol import gcs_pb2 as pb
+
+NODE = b"\x02" * 28
+
+
+def test_a_restored_node_stays_alive_while_its_raylet_answers_and_dies_when_it_stops(monkeypatch):
+    # Reconnect timeout 1 s, a node dead after 0.3 s without news.
+    fast = dataclasses.replace(config(), health_check_period_ms=100, health_check_failure_threshold=3,
+                               gcs_rpc_server_reconnect_timeout_s=1)
+    monkeypatch.setattr(nm, "config", lambda: fast)
+
+    async def scenario() -> None:
+        raylet, port = await framing.serve(lambda conn, kind, body: None, host="127.0.0.1")
+        store = InMemoryStoreClient()
+        info = pb.GcsNodeInfo(node_id=NODE, node_manager_address="127.0.0.1", raylet_tcp_port=port,
+                              state=pb.GcsNodeInfo.ALIVE)
+        await store.put(nm.NODE_TABLE, NODE, info.SerializeToString())
+        nodes = nm.NodeManager(store, Publisher(), b"c" * 28, "2.60.0")
+        await nodes.load()
+        tasks = [asyncio.create_task(nodes.run_health_checks()), asyncio.create_task(nodes.keep_restored_nodes_alive())]
+        try:
+            await asyncio.sleep(2.5)  # well past the reconnect timeout: the raylet still answers
+            assert nodes.node(NODE).state == pb.GcsNodeInfo.ALIVE
+            raylet.close()
+            await raylet.wait_closed()
+            deadline = time.monotonic() + 5
+            while nodes.node(NODE).state == pb.GcsNodeInfo.ALIVE and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert nodes.node(NODE).state == pb.GcsNodeInfo.DEAD
+            assert "Health check failed" in nodes.node(NODE).death_reason
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    asyncio.run(scenario())
