@@ -18,6 +18,7 @@ from ray.gcs.pubsub import Publisher
 from ray.gcs.storage import StoreClient
 from ray.protocol import gcs_pb2 as pb
 from ray.protocol import gcs_pb2_grpc
+from ray.protocol import messages as msg
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +70,26 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
             if info is None or info.state == pb.GcsNodeInfo.DEAD:
                 self._restored.discard(node_id)
                 return
-            try:  # through the authenticated handshake: the raylet answers, not just its port
-                conn = await asyncio.wait_for(
-                    framing.connect(f"{info.node_manager_address}:{info.raylet_tcp_port}"), 2)
-                conn.close()
-                if node_id in self._restored and info.state == pb.GcsNodeInfo.ALIVE:  # not declared dead meanwhile
-                    self._last_seen[node_id] = time.monotonic()
-            except (OSError, TimeoutError, framing.ConnectionLost):
-                pass
+            try:  # through the authenticated handshake: this node's raylet answers (not another one that
+                # took its address and port since, such as a new head pod's), not just a port
+                answer = await asyncio.wait_for(self._ask_node_id(info), 2)
+            except (OSError, TimeoutError, framing.ConnectionLost, framing.RemoteError):
+                return
+            if answer == node_id.hex() and node_id in self._restored and info.state == pb.GcsNodeInfo.ALIVE:
+                self._last_seen[node_id] = time.monotonic()
 
         while self._restored:
             # At once, so a node whose address no longer answers (its pod is gone) does not delay the others.
             await asyncio.gather(*(probe(node_id) for node_id in list(self._restored)))
             await asyncio.sleep(period)
+
+    @staticmethod
+    async def _ask_node_id(info: pb.GcsNodeInfo) -> str:
+        conn = await framing.connect(f"{info.node_manager_address}:{info.raylet_tcp_port}")
+        try:
+            return (await conn.request(msg.GET_NODE_STATS, None))["node_id"]
+        finally:
+            conn.close()
 
     def alive_nodes(self) -> list[pb.GcsNodeInfo]:
         return [n for n in self._nodes.values() if n.state == pb.GcsNodeInfo.ALIVE]
