@@ -69,6 +69,7 @@ class SchedulingClass:
     locality_raylet: str = ""
     lease_requests: dict = field(default_factory=dict)  # request id -> the raylet connection it waits at
     cancelled_requests: set = field(default_factory=set)  # withdrawn (CANCEL_LEASE), their answers not back yet
+    withdraw_handle: asyncio.TimerHandle | None = None  # withdraws the requests once nothing was queued a while
 
 
 class NormalTaskSubmitter:
@@ -184,11 +185,15 @@ class NormalTaskSubmitter:
                 continue
             self._push(cls, worker, task)
         if not cls.tasks:
-            # Nothing left to lease for (Ray's CancelWorkerLeaseIfNeeded): outstanding requests are withdrawn, so
-            # the raylet does not grant idle leases that others (a new actor, another class) queue behind.
-            if cls.lease_requests:
-                self._cancel_lease_requests(cls)
+            # Nothing left to lease for (Ray's CancelWorkerLeaseIfNeeded): once that has lasted as long as an idle
+            # lease is kept (the next batch of a loop reuses them), outstanding requests are withdrawn, so the
+            # raylet does not go on granting leases held idle that others (a new actor, another class) wait behind.
+            if cls.lease_requests and cls.withdraw_handle is None:
+                cls.withdraw_handle = self.loop.call_later(LEASE_IDLE_TIMEOUT_S, self._withdraw_if_idle, cls)
             return
+        if cls.withdraw_handle is not None:
+            cls.withdraw_handle.cancel()
+            cls.withdraw_handle = None
         outstanding = cls.pending_leases - len(cls.cancelled_requests)
         wanted = min(len(cls.tasks), MAX_PENDING_LEASE_REQUESTS) - outstanding
         for _ in range(max(0, wanted)):
@@ -282,6 +287,11 @@ class NormalTaskSubmitter:
                 raylet.notify(msg.CANCEL_LEASE, {"request_id": request_id})
         cls.cancelled_requests.update(cls.lease_requests)
         cls.lease_requests.clear()
+
+    def _withdraw_if_idle(self, cls: SchedulingClass) -> None:
+        cls.withdraw_handle = None
+        if not cls.tasks and not self._closed:
+            self._cancel_lease_requests(cls)
 
     def _make_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
         worker.busy = False
