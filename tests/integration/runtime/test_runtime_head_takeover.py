@@ -5,12 +5,14 @@ the worker node, keeps RUNNING and SUCCEEDS. Its status is read all along: it mu
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from ray._common import process_registry
 from ray._common.net import free_port
@@ -70,12 +72,13 @@ def _stop_head(cli, head: subprocess.Popen, how: str) -> None:
     if how == "sigkill":
         head.kill()
         head.wait(10)
-    for proc in procs:
-        for child in proc.children(recursive=True):
-            child.kill()
-        proc.kill()
-    for proc in procs:
-        proc.wait(10)
+    for proc in procs:  # (those that die with their parent may be gone already)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            proc.kill()
+    psutil.wait_procs(procs, timeout=10)
     for entry, _ in process_registry.recorded_processes(cli.temp_dir):
         process_registry.forget(cli.temp_dir, entry["pid"])
 
@@ -111,7 +114,11 @@ def test_head_replaced_mid_job_the_job_keeps_running_and_succeeds(cli, port, red
         code = JOB.replace("STEPS", "30")
         # The head has no CPUs: the job's supervisor and driver run on the worker node and outlive the head.
         job = client.submit_job(entrypoint=f"python -c '{code}'", entrypoint_num_cpus=1)
-        _wait_for(lambda: client.get_job_status(job) == JobStatus.RUNNING, 120, "the job to run")
+        try:
+            _wait_for(lambda: client.get_job_status(job) == JobStatus.RUNNING, 120, "the job to run")
+        except AssertionError as e:
+            info = client.get_job_info(job)
+            raise AssertionError(f"{e}: {info.status} {info.message}\n{_head_logs(cli.temp_dir)}") from None
         time.sleep(3)  # a few steps done
 
         _stop_head(cli, head, how)
