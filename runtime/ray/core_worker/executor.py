@@ -81,6 +81,9 @@ class TaskExecutor:
     # ------------------------------------------------------------------ io thread
     @handles(msg.PUSH_TASK)
     def push_task(self, conn: framing.Connection, body: msg.PushTask) -> framing.Responder:
+        function = body.get("function")
+        if function is not None:  # its submitter's first task of this function here: no GCS read to run it
+            self.cw.functions.add_pushed(*function)
         responder = framing.Responder()
         self.queue.put((msg.PUSH_TASK, body, responder))
         return responder

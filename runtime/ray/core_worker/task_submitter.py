@@ -54,6 +54,7 @@ class LeasedWorker:
     gpu_ids: list
     busy: bool = False
     idle_handle: asyncio.TimerHandle | None = None
+    functions: set = field(default_factory=set)  # function keys pushed to this worker process (any lease)
 
 
 @dataclass
@@ -67,6 +68,8 @@ class SchedulingClass:
     # The raylet (TCP address) of the node holding these tasks' data, asked first; "": the local raylet.
     locality_raylet: str = ""
     lease_requests: dict = field(default_factory=dict)  # request id -> the raylet connection it waits at
+    cancelled_requests: set = field(default_factory=set)  # withdrawn (CANCEL_LEASE), their answers not back yet
+    withdraw_handle: asyncio.TimerHandle | None = None  # withdraws the requests once nothing was queued a while
 
 
 class NormalTaskSubmitter:
@@ -85,6 +88,8 @@ class NormalTaskSubmitter:
         self._inbox_lock = threading.Lock()
         self._inbox_scheduled = False
         self._events = core_worker.task_events
+        # Worker id -> the function keys whose pickles went to it with a task (see function_manager).
+        self._functions_sent: dict[str, set[bytes]] = {}
 
     # ------------------------------------------------------------------ entry
     def submit_threadsafe(self, spec: TaskSpec, pinned: list[bytes]) -> None:
@@ -179,7 +184,18 @@ class NormalTaskSubmitter:
                 cls.idle.append(worker)
                 continue
             self._push(cls, worker, task)
-        wanted = min(len(cls.tasks), MAX_PENDING_LEASE_REQUESTS) - cls.pending_leases
+        if not cls.tasks:
+            # Nothing left to lease for (Ray's CancelWorkerLeaseIfNeeded): once that has lasted as long as an idle
+            # lease is kept (the next batch of a loop reuses them), outstanding requests are withdrawn, so the
+            # raylet does not go on granting leases held idle that others (a new actor, another class) wait behind.
+            if cls.lease_requests and cls.withdraw_handle is None:
+                cls.withdraw_handle = self.loop.call_later(LEASE_IDLE_TIMEOUT_S, self._withdraw_if_idle, cls)
+            return
+        if cls.withdraw_handle is not None:
+            cls.withdraw_handle.cancel()
+            cls.withdraw_handle = None
+        outstanding = cls.pending_leases - len(cls.cancelled_requests)
+        wanted = min(len(cls.tasks), MAX_PENDING_LEASE_REQUESTS) - outstanding
         for _ in range(max(0, wanted)):
             cls.pending_leases += 1
             task = self.loop.create_task(self._request_lease(cls))
@@ -196,6 +212,8 @@ class NormalTaskSubmitter:
                 pass
         try:
             while True:
+                if request_id in cls.cancelled_requests:  # withdrawn while it was being spilled elsewhere
+                    return
                 cls.lease_requests[request_id] = raylet
                 try:
                     reply = await raylet.request(msg.REQUEST_LEASE, {
@@ -233,12 +251,15 @@ class NormalTaskSubmitter:
             except OSError:
                 raylet.notify(msg.RETURN_LEASE, {"lease_id": grant["lease_id"], "kill": True})
                 return
+            if len(self._functions_sent) > 4096:  # forget workers long gone (at worst a pickle is sent again)
+                self._functions_sent.clear()
             worker = LeasedWorker(conn, grant["lease_id"], raylet, grant["worker_id"], grant["node_id"],
-                                  grant["gpu_ids"])
+                                  grant["gpu_ids"], functions=self._functions_sent.setdefault(grant["worker_id"], set()))
             cls.workers.add(worker)
             self._make_idle(cls, worker)
         finally:
             cls.lease_requests.pop(request_id, None)
+            cls.cancelled_requests.discard(request_id)
             cls.pending_leases -= 1
             if cls.tasks and not self._closed:
                 self._pump(cls)
@@ -264,6 +285,13 @@ class NormalTaskSubmitter:
         for request_id, raylet in list(cls.lease_requests.items()):
             if not raylet.closed:
                 raylet.notify(msg.CANCEL_LEASE, {"request_id": request_id})
+        cls.cancelled_requests.update(cls.lease_requests)
+        cls.lease_requests.clear()
+
+    def _withdraw_if_idle(self, cls: SchedulingClass) -> None:
+        cls.withdraw_handle = None
+        if not cls.tasks and not self._closed:
+            self._cancel_lease_requests(cls)
 
     def _make_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
         worker.busy = False
@@ -291,8 +319,15 @@ class NormalTaskSubmitter:
         worker.busy = True
         task.worker = worker
         self._events.record(task.spec.task_id, task.attempt, te.SUBMITTED_TO_WORKER)
-        reply = worker.conn.request(msg.PUSH_TASK, {"spec": task.spec.to_wire(), "lease_id": worker.lease_id,
-                                                    "gpu_ids": worker.gpu_ids, "attempt": task.attempt})
+        body: msg.PushTask = {"spec": task.spec.to_wire(), "lease_id": worker.lease_id, "gpu_ids": worker.gpu_ids,
+                              "attempt": task.attempt}
+        key = task.spec.options.function_key
+        if key not in worker.functions:  # its first task of this function: the function goes along
+            worker.functions.add(key)
+            pickled = self.cw.functions.pickled_for_push(key)
+            if pickled is not None:
+                body["function"] = (key, pickled)
+        reply = worker.conn.request(msg.PUSH_TASK, body)
         # A done callback, not a coroutine: the next task goes out in the same loop turn as this reply.
         reply.add_done_callback(lambda reply: self._on_push_reply(cls, worker, task, reply))
 

@@ -27,6 +27,7 @@ from ray.gcs.pubsub import Publisher
 from ray.gcs.storage import StoreClient
 from ray.protocol import gcs_pb2 as pb
 from ray.protocol import gcs_pb2_grpc
+from ray.protocol import messages as msg
 
 logger = logging.getLogger(__name__)
 
@@ -76,25 +77,38 @@ class NodeManager(gcs_pb2_grpc.NodeInfoGcsServiceServicer):
 
     async def keep_restored_nodes_alive(self) -> None:
         """After a restart, a node from storage whose raylet has not reported yet counts as seen while its
-        raylet's port accepts connections (Ray's GCS health-checks raylets itself), for at most
-        gcs_rpc_server_reconnect_timeout_s: a raylet may take a while to find a GCS that moved (a new head
-        pod's IP, DNS re-resolution). A node whose raylet does not answer is declared dead as usual."""
-        cfg = config()
-        deadline = time.monotonic() + cfg.gcs_rpc_server_reconnect_timeout_s
-        while self._restored and time.monotonic() < deadline:
-            for node_id in list(self._restored):
-                info = self._nodes.get(node_id)
-                if info is None or info.state == pb.GcsNodeInfo.DEAD:
-                    self._restored.discard(node_id)
-                    continue
-                try:  # through the authenticated handshake: the raylet answers, not just its port
-                    conn = await asyncio.wait_for(
-                        framing.connect(f"{info.node_manager_address}:{info.raylet_tcp_port}"), 2)
-                    conn.close()
-                    self._last_seen[node_id] = time.monotonic()
-                except (OSError, TimeoutError, framing.ConnectionLost):
-                    pass
-            await asyncio.sleep(cfg.health_check_period_ms / 1000)
+        raylet answers a framed connect (Ray's GCS health-checks raylets itself), however long the raylet
+        takes to find a GCS that moved (a new head pod's IP: DNS re-resolution, whose retries back off to
+        minutes while the head's Service has no ready endpoint). A raylet gives up on its own after its
+        gcs_rpc_server_reconnect_timeout_s (600 s on KubeRay workers) and then stops answering. A node whose
+        raylet does not answer is declared dead as usual."""
+        period = config().health_check_period_ms / 1000
+
+        async def probe(node_id: bytes) -> None:
+            info = self._nodes.get(node_id)
+            if info is None or info.state == pb.GcsNodeInfo.DEAD:
+                self._restored.discard(node_id)
+                return
+            try:  # through the authenticated handshake: this node's raylet answers (not another one that
+                # took its address and port since, such as a new head pod's), not just a port
+                answer = await asyncio.wait_for(self._ask_node_id(info), 2)
+            except (OSError, TimeoutError, framing.ConnectionLost, framing.RemoteError):
+                return
+            if answer == node_id.hex() and node_id in self._restored and info.state == pb.GcsNodeInfo.ALIVE:
+                self._last_seen[node_id] = time.monotonic()
+
+        while self._restored:
+            # At once, so a node whose address no longer answers (its pod is gone) does not delay the others.
+            await asyncio.gather(*(probe(node_id) for node_id in list(self._restored)))
+            await asyncio.sleep(period)
+
+    @staticmethod
+    async def _ask_node_id(info: pb.GcsNodeInfo) -> str:
+        conn = await framing.connect(f"{info.node_manager_address}:{info.raylet_tcp_port}")
+        try:
+            return (await conn.request(msg.GET_NODE_STATS, None))["node_id"]
+        finally:
+            conn.close()
 
     def alive_nodes(self) -> list[pb.GcsNodeInfo]:
         return [n for n in self._nodes.values() if n.state == pb.GcsNodeInfo.ALIVE]

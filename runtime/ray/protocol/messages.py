@@ -305,6 +305,9 @@ class PushTask(TypedDict, total=False):
     lease_id: int
     gpu_ids: list[str]
     attempt: int  # 0 for the first try, +1 per retry (the task events' attempt_number)
+    # (function key, pickled function): with the first task of a function the submitter pushes to a worker, so
+    # the worker need not read the function table in the GCS (which may be restarting) to run it.
+    function: tuple[bytes, bytes]
 
 
 class CreateActor(TypedDict):

@@ -146,6 +146,32 @@ def test_gcs_killed_mid_workload_and_restarted_from_redis_loses_nothing(ft_clust
     ray.kill(again)
 
 
+@ray.remote(num_cpus=1)
+def first_seen_here(x: int) -> int:
+    return x * 3
+
+
+def test_a_task_runs_on_a_leased_worker_while_the_gcs_is_down_even_its_first_of_a_function(ft_cluster):
+    """A worker that never ran a function gets it with the task from its submitter: no read of the function table
+    in the GCS, so neither a dead nor a restarting GCS holds the task up (Ray's GCS restarts in milliseconds)."""
+    cluster = ft_cluster
+    cluster.connect(namespace="ft")
+    # Both take the head's 2 CPUs: one lease, one worker, and `queued` (exported to the GCS now) runs on that
+    # worker after `busy`, by which time the GCS is gone.
+    busy = slow.options(num_cpus=2).remote(1, 4)
+    queued = first_seen_here.options(num_cpus=2).remote(5)
+    _wait_for(lambda: ray.available_resources().get("CPU", 0) == 0, 60, "the first task to hold its lease")
+    cluster.head_node.kill_gcs_server()
+    try:
+        started = time.monotonic()
+        assert ray.get(busy, timeout=30) == 2
+        assert ray.get(queued, timeout=15) == 15
+        assert ray.get(first_seen_here.options(num_cpus=2).remote(6), timeout=15) == 18
+        print(f"first task of a function on a worker with the GCS down: {time.monotonic() - started:.2f} s")
+    finally:
+        cluster.head_node.start_gcs_server()
+
+
 def test_ray_start_takes_redis_flags_and_a_wrong_password_is_a_clear_error(cli, redis_server, port):
     started = cli.ray("start", "--head", f"--port={port}", f"--redis-address={redis_server.address}",
                       "--num-cpus=1", "--include-dashboard=false", REDIS_PASSWORD=redis_server.password)

@@ -275,6 +275,19 @@ def test_lease_states_are_observable_in_the_raylets_debug_state(nodes):
     assert f"Node ID: {nodes.head}" in text and "Num leases granted: " in text
 
 
+def test_a_finished_burst_withdraws_its_other_lease_requests(nodes):
+    """Ray's CancelWorkerLeaseIfNeeded: once nothing of a class is queued, its owner withdraws the lease requests
+    still waiting, so the raylet does not go on granting them (each held idle for a while) ahead of other work,
+    such as a new actor (the GCS-restart bench row waited ~1 s for those)."""
+    burst = where.options(scheduling_strategy=_affinity(nodes.head))  # the head's 1 CPU: one lease at a time
+    assert set(ray.get([burst.remote() for _ in range(30)], timeout=120)) == {nodes.head}
+    leases = _wait_for(lambda: (s := _raylet_stats(nodes.head)["leases"])["num_pending"] == 0 and s, 2,
+                       "the burst's other lease requests to be withdrawn")
+    assert leases["cancelled_by_type"].get(msg.CANCELLED_INTENDED, 0) > 0
+    time.sleep(1)
+    assert _raylet_stats(nodes.head)["leases"]["num_granted"] == leases["num_granted"], "leftover requests granted"
+
+
 def test_the_demand_snapshot_counts_queued_and_infeasible_shapes_and_forgets_a_driver_that_exits(nodes):
     driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
