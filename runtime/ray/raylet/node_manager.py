@@ -295,13 +295,30 @@ class NodeManager:
             self.state.started(body["worker_id"], "DRIVER", body.get("pid", 0), body["job_id"])
             self._prestart(body["job_id"], body.get("runtime_env") or {}, body.get("num_prestart", 0))
         elif kind == "worker":
-            worker = self.pool.on_registered(body["worker_id"], conn, body["address"])
-            if worker is not None:
-                self.state.started(worker.worker_id, "WORKER", body.get("pid", 0), body["job_id"],
-                                   worker.launch_time_ms)
+            if body["worker_id"] not in self.pool.workers:  # forked, and here before the fork server's answer
+                return self._register_worker_once_recorded(conn, body)
+            self._register_worker(conn, body)
+        return self._client_registered()
+
+    def _client_registered(self) -> msg.ClientRegistered:
         return {"node_id": self.node_id, "shm_dir": self.shm_dir, "session_dir": self.session_dir,
                 "gcs_address": self.gcs_address, "node_ip": self.node_ip,
                 "raylet_tcp": f"{self.node_ip}:{self.tcp_port}"}
+
+    def _register_worker(self, conn: framing.Connection, body: msg.RegisterClient) -> None:
+        worker = self.pool.on_registered(body["worker_id"], conn, body["address"])
+        if worker is None:
+            return
+        self.state.started(worker.worker_id, "WORKER", body.get("pid", 0), body["job_id"], worker.launch_time_ms)
+        if conn.closed:  # it went away while its registration waited: nothing will notice the close again
+            self.pool.mark_dead(worker)
+
+    async def _register_worker_once_recorded(self, conn: framing.Connection,
+                                             body: msg.RegisterClient) -> msg.ClientRegistered:
+        """A worker whose start the pool has not recorded yet registers once it has (see `wait_recorded`)."""
+        await self.pool.wait_recorded(body["worker_id"], config().worker_register_timeout_seconds)
+        self._register_worker(conn, body)
+        return self._client_registered()
 
     def _prestart(self, job_id: str, runtime_env: dict, count: int) -> None:
         asyncio.get_running_loop().create_task(self._prestart_async(job_id, runtime_env, count))

@@ -135,6 +135,8 @@ class WorkerPool:
         self._template: subprocess.Popen | None = None
         self._template_ready = False
         self._on_worker_dead = on_worker_dead
+        # Registrations that came before their worker was recorded (see `wait_recorded`): worker id -> waiter.
+        self._unrecorded: dict[str, asyncio.Future] = {}
 
     @property
     def logs_dir(self) -> str:
@@ -175,8 +177,33 @@ class WorkerPool:
             proc = self._spawn(args, env, ctx, log_base)
         worker = Worker(worker_id, key, job_id, proc, registered=asyncio.get_running_loop().create_future(),
                         launch_time_ms=launched_ms, log_base=f"{log_base}-{proc.pid}")
-        self.workers[worker_id] = worker
+        self.record(worker)
         return worker
+
+    def record(self, worker: Worker) -> None:
+        """A worker this raylet started, from now on known by its id (a registration waiting for it goes on)."""
+        self.workers[worker.worker_id] = worker
+        waiter = self._unrecorded.pop(worker.worker_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_recorded(self, worker_id: str, timeout_s: float) -> bool:
+        """Waits until the worker `worker_id` is recorded (at most `timeout_s`); True if it is.
+
+        A forked worker can register before its start is recorded: the fork server answers with the child's pid
+        only after `fork()`, and on a loaded machine the child may run, connect and register first (the pool
+        records a worker once it knows its pid). Its registration must wait for the record, not be dropped:
+        dropped, the worker runs but is never leased, and its lease fails after `worker_register_timeout_seconds`."""
+        if worker_id in self.workers:
+            return True
+        waiter = self._unrecorded.setdefault(worker_id, asyncio.get_running_loop().create_future())
+        try:
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+        finally:
+            if self._unrecorded.get(worker_id) is waiter:
+                del self._unrecorded[worker_id]
+        return worker_id in self.workers
 
     async def start_template(self) -> None:
         """Start the fork server early (it imports the worker code while the cluster comes up)."""
