@@ -584,6 +584,7 @@ def _active_nodes(status: str) -> int:
 def _stop_head_started_with_cli() -> None:
     if _STARTED_HEAD_WITH_CLI or workloads_ft.started_processes():
         terminate([p.pid for p in processes_of_run(os.environ.get(TOKEN_ENV), None)])
+    workloads_ft.stop_redis()
 
 
 def _shutdown_cluster() -> None:

@@ -28,13 +28,27 @@ def started_processes() -> bool:
     return _started_processes
 
 
+# The redis-server this module started. Stopped by its handle: redis rewrites its process title over its
+# environment, so the runner's token no longer finds it (each run left one behind before).
+_redis: subprocess.Popen | None = None
+
+
+def stop_redis() -> None:
+    global _redis
+    if _redis is not None:
+        _redis.kill()
+        _redis.wait()
+        _redis = None
+
+
 def _start_redis() -> str:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.path.exists(binary):
         raise RuntimeError("needs Debian's redis-server (make tools installs it)")
     port = free_port()
-    subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    global _redis
+    _redis = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
