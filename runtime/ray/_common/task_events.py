@@ -7,16 +7,19 @@ to the GCS (`AddTaskEventData`) without decoding them. Every hop is authenticate
 (framed handshake, gRPC interceptor), so the GCS unpickles only what a token holder sent.
 
 A batch: `{"worker_id", "node_id", "pid", "job_id", "dropped": <events this worker could not buffer>,
-"descriptions": {key: description}, "events": [(task_id, attempt, state, time_s, extra), ...]}`.
+"descriptions": {key: description}, "events": [(task_id, attempt, state, time_s, extra), ...]}`, plus
+`"log_files"` from a worker that runs normal tasks.
 A description (one per remote function or actor method in the batch) has name, func_or_class_name, type,
 job_id, required_resources, runtime_env_info, placement_group_id, language. `extra` is None, or:
   * the owner's first event of an attempt: `(description key, parent task id, actor id or None)`;
   * `{"info": {...}}`: a full description (with parent_task_id, actor_id), for rare tasks such as an
     actor's creation and the driver;
   * a FAILED event: `{"error_type", "error_message"}`;
-  * a normal task's RUNNING, recorded by its executor: `{"log": (stdout file, stderr file, stdout start,
-    stderr start)}`, its worker's log files and their sizes as the task starts; when it ends, an event with
-    state None (no state change) and `{"log_end": (stdout end, stderr end)}` (Ray's task_log_info).
+  * a normal task's RUNNING, recorded by its executor: `(stdout start, stderr start)`, where the task's output
+    starts in its worker's log files, which the batch names once (`"log_files": (stdout file, stderr file)`);
+  * state None (no state change): `(stdout end, stderr end)`, where that output ends (Ray's task_log_info).
+    Sent only when the task printed something: otherwise the worker's next task starts where it ended, and the
+    GCS ends it there.
 The executing worker's RUNNING event names the task's node, worker and pid through the batch's sender.
 """
 

@@ -76,7 +76,8 @@ class TaskExecutor:
         self.exiting = False
         self.gcs_conn = None  # the GCS's connection that created our actor
         self._last_task_name = ""
-        self._log_names: tuple[str, str] | None | bool = False  # False: not looked up yet
+        self._log_position: tuple[int, int] | None = None  # this worker's .out/.err sizes as its last task ended
+        self._unended: tuple[bytes, int] | None = None  # that task, when it printed nothing (no end sent yet)
 
     # ------------------------------------------------------------------ io thread
     @handles(msg.PUSH_TASK)
@@ -118,6 +119,7 @@ class TaskExecutor:
     @handles(msg.EXIT_WORKER)
     def exit_worker(self, conn: framing.Connection, body: msg.ExitWorker) -> Any:
         """The raylet ends this worker (its job or its lease's owner ended, ...): report, then exit."""
+        self._end_log_range()
         return self.cw.exit_reporting(float(body.get("timeout_s", 1.0)))
 
     @handles(msg.CANCEL_TASK)
@@ -292,22 +294,38 @@ class TaskExecutor:
         self._apply_gpus(push["gpu_ids"])
         if options.name != self._last_task_name:  # names the driver's `(name pid=...)` prefix
             self._last_task_name = options.name
+            self._end_log_range()  # that line is no task's output
             print(f":task_name:{options.name}", flush=True)
         call = _Invocation(spec.task_id, options.name, spec.args, spec.kwargs_keys, spec.return_ids,
                            options.retry_exceptions, push.get("attempt", 0))
         function = lambda: self.cw.functions.load(options.function_key)  # noqa: E731
         events = self.cw.task_events
-        files = self._log_files() if events.enabled else None
-        if files is None:
+        if events.log_files is None and events.enabled:
+            events.log_files = _worker_log_files()
+        if not events.log_files:
             return self._execute(call, function)
         # Ray's task_log_info: where this task's output starts and ends in this worker's .out/.err, so that
-        # `ray logs task --id` shows only its lines (actor tasks interleave: Ray serves the actor's log).
-        out_start, err_start = _log_sizes()
-        events.record(call.task_id, call.attempt, te.RUNNING, {"log": (*files, out_start, err_start)})
+        # `ray logs task --id` shows only its lines (actor tasks interleave: Ray serves the actor's log). A task
+        # starts where the last one ended; its end is sent only when it printed something, and otherwise is the
+        # next task's start (the GCS's `_open_logs`): most tasks cost one look at the files and one event.
+        start = self._log_position or _log_sizes()
+        events.record(call.task_id, call.attempt, te.RUNNING, start)
         try:
             return self._execute_inner(call, function)
         finally:
-            events.record(call.task_id, call.attempt, None, {"log_end": _log_sizes()})
+            end = self._log_position = _log_sizes()
+            if end != start:
+                events.record(call.task_id, call.attempt, None, end)
+                self._unended = None
+            else:
+                self._unended = (call.task_id, call.attempt)
+
+    def _end_log_range(self) -> None:
+        """Before this worker prints something of its own: the last task's output ends here (it printed nothing,
+        so no end was sent), and the next task's start is looked up again."""
+        if self._unended is not None and self._log_position is not None:
+            self.cw.task_events.record(*self._unended, None, self._log_position)
+        self._unended = self._log_position = None
 
     def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
         self.cw.set_task_context(TaskID(spec.task_id), lease_id=0, **{**self._actor_context,
@@ -345,18 +363,6 @@ class TaskExecutor:
             return self._error_reply(call, exceptions.TaskCancelledError(task_id.hex()))
         finally:
             self._running.pop(task_id, None)
-
-    def _log_files(self) -> tuple[str, str] | None:
-        """This worker's stdout and stderr file names in the node's log directory (Ray's worker-*.out/.err), or
-        None when they are not such files."""
-        files = self._log_names
-        if files is False:
-            try:
-                names = tuple(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) for fd in (1, 2))
-            except OSError:
-                names = ()
-            files = self._log_names = names if all(n.startswith("worker-") for n in names) and names else None
-        return files
 
     def _apply_gpus(self, gpu_ids: list) -> None:
         if gpu_ids and not os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"):
@@ -447,6 +453,16 @@ class TaskExecutor:
             self.cw.refs.hold_for_caller(call.task_id, nested)
             reply["nested_holder"] = self.cw.address
         return reply
+
+
+def _worker_log_files() -> tuple[str, str] | tuple[()]:
+    """This worker's stdout and stderr file names in the node's log directory (Ray's worker-*.out/.err), or ()
+    when they are not such files."""
+    try:
+        names = tuple(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) for fd in (1, 2))
+    except OSError:
+        return ()
+    return names if all(n.startswith("worker-") for n in names) else ()  # type: ignore[return-value]
 
 
 def _log_sizes() -> tuple[int, int]:

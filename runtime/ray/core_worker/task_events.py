@@ -59,6 +59,9 @@ class TaskEventBuffer:
         self._handle = None
         self.enabled = cfg.enable_task_events and self.interval_s > 0
         self._driver_task = core_worker.driver_task_id.binary()
+        # This worker's stdout and stderr file names (set by its executor): the batch names them once, and the
+        # executor's events carry only offsets in them.
+        self.log_files: tuple[str, str] | None = None
         if not self.enabled:
             self.record = _ignore  # type: ignore[method-assign]
             self.record_submitted = _ignore  # type: ignore[method-assign]
@@ -108,6 +111,8 @@ class TaskEventBuffer:
         dropped, self.dropped = self.dropped, 0
         sender = {"worker_id": self.cw.worker_id.hex(), "node_id": self.cw.node_id, "pid": os.getpid(),
                   "job_id": self.cw.job_id.hex()}
+        if self.log_files:
+            sender["log_files"] = self.log_files
         payload = te.encode_batch(batch, sender, dropped, {k: self._describe(o) for k, o in options.items()})
         with contextlib.suppress(Exception):
             raylet.notify(msg.TASK_EVENTS, payload)

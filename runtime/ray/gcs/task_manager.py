@@ -34,6 +34,8 @@ _STATE_INDEX = {state: i for i, state in enumerate(_STATES)}
 _KNOWN_STATES = len(te.TASK_STATES)
 # Where an attempt's output is in its worker's log files: (stdout start, stderr start), then (stdout end, stderr end).
 _LOG_OFFSETS = struct.Struct("<qq")
+# Workers remembered for `_open_logs` (one attempt each).
+_MAX_OPEN_LOGS = 10000
 # Marking a finished job's unfinished tasks waits this long, so the workers' last reports arrive first.
 JOB_DONE_MARK_DELAY_S = 2.0
 
@@ -167,6 +169,10 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         # (State, Name, IsRetry, JobId) -> attempts: Ray's `ray_tasks` gauge, kept as events arrive.
         self.state_counts: dict[tuple[str, str, str, str], int] = {}
         self._series: dict[tuple, tuple] = {}
+        # Per worker, the attempt it ran last while its output's end is not known yet. A worker sends where a
+        # task's output ends only when the task printed something; otherwise the next task it runs starts where
+        # that one ended, and ends it here.
+        self._open_logs: dict[str, TaskAttempt] = {}
 
     # ------------------------------------------------------------------ writes
     async def AddTaskEventData(self, request, context):
@@ -188,33 +194,63 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             job = batch.get("job_id", "")
             self.dropped_by_job[job] = self.dropped_by_job.get(job, 0) + dropped
         descriptions = {key: self._shared(desc) for key, desc in (batch.get("descriptions") or {}).items()}
+        log_files = batch.get("log_files")
+        if log_files:
+            log_files = (_intern(log_files[0]), _intern(log_files[1]))
+        # The sender's last attempt whose output has no end yet: the next one it runs ends it (see _open_logs).
+        open_log = self._open_logs.pop(sender_worker, None) if log_files else None
         tasks, new_record = self._tasks, self._record
-        running = te.RUNNING
-        moved: list[TaskAttempt] = []  # attempts whose `ray_tasks` series may have changed (repeats are cheap)
+        running, pack_offsets, offsets_size = te.RUNNING, _LOG_OFFSETS.pack, _LOG_OFFSETS.size
+        state_indexes, pack_event = _STATE_INDEX, _EVENT.pack
+        # Attempts whose `ray_tasks` series may have changed: each recounted once per batch, however many of its
+        # events the batch holds (an owner's batch often has an attempt's PENDING, SUBMITTED and FINISHED).
+        moved: dict[int, TaskAttempt] = {}
         for task_id, attempt, state, t, extra in batch.get("events", ()):
             record = tasks.get((task_id, attempt))
             if record is None:
                 record = new_record(task_id, attempt)
                 if record is None:  # dropped here before: its late events are ignored
                     continue
-            # None: only more about the attempt (where its output ends). One pickle holds one object per
-            # distinct string, so the states of a batch share theirs.
-            if state is not None:
+            if state is None:  # where the attempt's output ends: (stdout end, stderr end); no state change
+                if record.log is not None:
+                    out, err, offsets = record.log
+                    record.log = (out, err, offsets[:offsets_size] + pack_offsets(*extra))
+                if record is open_log:
+                    open_log = None
+                continue
+            # TaskAttempt.add_event, inlined: this loop runs for every event of every task.
+            index = state_indexes.get(state)
+            if index is None or index >= _KNOWN_STATES:
                 if record.add_event(state, t):
-                    moved.append(record)
-                if state == running:  # the executor's own event: where it runs
-                    record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
+                    moved[id(record)] = record
+            else:
+                record.events += pack_event(index, t)
+                if index > record.rank:
+                    record.state, record.rank = state, index
+                    moved[id(record)] = record
+            if state == running:  # the executor's own event: where it runs
+                record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
+                if type(extra) is tuple and log_files:  # (stdout start, stderr start) in the sender's log files
+                    if open_log is not None and open_log is not record and len(open_log.log[2]) == offsets_size:
+                        # Its worker printed nothing after it (it sends an end only when the files grew).
+                        open_log.log = (*open_log.log[:2], open_log.log[2] + pack_offsets(*extra))
+                    record.log = (*log_files, pack_offsets(*extra))
+                    open_log = record
+                    continue
             if extra:
                 if type(extra) is tuple:  # (description key, parent task id, actor id)
                     record.desc = descriptions.get(extra[0], _NO_DESCRIPTION)
                     record.parent_task_id = extra[1]  # bytes (shared within a batch); hex when read
                     record.actor_id = extra[2]
-                    moved.append(record)
-                else:
-                    if self._merge(record, extra):
-                        moved.append(record)
+                    moved[id(record)] = record
+                elif self._merge(record, extra):
+                    moved[id(record)] = record
+        if open_log is not None:
+            self._open_logs[sender_worker] = open_log
+            if len(self._open_logs) > _MAX_OPEN_LOGS:  # workers that ended without another task: forget the oldest
+                del self._open_logs[next(iter(self._open_logs))]
         if moved:
-            self._recount(moved)
+            self._recount(moved.values())
 
     def _recount(self, records: Any) -> None:
         """Moves each attempt to the `ray_tasks` series it now belongs to: O(attempts whose state or description
@@ -288,14 +324,6 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             record.node_id = _intern(extra["node_id"])
         if extra.get("worker_id") and record.worker_id is None:
             record.worker_id = _intern(extra["worker_id"])
-        log = extra.get("log")
-        if log is not None:  # the executor's RUNNING: its worker's log files and where this attempt starts there
-            end = record.log[2][_LOG_OFFSETS.size:] if record.log else b""
-            record.log = (_intern(log[0]), _intern(log[1]), _LOG_OFFSETS.pack(log[2], log[3]) + end)
-        log_end = extra.get("log_end")
-        if log_end is not None and record.log is not None:
-            out, err, offsets = record.log
-            record.log = (out, err, offsets[:_LOG_OFFSETS.size] + _LOG_OFFSETS.pack(*log_end))
         if extra.get("error_type"):
             # The executor's message (the traceback) wins over the owner's empty one, whatever the order.
             if extra.get("error_message") or not record.error_message:

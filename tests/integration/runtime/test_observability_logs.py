@@ -212,8 +212,16 @@ def test_logs_by_task_id_show_only_that_tasks_output(cluster):
                 print("an actor's line")
                 return ray.get_runtime_context().get_task_id()
 
+        @ray.remote(resources={"two": 1}, num_cpus=0)
+        def maybe_talk(say):
+            if say:
+                print("this one talks")
+            return ray.get_runtime_context().get_task_id()
+
         ids = [ray.get(talk.remote(i)) for i in range(3)]  # one after another: often the same worker
         print("TASKS", *ids)
+        # A task that prints nothing sends no end: the next task of its worker starts where it ended.
+        print("SILENT", ray.get(maybe_talk.remote(False)), ray.get(maybe_talk.remote(True)))
         print("ACTOR_TASK", ray.get(Chatty.remote().say.remote()))
         import time
         time.sleep(2.5)  # the workers' task events (reported every second) before the job's workers go
@@ -222,9 +230,12 @@ def test_logs_by_task_id_show_only_that_tasks_output(cluster):
     ids = re.search(r"TASKS (.*)", proc.stdout).group(1).split()
     actor_task = re.search(r"ACTOR_TASK (\w+)", proc.stdout).group(1)
 
-    def task_log(i: int) -> requests.Response | None:
-        reply = _get(cluster, "/api/v0/logs/file", task_id=ids[i], format="text")
+    def task_log_of(task_id: str) -> requests.Response | None:
+        reply = _get(cluster, "/api/v0/logs/file", task_id=task_id, format="text")
         return reply if reply.status_code == 200 else None
+
+    def task_log(i: int) -> requests.Response | None:
+        return task_log_of(ids[i])
 
     for i in range(3):
         reply = _until(lambda i=i: task_log(i))
@@ -237,6 +248,9 @@ def test_logs_by_task_id_show_only_that_tasks_output(cluster):
     from ray.util.state import get_log
 
     assert "".join(get_log(address=cluster.dashboard, task_id=ids[2])) == "task 2 says hi\n"
+    silent, talking = re.search(r"SILENT (\w+) (\w+)", proc.stdout).groups()
+    assert _until(lambda: task_log_of(talking)).text == "this one talks\n"
+    assert _get(cluster, "/api/v0/logs/file", task_id=silent, format="text").text == ""
     cli = [sys.executable, "-m", "ray.scripts.scripts", "logs", "task", "--id", ids[0], "--address", cluster.dashboard]
     shown = subprocess.run(cli, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and shown.stdout == "task 0 says hi\n", shown.stderr

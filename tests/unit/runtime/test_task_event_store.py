@@ -72,15 +72,42 @@ def test_ray_tasks_counts_follow_each_attempt_and_keep_ended_ones_after_eviction
                                   (te.PENDING_NODE_ASSIGNMENT, "f", "1", "01000000"): 1}
 
 
+LOGGING_EXECUTOR = {**EXECUTOR, "log_files": ("worker-1.out", "worker-1.err")}
+
+
+def _log_info(store: GcsTaskManager, task_id: bytes) -> dict | None:
+    [row], _ = store.query(task_ids=[task_id.hex()])
+    return row["task_log_info"]
+
+
 def test_an_executors_log_offsets_become_rays_task_log_info():
     store = GcsTaskManager(10)
     tid = os.urandom(24)
-    _add(store, EXECUTOR, [(tid, 0, te.RUNNING, 2.0, {"log": ("worker-1.out", "worker-1.err", 100, 7)}),
-                           (tid, 0, None, 2.5, {"log_end": (180, 7)})])
+    _add(store, LOGGING_EXECUTOR, [(tid, 0, te.RUNNING, 2.0, (100, 7)), (tid, 0, None, 2.5, (180, 7))])
     [row], _ = store.query()
     assert row["task_log_info"] == {"stdout_file": "worker-1.out", "stderr_file": "worker-1.err",
                                     "stdout_start": 100, "stderr_start": 7, "stdout_end": 180, "stderr_end": 7}
     assert [e["state"] for e in row["events"]] == [te.RUNNING]  # the end offsets are no state change
+
+
+def test_a_task_that_printed_nothing_ends_where_its_workers_next_task_starts():
+    # A worker sends an end only for a task that printed: a silent one's output ends where the next one starts,
+    # in the same batch or a later one; a task that sent its end keeps it.
+    store = GcsTaskManager(10)
+    silent, printing, next_one, last = (os.urandom(24) for _ in range(4))
+    _add(store, LOGGING_EXECUTOR, [(silent, 0, te.RUNNING, 1.0, (100, 7)),
+                                   (printing, 0, te.RUNNING, 2.0, (100, 7)), (printing, 0, None, 2.5, (180, 9))])
+    assert (_log_info(store, silent)["stdout_start"], _log_info(store, silent)["stdout_end"]) == (100, 100)
+    _add(store, LOGGING_EXECUTOR, [(next_one, 0, te.RUNNING, 3.0, (180, 9))])
+    assert (_log_info(store, printing)["stdout_end"], _log_info(store, printing)["stderr_end"]) == (180, 9)
+    assert "stdout_end" not in _log_info(store, next_one)  # still its worker's last task: to the file's end
+    _add(store, LOGGING_EXECUTOR, [(last, 0, te.RUNNING, 4.0, (180, 9))])
+    info = _log_info(store, next_one)
+    assert (info["stdout_start"], info["stdout_end"], info["stderr_start"], info["stderr_end"]) == (180, 180, 9, 9)
+    # Another worker's tasks end nothing of this one's.
+    other = {**EXECUTOR, "worker_id": "ee" * 28, "log_files": ("worker-2.out", "worker-2.err")}
+    _add(store, other, [(os.urandom(24), 0, te.RUNNING, 5.0, (5000, 5000))])
+    assert "stdout_end" not in _log_info(store, last)
 
 
 def test_counts_by_state_follow_the_events_whatever_their_order():
@@ -127,9 +154,8 @@ def test_a_finished_attempt_costs_the_store_under_650_bytes():
                                 for t in chunk
                                 for i, state in enumerate((te.PENDING_NODE_ASSIGNMENT, te.SUBMITTED_TO_WORKER,
                                                            te.FINISHED))], {1: DESC})
-            _add(store, EXECUTOR, [event for t in chunk for event in (
-                (t, 0, te.RUNNING, 2.5, {"log": ("worker-a.out", "worker-a.err", 123456, 654321)}),
-                (t, 0, None, 2.6, {"log_end": (123999, 654999)}))])
+            _add(store, {**EXECUTOR, "log_files": ("worker-a.out", "worker-a.err")}, [event for t in chunk for event in (
+                (t, 0, te.RUNNING, 2.5, (123456, 654321)), (t, 0, None, 2.6, (123999, 654999)))])
         gc.collect()
         per_attempt = (tracemalloc.get_traced_memory()[0] - before) / n
     finally:
