@@ -19,7 +19,7 @@ import urllib.request
 from typing import Any
 
 import ray
-from procs import TOKEN_ENV, cpu_seconds, free_port, processes_of_run, terminate
+from procs import TOKEN_ENV, cpu_seconds, free_port, proc_info, processes_of_run, terminate
 
 Rows = dict[str, dict[str, Any]]
 MIB = 1024 * 1024
@@ -56,6 +56,17 @@ def _process(*names: str) -> Any:
         if any(arg.strip() == name or arg.endswith("/" + name) for arg in proc.cmdline for name in names):
             return proc
     raise RuntimeError(f"no process of this run matches {names}")
+
+
+def _listening_on(port: int) -> Any:
+    """The process serving `port`. Ray's agent renames itself (setproctitle), and the new title can overwrite its
+    environment, where this run's token was: 2 of 3 lookups by token failed (2026-12-02)."""
+    import psutil
+
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return proc_info(conn.pid)
+    return None
 
 
 def state_list_tasks_10k(duration_s: float) -> Rows:
@@ -122,8 +133,7 @@ def agent_idle_cpu(duration_s: float) -> Rows:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    # Ray's agent renames itself (setproctitle) once started; OpenRay's is `python -m ray.agent`.
-    agent = _process("ray::DashboardAgent", "dashboard/agent.py", "ray.agent")
+    agent = _listening_on(metrics_port) or _process("ray::DashboardAgent", "dashboard/agent.py", "ray.agent")
     time.sleep(10)  # past start-up
     window = max(60.0, 12 * duration_s)
     cpu0, start = cpu_seconds(agent.pid), time.monotonic()
