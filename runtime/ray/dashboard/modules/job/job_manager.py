@@ -45,6 +45,11 @@ def job_start_timeout_s() -> float:
     return float(os.environ.get("RAY_JOB_START_TIMEOUT_SECONDS", "900"))
 
 
+# How long a job's logs, stop and status calls wait for the agent of a live node to register (a new head that took
+# the cluster over from Redis hears from the nodes' agents again within seconds).
+AGENT_REGISTRATION_WAIT_S = 10.0
+
+
 class JobNotFoundError(KeyError):
     pass
 
@@ -183,10 +188,20 @@ class JobManager:
         return info.driver_node_id is not None and info.driver_node_id != self._head_node_id()
 
     async def _driver_agent(self, info: JobInfo) -> AgentAddress:
-        agent = await asyncio.to_thread(self.cluster.agent_for_node, info.driver_node_id)
-        if agent is None:
-            raise RuntimeError(f"The agent of node {info.driver_node_id}, which runs this job, is not registered.")
-        return agent
+        """The agent of the node that runs the job's supervisor. Right after a new head took the cluster over, that
+        agent registers again within a few seconds: a live node's agent is waited for, a dead node's is not."""
+        deadline = time.monotonic() + AGENT_REGISTRATION_WAIT_S
+        while True:
+            agent = await asyncio.to_thread(self.cluster.agent_for_node, info.driver_node_id)
+            if agent is not None:
+                return agent
+            if time.monotonic() > deadline or not await self._node_alive(info.driver_node_id):
+                raise RuntimeError(f"The agent of node {info.driver_node_id}, which runs this job, is not registered.")
+            await asyncio.sleep(0.25)
+
+    async def _node_alive(self, node_id: str | None) -> bool:
+        nodes = await asyncio.to_thread(self.cluster.nodes)
+        return any(n.get("NodeID") == node_id and n.get("Alive") for n in nodes)
 
     async def _agent_call(self, method: str, agent: AgentAddress, path: str) -> Any:
         async with self._session().request(method, agent.http_address + path) as response:
