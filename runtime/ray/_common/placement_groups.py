@@ -9,6 +9,7 @@ own (`task_resources`), so only the bundle's node can run it and it uses only th
 
 from __future__ import annotations
 
+import functools
 import re
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -43,6 +44,7 @@ def parse_resource(name: str) -> tuple[str, str | None, int | None]:
     return name, None, None
 
 
+@functools.lru_cache(maxsize=16384)  # the same names come in every report: 1.1-1.6 us each by regex, 0.05 cached
 def is_group_resource(name: str) -> bool:
     return "_group_" in name and parse_resource(name)[1] is not None
 

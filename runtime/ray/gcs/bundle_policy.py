@@ -6,6 +6,10 @@ nothing. Among nodes that fit, the one left with the least free afterwards wins 
 scorer), so big nodes stay free for big requests. Each bundle may carry a label selector its node must match,
 and `max_cpu_fraction_per_node` (< 1) keeps part of each node's CPUs out of every group's reach.
 
+The nodes come in as `NodeCapacity`, built by `node_capacity` from a node's reported resources: its own
+resources only (the renamed ones its committed bundles added are left out: a node holding 1,000 groups reports
+4,000 of them, and no bundle asks for one), plus the CPUs those bundles hold.
+
 `schedule` answers a placement for the bundles not placed yet, given the ones already placed (a group being
 rescheduled after a node died keeps the rest), or None; `feasible` says whether some placement could exist
 with every node empty (else the group is infeasible: it waits, and the user is told).
@@ -13,6 +17,7 @@ with every node empty (else the group is infeasible: it waits, and the user is t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ray._common import placement_groups as pgs
@@ -22,9 +27,24 @@ from ray._common.resources import GRANULARITY, ResourceSet, utilization
 @dataclass
 class NodeCapacity:
     node_id: bytes
-    total: ResourceSet
+    total: ResourceSet  # the node's own resources, no group ones
     available: ResourceSet
     labels: dict[str, str] = field(default_factory=dict)
+    group_cpus: int = 0  # CPUs its committed bundles hold (fixed point), for `max_cpu_fraction_per_node`
+
+
+def node_capacity(node_id: bytes, total: Mapping[str, float], available: Mapping[str, float],
+                  labels: Mapping[str, str]) -> NodeCapacity:
+    """A node as placement sees it, from its reported resources (which include its bundles' renamed ones)."""
+    own_total: dict[str, float] = {}
+    group_cpus = 0
+    for name, amount in total.items():
+        if not pgs.is_group_resource(name):
+            own_total[name] = amount
+        elif name.startswith("CPU_group_") and pgs.parse_resource(name)[2] is None:  # the group's wildcard
+            group_cpus += round(amount * GRANULARITY)
+    own_available = {name: available[name] for name in own_total if name in available}
+    return NodeCapacity(node_id, ResourceSet(own_total), ResourceSet(own_available), dict(labels), group_cpus)
 
 
 @dataclass
@@ -45,16 +65,6 @@ def _cpu_limit(node: NodeCapacity, fraction: float) -> int | None:
     return round(max(limit, 0) * GRANULARITY)
 
 
-def _group_cpus(node: NodeCapacity) -> int:
-    """CPUs the node's committed bundles hold (the wildcard `CPU_group_<pg>` totals)."""
-    used = 0
-    for name in node.total.names():
-        base, pg, index = pgs.parse_resource(name)
-        if base == "CPU" and pg is not None and index is None:
-            used += round(node.total.get(name) * GRANULARITY)
-    return used
-
-
 class _Room:
     """What is left on each node while one placement is being worked out."""
 
@@ -64,7 +74,7 @@ class _Room:
         self.cpu_left: dict[bytes, int | None] = {}
         for n in nodes:
             limit = _cpu_limit(n, fraction)
-            self.cpu_left[n.node_id] = None if limit is None else limit - (0 if use_total else _group_cpus(n))
+            self.cpu_left[n.node_id] = None if limit is None else limit - (0 if use_total else n.group_cpus)
 
     def fits(self, node_id: bytes, bundle: BundleRequest) -> bool:
         if not bundle.resources.is_subset_of(self.left[node_id]):
@@ -189,10 +199,4 @@ def feasible(strategy: str, bundles: list[BundleRequest], nodes: list[NodeCapaci
     """Whether the bundles would fit if the nodes had nothing else on them."""
     if not bundles:
         return True
-    empty = [NodeCapacity(n.node_id, _original_total(n.total), _original_total(n.total), n.labels) for n in nodes]
-    return _place(strategy, bundles, empty, placed or {}, True, max_cpu_fraction_per_node) is not None
-
-
-def _original_total(total: ResourceSet) -> ResourceSet:
-    """A node's own resources, without the renamed ones its committed bundles added."""
-    return ResourceSet({k: total.get(k) for k in total.names() if not pgs.is_group_resource(k)})
+    return _place(strategy, bundles, nodes, placed or {}, True, max_cpu_fraction_per_node) is not None

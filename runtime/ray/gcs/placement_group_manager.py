@@ -16,12 +16,13 @@ kills the group's actors.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
 from ray._common import framing
 from ray._common import placement_groups as pgs
-from ray._common.resources import ResourceSet
+from ray._common.resources import GRANULARITY, ResourceSet
 from ray.gcs import bundle_policy
 from ray.protocol import gcs_pb2 as pb
 from ray.protocol import messages as msg
@@ -77,6 +78,9 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         self._wakeup = asyncio.Event()
         self._pool = framing.ConnectionPool(Dispatcher(msg.GCS))
         self._task: asyncio.Task | None = None
+        # Each node as placement sees it, with the report it was built from: rebuilt when a new report comes
+        # or this manager edits the view (building one walks every group resource of the node).
+        self._capacity: dict[bytes, tuple[pb.NodeResources, bundle_policy.NodeCapacity]] = {}
         gcs_server.nodes.on_node_dead.append(self._on_node_dead)
         gcs_server.jobs.on_job_finished.append(self._on_job_finished)
         gcs_server.nodes.placement_group_load = self.demands
@@ -227,19 +231,23 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
             self._queue.remove(pg_id)
 
     def _view_fingerprint(self) -> int:
-        return hash(tuple(sorted((node_id, tuple(sorted(u.resources_available.items())))
-                                 for node_id, u in self.gcs.nodes.usage().items())))
+        """Changes when what placement can use changes (a group that did not fit is tried again then)."""
+        return hash(tuple(sorted((n.node_id, n.available, n.group_cpus) for n in self._nodes())))
 
     def _nodes(self) -> list[bundle_policy.NodeCapacity]:
         alive = {n.node_id: n for n in self.gcs.nodes.alive_nodes()}
-        out = []
+        capacity = {}
         for node_id, usage in self.gcs.nodes.usage().items():
             info = alive.get(node_id)
             if info is None or not self.gcs.nodes.schedulable(node_id):  # draining nodes take no new bundles
                 continue
-            out.append(bundle_policy.NodeCapacity(node_id, ResourceSet(dict(usage.resources_total)),
-                                                  ResourceSet(dict(usage.resources_available)), dict(info.labels)))
-        return out
+            cached = self._capacity.get(node_id)
+            if cached is None or cached[0] is not usage:
+                cached = (usage, bundle_policy.node_capacity(node_id, usage.resources_total,
+                                                             usage.resources_available, info.labels))
+            capacity[node_id] = cached
+        self._capacity = capacity
+        return [node for _, node in capacity.values()]
 
     def _unplaced(self, group: _Group) -> list[bundle_policy.BundleRequest]:
         return [bundle_policy.BundleRequest(b.bundle_index, ResourceSet(dict(b.unit_resources)), dict(b.label_selector))
@@ -361,6 +369,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
             for b in bundles:
                 for name, amount in b["resources"].items():
                     u.resources_available[name] = max(0.0, u.resources_available.get(name, 0.0) + sign * amount)
+            self._edited_capacity(node_id, u)
 
     def _committed_in_view(self, pg_hex: str, by_node: dict[bytes, list[msg.Bundle]], sign: int) -> None:
         """Committed bundles' renamed resources in the GCS's view at once (`ray.available_resources()` right
@@ -370,7 +379,9 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
             u = usage.get(node_id)
             if u is None:
                 continue
+            cpus = 0.0
             for b in bundles:
+                cpus += b["resources"].get("CPU", 0.0)
                 indexed, wildcard = pgs.bundle_node_resources(pg_hex, b["bundle_index"], b["resources"])
                 for name, amount in [*indexed.items(), *wildcard.items()]:
                     for table in (u.resources_total, u.resources_available):
@@ -379,6 +390,19 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
                             table[name] = left
                         else:
                             table.pop(name, None)
+            self._edited_capacity(node_id, u, group_cpus=round(sign * cpus * GRANULARITY))
+
+    def _edited_capacity(self, node_id: bytes, usage: pb.NodeResources, group_cpus: int = 0) -> None:
+        """Brings the node's cached placement view up to an edit of its report, in O(own resources) rather than
+        rebuilding it from every group resource."""
+        cached = self._capacity.get(node_id)
+        if cached is None or cached[0] is not usage:
+            return
+        node = cached[1]
+        available = ResourceSet({name: usage.resources_available[name] for name in node.total.names()
+                                 if name in usage.resources_available})
+        self._capacity[node_id] = (usage, dataclasses.replace(
+            node, available=available, group_cpus=max(0, node.group_cpus + group_cpus)))
 
     # ------------------------------------------------------------------ removal, node death, job end
     async def remove(self, group: _Group) -> None:

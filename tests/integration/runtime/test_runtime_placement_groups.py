@@ -292,6 +292,21 @@ def test_removing_a_group_kills_its_actors_ends_its_tasks_and_frees_its_resource
     assert ray.get(where.remote(), timeout=30)
 
 
+def test_max_cpu_fraction_counts_the_cpus_groups_committed_a_moment_before(cluster):
+    # A 2-CPU node lets fraction-limited groups hold 1 CPU (Ray's rule keeps one out). Created back to back,
+    # the GCS places them in one pass, before any node reports: it must count what it has just committed.
+    groups = [placement_group([{"CPU": 1}], strategy="STRICT_PACK", _max_cpu_fraction_per_node=0.5)
+              for _ in range(4)]
+    ready = [pg.wait(30) for pg in groups[:3]]
+    assert ready == [True, True, True]
+    assert len({_nodes_of(pg)[0] for pg in groups[:3]}) == 3  # one per node
+    assert not groups[3].wait(2)  # 3 CPUs are free, but none a fraction-limited group may take
+    assert placement_group_table(groups[3])["stats"]["scheduling_state"] == "NO_RESOURCES"
+    assert ray.available_resources()["CPU"] == 3.0
+    remove_placement_group(groups[0])
+    assert groups[3].wait(30)
+
+
 def test_bad_input_gets_rays_errors_and_the_cluster_keeps_working(cluster):
     with pytest.raises(ValueError, match="Bundles must be a non-empty list"):
         placement_group([])

@@ -14,7 +14,7 @@ from gcs_snapshot import Gcs
 from ray._common import placement_groups as pgs
 from ray._common.cluster_status import format_cluster_status
 from ray._common.ids import JobID, PlacementGroupID
-from ray._common.resources import ResourceSet
+from ray._common.resources import GRANULARITY, ResourceSet
 from ray.gcs import bundle_policy
 from ray.gcs.bundle_policy import BundleRequest, NodeCapacity
 from ray.protocol import gcs_pb2 as pb
@@ -163,9 +163,10 @@ def test_label_selectors_and_the_cpu_fraction_limit_where_bundles_may_go():
     assert bundle_policy.schedule("STRICT_PACK", _bundles(3), nodes, max_cpu_fraction_per_node=0.5) is None
     assert not bundle_policy.feasible("STRICT_PACK", _bundles(4), nodes, max_cpu_fraction_per_node=0.99)
     # CPUs other groups already hold count against the limit.
-    node = nodes[0]
-    node.total = ResourceSet({"CPU": 4, f"CPU_group_{PG}": 2})
-    node.available = ResourceSet({"CPU": 2})
+    node = bundle_policy.node_capacity(nodes[0].node_id, {"CPU": 4, f"CPU_group_{PG}": 2, f"CPU_group_0_{PG}": 2},
+                                       {"CPU": 2, f"CPU_group_{PG}": 2, f"CPU_group_0_{PG}": 2}, {})
+    assert node.total == ResourceSet({"CPU": 4}) and node.available == ResourceSet({"CPU": 2})
+    assert node.group_cpus == 2 * GRANULARITY
     assert bundle_policy.schedule("STRICT_PACK", _bundles(1), [node], max_cpu_fraction_per_node=0.5) is None
 
 
