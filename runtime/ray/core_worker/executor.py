@@ -466,13 +466,16 @@ def _worker_log_files() -> tuple[str, str] | tuple[()]:
 
 
 def _log_sizes() -> tuple[int, int]:
-    """The sizes of this process's stdout and stderr files, what was printed so far written out."""
+    """The sizes of this process's stdout and stderr files, what was printed so far written out.
+
+    The files' offsets, not fstat (2 us each, building a stat result, on every task): this worker opened them
+    new and appends to them, and nobody else writes them, so the offset is the size."""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):  # the task closed or replaced them: sizes of what reached the files
         pass
-    return os.fstat(1).st_size, os.fstat(2).st_size
+    return os.lseek(1, 0, os.SEEK_CUR), os.lseek(2, 0, os.SEEK_CUR)
 
 
 def _actor_invocation(spec: ActorTaskSpec) -> _Invocation:
