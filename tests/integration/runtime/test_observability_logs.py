@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from polling import wait_for
 from ray._common import auth, process_registry
 from ray.cluster_utils import Cluster
 
@@ -238,7 +239,7 @@ def test_logs_by_task_id_show_only_that_tasks_output(cluster):
         return task_log_of(ids[i])
 
     for i in range(3):
-        reply = _until(lambda i=i: task_log(i))
+        reply = wait_for(lambda i=i: task_log(i), timeout=20, interval=0.3)
         assert reply.text == f"task {i} says hi\n", reply.text
         err = _get(cluster, "/api/v0/logs/file", task_id=ids[i], suffix="err", format="text")
         assert err.status_code == 200 and err.text == f"task {i} complains\n"
@@ -249,7 +250,7 @@ def test_logs_by_task_id_show_only_that_tasks_output(cluster):
 
     assert "".join(get_log(address=cluster.dashboard, task_id=ids[2])) == "task 2 says hi\n"
     silent, talking = re.search(r"SILENT (\w+) (\w+)", proc.stdout).groups()
-    assert _until(lambda: task_log_of(talking)).text == "this one talks\n"
+    assert wait_for(lambda: task_log_of(talking), timeout=20, interval=0.3).text == "this one talks\n"
     assert _get(cluster, "/api/v0/logs/file", task_id=silent, format="text").text == ""
     cli = [sys.executable, "-m", "ray.scripts.scripts", "logs", "task", "--id", ids[0], "--address", cluster.dashboard]
     shown = subprocess.run(cli, capture_output=True, text=True, timeout=60)
@@ -258,9 +259,9 @@ def test_logs_by_task_id_show_only_that_tasks_output(cluster):
     assert shown.stdout == "task 0 complains\n", shown.stderr
 
     # Ray's answers for an attempt that never ran, an actor task (interleaved: the actor's log) and no such task.
-    listed = _until(lambda: _get(cluster, "/api/v0/tasks", filter_keys="task_id", filter_predicates="=",
-                                 filter_values=actor_task).json()["data"]["result"]["result"])
-    assert listed
+    listed = wait_for(lambda: _get(cluster, "/api/v0/tasks", filter_keys="task_id", filter_predicates="=",
+                                   filter_values=actor_task).json()["data"]["result"]["result"],
+                      timeout=20, interval=0.3, what="the actor task in /api/v0/tasks")
     # Ray checks the node first: until the actor's worker has reported where it ran, that is what it says.
     actor_words = "ray logs actor --id " if listed[0]["node_id"] else "due to missing node info"
     for params, status, words in [({"task_id": ids[0], "attempt_number": "1"}, 404, "Could not find log file for "
@@ -273,14 +274,3 @@ def test_logs_by_task_id_show_only_that_tasks_output(cluster):
     bad = subprocess.run([*cli[:-4], "--id", "ab" * 24, "--address", cluster.dashboard], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode != 0 and "Could not find log file for task" in bad.stderr
-
-
-def _until(check, timeout: float = 20, period: float = 0.3):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(period)

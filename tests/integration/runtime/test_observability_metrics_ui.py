@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from ray._common import auth, process_registry
 from ray._common.net import free_port
@@ -80,15 +81,6 @@ def _get(cluster, path: str, **kw) -> requests.Response:
     return requests.get(cluster.dashboard + path, headers=auth.http_headers(), timeout=30, **kw)
 
 
-def _until(check, timeout: float = 30, period: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(period)
-
-
 def test_every_node_serves_rays_metrics_without_a_token(cluster):
     nodes = _nodes(cluster)
     assert len(nodes) == 2
@@ -140,10 +132,12 @@ def test_user_metrics_from_a_driver_a_task_and_an_actor_reach_their_nodes_agent(
         ray.get([count.remote(), t.set.remote(21.5)])
     """)
     nodes = {n["NodeManagerAddress"]: n for n in _nodes(cluster)}
-    worker = _until(lambda: (s := _scrape(nodes["127.0.0.2"])) and "ray_obs_task_calls_total" in s and s)
+    worker = wait_for(lambda: (s := _scrape(nodes["127.0.0.2"])) and "ray_obs_task_calls_total" in s and s,
+                      interval=0.3)
     assert [(x.labels["kind"], x.value) for x in worker["ray_obs_task_calls_total"]] == [("task", 3.0)]
     assert worker["ray_obs_task_calls_total"][0].labels["NodeAddress"] == "127.0.0.2"
-    head = _until(lambda: (s := _scrape(nodes["127.0.0.1"])) and "ray_obs_driver_latency_count" in s and s)
+    head = wait_for(lambda: (s := _scrape(nodes["127.0.0.1"])) and "ray_obs_driver_latency_count" in s and s,
+                    interval=0.3)
     buckets = {x.labels["le"]: x.value for x in head["ray_obs_driver_latency_bucket"]}
     assert buckets == {"0.1": 1.0, "1.0": 2.0, "+Inf": 3.0}
     actor_node = "127.0.0.1" if "ray_obs_actor_temp" in head else "127.0.0.2"
@@ -185,9 +179,8 @@ def test_ray_tasks_and_ray_actors_carry_rays_labels(cluster):
         done = tasks.get(("tally", "FINISHED"))
         return (tasks, samples) if done and done.value == 4 and ("broken", "FAILED") in tasks else None
 
-    found = _until(series, timeout=30)
-    assert found, "ray_tasks never showed the driver's finished and failed tasks"
-    tasks, samples = found
+    tasks, samples = wait_for(series, timeout=30, interval=0.3,
+                              what="ray_tasks to show the driver's finished and failed tasks")
     done = tasks[("tally", "FINISHED")]
     assert done.labels["Source"] == "owner" and done.labels["IsRetry"] == "0"
     assert done.labels["SessionName"].startswith("session_")
@@ -202,7 +195,7 @@ def test_ray_tasks_and_ray_actors_carry_rays_labels(cluster):
 def test_head_writes_prometheus_service_discovery(cluster):
     path = Path(cluster.temp_dir) / "prom_metrics_service_discovery.json"
     expected = sorted(f"{n['NodeManagerAddress']}:{n['MetricsExportPort']}" for n in _nodes(cluster))
-    content = _until(lambda: path.exists() and json.loads(path.read_text()))
+    content = wait_for(lambda: path.exists() and json.loads(path.read_text()), interval=0.3)
     assert content == [{"labels": {"job": "ray"}, "targets": expected}]
 
 
@@ -232,9 +225,8 @@ def test_ui_data_endpoints(cluster):
             rows = [w for w in detail["workers"] if w.get("actorName") == "Busy(7)" and w["cpuPercent"] > 20]
             return rows and (detail, rows[0])
 
-        found = _until(busy_worker, timeout=60, period=1)
-        assert found, "the busy actor's worker never showed up with its CPU use"
-        detail, row = found
+        detail, row = wait_for(busy_worker, timeout=60, interval=1,
+                               what="the busy actor's worker to show up with its CPU use")
         assert row["pid"] > 0 and row["memoryInfo"]["rss"] > 10 * 2**20 and row["gpuIds"] == []
         assert row["jobId"] and row["workerId"] and row["isActor"] is True
         assert "0.0/2.0 CPU" in detail["logicalResources"] or "1.0/2.0 CPU" in detail["logicalResources"]
@@ -261,11 +253,11 @@ def test_ui_data_endpoints(cluster):
     assert parsed["loadMetricsReport"]["usage"]["CPU"][1] == 4.0
     meta = _get(cluster, "/api/v0/cluster_metadata").json()["data"]
     assert meta["rayVersion"] and meta["pythonVersion"] and meta["sessionName"].startswith("session_")
-    events = _until(lambda: [e for e in _get(cluster, "/events").json()["data"]["events"]["global"]
-                             if e["label"] in ("NODE_ADDED", "JOB_FINISHED")], timeout=20)
+    events = wait_for(lambda: [e for e in _get(cluster, "/events").json()["data"]["events"]["global"]
+                               if e["label"] in ("NODE_ADDED", "JOB_FINISHED")], timeout=20, interval=0.3)
     assert {e["customFields"].get("ip") for e in events if e["label"] == "NODE_ADDED"} == {"127.0.0.1", "127.0.0.2"}
-    history = _until(lambda: (h := _get(cluster, "/api/metrics/history").json()["data"]) and
-                     len(h["cluster"]) >= 2 and h, timeout=20)
+    history = wait_for(lambda: (h := _get(cluster, "/api/metrics/history").json()["data"]) and
+                       len(h["cluster"]) >= 2 and h, timeout=20, interval=0.3)
     assert history["max_points"] == 720 and history["interval_s"] == 5
     assert history["cluster"][-1]["nodes_alive"] == 2 and history["cluster"][-1]["CPU_total"] == 4.0
     assert set(history["nodes"]) == {n["NodeID"] for n in _nodes(cluster)}
@@ -281,7 +273,7 @@ def test_a_real_prometheus_scrapes_both_nodes_through_the_discovery_file(cluster
     assert got.returncode == 0, got.stderr
     binary = got.stdout.strip().splitlines()[-1]
     sd = Path(cluster.temp_dir) / "prom_metrics_service_discovery.json"
-    assert _until(sd.exists)
+    assert wait_for(sd.exists, interval=0.3)
     config = tmp_path / "prometheus.yml"
     config.write_text(textwrap.dedent(f"""
         global: {{scrape_interval: 1s, evaluation_interval: 1s}}
@@ -301,11 +293,14 @@ def test_a_real_prometheus_scrapes_both_nodes_through_the_discovery_file(cluster
                 return []
             return r.get("data", {}).get("result", [])
 
-        up = _until(lambda: len(r := query('up{job="ray"} == 1')) == 2 and r, timeout=90, period=1)
-        assert up, (tmp_path / "prometheus.log").read_text()[-3000:]
-        cpus = _until(lambda: len(r := query("ray_node_cpu_count")) == 2 and r, timeout=30, period=1)
+        try:
+            wait_for(lambda: len(query('up{job="ray"} == 1')) == 2, timeout=90, interval=1,
+                     what="Prometheus to scrape both nodes")
+        except AssertionError as e:  # with what Prometheus logged
+            raise AssertionError(f"{e}\n{(tmp_path / 'prometheus.log').read_text()[-3000:]}") from None
+        cpus = wait_for(lambda: len(r := query("ray_node_cpu_count")) == 2 and r, timeout=30, interval=1)
         assert {x["metric"]["ip"] for x in cpus} == {"127.0.0.1", "127.0.0.2"}
-        active = _until(lambda: query("sum(ray_cluster_active_nodes)"), timeout=30, period=1)
+        active = wait_for(lambda: query("sum(ray_cluster_active_nodes)"), timeout=30, interval=1)
         assert float(active[0]["value"][1]) == 2
     finally:
         prom.terminate()

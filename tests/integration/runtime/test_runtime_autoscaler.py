@@ -16,23 +16,13 @@ from pathlib import Path
 
 import pytest
 import ray
+from polling import wait_for
 from ray._common import process_registry
 from ray.autoscaler.sdk import request_resources
 from ray.cluster_utils import AutoscalingCluster
 from ray.util import placement_group, remove_placement_group
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-
-
-def _wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _workers() -> list[dict]:
@@ -116,7 +106,7 @@ def test_scale_up_for_queued_actors_then_down_after_the_idle_timeout(autoscaling
     metrics = requests.get(f"http://{metrics_address}/metrics", timeout=30).text
     assert 'autoscaler_active_nodes{NodeType="cpu2"' in metrics and "autoscaler_started_nodes_total" in metrics
     # Idle for 6 s: drained, then removed; never more than max_workers launched.
-    _wait_for(lambda: _workers() == [], 60, "the idle workers to be removed")
+    wait_for(lambda: _workers() == [], 60, "the idle workers to be removed", interval=0.2)
     log = _monitor_log(tmp_path / "ray")
     assert _launched(tmp_path / "ray") == 2, log
     assert log.count("Removing 1 node of type cpu2 (idle for") == 2, log
@@ -154,7 +144,7 @@ def test_a_node_is_removed_only_once_its_task_is_done_and_its_objects_are_freed(
     assert [w["NodeID"] for w in _workers()] == [holder]
     assert ray.get(ref)[0].sum() == 2 * 1024 * 1024  # still readable from there
     del ref, array
-    _wait_for(lambda: _workers() == [], 60, "the node to be removed once its object is freed")
+    wait_for(lambda: _workers() == [], 60, "the node to be removed once its object is freed", interval=0.2)
 
 
 def test_placement_group_bundles_request_resources_and_infeasible_demand(autoscaling, tmp_path):
@@ -168,18 +158,19 @@ def test_placement_group_bundles_request_resources_and_infeasible_demand(autosca
     remove_placement_group(pg)
     # request_resources(): the cluster grows to fit it though nothing runs, and it is shown in `ray status`.
     request_resources(num_cpus=3)
-    _wait_for(lambda: len(_workers()) == 3, 90, "three workers for request_resources(num_cpus=3)")
+    wait_for(lambda: len(_workers()) == 3, 90, "three workers for request_resources(num_cpus=3)",
+             interval=0.2)
     text = _status(cluster.address)
     assert "From request_resources:\n {'CPU': 1.0}: 3 from request_resources()" in text, text
     time.sleep(5)
     assert len(_workers()) == 3  # idle past the timeout, but the standing request keeps them
     request_resources()  # cleared: they go
-    _wait_for(lambda: _workers() == [], 60, "the workers to go once the request is cleared")
+    wait_for(lambda: _workers() == [], 60, "the workers to go once the request is cleared", interval=0.2)
     # A task no node type can hold: reported, and never a launch for it.
     before = _launched(temp_dir)
     ref = slow.options(num_cpus=8).remote(0)
-    text = _wait_for(lambda: (t := _status(cluster.address)) and "No available node types can fulfill" in t and t,
-                     30, "the infeasible demand in ray status")
+    text = wait_for(lambda: (t := _status(cluster.address)) and "No available node types can fulfill" in t and t,
+                    30, "the infeasible demand in ray status", interval=0.2)
     assert "{'CPU': 8.0}: 1+ pending tasks/actors" in text, text
     time.sleep(5)
     assert _launched(temp_dir) == before and _workers() == []
@@ -193,8 +184,8 @@ def test_a_node_type_that_fails_to_start_is_reported_and_retried_with_back_off(a
         "broken": {"resources": {"CPU": 1}, "node_config": {"env": {"PYTHONHOME": "/nonexistent"}},
                    "min_workers": 1, "max_workers": 1},
         "good": {"resources": {"CPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 1}})
-    text = _wait_for(lambda: (t := _status(cluster.address, "-v")) and "LaunchFailed" in t and t, 60,
-                     "the failed launch in ray status")
+    text = wait_for(lambda: (t := _status(cluster.address, "-v")) and "LaunchFailed" in t and t, 60,
+                    "the failed launch in ray status", interval=0.2)
     assert "broken: LaunchFailed" in text and "raylet" in text, text
     assert "Failed to launch 1 node(s) of type broken" in text and "Retrying in" in text, text
     # The rest of the cluster works: a task gets a node of the good type.
@@ -218,14 +209,14 @@ def test_ray_start_with_a_bad_autoscaling_config_starts_a_cluster_that_says_what
     assert "the autoscaling config cannot be used" in out.stderr
     assert "`head_node_type` must be one of `available_node_types`" in out.stderr
     address = f"127.0.0.1:{port}"
-    text = _wait_for(lambda: (t := cli.ray("status", f"--address={address}").stdout) and "invalid" in t and t, 30,
-                     "the config error in ray status")
+    text = wait_for(lambda: (t := cli.ray("status", f"--address={address}").stdout) and "invalid" in t and t, 30,
+                    "the config error in ray status", interval=0.2)
     assert "The autoscaling config is invalid: `head_node_type` must be one of" in text
     # Fixed: the autoscaler reads it again and keeps min_workers.
     config["head_node_type"] = "ray.head.default"
     path.write_text(json.dumps(config))
-    text = _wait_for(lambda: (t := cli.ray("status", f"--address={address}").stdout) and " 1 w\n" in t and t, 60,
-                     "the worker of min_workers")
+    text = wait_for(lambda: (t := cli.ray("status", f"--address={address}").stdout) and " 1 w\n" in t and t, 60,
+                    "the worker of min_workers", interval=0.2)
     assert "invalid" not in text
     logs = list(Path(cli.temp_dir).glob("session_2*/logs/monitor.log"))
     assert logs and "The autoscaling config is invalid" in logs[0].read_text()
@@ -247,7 +238,8 @@ def test_ray_stop_drains_the_node_first_so_its_running_task_finishes(cli, port, 
     ray.init(address=f"127.0.0.1:{port}")
     try:
         ref = slow.remote(6)
-        _wait_for(lambda: "Busy workers on node." in _status(f"127.0.0.1:{port}", "-v"), 60, "the task to start")
+        wait_for(lambda: "Busy workers on node." in _status(f"127.0.0.1:{port}", "-v"), 60,
+                 "the task to start", interval=0.2)
         started = time.monotonic()
         stop = subprocess.run([*RAY, "stop"], env=worker_env, capture_output=True, text=True, timeout=120)
         stopped_after = time.monotonic() - started

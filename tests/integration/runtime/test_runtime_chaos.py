@@ -14,6 +14,7 @@ import time
 import psutil
 import pytest
 import ray
+from polling import wait_for
 from ray._common import process_registry
 from ray.cluster_utils import Cluster
 
@@ -46,19 +47,6 @@ class Tripler:
 
     def pid(self) -> int:
         return os.getpid()
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _task_workers(node) -> list[psutil.Process]:
@@ -122,8 +110,8 @@ def test_workload_survives_sigkill_of(victim, tmp_path, redis_server):
             got = got[0] if isinstance(got, tuple) else got
             if got != want:
                 wrong.append((want, got))
-        status = _wait_for(lambda: (s := _job_status(core, job)) in ("SUCCEEDED", "FAILED", "STOPPED") and s, 240,
-                           "the submitted job to finish")
+        status = wait_for(lambda: (s := _job_status(core, job)) in ("SUCCEEDED", "FAILED", "STOPPED") and s, 240,
+                          "the submitted job to finish", interval=0.2, ignore_errors=True)
         if status != "SUCCEEDED":
             lost += 1
             wrong.append(("job", status))

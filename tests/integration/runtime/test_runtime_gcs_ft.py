@@ -16,21 +16,9 @@ import urllib.request
 
 import pytest
 import ray
+from polling import wait_for
 from ray._common import process_registry
 from ray.cluster_utils import Cluster
-
-
-def _wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -92,7 +80,8 @@ def test_gcs_killed_mid_workload_and_restarted_from_redis_loses_nothing(ft_clust
     client = JobSubmissionClient(f"http://{head.dashboard_url}")
     job = client.submit_job(entrypoint="python -c \"import time; time.sleep(8); print('job survived the GCS')\"",
                             submission_id="ft_job")
-    _wait_for(lambda: client.get_job_status(job) == JobStatus.RUNNING, 120, "the job to run")
+    wait_for(lambda: client.get_job_status(job) == JobStatus.RUNNING, 120, "the job to run", interval=0.2,
+             ignore_errors=True)
     long_running = [slow.remote(i, 6) for i in range(2)]
     before = [square.remote(i) for i in range(50)]
     accepted += len(before) + len(long_running)
@@ -135,7 +124,8 @@ def test_gcs_killed_mid_workload_and_restarted_from_redis_loses_nothing(ft_clust
     fresh = Counter.remote()
     assert ray.get(fresh.add.remote(2), timeout=60) == 2
     accepted += 1
-    status = _wait_for(lambda: (s := client.get_job_status(job)).is_terminal() and s, 120, "the job to finish")
+    status = wait_for(lambda: (s := client.get_job_status(job)).is_terminal() and s, 120, "the job to finish",
+                      interval=0.2, ignore_errors=True)
     assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)
     assert "job survived the GCS" in client.get_job_logs(job)
     assert [j.submission_id for j in client.list_jobs() if j.submission_id] == ["ft_job"]  # + this driver
@@ -160,7 +150,8 @@ def test_a_task_runs_on_a_leased_worker_while_the_gcs_is_down_even_its_first_of_
     # worker after `busy`, by which time the GCS is gone.
     busy = slow.options(num_cpus=2).remote(1, 4)
     queued = first_seen_here.options(num_cpus=2).remote(5)
-    _wait_for(lambda: ray.available_resources().get("CPU", 0) == 0, 60, "the first task to hold its lease")
+    wait_for(lambda: ray.available_resources().get("CPU", 0) == 0, 60, "the first task to hold its lease",
+             interval=0.2, ignore_errors=True)
     cluster.head_node.kill_gcs_server()
     try:
         started = time.monotonic()
@@ -224,18 +215,20 @@ def test_without_redis_health_endpoints_tell_the_truth_and_nothing_lingers(cli, 
 
     # The raylet gone: the agent's raylet check fails at once, and the agent exits instead of lingering.
     os.kill(info["pids"]["raylet"], signal.SIGKILL)
-    status, body = _wait_for(lambda: (r := _get(raylet_healthz))[0] != 200 and r, 30, "local_raylet_healthz to fail",
-                             interval=0.05)
+    status, body = wait_for(lambda: (r := _get(raylet_healthz))[0] != 200 and r, 30, "local_raylet_healthz to fail",
+                            interval=0.05, ignore_errors=True)
     assert status == 503 and "Local Raylet failed" in body
     assert _get(f"http://127.0.0.1:{agent_port}/api/healthz")[0] == 503
-    _wait_for(lambda: not _alive(info["pids"]["agent"]), 60, "the agent to exit")
+    wait_for(lambda: not _alive(info["pids"]["agent"]), 60, "the agent to exit", interval=0.2,
+             ignore_errors=True)
 
     # The GCS gone: gcs_healthz fails within seconds; the dashboard exits after gcs_rpc_server_reconnect_timeout_s.
     os.kill(info["pids"]["gcs_server"], signal.SIGKILL)
-    status, _ = _wait_for(lambda: (r := _get(f"http://{dashboard}/api/gcs_healthz"))[0] != 200 and r, 30,
-                          "gcs_healthz to fail")
+    status, _ = wait_for(lambda: (r := _get(f"http://{dashboard}/api/gcs_healthz"))[0] != 200 and r, 30,
+                         "gcs_healthz to fail", interval=0.2, ignore_errors=True)
     assert status == 503
-    _wait_for(lambda: not _alive(info["pids"]["dashboard"]), 60, "the dashboard to exit")
+    wait_for(lambda: not _alive(info["pids"]["dashboard"]), 60, "the dashboard to exit", interval=0.2,
+             ignore_errors=True)
     assert "Dashboard exiting because it could not reach the GCS" in (
         cli.root / "ray" / "session_latest" / "logs" / "dashboard.log").read_text()
 
@@ -266,7 +259,8 @@ def test_gcs_killed_while_an_actor_is_being_created_leaves_one_instance_and_no_l
     head = cluster.head_node
     marker = tmp_path / "constructed"
     actor = SlowStart.options(name="slow").remote(str(marker))
-    _wait_for(lambda: marker.exists() and marker.read_text(), 60, "the constructor to start")
+    wait_for(lambda: marker.exists() and marker.read_text(), 60, "the constructor to start", interval=0.2,
+             ignore_errors=True)
     head.kill_gcs_server()  # the constructor's reply to the GCS is lost with it
     time.sleep(1)
     head.start_gcs_server()
@@ -274,7 +268,8 @@ def test_gcs_killed_while_an_actor_is_being_created_leaves_one_instance_and_no_l
     assert ray.get(ray.get_actor("slow", namespace="ft").pid.remote(), timeout=60) == int(marker.read_text().split()[0])
     assert len(marker.read_text().split()) == 1, "the actor was constructed twice"
     ray.kill(actor)
-    _wait_for(lambda: ray.available_resources().get("CPU") == 2, 60, "every CPU to be free again (no leaked lease)")
+    wait_for(lambda: ray.available_resources().get("CPU") == 2, 60,
+             "every CPU to be free again (no leaked lease)", interval=0.2, ignore_errors=True)
 
 
 def test_a_batched_write_lands_in_redis_in_one_transaction(redis_server):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from polling import wait_for
 from ray._common import process_registry
 from ray._common.net import free_port
 
@@ -39,25 +40,12 @@ print("takeover job done", total, flush=True)
 """
 
 
-def _wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _start_head(cli, args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """`ray start --head --block`, as the head container runs it (its PID 1 once bash execs it)."""
     head = subprocess.Popen([*RAY, *args, "--block"], env={**cli.env, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    _wait_for(lambda: cli.ray("status", check=False).returncode == 0 or head.poll() is not None, 120,
-              "the head to start")
+    wait_for(lambda: cli.ray("status", check=False).returncode == 0 or head.poll() is not None, 120,
+             "the head to start", interval=0.2, ignore_errors=True)
     assert head.poll() is None, "the head's `ray start --block` exited"
     return head
 
@@ -110,12 +98,14 @@ def test_head_replaced_mid_job_the_job_keeps_running_and_succeeds(cli, port, red
     try:
         subprocess.run([*RAY, "start", f"--address=127.0.0.2:{port}", "--num-cpus=2", "--node-ip-address=127.0.0.1"],
                        env=worker_env, check=True, capture_output=True, timeout=120)
-        client = _wait_for(lambda: JobSubmissionClient(f"http://127.0.0.1:{dashboard_port}"), 60, "the dashboard")
+        client = wait_for(lambda: JobSubmissionClient(f"http://127.0.0.1:{dashboard_port}"), 60,
+                          "the dashboard", interval=0.2, ignore_errors=True)
         code = JOB.replace("STEPS", "30")
         # The head has no CPUs: the job's supervisor and driver run on the worker node and outlive the head.
         job = client.submit_job(entrypoint=f"python -c '{code}'", entrypoint_num_cpus=1)
         try:
-            _wait_for(lambda: client.get_job_status(job) == JobStatus.RUNNING, 120, "the job to run")
+            wait_for(lambda: client.get_job_status(job) == JobStatus.RUNNING, 120, "the job to run",
+                     interval=0.2, ignore_errors=True)
         except AssertionError as e:
             info = client.get_job_info(job)
             raise AssertionError(f"{e}: {info.status} {info.message}\n{_head_logs(cli.temp_dir)}") from None
@@ -123,7 +113,8 @@ def test_head_replaced_mid_job_the_job_keeps_running_and_succeeds(cli, port, red
 
         _stop_head(cli, head, how)
         head = _start_head(cli, args, redis_env)  # the new head pod: same Redis, same GCS address
-        client = _wait_for(lambda: JobSubmissionClient(f"http://127.0.0.1:{dashboard_port}"), 60, "the new dashboard")
+        client = wait_for(lambda: JobSubmissionClient(f"http://127.0.0.1:{dashboard_port}"), 60,
+                          "the new dashboard", interval=0.2, ignore_errors=True)
         seen: list[JobStatus] = []
 
         def finished() -> JobStatus | None:
@@ -132,7 +123,7 @@ def test_head_replaced_mid_job_the_job_keeps_running_and_succeeds(cli, port, red
                 seen.append(status)
             return status if status.is_terminal() else None
 
-        final = _wait_for(finished, 180, "the job to finish", interval=0.1)
+        final = wait_for(finished, 180, "the job to finish", interval=0.1, ignore_errors=True)
         logs = client.get_job_logs(job)
         info = client.get_job_info(job)
         assert JobStatus.FAILED not in seen and final == JobStatus.SUCCEEDED, (

@@ -9,6 +9,7 @@ import urllib.request
 import psutil
 import pytest
 import ray
+from polling import wait_for
 from ray._common.gcs_client import GcsClient
 from ray._common.runtime_env.agent_registry import agent_by_node_id
 
@@ -29,16 +30,6 @@ def _modules(procs: list[psutil.Process]) -> list[str]:
     return sorted(names)
 
 
-def _wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 @pytest.fixture
 def local_cluster(tmp_path):
     context = ray.init(num_cpus=2, _temp_dir=str(tmp_path / "ray"))
@@ -53,8 +44,8 @@ def test_ray_init_runs_the_node_agent_inside_the_dashboard_process(local_cluster
     # The dashboard process hosts the agent: it registers in the GCS as the head node's agent.
     gcs = GcsClient(local_cluster.address_info["gcs_address"])
     try:
-        agent = _wait_for(lambda: agent_by_node_id(gcs, local_cluster.address_info["node_id"]), 60,
-                          "the head's node agent to register")
+        agent = wait_for(lambda: agent_by_node_id(gcs, local_cluster.address_info["node_id"]), 60,
+                         "the head's node agent to register", interval=0.2)
     finally:
         gcs.close()
     with urllib.request.urlopen(f"{agent.http_address}/api/healthz", timeout=30) as reply:
@@ -70,7 +61,8 @@ def test_ray_init_runs_the_node_agent_inside_the_dashboard_process(local_cluster
     (work / "shipped.py").write_text("print('shipped from the working dir')\n")
     client = JobSubmissionClient(f"http://{local_cluster.dashboard_url}")
     job = client.submit_job(entrypoint="python shipped.py", runtime_env={"working_dir": str(work)})
-    status = _wait_for(lambda: (s := client.get_job_status(job)).is_terminal() and s, 300, "the job to finish")
+    status = wait_for(lambda: (s := client.get_job_status(job)).is_terminal() and s, 300, "the job to finish",
+                      interval=0.2)
     assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)
     assert "shipped from the working dir" in client.get_job_logs(job)
 
@@ -95,7 +87,7 @@ def test_no_worker_idles_before_the_first_task_and_shutdown_leaves_nothing(tmp_p
     finally:
         ray.shutdown()
     # ray.shutdown() returns once its processes are gone (the forked workers die with their template).
-    _wait_for(lambda: not _live(started), 10, "the workers to exit after their template")
+    wait_for(lambda: not _live(started), 10, "the workers to exit after their template", interval=0.2)
 
 
 def _live(procs: list[psutil.Process]) -> list[psutil.Process]:
@@ -135,8 +127,8 @@ def test_a_half_that_cannot_start_leaves_the_other_up(local_cluster, tmp_path, b
                "agent": f"http://127.0.0.1:{ports['agent']}/api/healthz"}[survivor]
         try:
             log = session / "logs" / "dashboard.log"
-            _wait_for(lambda: log.exists() and "failed; the rest of this process stays up" in log.read_text(), 60,
-                      f"the {busy}'s failure in dashboard.log")
+            wait_for(lambda: log.exists() and "failed; the rest of this process stays up" in log.read_text(), 60,
+                     f"the {busy}'s failure in dashboard.log", interval=0.2)
 
             def survivor_answers() -> bool:
                 try:
@@ -148,7 +140,7 @@ def test_a_half_that_cannot_start_leaves_the_other_up(local_cluster, tmp_path, b
                 except OSError:
                     return False
 
-            _wait_for(survivor_answers, 60, f"the {survivor} to answer")
+            wait_for(survivor_answers, 60, f"the {survivor} to answer", interval=0.2)
             assert proc.poll() is None
         finally:
             proc.terminate()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from polling import wait_for
 from ray._common import process_registry
 from ray._common.ids import PlacementGroupID
 from ray.cluster_utils import Cluster
@@ -32,17 +33,6 @@ CPUS_PER_NODE = 2
 
 def _hex(node) -> str:
     return node.node_id if isinstance(node.node_id, str) else node.node_id.hex()
-
-
-def _wait_for(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _dead_actor_error(actor) -> Exception:
@@ -104,7 +94,8 @@ def cluster(three_nodes):
     for pg_id, entry in placement_group_table().items():
         if entry["state"] != "REMOVED":
             remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg_id)))
-    _wait_for(lambda: _all_back(3.0 * CPUS_PER_NODE), what="every group's resources to come back")
+    wait_for(lambda: _all_back(3.0 * CPUS_PER_NODE), what="every group's resources to come back",
+             interval=0.05)
 
 
 def _nodes_of(pg) -> list[str]:
@@ -147,7 +138,8 @@ def test_each_strategy_places_bundles_and_tasks_run_on_their_bundles_node(cluste
         remove_placement_group(group)
     # SPREAD is best effort: it spreads over the nodes the GCS sees free. A raylet's report sent before it
     # handled a removal can still say its CPUs are taken (seen under load), so wait until they are back.
-    _wait_for(lambda: _all_back(3.0 * CPUS_PER_NODE), what="the removed groups' CPUs to come back")
+    wait_for(lambda: _all_back(3.0 * CPUS_PER_NODE), what="the removed groups' CPUs to come back",
+             interval=0.05)
     spread = placement_group([{"CPU": 1}] * 3, strategy="SPREAD")
     assert spread.wait(30)
     assert set(_nodes_of(spread)) == all_nodes
@@ -179,13 +171,13 @@ def test_bundle_resources_show_in_available_resources_and_tasks_use_only_their_b
 
     flag = tmp_path / "flag"
     running = hold.options(scheduling_strategy=InGroup(pg, 0)).remote(str(flag))
-    _wait_for(lambda: flag.exists(), what="the task to start")
+    wait_for(lambda: flag.exists(), what="the task to start", interval=0.05)
 
     def bundle_zero_in_use():
         a = ray.available_resources()
         return a.get(f"CPU_group_0_{hex_id}", 0) == 0 and a[f"CPU_group_{hex_id}"] == 1.0 and a["CPU"] == 4.0
 
-    _wait_for(bundle_zero_in_use, what="the task to hold bundle 0's CPU, not the node's")
+    wait_for(bundle_zero_in_use, what="the task to hold bundle 0's CPU, not the node's", interval=0.05)
     flag.write_text("go")
     assert ray.get(running, timeout=30) == {"CPU": 1.0}
     with pytest.raises(ValueError, match=r"cannot fit into any bundles for the placement group"):
@@ -215,8 +207,8 @@ def test_a_group_created_by_an_actor_dies_with_it_unless_detached(cluster):
     creator = Creator.remote()
     fate_shared, detached = ray.get([creator.make.remote(False), creator.make.remote(True)], timeout=60)
     ray.kill(creator)
-    _wait_for(lambda: placement_group_table()[fate_shared]["state"] == "REMOVED",
-              what="the actor's group to be removed with it")
+    wait_for(lambda: placement_group_table()[fate_shared]["state"] == "REMOVED",
+             what="the actor's group to be removed with it", interval=0.05)
     assert placement_group_table()[detached]["state"] == "CREATED"
 
 
@@ -270,14 +262,14 @@ def test_removing_a_group_kills_its_actors_ends_its_tasks_and_frees_its_resource
         time.sleep(300)
 
     task = long_running.options(scheduling_strategy=InGroup(pg, 1)).remote(str(flag))
-    _wait_for(flag.exists, what="the task to start")
+    wait_for(flag.exists, what="the task to start", interval=0.05)
     remove_placement_group(pg)
     remove_placement_group(pg)  # again: nothing happens
     assert "actor died" in str(_dead_actor_error(actor))
     with pytest.raises(ray.exceptions.WorkerCrashedError):
         ray.get(task, timeout=30)
     assert placement_group_table(pg)["state"] == "REMOVED"
-    _wait_for(lambda: _all_back(3.0 * CPUS_PER_NODE), what="the group's resources to come back")
+    wait_for(lambda: _all_back(3.0 * CPUS_PER_NODE), what="the group's resources to come back", interval=0.05)
     # A removed group in a strategy: Ray's errors, and the cluster goes on.
     with pytest.raises(ray.exceptions.TaskPlacementGroupRemoved,
                        match="The placement group corresponding to this task has been removed."):
@@ -348,9 +340,9 @@ def test_a_detached_group_outlives_its_driver_and_a_second_driver_finds_it_by_na
     """)
     assert first.returncode == 0, first.stderr
     kept_id = first.stdout.split()[-1]
-    _wait_for(lambda: placement_group_table().get(kept_id) and not any(
+    wait_for(lambda: placement_group_table().get(kept_id) and not any(
         e["name"] == "temp" and e["state"] != "REMOVED" for e in placement_group_table().values()),
-        what="the first driver's job to end and its non-detached group to go")
+        what="the first driver's job to end and its non-detached group to go", interval=0.05)
     second = _driver(cluster, """
         import ray
         from ray.util import get_placement_group, placement_group_table, remove_placement_group

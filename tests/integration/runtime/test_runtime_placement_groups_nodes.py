@@ -12,6 +12,7 @@ import time
 
 import pytest
 import ray
+from polling import wait_for
 from ray._common import process_registry
 from ray.cluster_utils import Cluster
 from ray.util import placement_group, placement_group_table, remove_placement_group
@@ -20,17 +21,6 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy as I
 
 def _hex(node) -> str:
     return node.node_id if isinstance(node.node_id, str) else node.node_id.hex()
-
-
-def _wait_for(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _nodes_of(pg) -> list[str]:
@@ -79,12 +69,12 @@ def test_reservation_is_atomic_groups_wait_for_nodes_and_dead_nodes_bundles_are_
     pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD", name="pair")
     assert not pg.wait(1)
     assert placement_group_table(pg)["state"] == "PENDING"
-    _wait_for(lambda: not _alive(doomed), what="the GCS to declare the doomed node dead")
+    wait_for(lambda: not _alive(doomed), what="the GCS to declare the doomed node dead", interval=0.05)
     time.sleep(0.3)  # a few resource reports: the head reports what it really has
     assert ray.available_resources().get("CPU") == 1.0  # nothing of the group stayed reserved on the head
     # One node left for two STRICT_SPREAD bundles: infeasible, reported, and still waiting.
-    _wait_for(lambda: placement_group_table(pg)["stats"]["scheduling_state"] == "INFEASIBLE",
-              what="the group to be reported infeasible")
+    wait_for(lambda: placement_group_table(pg)["stats"]["scheduling_state"] == "INFEASIBLE",
+             what="the group to be reported infeasible", interval=0.05)
     assert " {'CPU': 1.0} * 2 (STRICT_SPREAD): 1+ pending placement groups" in _status(cluster)
     big = placement_group([{"CPU": 64}])
     assert "No available node types can fulfill placement group requests" in capfd.readouterr().err
@@ -98,10 +88,12 @@ def test_reservation_is_atomic_groups_wait_for_nodes_and_dead_nodes_bundles_are_
     actor = Where.options(scheduling_strategy=InGroup(pg, bundle), max_restarts=1, max_task_retries=-1).remote()
     assert ray.get(actor.node.remote(), timeout=30) == _hex(joined)
     cluster.remove_node(joined, allow_graceful=False)
-    _wait_for(lambda: placement_group_table(pg)["state"] == "RESCHEDULING", what="the group to be rescheduled")
+    wait_for(lambda: placement_group_table(pg)["state"] == "RESCHEDULING", what="the group to be rescheduled",
+             interval=0.05)
     assert placement_group_table(pg)["bundles_to_node_id"][1 - bundle] == _hex(head)  # the other bundle stays
     replacement = cluster.add_node(num_cpus=1)
-    _wait_for(lambda: placement_group_table(pg)["state"] == "CREATED", what="the group to be created again")
+    wait_for(lambda: placement_group_table(pg)["state"] == "CREATED", what="the group to be created again",
+             interval=0.05)
     assert sorted(_nodes_of(pg)) == sorted([_hex(head), _hex(replacement)])
     # The actor is restarted in its rescheduled bundle.
     assert ray.get(actor.node.remote(), timeout=60) == _hex(replacement)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
+from polling import wait_for
 from ray._common import process_registry
 from ray._common.cluster_status import status_text
 from ray._common.gcs_client import GcsClient
@@ -95,18 +96,8 @@ def _affinity(node_id, soft: bool = False, **flags) -> NodeAffinitySchedulingStr
     return NodeAffinitySchedulingStrategy(node_id, soft=soft, **flags)
 
 
-def _wait_for(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _wait_started(flag: Path, timeout: float = 60) -> None:
-    _wait_for(flag.exists, timeout, f"{flag.name} to start")
+    wait_for(flag.exists, timeout, f"{flag.name} to start")
 
 
 def _wait_idle(node_id: str) -> None:
@@ -116,7 +107,7 @@ def _wait_idle(node_id: str) -> None:
         view = _raylet_stats(node_id)["cluster_view"]
         return len(view) == 3 and all(n["available"].get("CPU") == n["total"]["CPU"] for n in view.values())
 
-    _wait_for(idle, 30, "idle CPUs")
+    wait_for(idle, 30, "idle CPUs")
 
 
 def _raylet_stats(node_id: str) -> dict:
@@ -174,7 +165,8 @@ def test_hard_affinity_to_an_unknown_or_too_small_node_fails_at_once_and_soft_ru
         ray.get(where.options(num_cpus=8, scheduling_strategy=_affinity(nodes.b)).remote(), timeout=30)
     assert ray.get(where.options(scheduling_strategy=_affinity(unknown, soft=True)).remote(), timeout=30) in nodes.all
     # No request of these is left waiting anywhere.
-    assert _wait_for(lambda: _demand_lines(nodes.cluster.address) == [" (no resource demands)"], 10, "no demand")
+    assert wait_for(lambda: _demand_lines(nodes.cluster.address) == [" (no resource demands)"], 10,
+                    "no demand")
 
 
 def test_tasks_waiting_for_a_node_that_dies_fail_as_unschedulable(nodes, tmp_path):
@@ -234,12 +226,12 @@ def test_accelerator_type_runs_on_a_node_that_has_it_and_otherwise_waits_as_dema
     missing = where.options(accelerator_type="T4").remote()
     assert ray.wait([missing], timeout=1)[0] == []
     line = " {'CPU': 1.0, 'accelerator_type:T4': 0.001}: 1+ pending tasks/actors"
-    _wait_for(lambda: line in _demand_lines(nodes.cluster.address), 10, "the T4 demand")
+    wait_for(lambda: line in _demand_lines(nodes.cluster.address), 10, "the T4 demand")
     # The owner cancels it: its lease request is withdrawn and the demand goes.
     ray.cancel(missing)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(missing, timeout=30)
-    _wait_for(lambda: line not in _demand_lines(nodes.cluster.address), 10, "the T4 demand to go")
+    wait_for(lambda: line not in _demand_lines(nodes.cluster.address), 10, "the T4 demand to go")
     assert ("cancelled", None, msg.CANCELLED_INTENDED) in _lease_records(nodes.head)
 
 
@@ -270,7 +262,7 @@ def test_lease_states_are_observable_in_the_raylets_debug_state(nodes):
         return (f"rescheduled node={nodes.c}" in head and msg.CANCELLED_RUNTIME_ENV_SETUP_FAILED in head
                 and f"granted node={nodes.c}" in c)
 
-    _wait_for(written, 10, "debug_state.txt")
+    wait_for(written, 10, "debug_state.txt")
     text = head_file.read_text()
     assert f"Node ID: {nodes.head}" in text and "Num leases granted: " in text
 
@@ -281,8 +273,8 @@ def test_a_finished_burst_withdraws_its_other_lease_requests(nodes):
     such as a new actor (the GCS-restart bench row waited ~1 s for those)."""
     burst = where.options(scheduling_strategy=_affinity(nodes.head))  # the head's 1 CPU: one lease at a time
     assert set(ray.get([burst.remote() for _ in range(30)], timeout=120)) == {nodes.head}
-    leases = _wait_for(lambda: (s := _raylet_stats(nodes.head)["leases"])["num_pending"] == 0 and s, 2,
-                       "the burst's other lease requests to be withdrawn")
+    leases = wait_for(lambda: (s := _raylet_stats(nodes.head)["leases"])["num_pending"] == 0 and s, 2,
+                      "the burst's other lease requests to be withdrawn")
     assert leases["cancelled_by_type"].get(msg.CANCELLED_INTENDED, 0) > 0
     time.sleep(1)
     assert _raylet_stats(nodes.head)["leases"]["num_granted"] == leases["num_granted"], "leftover requests granted"
@@ -314,7 +306,7 @@ def test_the_demand_snapshot_counts_queued_and_infeasible_shapes_and_forgets_a_d
     try:
         assert driver.stdout.readline().strip() == "SUBMITTED"
         expected = [" {'CPU': 8.0}: 5+ pending tasks/actors", " {'CPU': 1.0, 'c': 1.0}: 2+ pending tasks/actors"]
-        _wait_for(lambda: sorted(_demand_lines(nodes.cluster.address)) == sorted(expected), 20, "the demand")
+        wait_for(lambda: sorted(_demand_lines(nodes.cluster.address)) == sorted(expected), 20, "the demand")
         # Per node: totals, availability and the shapes queued there.
         client = GcsClient(nodes.cluster.address)
         try:
@@ -332,8 +324,8 @@ def test_the_demand_snapshot_counts_queued_and_infeasible_shapes_and_forgets_a_d
     finally:
         driver.kill()
         driver.wait()
-    _wait_for(lambda: _demand_lines(nodes.cluster.address) == [" (no resource demands)"], 20,
-              "the exited driver's demand to go")
+    wait_for(lambda: _demand_lines(nodes.cluster.address) == [" (no resource demands)"], 20,
+             "the exited driver's demand to go")
 
 
 def test_bad_scheduling_input_is_refused_with_rays_errors_and_the_cluster_keeps_working(nodes):

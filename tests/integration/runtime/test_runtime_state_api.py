@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from polling import wait_for
 from ray._common import auth
 from ray._common.net import free_port
 from ray.util import state
@@ -31,7 +31,7 @@ def cluster(tmp_path_factory):
     port = free_port()
     ctx = ray.init(num_cpus=2, dashboard_port=port, _temp_dir=str(temp_dir))
     try:
-        _until(lambda: _serving(f"http://127.0.0.1:{port}"), timeout=60)
+        wait_for(lambda: _serving(f"http://127.0.0.1:{port}"), timeout=60, interval=0.3)
         yield {"url": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["gcs_address"]}
     finally:
         ray.shutdown()
@@ -55,17 +55,6 @@ class Counter:
     def inc(self):
         self.n += 1
         return self.n
-
-
-def _until(fn, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: last value {value!r}")
-        time.sleep(0.3)
 
 
 def _http(url: str, path: str, **params) -> tuple[int, dict]:
@@ -104,13 +93,14 @@ def test_tasks_are_listed_with_their_states_workers_and_errors(cluster):
         # The owner's events and the executing worker's arrive separately, each within a report interval.
         return rows if len(rows) == 5 and all(r.state == "FINISHED" and r.worker_pid for r in rows) else None
 
-    rows = _until(tasks)
+    rows = wait_for(tasks, timeout=20, interval=0.3)
     assert {r.type for r in rows} == {"NORMAL_TASK"}
     assert all(r.node_id == ray.get_runtime_context().get_node_id() and r.worker_pid for r in rows)
     assert all(r.job_id == ray.get_runtime_context().get_job_id() for r in rows)
 
-    failed = _until(lambda: [t for t in state.list_tasks(address=url, filters=[("state", "=", "failed")], detail=True)
-                             if t.error_message])
+    failed = wait_for(lambda: [t for t in state.list_tasks(address=url, filters=[("state", "=", "failed")],
+                                                           detail=True) if t.error_message],
+                      timeout=20, interval=0.3)
     assert len(failed) == 1 and failed[0].name == "fails"
     assert failed[0].error_type == "TASK_EXECUTION_EXCEPTION"
     # The traceback names this file and line, not cloudpickle's "<dynamic-code>" (issue 10 item 7).
@@ -133,11 +123,12 @@ def test_actors_nodes_workers_jobs_and_placement_groups(cluster):
     assert len(actors) == 1 and actors[0].state == "ALIVE" and actors[0].class_name == "Counter"
     actor_id = actors[0].actor_id
     ray.kill(counter)
-    dead = _until(lambda: [a for a in state.list_actors(address=url, detail=True) if a.actor_id == actor_id
-                           and a.state == "DEAD"])
+    dead = wait_for(lambda: [a for a in state.list_actors(address=url, detail=True) if a.actor_id == actor_id
+                             and a.state == "DEAD"], timeout=20, interval=0.3)
     assert "ray.kill" in dead[0].death_cause["actor_died_error_context"]["error_message"]
     assert state.get_actor(actor_id, address=url).state == "DEAD"
-    calls = _until(lambda: state.list_tasks(address=url, filters=[("actor_id", "=", actor_id)]))
+    calls = wait_for(lambda: state.list_tasks(address=url, filters=[("actor_id", "=", actor_id)]), timeout=20,
+                     interval=0.3)
     assert {c.type for c in calls} >= {"ACTOR_CREATION_TASK"}
 
     nodes = state.list_nodes(address=url)
@@ -148,10 +139,12 @@ def test_actors_nodes_workers_jobs_and_placement_groups(cluster):
     jobs = state.list_jobs(address=url)
     assert any(j.job_id == job_id and j.status == "RUNNING" and j.type == "DRIVER" for j in jobs)
 
-    workers = _until(lambda: state.list_workers(address=url, filters=[("worker_type", "=", "DRIVER")]))
+    workers = wait_for(lambda: state.list_workers(address=url, filters=[("worker_type", "=", "DRIVER")]),
+                       timeout=20, interval=0.3)
     assert any(w.pid == os.getpid() and w.is_alive for w in workers)
-    ended = _until(lambda: [w for w in state.list_workers(address=url, filters=[("is_alive", "=", "false")],
-                                                          detail=True) if w.exit_type])
+    ended = wait_for(lambda: [w for w in state.list_workers(address=url, filters=[("is_alive", "=", "false")],
+                                                            detail=True) if w.exit_type],
+                     timeout=20, interval=0.3)
     assert all(w.end_time_ms for w in ended)  # the killed actor's worker, at least
 
     pg = placement_group([{"CPU": 1}], name="state-pg")
@@ -214,8 +207,8 @@ def test_runtime_envs_cluster_events_and_actor_resources(cluster, tmp_path):
 
     # The recent cluster events (/events) as Ray's ClusterEventState rows.
     ray.kill(reader)
-    died = _until(lambda: [e for e in state.list_cluster_events(address=url, detail=True) if reader_id in e.message],
-                  timeout=30)
+    died = wait_for(lambda: [e for e in state.list_cluster_events(address=url, detail=True)
+                             if reader_id in e.message], timeout=30, interval=0.3)
     assert died[0].severity == "WARNING" and died[0].source_type == "GCS"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", died[0].time), died[0].time
     assert died[0].custom_fields["actor_id"] == reader_id
@@ -243,13 +236,13 @@ def test_an_env_vars_only_runtime_env_is_listed_while_used(cluster):
 
     reader = EnvReader.options(runtime_env=env).remote()
     assert ray.get(reader.get.remote("OPENRAY_LISTED_ENV")) == "listed"
-    [row] = _until(rows)
+    [row] = wait_for(rows, timeout=20, interval=0.3)
     assert row.success is True and row.error is None and row.ref_cnt == 1
     assert row.node_id == ray.get_runtime_context().get_node_id() and isinstance(row.creation_time_ms, int)
     assert "OPENRAY_LISTED_ENV" in _ray("list", "runtime-envs", "--address", url).stdout
     # Its last worker gone, the env is given back and leaves the list (Ray drops it from its env cache).
     ray.kill(reader)
-    _until(lambda: not rows())
+    wait_for(lambda: not rows(), timeout=20, interval=0.3)
 
 
 def test_objects_and_ray_memory(cluster):
@@ -271,7 +264,8 @@ def test_objects_and_ray_memory(cluster):
 def test_summaries_timeline_and_cli_tables(cluster, tmp_path):
     url = cluster["url"]
     ray.get([square.remote(i) for i in range(3)])
-    summary = _until(lambda: state.summarize_tasks(address=url)["cluster"]["summary"].get("square"))
+    summary = wait_for(lambda: state.summarize_tasks(address=url)["cluster"]["summary"].get("square"),
+                       timeout=20, interval=0.3)
     assert summary["type"] == "NORMAL_TASK" and summary["state_counts"]["FINISHED"] >= 3
     assert state.summarize_actors(address=url)["cluster"]["summary_by"] == "class"
 
@@ -327,7 +321,8 @@ def test_the_real_ray_state_sdk_reads_this_dashboard(cluster):
     if not (real_python.exists() and (real_python.parent.parent / ".complete").exists()):
         pytest.skip("the real Ray 2.60 virtualenv is not in ~/.cache/openray (.ci/real-ray-venv makes it)")
     ray.get([square.remote(i) for i in range(2)])
-    _until(lambda: state.list_tasks(address=cluster["url"], filters=[("name", "=", "square")]))
+    wait_for(lambda: state.list_tasks(address=cluster["url"], filters=[("name", "=", "square")]), timeout=20,
+             interval=0.3)
     script = (
         "import json, sys\n"
         "from ray.util.state import list_actors, list_nodes, list_tasks, list_workers, list_jobs, summarize_tasks\n"

@@ -10,12 +10,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
 import ray
+from polling import wait_for
 from ray._common import auth
 from ray._common.net import free_port
 from ray.protocol import actor_pb2 as apb
@@ -38,7 +38,7 @@ def cluster(tmp_path_factory):
         "maximum_gcs_destroyed_actor_cached_count": MAX_DEAD_ACTORS_IN_GCS})
     try:
         url = f"http://127.0.0.1:{port}"
-        _until(lambda: _serving(url), 60)
+        wait_for(lambda: _serving(url), 60, interval=0.3)
         yield {"url": url, "gcs": ctx.address_info["gcs_address"]}
     finally:
         ray.shutdown()
@@ -55,17 +55,6 @@ def _serving(url: str) -> bool:
             return r.status == 200
     except OSError:
         return False
-
-
-def _until(fn, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: last value {value!r}")
-        time.sleep(0.3)
 
 
 @ray.remote
@@ -87,7 +76,7 @@ def test_task_event_table_keeps_the_newest_attempts_and_reports_the_dropped(clus
         rows = state.list_tasks(address=url, limit=1000, raise_on_missing_output=False)
         return rows if len(rows) == MAX_TASKS else None
 
-    rows = _until(full)
+    rows = wait_for(full, interval=0.3)
     assert all(r.name == "one" for r in rows)
     with pytest.raises(RayStateApiException, match="data truncation"):
         state.list_tasks(address=url, limit=1000)
@@ -116,7 +105,7 @@ def test_dead_actors_are_bounded_in_the_gcs_and_in_the_dashboard(cluster):
         dead = [a for a in reply.actor_table_data if a.state == apb.ActorTableData.DEAD]
         return len(dead) == MAX_DEAD_ACTORS_IN_GCS
 
-    _until(gcs_dead)
+    wait_for(gcs_dead, interval=0.3)
     listed = state.list_actors(address=url, filters=[("state", "=", "DEAD")])
     assert len(listed) == MAX_DEAD_ACTORS_IN_DASHBOARD
 
@@ -161,20 +150,21 @@ def test_driver_jobs_report_how_the_driver_ended(cluster, tmp_path):
     killed, killed_id = _start_driver(tmp_path, gcs, "hang")
     try:
         # Its infeasible task is demand while it lives ...
-        _until(lambda: "{'CPU': 64.0}" in _status(gcs))
+        wait_for(lambda: "{'CPU': 64.0}" in _status(gcs), interval=0.3)
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(30)
     finally:
         if killed.poll() is None:
             killed.kill()
     # ... and leaves `ray status` once it is gone (issue 10 item 7).
-    _until(lambda: "{'CPU': 64.0}" not in _status(gcs))
+    wait_for(lambda: "{'CPU': 64.0}" not in _status(gcs), interval=0.3)
 
-    assert _until(lambda: (j := _job(url, clean_id)) and j.status != "RUNNING" and j).status == "SUCCEEDED"
-    crashed = _until(lambda: (j := _job(url, crash_id)) and j.status != "RUNNING" and j)
+    assert wait_for(lambda: (j := _job(url, clean_id)) and j.status != "RUNNING" and j,
+                    interval=0.3).status == "SUCCEEDED"
+    crashed = wait_for(lambda: (j := _job(url, crash_id)) and j.status != "RUNNING" and j, interval=0.3)
     assert crashed.status == "FAILED"
     assert "RuntimeError: the driver crashed on purpose" in crashed.message
-    gone = _until(lambda: (j := _job(url, killed_id)) and j.status != "RUNNING" and j)
+    gone = wait_for(lambda: (j := _job(url, killed_id)) and j.status != "RUNNING" and j, interval=0.3)
     assert gone.status == "FAILED" and "killed or crashed" in gone.message
     listed = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "job", "list", "--address", url],
                             capture_output=True, text=True, timeout=60)

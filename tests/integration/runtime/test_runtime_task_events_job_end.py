@@ -15,6 +15,7 @@ import urllib.request
 import psutil
 import pytest
 import ray
+from polling import wait_for
 from ray._common import auth
 from ray._common.net import free_port
 from ray.util import state
@@ -28,7 +29,7 @@ def cluster(tmp_path_factory):
     ctx = ray.init(num_cpus=2, dashboard_port=port, _temp_dir=str(temp_dir))
     try:
         url = f"http://127.0.0.1:{port}"
-        _until(lambda: _serving(url), 60)
+        wait_for(lambda: _serving(url), 60, interval=0.3)
         yield {"url": url, "gcs": ctx.address_info["gcs_address"]}
     finally:
         ray.shutdown()
@@ -53,17 +54,6 @@ def _alive(pids: set[int]) -> list[str]:
         except psutil.NoSuchProcess:
             pass
     return alive
-
-
-def _until(fn, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: last value {value!r}")
-        time.sleep(0.3)
 
 
 # Runs tasks, a task that owns tasks of its own, an actor and its calls, and exits at once: nothing waits for a
@@ -112,7 +102,7 @@ def test_a_submitted_job_that_ends_leaves_every_task_finished_with_where_it_ran(
     script.write_text(DRIVER)
     client = JobSubmissionClient(cluster["url"])
     job = client.submit_job(entrypoint=f"{sys.executable} {script} {cluster['gcs']} {N} {INNER} {CALLS}")
-    status = _until(lambda: (s := client.get_job_status(job)).is_terminal() and s, 120)
+    status = wait_for(lambda: (s := client.get_job_status(job)).is_terminal() and s, 120, interval=0.3)
     logs = client.get_job_logs(job)
     assert status == JobStatus.SUCCEEDED, logs
     _check_the_jobs_tasks(cluster["url"], logs)
@@ -124,7 +114,7 @@ def _check_the_jobs_tasks(url: str, output: str) -> None:
 
     # The job's workers are ended by their raylet (the actor's by the GCS through it), every one of them: also the
     # one that ran `outer`, which may hold a lease on itself for its inner tasks when its job ends.
-    _until(lambda: not _alive(worker_pids), 30)
+    wait_for(lambda: not _alive(worker_pids), 30, interval=0.3)
     # The GCS fails what it saw no end of 2 s after the job ends: past that, the table is what it will stay.
     time.sleep(3)
     rows = state.list_tasks(address=url, filters=[("job_id", "=", job_id)], detail=True, limit=1000)
