@@ -264,9 +264,11 @@ def test_objects_and_ray_memory(cluster):
 def test_summaries_timeline_and_cli_tables(cluster, tmp_path):
     url = cluster["url"]
     ray.get([square.remote(i) for i in range(3)])
-    summary = wait_for(lambda: state.summarize_tasks(address=url)["cluster"]["summary"].get("square"),
-                       timeout=20, interval=0.3)
-    assert summary["type"] == "NORMAL_TASK" and summary["state_counts"]["FINISHED"] >= 3
+    # The owner's FINISHED events come in a later batch than the first ones: wait for all three.
+    summary = wait_for(lambda: (s := state.summarize_tasks(address=url)["cluster"]["summary"].get("square"))
+                       and s["state_counts"].get("FINISHED", 0) >= 3 and s,
+                       timeout=20, interval=0.3, what="3 FINISHED square tasks in the summary")
+    assert summary["type"] == "NORMAL_TASK"
     assert state.summarize_actors(address=url)["cluster"]["summary_by"] == "class"
 
     status, body = _http(url, "/api/v0/tasks/timeline")
@@ -284,7 +286,8 @@ def test_summaries_timeline_and_cli_tables(cluster, tmp_path):
     assert as_json[0]["state"] == "ALIVE"
     bad = _ray("list", "actors", "--address", url, "--filter", "stat=DEAD", check=False)
     assert bad.returncode != 0 and "Invalid filter key 'stat'" in bad.stderr
-    task_id = state.list_tasks(address=url, filters=[("name", "=", "square")], limit=1)[0].task_id
+    task_id = state.list_tasks(address=url, filters=[("name", "=", "square"), ("state", "=", "FINISHED")],
+                               limit=1)[0].task_id
     got = _ray("get", "tasks", task_id, "--address", url).stdout
     assert f"task_id: {task_id}" in got and "state: FINISHED" in got
     assert "not found in the cluster" in _ray("get", "actors", "ff" * 16, "--address", url).stdout
