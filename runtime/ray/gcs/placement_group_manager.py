@@ -78,8 +78,9 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         self._wakeup = asyncio.Event()
         self._pool = framing.ConnectionPool(Dispatcher(msg.GCS))
         self._task: asyncio.Task | None = None
-        # Each node as placement sees it, with the report it was built from: rebuilt when a new report comes
-        # or this manager edits the view (building one walks every group resource of the node).
+        # Each node as placement sees it, with the report it was built from: rebuilt when a new report replaces
+        # that one (building walks every group resource of the node), brought up to date when this manager
+        # reserves or commits (`_edited_capacity`).
         self._capacity: dict[bytes, tuple[pb.NodeResources, bundle_policy.NodeCapacity]] = {}
         gcs_server.nodes.on_node_dead.append(self._on_node_dead)
         gcs_server.jobs.on_job_finished.append(self._on_job_finished)
