@@ -231,9 +231,9 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         if pg_id in self._queue:
             self._queue.remove(pg_id)
 
-    def _view_fingerprint(self) -> int:
+    def _view_fingerprint(self, nodes: list[bundle_policy.NodeCapacity] | None = None) -> int:
         """Changes when what placement can use changes (a group that did not fit is tried again then)."""
-        return hash(tuple(sorted((n.node_id, n.available, n.group_cpus) for n in self._nodes())))
+        return hash(tuple(sorted((n.node_id, n.available, n.group_cpus) for n in nodes or self._nodes())))
 
     def _nodes(self) -> list[bundle_policy.NodeCapacity]:
         alive = {n.node_id: n for n in self.gcs.nodes.alive_nodes()}
@@ -281,7 +281,7 @@ class PlacementGroupManager(placement_group_pb2_grpc.PlacementGroupInfoGcsServic
         stats.scheduling_state = Stats.SCHEDULING_STARTED
         nodes = self._nodes()
         fraction = data.max_cpu_fraction_per_node or 1.0
-        view = self._view_fingerprint()
+        view = self._view_fingerprint(nodes)
         assignment = bundle_policy.schedule(group.strategy(), self._unplaced(group), nodes, self._placed(group),
                                             fraction)
         if assignment is None:

@@ -180,7 +180,7 @@ class JobManager:
         local = self.cluster.local_agent()
         if local is not None:
             return local.node_id
-        heads = [n["NodeID"] for n in self.cluster.nodes() if n.get("IsHeadNode") and n.get("Alive")]
+        heads = [n["NodeID"] for n in self._alive_nodes() if n.get("IsHeadNode")]
         return heads[0] if heads else None
 
     def _is_remote(self, info: JobInfo) -> bool:
@@ -199,9 +199,11 @@ class JobManager:
                 raise RuntimeError(f"The agent of node {info.driver_node_id}, which runs this job, is not registered.")
             await asyncio.sleep(0.25)
 
+    def _alive_nodes(self) -> list[dict]:
+        return [n for n in self.cluster.nodes() if n.get("Alive")]
+
     async def _node_alive(self, node_id: str | None) -> bool:
-        nodes = await asyncio.to_thread(self.cluster.nodes)
-        return any(n.get("NodeID") == node_id and n.get("Alive") for n in nodes)
+        return any(n.get("NodeID") == node_id for n in await asyncio.to_thread(self._alive_nodes))
 
     async def _agent_call(self, method: str, agent: AgentAddress, path: str) -> Any:
         async with self._session().request(method, agent.http_address + path) as response:
