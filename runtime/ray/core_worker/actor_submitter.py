@@ -12,7 +12,7 @@ from ray import exceptions
 from ray._common import framing
 from ray._common import task_events as te
 from ray.core_worker.memory_store import INLINE, StoredObject, error_object
-from ray.core_worker.task_events import failure
+from ray.core_worker.task_events import ARGUMENT_FAILED, failure
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import messages as msg
 from ray.protocol.messages import ActorTaskSpec
@@ -27,6 +27,7 @@ class _Call:
     pinned: list[bytes]
     retries_left: int
     cancelled: bool = False
+    events: list | None = None  # its task event record (TaskEventBuffer.submitted)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class _ActorState:
     queue: asyncio.Queue
     conn: framing.Connection | None = None
     data: apb.ActorTableData | None = None
+    worker_id: str | None = None  # the actor's worker, as its address names it (for task events)
     inflight: dict = field(default_factory=dict)  # task id -> _Call
     busy: bool = False  # the sender holds a call it has not pushed yet
     sender: asyncio.Task | None = None
@@ -82,8 +84,9 @@ class ActorTaskSubmitter:
 
     def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
                parent: bytes | None = None) -> None:
-        self.cw.task_events.record_submitted(spec.task_id, 0, spec.options, parent, actor_id=actor_id)
-        self._state(actor_id).queue.put_nowait(_Call(spec, pinned, max_task_retries))
+        call = _Call(spec, pinned, max_task_retries)
+        call.events = self.cw.task_events.submitted(spec.task_id, 0, spec.options, parent, True, actor_id)
+        self._state(actor_id).queue.put_nowait(call)
 
     # ------------------------------------------------------------------ sending, in order
     async def _send_loop(self, st: _ActorState) -> None:
@@ -97,6 +100,7 @@ class ActorTaskSubmitter:
                 continue
             error = await self.cw.resolver.resolve(call.spec.args)
             if error is not None:
+                self.cw.task_events.ended(call.events, te.FAILED, ARGUMENT_FAILED)
                 self._finish_with(call, error)
                 continue
             while True:
@@ -105,7 +109,7 @@ class ActorTaskSubmitter:
                     self._fail(call, self._death_error(st))
                     break
                 st.inflight[call.spec.task_id] = call
-                self.cw.task_events.record(call.spec.task_id, 0, te.SUBMITTED_TO_WORKER)
+                self.cw.task_events.pushed(call.events)
                 fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec.to_wire())
                 fut.add_done_callback(lambda f, st=st, call=call: self._on_reply(st, call, f))
                 break
@@ -121,6 +125,7 @@ class ActorTaskSubmitter:
                 st.address_version = data.version
                 try:
                     address = json.loads(data.address_json)
+                    st.worker_id = address.get("worker_id")
                     st.conn = await self.cw.pool.get(self.cw.conn_address(address))
                     return st.conn
                 except OSError:
@@ -179,9 +184,11 @@ class ActorTaskSubmitter:
             return
         reply = fut.result()
         app_error = reply.get("app_error")
-        self.cw.task_events.record(call.spec.task_id, 0, te.FAILED if app_error else te.FINISHED,
-                                   {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""}
-                                   if app_error else None)
+        if app_error:
+            self.cw.task_events.ended(call.events, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
+                                                               "error_message": ""}, st.worker_id, reply.get("ran"))
+        else:
+            self.cw.task_events.ended(call.events, te.FINISHED, None, st.worker_id, reply.get("ran"))
         self._finish(call, reply["returns"], reply.get("nested_holder"))
 
     async def _retry(self, st: _ActorState, call: _Call) -> None:
@@ -202,7 +209,7 @@ class ActorTaskSubmitter:
         self.cw.complete(call.spec.task_id, returns, nested_holder, call.pinned)
 
     def _fail(self, call: _Call, error: BaseException) -> None:
-        self.cw.task_events.record(call.spec.task_id, 0, te.FAILED, failure(error))
+        self.cw.task_events.ended(call.events, te.FAILED, failure(error))
         self._finish_with(call, error_object(error))
 
     def _finish_with(self, call: _Call, error: StoredObject) -> None:

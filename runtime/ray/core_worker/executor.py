@@ -77,7 +77,6 @@ class TaskExecutor:
         self.gcs_conn = None  # the GCS's connection that created our actor
         self._last_task_name = ""
         self._log_position: tuple[int, int] | None = None  # this worker's .out/.err sizes as its last task ended
-        self._unended: tuple[bytes, int] | None = None  # that task, when it printed nothing (no end sent yet)
 
     # ------------------------------------------------------------------ io thread
     @handles(msg.PUSH_TASK)
@@ -119,7 +118,6 @@ class TaskExecutor:
     @handles(msg.EXIT_WORKER)
     def exit_worker(self, conn: framing.Connection, body: msg.ExitWorker) -> Any:
         """The raylet ends this worker (its job or its lease's owner ended, ...): report, then exit."""
-        self._end_log_range()
         return self.cw.exit_reporting(float(body.get("timeout_s", 1.0)))
 
     @handles(msg.CANCEL_TASK)
@@ -252,10 +250,13 @@ class TaskExecutor:
     async def _run_async(self, spec: ActorTaskSpec, responder: framing.Responder) -> None:
         call = _actor_invocation(spec)
         task_id = spec.task_id
+        events = self.cw.task_events
+        started = None
         try:
             async with self._async_sem:
                 method = getattr(self.actor, spec.options.method)
-                self.cw.task_events.record(task_id, 0, te.RUNNING)
+                if events.enabled:
+                    started = events.run_started(task_id, 0)
                 if any(arg[0] == ArgKind.BY_REF for arg in spec.args):  # fetching from owners may block: off the loop
                     args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self._resolve_args, call)
                 else:
@@ -275,6 +276,9 @@ class TaskExecutor:
             reply = self._error_reply(call, self._task_error(call, e))
         finally:
             self._async_tasks.pop(task_id, None)
+            events.run_ended(task_id)
+        if started is not None:
+            reply["ran"] = (started,)
         self._reply(responder, reply)
 
     def _reply(self, responder: framing.Responder, reply: msg.TaskReply | msg.ActorCreated) -> None:
@@ -294,38 +298,28 @@ class TaskExecutor:
         self._apply_gpus(push["gpu_ids"])
         if options.name != self._last_task_name:  # names the driver's `(name pid=...)` prefix
             self._last_task_name = options.name
-            self._end_log_range()  # that line is no task's output
+            self._log_position = None  # that line is no task's output: the next start is looked up again
             print(f":task_name:{options.name}", flush=True)
         call = _Invocation(spec.task_id, options.name, spec.args, spec.kwargs_keys, spec.return_ids,
                            options.retry_exceptions, push.get("attempt", 0))
         function = lambda: self.cw.functions.load(options.function_key)  # noqa: E731
         events = self.cw.task_events
         if events.log_files is None and events.enabled:
-            events.log_files = _worker_log_files()
+            events.set_log_files(_worker_log_files())
         if not events.log_files:
             return self._execute(call, function)
         # Ray's task_log_info: where this task's output starts and ends in this worker's .out/.err, so that
         # `ray logs task --id` shows only its lines (actor tasks interleave: Ray serves the actor's log). A task
-        # starts where the last one ended; its end is sent only when it printed something, and otherwise is the
-        # next task's start (the GCS's `_open_logs`): most tasks cost one look at the files and one event.
+        # starts where the last one ended: most tasks cost one look at the files. The reply carries the range.
         start = self._log_position or _log_sizes()
-        events.record(call.task_id, call.attempt, te.RUNNING, start)
+        started = events.run_started(call.task_id, call.attempt, start)
         try:
-            return self._execute_inner(call, function)
+            reply = self._execute_inner(call, function)
         finally:
+            events.run_ended(call.task_id)
             end = self._log_position = _log_sizes()
-            if end != start:
-                events.record(call.task_id, call.attempt, None, end)
-                self._unended = None
-            else:
-                self._unended = (call.task_id, call.attempt)
-
-    def _end_log_range(self) -> None:
-        """Before this worker prints something of its own: the last task's output ends here (it printed nothing,
-        so no end was sent), and the next task's start is looked up again."""
-        if self._unended is not None and self._log_position is not None:
-            self.cw.task_events.record(*self._unended, None, self._log_position)
-        self._unended = self._log_position = None
+        reply["ran"] = (started, *start, *end)
+        return reply
 
     def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
         self.cw.set_task_context(TaskID(spec.task_id), lease_id=0, **{**self._actor_context,
@@ -333,10 +327,18 @@ class TaskExecutor:
         return self._execute(_actor_invocation(spec), lambda: getattr(self.actor, spec.options.method))
 
     def _execute(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
-        # RUNNING names this worker and node; the owner records FINISHED when the reply reaches it, and a
-        # failure is recorded here by `_error_reply` with its traceback.
-        self.cw.task_events.record(call.task_id, call.attempt, te.RUNNING)
-        return self._execute_inner(call, function)
+        # The reply tells the owner when it started running here; the owner reports the attempt, with FINISHED.
+        # A failure is also recorded here, by `_error_reply`, with its traceback.
+        events = self.cw.task_events
+        if not events.enabled:
+            return self._execute_inner(call, function)
+        started = events.run_started(call.task_id, call.attempt)
+        try:
+            reply = self._execute_inner(call, function)
+        finally:
+            events.run_ended(call.task_id)
+        reply["ran"] = (started,)
+        return reply
 
     def _execute_inner(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
         task_id = call.task_id

@@ -1,13 +1,19 @@
 """The core worker's task event buffer (Ray's TaskEventBuffer): state changes of the tasks this process owns
-or runs, recorded on the hot path with one `list.append` and reported off it.
+or runs, recorded on the hot path and reported off it.
 
-Every `task_events_report_interval_ms` the io thread swaps the buffer for an empty one, encodes it once
-(`ray._common.task_events.encode_batch`) and sends it to the raylet (`TASK_EVENTS`), which forwards it to the
-GCS. At most `task_events_max_num_status_events_buffer_on_worker` events wait between reports; more are
-counted as dropped and the count travels with the next batch.
+An owner keeps one record per attempt it submits (`submitted` returns it; `assigned`, `pushed` and `ended` fill
+in its times): a task that starts and ends between two reports travels as one record, not as one event per
+state change, and the GCS merges it once. An attempt still pending when a report goes out is reported as it is
+then, and again when it changes or ends. Everything else (a worker's RUNNING, a failure's traceback, actor
+creation, the driver) is an event: one `list.append` of a tuple (`record`).
 
-The first event of an attempt recorded by its owner carries a cheap placeholder for the task's description
-(the shared options object, not a dict made per task); it becomes a dict when the batch is encoded.
+Every `task_events_report_interval_ms` the io thread swaps the buffers for empty ones, encodes them once
+(`ray._common.task_events.encode_batch`) and sends them to the raylet (`TASK_EVENTS`), which forwards them to
+the GCS. At most `task_events_max_num_status_events_buffer_on_worker` events (and as many attempt records) wait
+between reports; more are counted as dropped and the count travels with the next batch.
+
+An attempt's first report carries a cheap placeholder for the task's description (the shared options object,
+not a dict made per task); it becomes a dict when the batch is encoded.
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ def error_type_of(error: BaseException) -> str:
     return te.TASK_EXECUTION_EXCEPTION
 
 
+# The failure of an attempt that never ran because an argument's task failed or its object was lost.
+ARGUMENT_FAILED = {"error_type": te.DEPENDENCY_RESOLUTION_FAILED,
+                   "error_message": "An argument of the task failed or was lost; the task did not run."}
+
+
 def failure(error: BaseException) -> dict[str, str]:
     """The extra of a FAILED event."""
     return {"error_type": error_type_of(error), "error_message": str(error)}
@@ -54,17 +65,26 @@ class TaskEventBuffer:
         self.interval_s = cfg.task_events_report_interval_ms / 1000
         self.max_buffered = cfg.task_events_max_num_status_events_buffer_on_worker
         self.events: list[te.Event] = []
+        # Owner attempt records (`te.Attempt`): ended since the last report; submitted since then (reported as
+        # they are if still pending); reported before and changed since.
+        self.ended_attempts: list[list] = []
+        self.new_attempts: list[list] = []
+        self.changed_attempts: list[list] = []
+        # The tasks this worker runs now: task id -> [attempt, RUNNING time, log start or None, reported].
+        self.running: dict[bytes, list] = {}
+        self._announce = False  # its log files are named in no batch yet
         self.dropped = 0
         self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's events (io thread)
         self._handle = None
         self.enabled = cfg.enable_task_events and self.interval_s > 0
         self._driver_task = core_worker.driver_task_id.binary()
-        # This worker's stdout and stderr file names (set by its executor): the batch names them once, and the
-        # executor's events carry only offsets in them.
-        self.log_files: tuple[str, str] | None = None
+        # This worker's stdout and stderr file names (`set_log_files`): its batches name them, and the replies
+        # and events carry only offsets in them.
+        self.log_files: tuple[str, str] | tuple[()] | None = None
         if not self.enabled:
             self.record = _ignore  # type: ignore[method-assign]
-            self.record_submitted = _ignore  # type: ignore[method-assign]
+            self.submitted = _ignore  # type: ignore[method-assign]
+            self.assigned = self.pushed = self.ended = self.run_ended = _ignore  # type: ignore[method-assign]
 
     def record(self, task_id: bytes, attempt: int, state: str, extra: Any = None) -> None:
         """Any thread. The hot path: one length check and one append."""
@@ -74,14 +94,89 @@ class TaskEventBuffer:
         else:
             self.dropped += 1
 
-    def record_submitted(self, task_id: bytes, attempt: int, options, parent: bytes | None,
-                         state: str = te.PENDING_ARGS_AVAIL, actor_id: bytes | None = None) -> None:
-        """The owner's first event of an attempt (PENDING_NODE_ASSIGNMENT when it has no argument to wait
-        for: the GCS adds PENDING_ARGS_AVAIL at the same time), naming the task's description: its shared
-        options object, described once per batch. Io thread only (the batch is swapped there)."""
+    # ------------------------------------------------------------------ an owner's attempts (io thread)
+    def submitted(self, task_id: bytes, attempt: int, options, parent: bytes | None, waits_for_args: bool,
+                  actor_id: bytes | None = None) -> list | None:
+        """A new attempt of a task this process owns: PENDING_ARGS_AVAIL when it waits for arguments, else
+        PENDING_NODE_ASSIGNMENT (the GCS adds PENDING_ARGS_AVAIL at the same time). Returns its record, which
+        the other calls take (None with events off)."""
         key = id(options)
         self._descriptions[key] = options
-        self.record(task_id, attempt, state, (key, parent or self._driver_task, actor_id))
+        now = time.time()
+        record = [task_id, attempt, (key, parent or self._driver_task, actor_id), now if waits_for_args else None,
+                  None if waits_for_args else now, None, None, None, None, None, None, te.UNREPORTED]
+        if len(self.new_attempts) < self.max_buffered:
+            self.new_attempts.append(record)
+        else:
+            self.dropped += 1
+        return record
+
+    def assigned(self, record: list) -> None:
+        """Its arguments are ready: PENDING_NODE_ASSIGNMENT."""
+        record[te.A_NODE_T] = time.time()
+        self._changed(record)
+
+    def pushed(self, record: list) -> None:
+        """Sent to the worker that runs it: SUBMITTED_TO_WORKER."""
+        record[te.A_PUSHED_T] = time.time()
+        self._changed(record)
+
+    def ended(self, record: list, state: str, extra: Any = None, worker_id: str | None = None,
+              ran: tuple | None = None) -> None:
+        """FINISHED or FAILED (`extra`: the failure's error type and message); `ran`: the reply's account of the
+        run by that worker (`te.Attempt`)."""
+        record[te.A_END_STATE] = state
+        record[te.A_END_T] = time.time()
+        record[te.A_EXTRA] = extra
+        record[te.A_WORKER] = worker_id
+        record[te.A_RAN] = ran
+        if len(self.ended_attempts) < self.max_buffered:
+            self.ended_attempts.append(record)
+        else:
+            self.dropped += 1
+
+    def _changed(self, record: list) -> None:
+        if record[te.A_REPORTED] == te.REPORTED:  # reported before: report it again, once per batch
+            record[te.A_REPORTED] = te.CHANGED
+            self.changed_attempts.append(record)
+
+    def _attempts_to_report(self) -> list[list]:
+        """This batch's attempt records: those that ended, and those still pending that are new or changed."""
+        attempts, self.ended_attempts = self.ended_attempts, []
+        for pending in (self.new_attempts, self.changed_attempts):
+            for record in pending:
+                if record[te.A_END_STATE] is None:
+                    record[te.A_REPORTED] = te.REPORTED  # a later change or its end goes again
+                    attempts.append(record)
+        self.new_attempts, self.changed_attempts = [], []
+        return attempts
+
+    # ------------------------------------------------------------------ the tasks this worker runs (any thread)
+    def set_log_files(self, files: tuple[str, str] | tuple[()]) -> None:
+        """Its executor's stdout and stderr files (() when they are not a worker's log files), named in its next
+        batch even if it has nothing else to say: its tasks' owners name only this worker."""
+        self.log_files = files
+        self._announce = bool(files)
+
+    def run_started(self, task_id: bytes, attempt: int, log_start: tuple[int, int] | None = None) -> float:
+        """A task starts running here: its RUNNING time, which the reply carries to its owner. Reported from here
+        only if it still runs when a batch goes out."""
+        now = time.time()
+        self.running[task_id] = [attempt, now, log_start, False]
+        return now
+
+    def run_ended(self, task_id: bytes) -> None:
+        self.running.pop(task_id, None)
+
+    def _report_running(self) -> None:
+        events = self.events
+        for task_id, entry in list(self.running.items()):  # a copy: executor threads add and remove
+            if not entry[3]:
+                entry[3] = True
+                if len(events) < self.max_buffered:
+                    events.append((task_id, entry[0], te.RUNNING, entry[1], entry[2]))  # when it started
+                else:
+                    self.dropped += 1
 
     # ------------------------------------------------------------------ reporting (io thread)
     def start(self) -> None:
@@ -101,19 +196,25 @@ class TaskEventBuffer:
         self.flush()
 
     def flush(self) -> None:
-        if not self.events and not self.dropped:
+        if self.running:
+            self._report_running()
+        if not self.events and not self.dropped and not self.ended_attempts and not self.new_attempts \
+                and not self.changed_attempts and not self._announce:
             return
         raylet = self.cw.raylet
         if raylet is None or raylet.closed:
             return
         batch, self.events = self.events, []
+        attempts = self._attempts_to_report()
+        self._announce = False
         options, self._descriptions = self._descriptions, {}
         dropped, self.dropped = self.dropped, 0
         sender = {"worker_id": self.cw.worker_id.hex(), "node_id": self.cw.node_id, "pid": os.getpid(),
                   "job_id": self.cw.job_id.hex()}
         if self.log_files:
             sender["log_files"] = self.log_files
-        payload = te.encode_batch(batch, sender, dropped, {k: self._describe(o) for k, o in options.items()})
+        payload = te.encode_batch(batch, sender, dropped, {k: self._describe(o) for k, o in options.items()},
+                                  attempts)
         with contextlib.suppress(Exception):
             raylet.notify(msg.TASK_EVENTS, payload)
 

@@ -24,7 +24,7 @@ from ray._common import framing
 from ray._common import task_events as te
 from ray._common.config import config
 from ray.core_worker.memory_store import IN_STORE, StoredObject, error_object
-from ray.core_worker.task_events import failure
+from ray.core_worker.task_events import ARGUMENT_FAILED, failure
 from ray.protocol import messages as msg
 from ray.protocol.messages import ArgKind, TaskOptions, TaskSpec
 
@@ -42,6 +42,7 @@ class PendingTask:
     worker: LeasedWorker | None = None
     cancelled: bool = False
     attempt: int = 0  # the task events' attempt_number
+    events: list | None = None  # this attempt's task event record (TaskEventBuffer.submitted)
 
 
 @dataclass(eq=False)
@@ -114,11 +115,10 @@ class NormalTaskSubmitter:
         task = PendingTask(spec, spec.options.max_retries, pinned)
         self._tasks[spec.task_id] = task
         if any(arg[0] == ArgKind.BY_REF for arg in spec.args):
-            self._events.record_submitted(spec.task_id, 0, spec.options, spec.parent_task_id)
+            task.events = self._events.submitted(spec.task_id, 0, spec.options, spec.parent_task_id, True)
             self.loop.create_task(self._resolve_and_queue(task))
-        else:  # nothing to wait for: one event says it was submitted and waits for a node
-            self._events.record_submitted(spec.task_id, 0, spec.options, spec.parent_task_id,
-                                          te.PENDING_NODE_ASSIGNMENT)
+        else:  # nothing to wait for: it waits for a node from the start
+            task.events = self._events.submitted(spec.task_id, 0, spec.options, spec.parent_task_id, False)
             self._queue(task, recorded=True)
 
     async def _resolve_and_queue(self, task: PendingTask) -> None:
@@ -148,7 +148,7 @@ class NormalTaskSubmitter:
 
     def _queue(self, task: PendingTask, locality: str = "", recorded: bool = False) -> None:
         if not recorded:
-            self._events.record(task.spec.task_id, task.attempt, te.PENDING_NODE_ASSIGNMENT)
+            self._events.assigned(task.events)
         cls = self._class_for(task.spec.options, locality)
         cls.tasks.append(task)
         self._pump(cls)
@@ -318,7 +318,7 @@ class NormalTaskSubmitter:
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
         worker.busy = True
         task.worker = worker
-        self._events.record(task.spec.task_id, task.attempt, te.SUBMITTED_TO_WORKER)
+        self._events.pushed(task.events)
         body: msg.PushTask = {"spec": task.spec.to_wire(), "lease_id": worker.lease_id, "gpu_ids": worker.gpu_ids,
                               "attempt": task.attempt}
         key = task.spec.options.function_key
@@ -358,7 +358,8 @@ class NormalTaskSubmitter:
         reply = future.result()
         if reply.get("app_error") and reply.get("retryable") and task.retries_left != 0 and not task.cancelled:
             task.retries_left -= 1 if task.retries_left > 0 else 0
-            self._next_attempt(task, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})
+            self._next_attempt(task, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""},
+                               worker.worker_id, reply.get("ran"))
             cls.tasks.append(task)
             self._make_idle(cls, worker)
             return
@@ -370,18 +371,20 @@ class NormalTaskSubmitter:
             # It failed after `ray.cancel` (e.g. a child it waited on was cancelled): report the cancel.
             self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
             return
-        self._events.record(spec.task_id, task.attempt, te.FAILED if reply.get("app_error") else te.FINISHED,
-                            {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""}
-                            if reply.get("app_error") else None)
+        if reply.get("app_error"):
+            self._events.ended(task.events, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
+                                                        "error_message": ""}, worker.worker_id, reply.get("ran"))
+        else:
+            self._events.ended(task.events, te.FINISHED, None, worker.worker_id, reply.get("ran"))
         self._finish(task, reply["returns"], reply.get("nested_holder"))
 
-    def _next_attempt(self, task: PendingTask, failed: dict) -> None:
+    def _next_attempt(self, task: PendingTask, failed: dict, worker_id: str | None = None,
+                      ran: tuple | None = None) -> None:
         """The attempt failed and the task is retried: its next attempt starts, described again."""
         spec = task.spec
-        self._events.record(spec.task_id, task.attempt, te.FAILED, failed)
+        self._events.ended(task.events, te.FAILED, failed, worker_id, ran)
         task.attempt += 1
-        self._events.record_submitted(spec.task_id, task.attempt, spec.options, spec.parent_task_id,
-                                      te.PENDING_NODE_ASSIGNMENT)
+        task.events = self._events.submitted(spec.task_id, task.attempt, spec.options, spec.parent_task_id, False)
 
     # ------------------------------------------------------------------ completion
     def _finish(self, task: PendingTask, returns: list, nested_holder: dict | None = None) -> None:
@@ -389,14 +392,12 @@ class NormalTaskSubmitter:
         self.cw.complete(task.spec.task_id, returns, nested_holder, task.pinned)
 
     def _finish_with_error(self, task: PendingTask, error: BaseException) -> None:
-        self._events.record(task.spec.task_id, task.attempt, te.FAILED, failure(error))
+        self._events.ended(task.events, te.FAILED, failure(error))
         self._finish_with_error_object(task, error_object(error), recorded=True)
 
     def _finish_with_error_object(self, task: PendingTask, stored: StoredObject, recorded: bool = False) -> None:
         if not recorded:  # an argument's error: the task never ran
-            self._events.record(task.spec.task_id, task.attempt, te.FAILED, {
-                "error_type": te.DEPENDENCY_RESOLUTION_FAILED,
-                "error_message": "An argument of the task failed or was lost; the task did not run."})
+            self._events.ended(task.events, te.FAILED, ARGUMENT_FAILED)
         wire = stored.to_wire()
         self._finish(task, [(oid, wire) for oid in task.spec.return_ids])
 

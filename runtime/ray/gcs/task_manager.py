@@ -1,7 +1,7 @@
 """The GCS's task event store (Ray's GcsTaskManager): the state API's `tasks` table.
 
 Core workers report batches of state changes (`ray._common.task_events`); each task attempt becomes one
-record, merged from its owner's events and its executor's, in whatever order they arrive. At most
+record, merged from its owner's attempt records and its executor's events, in whatever order they arrive. At most
 `task_events_max_num_task_in_gcs` attempts are kept: the oldest is dropped first and counted, per job and in
 total, and the state API reports the count. When a job ends, its attempts still pending or running are
 marked FAILED a moment later (their workers are gone with the job), as Ray does.
@@ -29,13 +29,17 @@ _intern = sys.intern
 # An attempt's events, packed: one (state's index in _STATES, time in seconds) each, 9 bytes instead of a tuple
 # and a float (88 bytes). Ray's states come first, in TASK_STATES order, so an index is a state's rank.
 _EVENT = struct.Struct("<Bd")
+_FOUR_EVENTS = struct.Struct("<" + "Bd" * 4)
+_FIVE_EVENTS = struct.Struct("<" + "Bd" * 5)
 _STATES: list[str] = list(te.TASK_STATES)
 _STATE_INDEX = {state: i for i, state in enumerate(_STATES)}
 _KNOWN_STATES = len(te.TASK_STATES)
+_ARGS_INDEX, _NODE_INDEX, _PUSHED_INDEX, _RUNNING_INDEX = (_STATE_INDEX[state] for state in (
+    te.PENDING_ARGS_AVAIL, te.PENDING_NODE_ASSIGNMENT, te.SUBMITTED_TO_WORKER, te.RUNNING))
 # Where an attempt's output is in its worker's log files: (stdout start, stderr start), then (stdout end, stderr end).
 _LOG_OFFSETS = struct.Struct("<qq")
-# Workers remembered for `_open_logs` (one attempt each).
-_MAX_OPEN_LOGS = 10000
+# Reporting workers remembered (node, pid, log files) for the owners' records that name them.
+_MAX_WORKERS = 10000
 # Marking a finished job's unfinished tasks waits this long, so the workers' last reports arrive first.
 JOB_DONE_MARK_DELAY_S = 2.0
 
@@ -114,7 +118,7 @@ class TaskAttempt:
     def log_info(self) -> dict[str, Any] | None:
         """Ray's TaskLogInfo: the worker's log files and where this attempt's output is in them."""
         log = self.log
-        if log is None:
+        if log is None or log[0] is None:  # its worker's log files are not known (yet)
             return None
         info = {"stdout_file": log[0], "stderr_file": log[1]}
         offsets = [o for pair in _LOG_OFFSETS.iter_unpack(log[2]) for o in pair]
@@ -169,10 +173,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         # (State, Name, IsRetry, JobId) -> attempts: Ray's `ray_tasks` gauge, kept as events arrive.
         self.state_counts: dict[tuple[str, str, str, str], int] = {}
         self._series: dict[tuple, tuple] = {}
-        # Per worker, the attempt it ran last while its output's end is not known yet. A worker sends where a
-        # task's output ends only when the task printed something; otherwise the next task it runs starts where
-        # that one ended, and ends it here.
-        self._open_logs: dict[str, TaskAttempt] = {}
+        # worker id -> (worker id, node id, pid, (stdout file, stderr file) or None), from the workers' batches.
+        self._workers: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ writes
     async def AddTaskEventData(self, request, context):
@@ -197,13 +199,12 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         log_files = batch.get("log_files")
         if log_files:
             log_files = (_intern(log_files[0]), _intern(log_files[1]))
-        # The sender's last attempt whose output has no end yet: the next one it runs ends it (see _open_logs).
-        open_log = self._open_logs.pop(sender_worker, None) if log_files else None
+        self._remember_worker(sender_worker, sender_node, sender_pid, log_files)
         tasks, new_record = self._tasks, self._record
-        running, pack_offsets, offsets_size = te.RUNNING, _LOG_OFFSETS.pack, _LOG_OFFSETS.size
+        running, pack_offsets = te.RUNNING, _LOG_OFFSETS.pack
         state_indexes, pack_event = _STATE_INDEX, _EVENT.pack
         # Attempts whose `ray_tasks` series may have changed: each recounted once per batch, however many of its
-        # events the batch holds (an owner's batch often has an attempt's PENDING, SUBMITTED and FINISHED).
+        # events and records the batch holds.
         moved: dict[int, TaskAttempt] = {}
         for task_id, attempt, state, t, extra in batch.get("events", ()):
             record = tasks.get((task_id, attempt))
@@ -211,14 +212,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                 record = new_record(task_id, attempt)
                 if record is None:  # dropped here before: its late events are ignored
                     continue
-            if state is None:  # where the attempt's output ends: (stdout end, stderr end); no state change
-                if record.log is not None:
-                    out, err, offsets = record.log
-                    record.log = (out, err, offsets[:offsets_size] + pack_offsets(*extra))
-                if record is open_log:
-                    open_log = None
-                continue
-            # TaskAttempt.add_event, inlined: this loop runs for every event of every task.
+            # TaskAttempt.add_event, inlined.
             index = state_indexes.get(state)
             if index is None or index >= _KNOWN_STATES:
                 if record.add_event(state, t):
@@ -230,27 +224,83 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                     moved[id(record)] = record
             if state == running:  # the executor's own event: where it runs
                 record.node_id, record.worker_id, record.worker_pid = sender_node, sender_worker, sender_pid
-                if type(extra) is tuple and log_files:  # (stdout start, stderr start) in the sender's log files
-                    if open_log is not None and open_log is not record and len(open_log.log[2]) == offsets_size:
-                        # Its worker printed nothing after it (it sends an end only when the files grew).
-                        open_log.log = (*open_log.log[:2], open_log.log[2] + pack_offsets(*extra))
-                    record.log = (*log_files, pack_offsets(*extra))
-                    open_log = record
+                if type(extra) is tuple:  # (stdout start, stderr start) in the sender's log files
+                    if log_files and record.log is None:
+                        record.log = (*log_files, pack_offsets(*extra))
                     continue
-            if extra:
-                if type(extra) is tuple:  # (description key, parent task id, actor id)
-                    record.desc = descriptions.get(extra[0], _NO_DESCRIPTION)
-                    record.parent_task_id = extra[1]  # bytes (shared within a batch); hex when read
-                    record.actor_id = extra[2]
-                    moved[id(record)] = record
-                elif self._merge(record, extra):
-                    moved[id(record)] = record
-        if open_log is not None:
-            self._open_logs[sender_worker] = open_log
-            if len(self._open_logs) > _MAX_OPEN_LOGS:  # workers that ended without another task: forget the oldest
-                del self._open_logs[next(iter(self._open_logs))]
+            if extra and self._merge(record, extra):
+                moved[id(record)] = record
+        attempts = batch.get("attempts")
+        if attempts:
+            self._add_attempts(attempts, descriptions, moved)
         if moved:
             self._recount(moved.values())
+
+    def _remember_worker(self, worker_id: str, node_id: str, pid: int | None, log_files: tuple | None) -> None:
+        """Where a reporting worker runs and its log files: owners' records name only the worker."""
+        workers = self._workers
+        if worker_id in workers and workers[worker_id][3] == log_files:
+            return
+        workers[worker_id] = (worker_id, node_id, pid, log_files)
+        if len(workers) > _MAX_WORKERS:
+            del workers[next(iter(workers))]
+
+    def _add_attempts(self, attempts: list, descriptions: dict, moved: dict[int, TaskAttempt]) -> None:
+        """Owners' attempt records (`te.Attempt`). Most arrive once, ended, for an attempt the GCS has not seen:
+        its events are packed in one go. Otherwise (reported before, or its executor's RUNNING came first) a
+        state's time is added only if the attempt has none."""
+        tasks, new_record, merge, workers = self._tasks, self._record, self._merge, self._workers
+        pack_event, pack_offsets = _EVENT.pack, _LOG_OFFSETS.pack
+        pack_four, pack_five = _FOUR_EVENTS.pack, _FIVE_EVENTS.pack
+        for (task_id, attempt, submitted, t_args, t_node, t_pushed, end_state, t_end, extra, worker_id, ran,
+             _) in attempts:
+            record = tasks.get((task_id, attempt))
+            seen = None
+            if record is None:
+                record = new_record(task_id, attempt)
+                if record is None:  # dropped here before: its late records are ignored
+                    continue
+            elif record.events:
+                seen = record.events[::_EVENT.size]  # the states it has a time for, one byte each
+            desc = descriptions.get(submitted[0])
+            if desc is not None:
+                record.desc = desc
+            record.parent_task_id = submitted[1]  # bytes (shared within a batch); hex when read
+            record.actor_id = submitted[2]
+            t_running = ran[0] if ran else None
+            end_index = _state_index(end_state) if end_state else 0
+            if seen is None:  # the common case: one record says it all, packed in one call
+                if t_args is not None and t_node is not None and t_pushed is not None and t_running is not None \
+                        and end_index:
+                    record.events += pack_five(_ARGS_INDEX, t_args, _NODE_INDEX, t_node, _PUSHED_INDEX, t_pushed,
+                                               _RUNNING_INDEX, t_running, end_index, t_end)
+                elif t_node is not None and t_pushed is not None and t_running is not None and end_index:
+                    record.events += pack_four(_NODE_INDEX, t_node, _PUSHED_INDEX, t_pushed, _RUNNING_INDEX,
+                                               t_running, end_index, t_end)
+                else:
+                    seen = b""
+            if seen is not None:
+                for index, t in ((_ARGS_INDEX, t_args), (_NODE_INDEX, t_node), (_PUSHED_INDEX, t_pushed),
+                                 (_RUNNING_INDEX, t_running), (end_index, t_end)):
+                    if t is not None and index not in seen:
+                        record.events += pack_event(index, t)
+            # The furthest state it reached, by this record (the times come in state order).
+            rank = end_index or (_RUNNING_INDEX if t_running is not None else _PUSHED_INDEX if t_pushed is not None
+                                 else _NODE_INDEX if t_node is not None else _ARGS_INDEX)
+            if rank > record.rank:
+                record.state, record.rank = _STATES[rank], rank
+            if worker_id is not None:
+                worker = workers.get(worker_id)
+                if worker is None:  # its first batch is still on its way: looked up again when read
+                    record.worker_id = worker_id
+                else:
+                    record.worker_id, record.node_id, record.worker_pid = worker[:3]
+                if ran is not None and len(ran) == 5:  # (RUNNING time, stdout start, stderr start, ends)
+                    files = worker[3] if worker is not None and worker[3] else (None, None)
+                    record.log = (*files, pack_offsets(ran[1], ran[2]) + pack_offsets(ran[3], ran[4]))
+            if extra:
+                merge(record, extra)
+            moved[id(record)] = record
 
     def _recount(self, records: Any) -> None:
         """Moves each attempt to the `ray_tasks` series it now belongs to: O(attempts whose state or description
@@ -353,6 +403,17 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         return spb.GetTaskEventsReply(tasks_json=json.dumps(rows, separators=(",", ":")).encode(),
                                       num_total_stored=total, num_status_task_events_dropped=self.num_dropped)
 
+    def _row(self, record: TaskAttempt) -> dict[str, Any]:
+        """Its state API row; where it ran is looked up now if its owner's report came before its worker's."""
+        log = record.log
+        if (record.node_id is None and record.worker_id is not None) or (log is not None and log[0] is None):
+            worker = self._workers.get(record.worker_id)
+            if worker is not None:
+                record.worker_id, record.node_id, record.worker_pid = worker[:3]
+                if log is not None and log[0] is None and worker[3]:
+                    record.log = (*worker[3], log[2])
+        return record.row()
+
     def counts_by_state(self) -> dict[str, int]:
         """Task attempts by state, drivers left out: the `ray_tasks` series summed over name, retry and job (the
         dashboard's "tasks by state" chart, as Ray's draws `ray_tasks`)."""
@@ -389,7 +450,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                 continue
             total += 1
             if limit <= 0 or len(rows) < limit:
-                rows.append(record.row())
+                rows.append(self._row(record))
         return rows, total
 
 

@@ -113,6 +113,53 @@ def test_tasks_are_listed_with_their_states_workers_and_errors(cluster):
     assert got.task_id == failed[0].task_id and got.state == "FAILED"
 
 
+@ray.remote
+def prints_then_waits(path: str) -> int:
+    import time as _time
+
+    print("started waiting", flush=True)
+    while not os.path.exists(path):
+        _time.sleep(0.05)
+    return os.getpid()
+
+
+@ray.remote
+def after(value):
+    return value
+
+
+def test_a_long_task_is_listed_pending_then_running_then_finished(cluster, tmp_path):
+    # A task that ends between two reports travels once, in its owner's record. One that waits is reported as it
+    # is: pending by its owner (waiting for its argument), RUNNING by the worker that runs it; then ended.
+    url = cluster["url"]
+
+    def state_of(name: str, wanted: str):
+        rows = state.list_tasks(address=url, filters=[("name", "=", name)], detail=True)
+        return rows[0] if len(rows) == 1 and rows[0].state == wanted else None
+
+    gate = tmp_path / "gate-open"
+    blocker = prints_then_waits.remote(str(gate))
+    held = after.remote(blocker)
+    pending = wait_for(lambda: state_of("after", "PENDING_ARGS_AVAIL"), timeout=20, interval=0.3)
+    assert pending.func_or_class_name == "after" and not pending.worker_id
+    running = wait_for(lambda: state_of("prints_then_waits", "RUNNING"), timeout=20, interval=0.3)
+    assert running.worker_pid and running.node_id == ray.get_runtime_context().get_node_id()
+    assert "stdout_start" in running.task_log_info and "stdout_end" not in running.task_log_info  # still going
+    gate.write_text("")
+    assert ray.get(held) == running.worker_pid
+
+    done = wait_for(lambda: state_of("prints_then_waits", "FINISHED"), timeout=20, interval=0.3)
+    assert [e["state"] for e in done.events] == ["PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT",
+                                                  "SUBMITTED_TO_WORKER", "RUNNING", "FINISHED"]
+    assert done.start_time_ms == running.start_time_ms  # the worker's RUNNING time, kept once
+    assert done.task_log_info["stdout_end"] > done.task_log_info["stdout_start"]  # the line it printed
+    held_done = wait_for(lambda: state_of("after", "FINISHED"), timeout=20, interval=0.3)
+    assert [e["state"] for e in held_done.events] == ["PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT",
+                                                       "SUBMITTED_TO_WORKER", "RUNNING", "FINISHED"]
+    assert held_done.events[1]["created_ms"] >= done.end_time_ms  # it waited for its argument
+    assert held_done.worker_pid and held_done.start_time_ms <= held_done.end_time_ms
+
+
 def test_actors_nodes_workers_jobs_and_placement_groups(cluster):
     from ray.util.placement_group import placement_group, remove_placement_group
 

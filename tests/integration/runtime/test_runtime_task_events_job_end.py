@@ -1,8 +1,8 @@
 """Issue 10 item 1: no task event is lost when a job ends. A driver (run directly, or a submitted job's
 entrypoint) that runs tasks and exits at once (its workers are ended by the raylet a moment later, its own last
-report goes with `ray.shutdown`) leaves every task listed FINISHED, with where it ran (the executing worker's
-RUNNING event), in the state API that a second process reads over HTTP, as Ray's drivers and workers flush their
-task events when they exit."""
+report goes with `ray.shutdown`) leaves every task listed FINISHED, with where it ran (the worker its owner
+names, and that worker's node and pid from its own first report), in the state API that a second process reads
+over HTTP, as Ray's drivers and workers flush their task events when they exit."""
 
 from __future__ import annotations
 
@@ -121,9 +121,9 @@ def _check_the_jobs_tasks(url: str, output: str) -> None:
     assert len(rows) == TOTAL, sorted((r.name, r.state) for r in rows)
     not_finished = [(r.name, r.state, r.error_message) for r in rows if r.state != "FINISHED"]
     assert not_finished == [], not_finished
-    # Where each ran comes from the executing worker's own RUNNING event, reported before its worker went.
+    # Where each ran: its owner names the worker (from the reply), whose own first report named its node and pid.
     no_worker = [r.name for r in rows if not r.worker_id or not r.node_id or r.worker_pid not in worker_pids]
-    assert no_worker == [], f"{len(no_worker)} of {TOTAL} tasks lack their worker's RUNNING event: {no_worker}"
+    assert no_worker == [], f"{len(no_worker)} of {TOTAL} tasks lack where they ran: {no_worker}"
     assert all(r.start_time_ms and r.end_time_ms and r.start_time_ms <= r.end_time_ms for r in rows)
 
     # The driver's own task ended too (its last report went with ray.shutdown at exit).

@@ -15,8 +15,21 @@ OWNER = {"worker_id": "aa" * 28, "node_id": "bb" * 28, "pid": 10, "job_id": "010
 EXECUTOR = {"worker_id": "cc" * 28, "node_id": "dd" * 28, "pid": 11, "job_id": "01000000"}
 
 
-def _add(store: GcsTaskManager, sender: dict, events: list, descriptions: dict | None = None) -> None:
-    store.add_batch(te.decode_batch(te.encode_batch(events, sender, 0, descriptions or {})))
+def _add(store: GcsTaskManager, sender: dict, events: list, descriptions: dict | None = None,
+         attempts: list | None = None) -> None:
+    store.add_batch(te.decode_batch(te.encode_batch(events, sender, 0, descriptions or {}, attempts)))
+
+
+def _attempt(task_id: bytes, number: int = 0, *, key: int = 1, parent: bytes | None = None, args: float | None = None,
+             node: float | None = 1.0, pushed: float | None = None, end: str | None = None,
+             end_t: float | None = None, extra: dict | None = None, worker: str | None = None,
+             ran: tuple | None = None) -> list:
+    """An owner's attempt record (te.Attempt)."""
+    return [task_id, number, (key, parent, None), args, node, pushed, end, end_t, extra, worker, ran, te.REPORTED]
+
+
+def _owner(store: GcsTaskManager, attempts: list, descriptions: dict | None = None) -> None:
+    _add(store, OWNER, [], {1: DESC} if descriptions is None else descriptions, attempts)
 
 
 def test_owner_and_executor_events_merge_whatever_their_order():
@@ -25,10 +38,8 @@ def test_owner_and_executor_events_merge_whatever_their_order():
     _add(store, EXECUTOR, [(tid, 0, te.RUNNING, 2.0, None),
                            (tid, 0, te.FAILED, 3.0, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                      "error_message": "Traceback: boom"})])
-    _add(store, OWNER, [(tid, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (7, b"\x01" * 24, None)),
-                        (tid, 0, te.SUBMITTED_TO_WORKER, 1.5, None),
-                        (tid, 0, te.FAILED, 3.1, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})],
-         {7: DESC})
+    _owner(store, [_attempt(tid, key=7, parent=b"\x01" * 24, node=1.0, pushed=1.5, end=te.FAILED, end_t=3.1,
+                            extra={"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})], {7: DESC})
     [row], total = store.query()
     assert total == 1
     assert (row["name"], row["state"], row["job_id"]) == ("f", te.FAILED, "01000000")
@@ -36,14 +47,14 @@ def test_owner_and_executor_events_merge_whatever_their_order():
     assert row["error_message"] == "Traceback: boom"  # the executor's traceback wins over the owner's ""
     assert row["parent_task_id"] == "01" * 24
     assert [e["state"] for e in row["events"]] == [te.PENDING_ARGS_AVAIL, te.PENDING_NODE_ASSIGNMENT,
-                                                   te.SUBMITTED_TO_WORKER, te.RUNNING, te.FAILED, te.FAILED]
+                                                   te.SUBMITTED_TO_WORKER, te.RUNNING, te.FAILED]
     assert (row["creation_time_ms"], row["start_time_ms"], row["end_time_ms"]) == (1000, 2000, 3000)
 
 
 def test_the_table_keeps_the_newest_attempts_and_ignores_late_events_of_dropped_ones():
     store = GcsTaskManager(10)
     ids = [os.urandom(24) for _ in range(15)]
-    _add(store, OWNER, [(t, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)) for t in ids], {1: DESC})
+    _owner(store, [_attempt(t) for t in ids])
     rows, total = store.query()
     assert total == 10 and store.num_dropped == 5
     assert {r["task_id"] for r in rows} == {t.hex() for t in ids[5:]}
@@ -58,15 +69,13 @@ def test_ray_tasks_counts_follow_each_attempt_and_keep_ended_ones_after_eviction
     # The executor's RUNNING may come before the owner's description: counted under "" until the name arrives.
     _add(store, EXECUTOR, [(a, 0, te.RUNNING, 2.0, None)])
     assert store.state_counts == {(te.RUNNING, "", "0", ""): 1}
-    _add(store, OWNER, [(a, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)), (a, 0, te.FINISHED, 3.0, None),
-                        (b, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)),
-                        (c, 1, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    _owner(store, [_attempt(a, end=te.FINISHED, end_t=3.0), _attempt(b), _attempt(c, 1)])
     assert store.state_counts == {(te.FINISHED, "f", "0", "01000000"): 1,
                                   (te.PENDING_NODE_ASSIGNMENT, "f", "0", "01000000"): 1,
                                   (te.PENDING_NODE_ASSIGNMENT, "f", "1", "01000000"): 1}  # c is a retry
     # d evicts a (ended: still counted, as a worker's finished count only grows) and then b (pending: uncounted).
-    _add(store, OWNER, [(d, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
-    _add(store, OWNER, [(os.urandom(24), 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    _owner(store, [_attempt(d)])
+    _owner(store, [_attempt(os.urandom(24))])
     assert store.state_counts == {(te.FINISHED, "f", "0", "01000000"): 1,
                                   (te.PENDING_NODE_ASSIGNMENT, "f", "0", "01000000"): 2,
                                   (te.PENDING_NODE_ASSIGNMENT, "f", "1", "01000000"): 1}
@@ -80,46 +89,52 @@ def _log_info(store: GcsTaskManager, task_id: bytes) -> dict | None:
     return row["task_log_info"]
 
 
-def test_an_executors_log_offsets_become_rays_task_log_info():
+def test_the_replys_log_offsets_become_rays_task_log_info_whichever_report_comes_first():
+    # The owner's record names the worker and where the task's output is; the worker's own batch (its first one
+    # goes out as it runs its first task) names its node, pid and log files.
+    for worker_first in (True, False):
+        store = GcsTaskManager(10)
+        tid = os.urandom(24)
+        if worker_first:
+            _add(store, LOGGING_EXECUTOR, [])
+        _owner(store, [_attempt(tid, pushed=1.5, end=te.FINISHED, end_t=3.0, worker=EXECUTOR["worker_id"],
+                                ran=(2.0, 100, 7, 180, 7))])
+        if not worker_first:
+            _add(store, LOGGING_EXECUTOR, [])
+        [row], _ = store.query()
+        assert row["task_log_info"] == {"stdout_file": "worker-1.out", "stderr_file": "worker-1.err",
+                                        "stdout_start": 100, "stderr_start": 7, "stdout_end": 180, "stderr_end": 7}
+        assert (row["node_id"], row["worker_id"], row["worker_pid"]) == ("dd" * 28, "cc" * 28, 11)
+        assert [e["state"] for e in row["events"]] == [te.PENDING_ARGS_AVAIL, te.PENDING_NODE_ASSIGNMENT,
+                                                       te.SUBMITTED_TO_WORKER, te.RUNNING, te.FINISHED]
+        assert row["start_time_ms"] == 2000
+
+
+def test_a_task_still_running_is_reported_by_its_worker_and_ended_by_its_owner():
     store = GcsTaskManager(10)
     tid = os.urandom(24)
-    _add(store, LOGGING_EXECUTOR, [(tid, 0, te.RUNNING, 2.0, (100, 7)), (tid, 0, None, 2.5, (180, 7))])
+    _owner(store, [_attempt(tid, pushed=1.5)])
+    _add(store, LOGGING_EXECUTOR, [(tid, 0, te.RUNNING, 2.0, (100, 7))])
+    assert store.counts_by_state() == {te.RUNNING: 1}
+    assert _log_info(store, tid) == {"stdout_file": "worker-1.out", "stderr_file": "worker-1.err",
+                                     "stdout_start": 100, "stderr_start": 7}  # to the file's end, while it runs
+    _owner(store, [_attempt(tid, pushed=1.5, end=te.FINISHED, end_t=9.0, worker=EXECUTOR["worker_id"],
+                            ran=(2.0, 100, 7, 180, 9))], {})
     [row], _ = store.query()
-    assert row["task_log_info"] == {"stdout_file": "worker-1.out", "stderr_file": "worker-1.err",
-                                    "stdout_start": 100, "stderr_start": 7, "stdout_end": 180, "stderr_end": 7}
-    assert [e["state"] for e in row["events"]] == [te.RUNNING]  # the end offsets are no state change
-
-
-def test_a_task_that_printed_nothing_ends_where_its_workers_next_task_starts():
-    # A worker sends an end only for a task that printed: a silent one's output ends where the next one starts,
-    # in the same batch or a later one; a task that sent its end keeps it.
-    store = GcsTaskManager(10)
-    silent, printing, next_one, last = (os.urandom(24) for _ in range(4))
-    _add(store, LOGGING_EXECUTOR, [(silent, 0, te.RUNNING, 1.0, (100, 7)),
-                                   (printing, 0, te.RUNNING, 2.0, (100, 7)), (printing, 0, None, 2.5, (180, 9))])
-    assert (_log_info(store, silent)["stdout_start"], _log_info(store, silent)["stdout_end"]) == (100, 100)
-    _add(store, LOGGING_EXECUTOR, [(next_one, 0, te.RUNNING, 3.0, (180, 9))])
-    assert (_log_info(store, printing)["stdout_end"], _log_info(store, printing)["stderr_end"]) == (180, 9)
-    assert "stdout_end" not in _log_info(store, next_one)  # still its worker's last task: to the file's end
-    _add(store, LOGGING_EXECUTOR, [(last, 0, te.RUNNING, 4.0, (180, 9))])
-    info = _log_info(store, next_one)
-    assert (info["stdout_start"], info["stdout_end"], info["stderr_start"], info["stderr_end"]) == (180, 180, 9, 9)
-    # Another worker's tasks end nothing of this one's.
-    other = {**EXECUTOR, "worker_id": "ee" * 28, "log_files": ("worker-2.out", "worker-2.err")}
-    _add(store, other, [(os.urandom(24), 0, te.RUNNING, 5.0, (5000, 5000))])
-    assert "stdout_end" not in _log_info(store, last)
+    assert row["state"] == te.FINISHED and row["start_time_ms"] == 2000
+    assert [e["state"] for e in row["events"]].count(te.RUNNING) == 1
+    assert (_log_info(store, tid)["stdout_end"], _log_info(store, tid)["stderr_end"]) == (180, 9)
 
 
 def test_counts_by_state_follow_the_events_whatever_their_order():
     store = GcsTaskManager(10)
     a, b, c = (os.urandom(24) for _ in range(3))
     _add(store, EXECUTOR, [(a, 0, te.RUNNING, 2.0, None)])  # the executor's report first
-    _add(store, OWNER, [(a, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None)),
-                        (b, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    _owner(store, [_attempt(a), _attempt(b)])
     assert store.counts_by_state() == {te.RUNNING: 1, te.PENDING_NODE_ASSIGNMENT: 1}
     _add(store, EXECUTOR, [(a, 0, te.FINISHED, 3.0, None), (b, 0, te.RUNNING, 3.0, None),
                            (b, 0, te.FAILED, 4.0, {"error_type": te.TASK_EXECUTION_EXCEPTION})])
-    _add(store, OWNER, [(b, 0, te.SUBMITTED_TO_WORKER, 1.5, None)])  # late, and behind: FAILED stays
+    _owner(store, [_attempt(b, pushed=1.5)], {})  # late, and behind: FAILED stays
     assert store.counts_by_state() == {te.FINISHED: 1, te.FAILED: 1}
     # A driver is no task of the chart (nor of `ray_tasks`).
     _add(store, OWNER, [(c, 0, te.RUNNING, 5.0, {"info": {**DESC, "type": te.DRIVER_TASK, "name": "driver"}})])
@@ -129,7 +144,7 @@ def test_counts_by_state_follow_the_events_whatever_their_order():
 def test_a_finished_jobs_unfinished_tasks_are_counted_failed():
     store = GcsTaskManager(10)
     t = os.urandom(24)
-    _add(store, OWNER, [(t, 0, te.PENDING_NODE_ASSIGNMENT, 1.0, (1, None, None))], {1: DESC})
+    _owner(store, [_attempt(t)])
     store._fail_unfinished("01000000")
     assert store.counts_by_state() == {te.FAILED: 1}
     assert store.query()[0][0]["state"] == te.FAILED
@@ -150,12 +165,10 @@ def test_a_finished_attempt_costs_the_store_under_650_bytes():
         before = tracemalloc.get_traced_memory()[0]
         for start in range(0, n, 1000):
             chunk = ids[start:start + 1000]
-            _add(store, OWNER, [(t, 0, state, 1.0 + i, (1, b"\x01" * 24, None) if i == 0 else None)
-                                for t in chunk
-                                for i, state in enumerate((te.PENDING_NODE_ASSIGNMENT, te.SUBMITTED_TO_WORKER,
-                                                           te.FINISHED))], {1: DESC})
-            _add(store, {**EXECUTOR, "log_files": ("worker-a.out", "worker-a.err")}, [event for t in chunk for event in (
-                (t, 0, te.RUNNING, 2.5, (123456, 654321)), (t, 0, None, 2.6, (123999, 654999)))])
+            _add(store, {**EXECUTOR, "log_files": ("worker-a.out", "worker-a.err")}, [])
+            _owner(store, [_attempt(t, parent=b"\x01" * 24, node=1.0, pushed=2.0, end=te.FINISHED, end_t=3.0,
+                                    worker=EXECUTOR["worker_id"], ran=(2.5, 123456, 654321, 123999, 654999))
+                           for t in chunk])
         gc.collect()
         per_attempt = (tracemalloc.get_traced_memory()[0] - before) / n
     finally:
@@ -168,3 +181,21 @@ def test_a_finished_attempt_costs_the_store_under_650_bytes():
                                     "stdout_start": 123456, "stderr_start": 654321,
                                     "stdout_end": 123999, "stderr_end": 654999}
     assert per_attempt < 650, f"{per_attempt:.0f} bytes per attempt"  # ~520 here (~820 before)
+
+
+def test_an_attempt_reported_pending_then_ended_keeps_one_time_per_state():
+    # An owner reports an attempt still pending as it is, then again when it ends, with all its times: each state
+    # is kept once, and a later batch that does not describe it again keeps its description.
+    store = GcsTaskManager(10)
+    t = os.urandom(24)
+    _owner(store, [_attempt(t, args=1.0, node=None)])
+    assert store.counts_by_state() == {te.PENDING_ARGS_AVAIL: 1}
+    _owner(store, [_attempt(t, args=1.0, node=1.2)], {})
+    _add(store, EXECUTOR, [(t, 0, te.RUNNING, 2.0, None)])
+    _owner(store, [_attempt(t, args=1.0, node=1.2, pushed=1.5, end=te.FINISHED, end_t=3.0)], {})
+    [row], _ = store.query()
+    assert (row["name"], row["state"]) == ("f", te.FINISHED)
+    assert [(e["state"], e["created_ms"]) for e in row["events"]] == [
+        (te.PENDING_ARGS_AVAIL, 1000), (te.PENDING_NODE_ASSIGNMENT, 1200), (te.SUBMITTED_TO_WORKER, 1500),
+        (te.RUNNING, 2000), (te.FINISHED, 3000)]
+    assert store.counts_by_state() == {te.FINISHED: 1}
