@@ -200,16 +200,17 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         if log_files:
             log_files = (_intern(log_files[0]), _intern(log_files[1]))
         self._remember_worker(sender_worker, sender_node, sender_pid, log_files)
-        tasks, new_record = self._tasks, self._record
+        tasks, new_record = self._tasks, self._new_record
         running, pack_offsets = te.RUNNING, _LOG_OFFSETS.pack
         state_indexes, pack_event = _STATE_INDEX, _EVENT.pack
         # Attempts whose `ray_tasks` series may have changed: each recounted once per batch, however many of its
         # events and records the batch holds.
         moved: dict[int, TaskAttempt] = {}
         for task_id, attempt, state, t, extra in batch.get("events", ()):
-            record = tasks.get((task_id, attempt))
+            key = (task_id, attempt)
+            record = tasks.get(key)
             if record is None:
-                record = new_record(task_id, attempt)
+                record = new_record(key)
                 if record is None:  # dropped here before: its late events are ignored
                     continue
             # TaskAttempt.add_event, inlined.
@@ -249,15 +250,16 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         """Owners' attempt records (`te.Attempt`). Most arrive once, ended, for an attempt the GCS has not seen:
         its events are packed in one go. Otherwise (reported before, or its executor's RUNNING came first) a
         state's time is added only if the attempt has none."""
-        tasks, new_record, merge, workers = self._tasks, self._record, self._merge, self._workers
+        tasks, new_record, merge, workers = self._tasks, self._new_record, self._merge, self._workers
         pack_event, pack_offsets = _EVENT.pack, _LOG_OFFSETS.pack
         pack_four, pack_five = _FOUR_EVENTS.pack, _FIVE_EVENTS.pack
         for (task_id, attempt, submitted, t_args, t_node, t_pushed, end_state, t_end, extra, worker_id, ran,
              _) in attempts:
-            record = tasks.get((task_id, attempt))
+            key = (task_id, attempt)
+            record = tasks.get(key)
             seen = None
             if record is None:
-                record = new_record(task_id, attempt)
+                record = new_record(key)
                 if record is None:  # dropped here before: its late records are ignored
                     continue
             elif record.events:
@@ -338,22 +340,26 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             shared = self._descriptions[key] = desc
         return shared
 
-    def _record(self, task_id: bytes, attempt: int) -> TaskAttempt | None:
-        key = (task_id, attempt)
-        record = self._tasks.get(key)
-        if record is None:
-            if key in self._evicted:
-                return None
-            record = self._tasks[key] = TaskAttempt(task_id, attempt)
-            while len(self._tasks) > self.max_num_tasks:
-                old_key, old = self._tasks.popitem(last=False)
-                self._uncount(old)
-                self.num_dropped += 1
-                self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + 1
-                self._evicted[old_key] = None
-                if len(self._evicted) > self.max_evicted_tracked:
-                    self._evicted.popitem(last=False)
+    def _new_record(self, key: tuple[bytes, int]) -> TaskAttempt | None:
+        """A record for an attempt not in the table (None: it was dropped before; its late reports are ignored).
+        The oldest attempt makes room."""
+        if key in self._evicted:
+            return None
+        tasks = self._tasks
+        record = tasks[key] = TaskAttempt(*key)
+        if len(tasks) > self.max_num_tasks:
+            self._evict_oldest()
         return record
+
+    def _evict_oldest(self) -> None:
+        while len(self._tasks) > self.max_num_tasks:
+            old_key, old = self._tasks.popitem(last=False)
+            self._uncount(old)
+            self.num_dropped += 1
+            self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + 1
+            self._evicted[old_key] = None
+            if len(self._evicted) > self.max_evicted_tracked:
+                self._evicted.popitem(last=False)
 
     def _uncount(self, record: TaskAttempt) -> None:
         """An evicted attempt leaves the `ray_tasks` gauge unless it had ended: FINISHED and FAILED keep counting

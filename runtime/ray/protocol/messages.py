@@ -329,6 +329,9 @@ class TaskReply(TypedDict, total=False):
     retryable: bool  # ... and `retry_exceptions` says that error may be retried
     exit: bool  # the worker exits after this reply (exit_actor, max_calls)
     nested_holder: Address  # the worker holds refs inside the returns until RELEASE_NESTED
+    # With task events on: when it started running, and for a normal task where its output is in the worker's log
+    # files: (RUNNING time,) or (RUNNING time, stdout start, stderr start, stdout end, stderr end).
+    ran: tuple
 
 
 class CancelTask(TypedDict, total=False):
