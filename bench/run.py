@@ -151,7 +151,9 @@ def progress_text(rows: list[Row], result: WorkloadResult) -> str:
 def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
             log_dir: Path) -> dict[str, dict[str, Cell]]:
     """cells[runtime name][row key]; runtimes alternate per workload so machine noise hits both
-    alike, and with --repeat the figure is the median of the runs."""
+    alike, and with --repeat the figure is the median of the runs. The order flips every repeat (A B, B A, ...):
+    with a fixed order, whatever favours the first or the second run of a pair (the previous run's processes
+    still going away, caches) would lean every pair the same way."""
     samples: dict[str, dict[str, list[Cell]]] = {rt.name: {r.key: [] for r in rows} for rt in runtimes}
     workloads = workloads_for(rows)
     for n, workload in enumerate(workloads, 1):
@@ -163,7 +165,7 @@ def run_all(rows: list[Row], runtimes: list[Runtime], args: argparse.Namespace,
             timeout = scaled_timeout(timeout, factor)
             extra_env[SCALE_ENV] = repr(factor)
         for rep in range(args.repeat):
-            for runtime in runtimes:
+            for runtime in (runtimes if rep % 2 == 0 else runtimes[::-1]):
                 if runtime.name == "Ray" and not any(r.ray_comparable for r in produced):
                     continue  # nothing of Ray's to measure for these rows
                 run_label = f" run {rep + 1}/{args.repeat}" if args.repeat > 1 else ""
