@@ -74,7 +74,7 @@ class TaskEventBuffer:
         self.running: dict[bytes, list] = {}
         self._announce = False  # its log files are named in no batch yet
         self.dropped = 0
-        self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's events (io thread)
+        self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's attempt records (io thread)
         self._handle = None
         self.enabled = cfg.enable_task_events and self.interval_s > 0
         self._driver_task = core_worker.driver_task_id.binary()

@@ -184,6 +184,18 @@ class Kubectl:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         return self("apply", "-n", namespace, "-f", "-", stdin=text)
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Until each CRD is served. Not `kubectl wait --for=condition=Established`: right after `apply` a CRD may
+        have no `.status.conditions` yet, and kubectl then fails at once ("accessor error: <nil>") instead of
+        waiting (seen in CI)."""
+        deadline = time.monotonic() + timeout
+        for crd in crds:
+            query = '{.status.conditions[?(@.type=="Established")].status}'
+            while self("get", "crd", crd, "-o", f"jsonpath={query}", check=False).strip() != "True":
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"CRD {crd} not Established after {timeout:.0f} s")
+                time.sleep(0.2)
+
 
 def wait_for(description: str, check: Callable[[], Any], timeout_s: float = 150, interval_s: float = 0.5) -> Any:
     """Poll `check` until it returns something truthy; fail with `description` and the last value."""

@@ -39,8 +39,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 def kubectl(api_server: ApiServer) -> Kubectl:
     k = Kubectl(api_server.kubectl_path, api_server.kubeconfig)
     k("apply", "-f", str(REPO / "crds"))
-    for crd in ("rayclusters.ray.io", "rayjobs.ray.io"):
-        k("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    k.wait_established("rayclusters.ray.io", "rayjobs.ray.io")
     return k
 
 

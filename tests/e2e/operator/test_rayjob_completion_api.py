@@ -53,7 +53,7 @@ def quiet_api(tmp_path_factory: pytest.TempPathFactory):
         server.start()
         kubectl = Kubectl(kubectl_path, server.kubeconfig)
         kubectl("apply", "-f", str(REPO / "crds"))
-        kubectl("wait", "--for=condition=Established", "crd/rayjobs.ray.io", "crd/rayclusters.ray.io", "--timeout=60s")
+        kubectl.wait_established("rayjobs.ray.io", "rayclusters.ray.io")
         yield server, kubectl
     finally:
         server.stop()
