@@ -1,11 +1,11 @@
 """Task events: what every core worker reports about its tasks, and how a batch travels.
 
 A core worker keeps one record per attempt of the tasks it owns (filled in as the attempt goes) and appends
-`(task_id: bytes, attempt: int, state: str, time_s: float, extra)` tuples for the rest (one `list.append` on the
-hot path); once per `task_events_report_interval_ms` its io thread pickles
-the buffer in one call (`encode_batch`) and sends it to its raylet (`TASK_EVENTS`), which forwards the bytes
-to the GCS (`AddTaskEventData`) without decoding them. Every hop is authenticated with the cluster's token
-(framed handshake, gRPC interceptor), so the GCS unpickles only what a token holder sent.
+`(task_id: bytes, attempt: int, state: str, time_s: float, extra)` tuples for the rest (one `list.append` on
+the hot path). Once per `task_events_report_interval_ms` its io thread pickles them in one call
+(`encode_batch`) and sends the bytes to its raylet (`TASK_EVENTS`), which forwards them to the GCS
+(`AddTaskEventData`) without decoding them. Every hop is authenticated with the cluster's token (framed
+handshake, gRPC interceptor), so the GCS unpickles only what a token holder sent.
 
 A batch: `{"worker_id", "node_id", "pid", "job_id", "dropped": <events this worker could not buffer>,
 "descriptions": {key: description}, "events": [(task_id, attempt, state, time_s, extra), ...],
@@ -17,11 +17,12 @@ PENDING_NODE_ASSIGNMENT time or None, SUBMITTED_TO_WORKER time or None, FINISHED
 the failure's {"error_type", "error_message"} or None, the id of the worker that ran it or None, what that
 worker's reply said about the run or None, report flag]`. The reply's part (`ran`) is `(RUNNING time,)`, or
 `(RUNNING time, stdout start, stderr start, stdout end, stderr end)`: where the task's output is in the worker's
-log files (Ray's task_log_info), which that worker's own batches name (`"log_files"`; its first batch goes
-out as it runs its first task). A worker reports RUNNING itself only for a task still running when its
-batch goes out. The same attempt may be reported again,
-further along: the GCS keeps one time per state. A record's description key is described in the first batch that
-carries the attempt; a later batch may not describe it again.
+log files (Ray's task_log_info), which that worker's own batches name (`"log_files"`; its first batch goes out
+as it runs its first task). A worker reports RUNNING itself only for a task still running when its batch goes
+out. The same attempt may be reported again, further along: the GCS keeps one time per state. A record's
+description key is described in the first batch that carries the attempt; a later batch may not describe it
+again.
+
 A description (one per remote function or actor method in the batch) has name, func_or_class_name, type,
 job_id, required_resources, runtime_env_info, placement_group_id, language. `extra` is None, or:
   * `{"info": {...}}`: a full description (with parent_task_id, actor_id), for rare tasks such as an
