@@ -279,6 +279,9 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                 elif t_node is not None and t_pushed is not None and t_running is not None and end_index:
                     record.events += pack_four(_NODE_INDEX, t_node, _PUSHED_INDEX, t_pushed, _RUNNING_INDEX,
                                                t_running, end_index, t_end)
+                elif t_args is not None and t_pushed is not None and t_running is not None and end_index:  # actor
+                    record.events += pack_four(_ARGS_INDEX, t_args, _PUSHED_INDEX, t_pushed, _RUNNING_INDEX,
+                                               t_running, end_index, t_end)
                 else:
                     seen = b""
             if seen is not None:

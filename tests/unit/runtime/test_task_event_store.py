@@ -199,3 +199,24 @@ def test_an_attempt_reported_pending_then_ended_keeps_one_time_per_state():
         (te.PENDING_ARGS_AVAIL, 1000), (te.PENDING_NODE_ASSIGNMENT, 1200), (te.SUBMITTED_TO_WORKER, 1500),
         (te.RUNNING, 2000), (te.FINISHED, 3000)]
     assert store.counts_by_state() == {te.FINISHED: 1}
+
+
+def test_every_shape_of_an_ended_record_keeps_its_states_in_order():
+    # A task with nothing to wait for, one that waited for an argument, an actor task (no node assignment), and one
+    # that failed before it was pushed.
+    store = GcsTaskManager(10)
+    plain, waited, actor_call, never_ran = (os.urandom(24) for _ in range(4))
+    worker = EXECUTOR["worker_id"]
+    _owner(store, [
+        _attempt(plain, node=1.0, pushed=1.5, end=te.FINISHED, end_t=3.0, worker=worker, ran=(2.0,)),
+        _attempt(waited, args=0.5, node=1.0, pushed=1.5, end=te.FINISHED, end_t=3.0, worker=worker, ran=(2.0,)),
+        _attempt(actor_call, args=0.5, node=None, pushed=1.5, end=te.FAILED, end_t=3.0, worker=worker, ran=(2.0,),
+                 extra={"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""}),
+        _attempt(never_ran, args=0.5, node=None, end=te.FAILED, end_t=0.7,
+                 extra={"error_type": te.DEPENDENCY_RESOLUTION_FAILED, "error_message": "lost"})])
+    states = {r["task_id"]: [e["state"] for e in r["events"]] for r in store.query()[0]}
+    ran = [te.PENDING_ARGS_AVAIL, te.PENDING_NODE_ASSIGNMENT, te.SUBMITTED_TO_WORKER, te.RUNNING, te.FINISHED]
+    assert states[plain.hex()] == ran and states[waited.hex()] == ran
+    assert states[actor_call.hex()] == [te.PENDING_ARGS_AVAIL, te.SUBMITTED_TO_WORKER, te.RUNNING, te.FAILED]
+    assert states[never_ran.hex()] == [te.PENDING_ARGS_AVAIL, te.FAILED]
+    assert store.counts_by_state() == {te.FINISHED: 2, te.FAILED: 2}
