@@ -198,16 +198,23 @@ def start(**kw) -> None:
         redis_username=kw["redis_username"] or "",
     )
     node = Node(params)
+    # With --block, a SIGTERM or SIGINT from now on stops the node: one that came while it started used to kill
+    # this process only, and the node's processes (each in a session of its own) lived on, orphaned.
+    stopping = _stop_on_signals() if kw["block"] else {"flag": False}
     try:
         node.start()
     except (ProcessStartError, ValueError, OSError, AuthenticationError) as e:
         raise click.ClickException(str(e)) from e
-    if node.dashboard_url and not node.wait_for_dashboard(float(os.environ.get("RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60))):
+    if node.dashboard_url and not stopping["flag"] and not node.wait_for_dashboard(
+            float(os.environ.get("RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60))):
         click.echo(f"Warning: the dashboard did not start listening on {node.dashboard_url}; job submission and the "
                    f"web UI are unavailable. See {os.path.join(node.session_dir, 'logs', 'dashboard.log')}.", err=True)
-    _print_started(node, params)
     if kw["block"]:
-        _block(node)
+        if not stopping["flag"]:
+            _print_started(node, params)
+        _block(node, stopping)
+        return
+    _print_started(node, params)
 
 
 def _check_autoscaling_config(path: str) -> None:
@@ -271,7 +278,8 @@ def _print_started(node, params) -> None:
     click.echo("    ray stop")
 
 
-def _block(node) -> None:
+def _stop_on_signals() -> dict[str, bool]:
+    """SIGTERM and SIGINT set the returned flag (the node is stopped where it is checked)."""
     stopping = {"flag": False}
 
     def _on_signal(signum, frame):
@@ -279,6 +287,10 @@ def _block(node) -> None:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    return stopping
+
+
+def _block(node, stopping: dict[str, bool]) -> None:
     click.echo("--block\n  This command will now block forever until terminated by a signal.")
     click.echo("  Running subprocesses are monitored and a message will be printed if any of them terminate unexpectedly.")
     while not stopping["flag"]:

@@ -138,6 +138,44 @@ def test_start_block_exits_nonzero_when_a_ray_process_dies(cli, port):
         proc.wait()
 
 
+def test_start_block_stopped_while_it_starts_leaves_no_process(cli, port):
+    # A SIGTERM while `ray start --block` is still starting its node (here: as soon as its GCS is up) stops the
+    # node. It used to kill `ray start` alone, and the node's processes (each in a session of its own) lived on.
+    import subprocess
+    import sys
+
+    from polling import wait_for
+    from ray._common import process_registry
+
+    def recorded() -> list[psutil.Process]:
+        return [p for _, p in process_registry.recorded_processes(cli.temp_dir) if p is not None]
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--include-dashboard=false"],
+        env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    seen: list[psutil.Process] = []
+    try:
+        seen = wait_for(recorded, 60, "the node's first process", interval=0.02)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        seen += recorded()
+
+        def alive() -> list[psutil.Process]:
+            return [p for p in seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+        wait_for(lambda: not alive(), 30, "every process of the node to exit", interval=0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+        # Whatever this node started, recorded or not yet (a failing run leaves them orphaned).
+        for p in psutil.process_iter(["cmdline"]):
+            if p in seen or cli.temp_dir in " ".join(p.info["cmdline"] or ()):
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+
+
 def _node(node_id: bytes) -> pb.GcsNodeInfo:
     return pb.GcsNodeInfo(
         node_id=node_id, node_manager_address="127.0.0.1", node_manager_port=1234,
