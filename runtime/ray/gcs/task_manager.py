@@ -159,6 +159,14 @@ class TaskAttempt:
         }
 
 
+def _place(record: TaskAttempt, worker: tuple) -> None:
+    """Where an attempt ran, from its worker's remembered (worker id, node id, pid, log files)."""
+    record.worker_id, record.node_id, record.worker_pid = worker[:3]
+    log = record.log
+    if log is not None and log[0] is None and worker[3]:
+        record.log = (*worker[3], log[2])
+
+
 class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     def __init__(self, max_num_tasks: int | None = None):
         self.max_num_tasks = config().task_events_max_num_task_in_gcs if max_num_tasks is None else max_num_tasks
@@ -295,14 +303,12 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             if rank > record.rank:
                 record.state, record.rank = _STATES[rank], rank
             if worker_id is not None:
-                worker = workers.get(worker_id)
-                if worker is None:  # its first batch is still on its way: looked up again when read
-                    record.worker_id = worker_id
-                else:
-                    record.worker_id, record.node_id, record.worker_pid = worker[:3]
+                record.worker_id = worker_id
                 if ran is not None and len(ran) == 5:  # (RUNNING time, stdout start, stderr start, ends)
-                    files = worker[3] if worker is not None and worker[3] else (None, None)
-                    record.log = (*files, pack_offsets(ran[1], ran[2]) + pack_offsets(ran[3], ran[4]))
+                    record.log = (None, None, pack_offsets(ran[1], ran[2]) + pack_offsets(ran[3], ran[4]))
+                worker = workers.get(worker_id)
+                if worker is not None:  # else its first batch is still on its way: looked up again when read
+                    _place(record, worker)
             if extra:
                 merge(record, extra)
             moved[id(record)] = record
@@ -418,9 +424,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         if (record.node_id is None and record.worker_id is not None) or (log is not None and log[0] is None):
             worker = self._workers.get(record.worker_id)
             if worker is not None:
-                record.worker_id, record.node_id, record.worker_pid = worker[:3]
-                if log is not None and log[0] is None and worker[3]:
-                    record.log = (*worker[3], log[2])
+                _place(record, worker)
         return record.row()
 
     def counts_by_state(self) -> dict[str, int]:
