@@ -65,10 +65,11 @@ class TaskEventBuffer:
         self.interval_s = cfg.task_events_report_interval_ms / 1000
         self.max_buffered = cfg.task_events_max_num_status_events_buffer_on_worker
         self.events: list[te.Event] = []
-        # Owner attempt records (`te.Attempt`): ended since the last report; submitted since then (reported as
-        # they are if still pending); reported before and changed since.
-        self.ended_attempts: list[list] = []
-        self.new_attempts: list[list] = []
+        # Owner attempt records (`te.Attempt`): ended since the last report (frozen, see `ended`); submitted since
+        # then and still pending (by id: reported as they are at the next report); reported before and changed
+        # since.
+        self.ended_attempts: list[tuple] = []
+        self.new_attempts: dict[int, list] = {}
         self.changed_attempts: list[list] = []
         # The tasks this worker runs now: task id -> [attempt, RUNNING time, log start or None, reported].
         self.running: dict[bytes, list] = {}
@@ -106,7 +107,7 @@ class TaskEventBuffer:
         record = [task_id, attempt, (key, parent or self._driver_task, actor_id), now if waits_for_args else None,
                   None if waits_for_args else now, None, None, None, None, None, None, te.UNREPORTED]
         if len(self.new_attempts) < self.max_buffered:
-            self.new_attempts.append(record)
+            self.new_attempts[id(record)] = record
         else:
             self.dropped += 1
         return record
@@ -130,8 +131,12 @@ class TaskEventBuffer:
         record[te.A_EXTRA] = extra
         record[te.A_WORKER] = worker_id
         record[te.A_RAN] = ran
+        self.new_attempts.pop(id(record), None)
+        # A tuple of atomic values: the collector untracks it at its first look. A list would be promoted through
+        # every generation while it waits for the report, and the driver's collections grew with it (its GC time
+        # per actor call, 4.7 -> 9.7 us).
         if len(self.ended_attempts) < self.max_buffered:
-            self.ended_attempts.append(record)
+            self.ended_attempts.append(tuple(record))
         else:
             self.dropped += 1
 
@@ -140,15 +145,16 @@ class TaskEventBuffer:
             record[te.A_REPORTED] = te.CHANGED
             self.changed_attempts.append(record)
 
-    def _attempts_to_report(self) -> list[list]:
+    def _attempts_to_report(self) -> list[tuple | list]:
         """This batch's attempt records: those that ended, and those still pending that are new or changed."""
-        attempts, self.ended_attempts = self.ended_attempts, []
-        for pending in (self.new_attempts, self.changed_attempts):
+        attempts: list[tuple | list] = self.ended_attempts
+        self.ended_attempts = []
+        for pending in (self.new_attempts.values(), self.changed_attempts):
             for record in pending:
                 if record[te.A_END_STATE] is None:
                     record[te.A_REPORTED] = te.REPORTED  # a later change or its end goes again
                     attempts.append(record)
-        self.new_attempts, self.changed_attempts = [], []
+        self.new_attempts, self.changed_attempts = {}, []
         return attempts
 
     # ------------------------------------------------------------------ the tasks this worker runs (any thread)

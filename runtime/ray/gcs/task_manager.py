@@ -170,7 +170,9 @@ def _place(record: TaskAttempt, worker: tuple) -> None:
 class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     def __init__(self, max_num_tasks: int | None = None):
         self.max_num_tasks = config().task_events_max_num_task_in_gcs if max_num_tasks is None else max_num_tasks
-        self._tasks: OrderedDict[tuple[bytes, int], TaskAttempt] = OrderedDict()
+        # (task id, attempt) -> its TaskAttempt, or (description, the owner's ended record as it arrived): see
+        # `_add_attempts`.
+        self._tasks: OrderedDict[tuple[bytes, int], TaskAttempt | tuple] = OrderedDict()
         self._descriptions: dict[str, dict] = {}  # shared task descriptions, by their JSON
         self.num_dropped = 0  # attempts evicted here, plus events workers could not buffer
         self.dropped_by_job: dict[str, int] = {}
@@ -221,6 +223,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                 record = new_record(key)
                 if record is None:  # dropped here before: its late events are ignored
                     continue
+            elif type(record) is tuple:  # stored as received: from now on a TaskAttempt
+                record = tasks[key] = self._materialize(record)
             # TaskAttempt.add_event, inlined.
             index = state_indexes.get(state)
             if index is None or index >= _KNOWN_STATES:
@@ -256,62 +260,102 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
 
     def _add_attempts(self, attempts: list, descriptions: dict, moved: dict[int, TaskAttempt]) -> None:
         """Owners' attempt records (`te.Attempt`). Most arrive once, ended, for an attempt the GCS has not seen:
-        its events are packed in one go. Otherwise (reported before, or its executor's RUNNING came first) a
-        state's time is added only if the attempt has none."""
-        tasks, new_record, merge, workers = self._tasks, self._new_record, self._merge, self._workers
-        pack_event, pack_offsets = _EVENT.pack, _LOG_OFFSETS.pack
-        pack_four, pack_five = _FOUR_EVENTS.pack, _FIVE_EVENTS.pack
-        for (task_id, attempt, submitted, t_args, t_node, t_pushed, end_state, t_end, extra, worker_id, ran,
-             _) in attempts:
-            key = (task_id, attempt)
+        such a record is stored as it arrived (`_stored_as_received`) and counted with its batch; anything else
+        merges into a `TaskAttempt`."""
+        tasks, evicted, apply = self._tasks, self._evicted, self._apply_owner_record
+        received: dict[tuple, int] = {}  # (end state, description key, a retry) -> records stored as received
+        for rec in attempts:
+            key = (rec[0], rec[1])
             record = tasks.get(key)
-            seen = None
             if record is None:
-                record = new_record(key)
-                if record is None:  # dropped here before: its late records are ignored
+                if key in evicted:  # dropped here before: its late records are ignored
                     continue
-            elif record.events:
-                seen = record.events[::_EVENT.size]  # the states it has a time for, one byte each
-            desc = descriptions.get(submitted[0])
-            if desc is not None:
-                record.desc = desc
-            record.parent_task_id = submitted[1]  # bytes (shared within a batch); hex when read
-            record.actor_id = submitted[2]
-            t_running = ran[0] if ran else None
-            end_index = _state_index(end_state) if end_state else 0
-            if seen is None:  # the common case: one record says it all, packed in one call
-                if t_args is not None and t_node is not None and t_pushed is not None and t_running is not None \
-                        and end_index:
-                    record.events += pack_five(_ARGS_INDEX, t_args, _NODE_INDEX, t_node, _PUSHED_INDEX, t_pushed,
-                                               _RUNNING_INDEX, t_running, end_index, t_end)
-                elif t_node is not None and t_pushed is not None and t_running is not None and end_index:
-                    record.events += pack_four(_NODE_INDEX, t_node, _PUSHED_INDEX, t_pushed, _RUNNING_INDEX,
-                                               t_running, end_index, t_end)
-                elif t_args is not None and t_pushed is not None and t_running is not None and end_index:  # actor
-                    record.events += pack_four(_ARGS_INDEX, t_args, _PUSHED_INDEX, t_pushed, _RUNNING_INDEX,
-                                               t_running, end_index, t_end)
-                else:
-                    seen = b""
-            if seen is not None:
-                for index, t in ((_ARGS_INDEX, t_args), (_NODE_INDEX, t_node), (_PUSHED_INDEX, t_pushed),
-                                 (_RUNNING_INDEX, t_running), (end_index, t_end)):
-                    if t is not None and index not in seen:
-                        record.events += pack_event(index, t)
-            # The furthest state it reached, by this record (the times come in state order).
-            rank = end_index or (_RUNNING_INDEX if t_running is not None else _PUSHED_INDEX if t_pushed is not None
-                                 else _NODE_INDEX if t_node is not None else _ARGS_INDEX)
-            if rank > record.rank:
-                record.state, record.rank = _STATES[rank], rank
-            if worker_id is not None:
-                record.worker_id = worker_id
-                if ran is not None and len(ran) == 5:  # (RUNNING time, stdout start, stderr start, ends)
-                    record.log = (None, None, pack_offsets(ran[1], ran[2]) + pack_offsets(ran[3], ran[4]))
-                worker = workers.get(worker_id)
-                if worker is not None:  # else its first batch is still on its way: looked up again when read
-                    _place(record, worker)
-            if extra:
-                merge(record, extra)
+                end_state = rec[te.A_END_STATE]
+                if end_state is not None and rec[te.A_EXTRA] is None:
+                    desc_key = rec[te.A_SUBMITTED][0]
+                    tasks[key] = (descriptions.get(desc_key, _NO_DESCRIPTION), rec)
+                    series = (end_state, desc_key, rec[1] != 0)
+                    received[series] = received.get(series, 0) + 1
+                    continue
+                record = self._new_record(key)
+                if record is None:
+                    continue
+            elif type(record) is tuple:
+                record = tasks[key] = self._materialize(record)
+            desc = descriptions.get(rec[te.A_SUBMITTED][0])
+            apply(record, rec, desc, record.events[::_EVENT.size] if record.events else None)
             moved[id(record)] = record
+        if received:
+            self._count_received(received, descriptions)
+            if len(tasks) > self.max_num_tasks:
+                self._evict_oldest()
+
+    def _count_received(self, received: dict[tuple, int], descriptions: dict) -> None:
+        """Ended records stored as received join their `ray_tasks` series, a batch's worth at a time."""
+        counts, shared = self.state_counts, self._series
+        for (end_state, desc_key, retry), n in received.items():
+            desc = descriptions.get(desc_key, _NO_DESCRIPTION)
+            series = (end_state, desc.get("name", ""), "1" if retry else "0", desc.get("job_id", ""))
+            series = shared.setdefault(series, series)
+            counts[series] = counts.get(series, 0) + n
+
+    def _materialize(self, stored: tuple[dict, tuple]) -> TaskAttempt:
+        """A `TaskAttempt` from an ended owner record stored as received, (description, record) (for a read, or a
+        later report), counted in the `ray_tasks` series the record joined."""
+        desc, rec = stored
+        record = TaskAttempt(rec[0], rec[1])
+        self._apply_owner_record(record, rec, desc, None)
+        series = record.series()
+        record.counted = self._series.get(series, series)
+        return record
+
+    def _view(self, stored: TaskAttempt | tuple) -> TaskAttempt:
+        """What a read sees of a stored attempt (a record stored as received stays so)."""
+        return self._materialize(stored) if type(stored) is tuple else stored
+
+    def _apply_owner_record(self, record: TaskAttempt, rec: tuple | list, desc: dict | None, seen: bytes | None) -> None:
+        """Merges an owner's attempt record into `record`. `seen`: the states it already has a time for (one byte
+        each; None for a record with no events yet, whose events are then packed in one call). A state's time is
+        added only if the attempt has none."""
+        (_, _, submitted, t_args, t_node, t_pushed, end_state, t_end, extra, worker_id, ran, _) = rec
+        if desc is not None:
+            record.desc = desc
+        record.parent_task_id = submitted[1]  # bytes (shared within a batch); hex when read
+        record.actor_id = submitted[2]
+        t_running = ran[0] if ran else None
+        end_index = _state_index(end_state) if end_state else 0
+        if seen is None:  # the common case: one record says it all, packed in one call
+            if t_args is not None and t_node is not None and t_pushed is not None and t_running is not None \
+                    and end_index:
+                record.events += _FIVE_EVENTS.pack(_ARGS_INDEX, t_args, _NODE_INDEX, t_node, _PUSHED_INDEX, t_pushed,
+                                                   _RUNNING_INDEX, t_running, end_index, t_end)
+            elif t_node is not None and t_pushed is not None and t_running is not None and end_index:
+                record.events += _FOUR_EVENTS.pack(_NODE_INDEX, t_node, _PUSHED_INDEX, t_pushed, _RUNNING_INDEX,
+                                                   t_running, end_index, t_end)
+            elif t_args is not None and t_pushed is not None and t_running is not None and end_index:  # actor
+                record.events += _FOUR_EVENTS.pack(_ARGS_INDEX, t_args, _PUSHED_INDEX, t_pushed, _RUNNING_INDEX,
+                                                   t_running, end_index, t_end)
+            else:
+                seen = b""
+        if seen is not None:
+            for index, t in ((_ARGS_INDEX, t_args), (_NODE_INDEX, t_node), (_PUSHED_INDEX, t_pushed),
+                             (_RUNNING_INDEX, t_running), (end_index, t_end)):
+                if t is not None and index not in seen:
+                    record.events += _EVENT.pack(index, t)
+        # The furthest state it reached, by this record (the times come in state order).
+        rank = end_index or (_RUNNING_INDEX if t_running is not None else _PUSHED_INDEX if t_pushed is not None
+                             else _NODE_INDEX if t_node is not None else _ARGS_INDEX)
+        if rank > record.rank:
+            record.state, record.rank = _STATES[rank], rank
+        if worker_id is not None:
+            record.worker_id = worker_id
+            if ran is not None and len(ran) == 5:  # (RUNNING time, stdout start, stderr start, ends)
+                record.log = (None, None, _LOG_OFFSETS.pack(ran[1], ran[2]) + _LOG_OFFSETS.pack(ran[3], ran[4]))
+            worker = self._workers.get(worker_id)
+            if worker is not None:  # else its first batch is still on its way: looked up again when read
+                _place(record, worker)
+        if extra:
+            self._merge(record, extra)
 
     def _recount(self, records: Any) -> None:
         """Moves each attempt to the `ray_tasks` series it now belongs to: O(attempts whose state or description
@@ -363,9 +407,13 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     def _evict_oldest(self) -> None:
         while len(self._tasks) > self.max_num_tasks:
             old_key, old = self._tasks.popitem(last=False)
-            self._uncount(old)
+            if type(old) is tuple:  # an ended record stored as received: it keeps counting (see `_uncount`)
+                job_id = old[0].get("job_id") or ""
+            else:
+                self._uncount(old)
+                job_id = old.job_id
             self.num_dropped += 1
-            self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + 1
+            self.dropped_by_job[job_id] = self.dropped_by_job.get(job_id, 0) + 1
             self._evicted[old_key] = None
             if len(self._evicted) > self.max_evicted_tracked:
                 self._evicted.popitem(last=False)
@@ -403,6 +451,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         now = time.time()
         failed = []
         for record in self._tasks.values():
+            if type(record) is tuple:  # stored as received: it ended
+                continue
             if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state not in te.TERMINAL_STATES:
                 record.add_event(te.FAILED, now)
                 record.error_type = te.WORKER_DIED
@@ -418,8 +468,9 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         return spb.GetTaskEventsReply(tasks_json=json.dumps(rows, separators=(",", ":")).encode(),
                                       num_total_stored=total, num_status_task_events_dropped=self.num_dropped)
 
-    def _row(self, record: TaskAttempt) -> dict[str, Any]:
+    def _row(self, stored: TaskAttempt | tuple) -> dict[str, Any]:
         """Its state API row; where it ran is looked up now if its owner's report came before its worker's."""
+        record = self._view(stored)
         log = record.log
         if (record.node_id is None and record.worker_id is not None) or (log is not None and log[0] is None):
             worker = self._workers.get(record.worker_id)
@@ -449,18 +500,25 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                     wanted.add(bytes.fromhex(task_id))
                 except ValueError:
                     pass  # not a task id: matches nothing
-            candidates = [r for r in self._tasks.values() if r.task_id in wanted]
+            candidates = [stored for stored in self._tasks.values()
+                          if (stored[1][0] if type(stored) is tuple else stored.task_id) in wanted]
         else:
             candidates = self._tasks.values()
         rows = []
         total = 0
         for record in candidates:
-            if job_id and record.job_id != job_id:
-                continue
-            if actor_id and _hex(record.actor_id) != actor_id:
-                continue
-            if exclude_driver and record.type == te.DRIVER_TASK:
-                continue
+            if type(record) is tuple:  # an owner's ended record, stored as received (never a driver's)
+                if job_id and record[0].get("job_id") != job_id:
+                    continue
+                if actor_id and _hex(record[1][te.A_SUBMITTED][2]) != actor_id:
+                    continue
+            else:
+                if job_id and record.job_id != job_id:
+                    continue
+                if actor_id and _hex(record.actor_id) != actor_id:
+                    continue
+                if exclude_driver and record.type == te.DRIVER_TASK:
+                    continue
             total += 1
             if limit <= 0 or len(rows) < limit:
                 rows.append(self._row(record))
