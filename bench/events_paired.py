@@ -241,7 +241,8 @@ def measure_row(python: str, row: str, pairs: int, slice_s: float, log_dir: Path
             "on_per_s": rate["on"], "off_per_s": rate["off"],
             "drain_s_on": statistics.median(s["drain_s"] for s in slices["on"]),
             "cpu_us_per_op": {name: _median_by_kind([s["cpu_us_per_op"] for s in got_slices])
-                              for name, got_slices in slices.items()}}
+                              for name, got_slices in slices.items()},
+            "slices": slices}
 
 
 def _median_by_kind(per_slice: list[dict[str, float]]) -> dict[str, float]:
