@@ -260,8 +260,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
 
     def _add_attempts(self, attempts: list, descriptions: dict, moved: dict[int, TaskAttempt]) -> None:
         """Owners' attempt records (`te.Attempt`). Most arrive once, ended, for an attempt the GCS has not seen:
-        such a record is stored as it arrived (`_stored_as_received`) and counted with its batch; anything else
-        merges into a `TaskAttempt`."""
+        such a record is stored as it arrived, next to its description, and counted with its batch (a read builds
+        its row; a later report turns it into a `TaskAttempt`). Anything else merges into a `TaskAttempt`."""
         tasks, evicted, apply = self._tasks, self._evicted, self._apply_owner_record
         received: dict[tuple, int] = {}  # (end state, description key, a retry) -> records stored as received
         for rec in attempts:
