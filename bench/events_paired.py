@@ -285,9 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
+    from procs import python_loop_seconds
+
     meta = {"commit": commit, "started": stamp, "load_at_start": os.getloadavg(), "pairs": args.pairs,
-            "slice_s": args.slice}
-    print(f"events cost in lockstep at {commit}, load {os.getloadavg()[0]:.2f}", flush=True)
+            "slice_s": args.slice, "python_loop_s_at_start": python_loop_seconds()}
+    print(f"events cost in lockstep at {commit}, load {os.getloadavg()[0]:.2f}, "
+          f"python loop {meta['python_loop_s_at_start']} s", flush=True)
     results = []
     for row in rows:
         result = measure_row(args.python, row, args.pairs, args.slice, log_dir)

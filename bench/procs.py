@@ -45,6 +45,20 @@ class ProcInfo:
         return name
 
 
+def python_loop_seconds(rounds: int = 3) -> float:
+    """How long this machine takes for a fixed pure-Python loop (10,000,000 additions), the best of `rounds`.
+    On a shared VM the host's other tenants can slow a core by 40% or more with no `steal` time showing; this is
+    written next to a bench table so that tables from a slow spell can be told apart."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return round(best, 3)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for `ray start --port=...` and the like)."""
     with socket.socket() as sock:

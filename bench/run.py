@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+from procs import python_loop_seconds
 from report import (
     AUTH_COST_HEADERS,
     EVENTS_COST_HEADERS,
@@ -194,6 +195,7 @@ def machine_meta(args: argparse.Namespace, runtimes: list[Runtime]) -> dict[str,
         "machine": f"{platform.node()}: {os.cpu_count()} cores, "
                    f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.platform()}",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python_loop_s_at_start": python_loop_seconds(),
         "duration_s": args.duration,
         "repeat": args.repeat,
         "openray_commit": commit,
@@ -214,7 +216,8 @@ def write_results(comparisons: list[Comparison], meta: dict[str, object], result
                EVENTS_COST_HEADERS if events_cost else None)
     table = markdown_table(comparisons, headers) if headers else markdown_table(comparisons)
     body_md = (f"# {title} — {meta['date']}\n\n{meta['machine']}; load at start "
-               f"{meta['load_average_at_start']}; {meta['duration_s']} s per throughput row; "
+               f"{meta['load_average_at_start']}, a 10M-addition Python loop {meta['python_loop_s_at_start']} s; "
+               f"{meta['duration_s']} s per throughput row; "
                f"OpenRay at {meta['openray_commit']}.\n\n{table}\n\n"
                f"{summary_line(comparisons)}\n")
     kind = "auth-cost" if auth_cost else "redis-cost" if redis_cost else "events-cost" if events_cost else ""
