@@ -29,6 +29,9 @@ def test_a_restored_node_stays_alive_while_its_raylet_answers_and_dies_when_it_s
     fast = dataclasses.replace(config(), health_check_period_ms=100, health_check_failure_threshold=3,
                                gcs_rpc_server_reconnect_timeout_s=1)
     monkeypatch.setattr(nm, "config", lambda: fast)
+    # Auth on, as everywhere, with a token of its own: not whatever ~/.ray/auth_token an earlier run left.
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "restored-nodes-test-token")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
 
     async def scenario() -> None:
         raylet, port = await framing.serve(_raylet(NODE), host="127.0.0.1")
