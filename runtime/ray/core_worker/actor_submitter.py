@@ -188,7 +188,8 @@ class ActorTaskSubmitter:
             self.cw.task_events.ended(call.events, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                                "error_message": ""}, st.worker_id, reply.get("ran"))
         else:
-            self.cw.task_events.ended(call.events, te.FINISHED, None, st.worker_id, reply.get("ran"))
+            self.cw.task_events.ended(call.events, te.FINISHED, None, st.worker_id, reply.get("ran"),
+                                      reply.get("ran_reported", False))
         self._finish(call, reply["returns"], reply.get("nested_holder"))
 
     async def _retry(self, st: _ActorState, call: _Call) -> None:

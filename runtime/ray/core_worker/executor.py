@@ -252,6 +252,7 @@ class TaskExecutor:
         task_id = spec.task_id
         events = self.cw.task_events
         started = None
+        reported = False
         try:
             async with self._async_sem:
                 method = getattr(self.actor, spec.options.method)
@@ -276,9 +277,11 @@ class TaskExecutor:
             reply = self._error_reply(call, self._task_error(call, e))
         finally:
             self._async_tasks.pop(task_id, None)
-            events.run_ended(task_id)
+            reported = events.run_ended(task_id)
         if started is not None:
             reply["ran"] = (started,)
+            if reported:
+                reply["ran_reported"] = True
         self._reply(responder, reply)
 
     def _reply(self, responder: framing.Responder, reply: msg.TaskReply | msg.ActorCreated) -> None:
@@ -316,9 +319,11 @@ class TaskExecutor:
         try:
             reply = self._execute_inner(call, function)
         finally:
-            events.run_ended(call.task_id)
+            reported = events.run_ended(call.task_id)
             end = self._log_position = _log_sizes()
         reply["ran"] = (started, *start, *end)
+        if reported:
+            reply["ran_reported"] = True
         return reply
 
     def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
@@ -336,8 +341,10 @@ class TaskExecutor:
         try:
             reply = self._execute_inner(call, function)
         finally:
-            events.run_ended(call.task_id)
+            reported = events.run_ended(call.task_id)
         reply["ran"] = (started,)
+        if reported:
+            reply["ran_reported"] = True
         return reply
 
     def _execute_inner(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:

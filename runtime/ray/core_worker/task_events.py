@@ -4,7 +4,9 @@ or runs, recorded on the hot path and reported off it.
 An owner keeps one record per attempt it submits (`submitted` returns it; `assigned`, `pushed` and `ended` fill
 in its times): a task that starts and ends between two reports travels as one record, not as one event per
 state change, and the GCS merges it once. An attempt still pending when a report goes out is reported as it is
-then, and again when it changes or ends. Everything else (a worker's RUNNING, a failure's traceback, actor
+then, and again when it changes or ends. An attempt that finished before any report named it, and that its
+executor did not report running, is sealed: the GCS stores those records without unpickling them
+(`ray._common.task_events.encode_sealed`). Everything else (a worker's RUNNING, a failure's traceback, actor
 creation, the driver) is an event: one `list.append` of a tuple (`record`).
 
 Every `task_events_report_interval_ms` the io thread swaps the buffers for empty ones, encodes them once
@@ -65,14 +67,16 @@ class TaskEventBuffer:
         self.interval_s = cfg.task_events_report_interval_ms / 1000
         self.max_buffered = cfg.task_events_max_num_status_events_buffer_on_worker
         self.events: list[te.Event] = []
-        # Owner attempt records (`te.Attempt`): ended since the last report (frozen, see `ended`); submitted since
-        # then and still pending (by id: reported as they are at the next report); reported before and changed
-        # since.
+        # Owner attempt records (`te.Attempt`): ended since the last report (frozen, see `ended`), sealed ones
+        # apart; submitted since then and still pending (by id: reported as they are at the next report); reported
+        # before and changed since.
+        self.sealed_attempts: list[tuple] = []
         self.ended_attempts: list[tuple] = []
         self.new_attempts: dict[int, list] = {}
         self.changed_attempts: list[list] = []
-        # The tasks this worker runs now: task id -> [attempt, RUNNING time, log start or None, reported].
-        self.running: dict[bytes, list] = {}
+        # The tasks this worker runs now and no report named yet: task id -> (attempt, RUNNING time, log start or
+        # None). A report takes them out (`_report_running`), so that exactly one of it and `run_ended` gets each.
+        self.running: dict[bytes, tuple] = {}
         self._announce = False  # its log files are named in no batch yet
         self.dropped = 0
         self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's attempt records (io thread)
@@ -123,20 +127,24 @@ class TaskEventBuffer:
         self._changed(record)
 
     def ended(self, record: list, state: str, extra: Any = None, worker_id: str | None = None,
-              ran: tuple | None = None) -> None:
+              ran: tuple | None = None, ran_reported: bool = False) -> None:
         """FINISHED or FAILED (`extra`: the failure's error type and message); `ran`: the reply's account of the
-        run by that worker (`te.Attempt`)."""
+        run by that worker (`te.Attempt`); `ran_reported`: whether that worker reported it running itself."""
         record[te.A_END_STATE] = state
         record[te.A_END_T] = time.time()
         record[te.A_EXTRA] = extra
         record[te.A_WORKER] = worker_id
         record[te.A_RAN] = ran
         self.new_attempts.pop(id(record), None)
+        # Sealed when no report names this attempt but this one: no earlier batch of this owner, no executor's
+        # RUNNING, no failure (whose executor reports its traceback).
+        queue = self.sealed_attempts if (state == te.FINISHED and record[te.A_REPORTED] == te.UNREPORTED
+                                         and not ran_reported) else self.ended_attempts
         # A tuple of atomic values: the collector untracks it at its first look. A list would be promoted through
         # every generation while it waits for the report, and the driver's collections grew with it (its GC time
         # per actor call, 4.7 -> 9.7 us).
-        if len(self.ended_attempts) < self.max_buffered:
-            self.ended_attempts.append(tuple(record))
+        if len(queue) < self.max_buffered:
+            queue.append(tuple(record))
         else:
             self.dropped += 1
 
@@ -168,21 +176,24 @@ class TaskEventBuffer:
         """A task starts running here: its RUNNING time, which the reply carries to its owner. Reported from here
         only if it still runs when a batch goes out."""
         now = time.time()
-        self.running[task_id] = [attempt, now, log_start, False]
+        self.running[task_id] = (attempt, now, log_start)
         return now
 
-    def run_ended(self, task_id: bytes) -> None:
-        self.running.pop(task_id, None)
+    def run_ended(self, task_id: bytes) -> bool:
+        """Whether a report of this worker named the task running (its reply says so: then its owner's record is
+        not sealed). One atomic `dict.pop` on each side decides it, whichever thread comes first."""
+        return self.running.pop(task_id, None) is None
 
     def _report_running(self) -> None:
-        events = self.events
-        for task_id, entry in list(self.running.items()):  # a copy: executor threads add and remove
-            if not entry[3]:
-                entry[3] = True
-                if len(events) < self.max_buffered:
-                    events.append((task_id, entry[0], te.RUNNING, entry[1], entry[2]))  # when it started
-                else:
-                    self.dropped += 1
+        events, running = self.events, self.running
+        for task_id in list(running):  # a copy: executor threads add and remove
+            entry = running.pop(task_id, None)
+            if entry is None:  # it ended meanwhile: its owner reports it
+                continue
+            if len(events) < self.max_buffered:
+                events.append((task_id, entry[0], te.RUNNING, entry[1], entry[2]))  # when it started
+            else:
+                self.dropped += 1
 
     # ------------------------------------------------------------------ reporting (io thread)
     def start(self) -> None:
@@ -204,14 +215,15 @@ class TaskEventBuffer:
     def flush(self) -> None:
         if self.running:
             self._report_running()
-        if not self.events and not self.dropped and not self.ended_attempts and not self.new_attempts \
-                and not self.changed_attempts and not self._announce:
+        if not self.events and not self.dropped and not self.ended_attempts and not self.sealed_attempts \
+                and not self.new_attempts and not self.changed_attempts and not self._announce:
             return
         raylet = self.cw.raylet
         if raylet is None or raylet.closed:
             return
         batch, self.events = self.events, []
         attempts = self._attempts_to_report()
+        sealed, self.sealed_attempts = self.sealed_attempts, []
         self._announce = False
         options, self._descriptions = self._descriptions, {}
         dropped, self.dropped = self.dropped, 0
@@ -220,7 +232,7 @@ class TaskEventBuffer:
         if self.log_files:
             sender["log_files"] = self.log_files
         payload = te.encode_batch(batch, sender, dropped, {k: self._describe(o) for k, o in options.items()},
-                                  attempts)
+                                  attempts, sealed)
         with contextlib.suppress(Exception):
             raylet.notify(msg.TASK_EVENTS, payload)
 

@@ -375,7 +375,8 @@ class NormalTaskSubmitter:
             self._events.ended(task.events, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                         "error_message": ""}, worker.worker_id, reply.get("ran"))
         else:
-            self._events.ended(task.events, te.FINISHED, None, worker.worker_id, reply.get("ran"))
+            self._events.ended(task.events, te.FINISHED, None, worker.worker_id, reply.get("ran"),
+                               reply.get("ran_reported", False))
         self._finish(task, reply["returns"], reply.get("nested_holder"))
 
     def _next_attempt(self, task: PendingTask, failed: dict, worker_id: str | None = None,

@@ -1,10 +1,13 @@
 """The GCS's task event store (Ray's GcsTaskManager): the state API's `tasks` table.
 
 Core workers report batches of state changes (`ray._common.task_events`); each task attempt becomes one
-record, merged from its owner's attempt records and its executor's events, in whatever order they arrive. At most
-`task_events_max_num_task_in_gcs` attempts are kept: the oldest is dropped first and counted, per job and in
-total, and the state API reports the count. When a job ends, its attempts still pending or running are
-marked FAILED a moment later (their workers are gone with the job), as Ray does.
+record, merged from its owner's attempt records and its executor's events, in whatever order they arrive. Most
+attempts arrive sealed: an owner's records of attempts that finished with nothing else reported about them. Those
+are kept as the owner encoded them, a batch at a time (`SealedRecords`), counted in `ray_tasks` from the counts
+the batch carries, and decoded only when read. At most `task_events_max_num_task_in_gcs` attempts are kept: the
+oldest is dropped first and counted, per job and in total, and the state API reports the count. When a job ends,
+its attempts still pending or running are marked FAILED a moment later (their workers are gone with the job), as
+Ray does.
 """
 
 from __future__ import annotations
@@ -159,6 +162,31 @@ class TaskAttempt:
         }
 
 
+class SealedRecords:
+    """One owner batch's sealed attempt records, as the owner encoded them (~105 bytes each instead of a
+    TaskAttempt's ~540), with that batch's descriptions. Eviction drops the oldest of them by moving `skip`."""
+
+    __slots__ = ("data", "descriptions", "size", "skip", "job_id")
+
+    def __init__(self, data: bytes, descriptions: dict, size: int, job_id: str):
+        self.data = data
+        self.descriptions = descriptions
+        self.size = size
+        self.skip = 0
+        self.job_id = job_id
+
+    @property
+    def live(self) -> int:
+        return self.size - self.skip
+
+    def records(self) -> list[tuple]:
+        return te.decode_sealed(self.data)[self.skip:]
+
+    def may_hold(self, raw_ids: list[bytes]) -> bool:
+        """Whether any of these ids can be in it: an id is written as its raw bytes at least once per batch."""
+        return any(raw in self.data for raw in raw_ids)
+
+
 def _place(record: TaskAttempt, worker: tuple) -> None:
     """Where an attempt ran, from its worker's remembered (worker id, node id, pid, log files)."""
     record.worker_id, record.node_id, record.worker_pid = worker[:3]
@@ -170,9 +198,10 @@ def _place(record: TaskAttempt, worker: tuple) -> None:
 class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
     def __init__(self, max_num_tasks: int | None = None):
         self.max_num_tasks = config().task_events_max_num_task_in_gcs if max_num_tasks is None else max_num_tasks
-        # (task id, attempt) -> its TaskAttempt, or (description, the owner's ended record as it arrived): see
-        # `_add_attempts`.
-        self._tasks: OrderedDict[tuple[bytes, int], TaskAttempt | tuple] = OrderedDict()
+        # In arrival order: (task id, attempt) -> its TaskAttempt, and (None, n) -> the n-th batch's SealedRecords.
+        self._tasks: OrderedDict[tuple[bytes | None, int], TaskAttempt | SealedRecords] = OrderedDict()
+        self.num_stored = 0  # attempts: TaskAttempts, and the sealed records not evicted
+        self._sealed_batches = 0
         self._descriptions: dict[str, dict] = {}  # shared task descriptions, by their JSON
         self.num_dropped = 0  # attempts evicted here, plus events workers could not buffer
         self.dropped_by_job: dict[str, int] = {}
@@ -223,8 +252,6 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                 record = new_record(key)
                 if record is None:  # dropped here before: its late events are ignored
                     continue
-            elif type(record) is tuple:  # stored as received: from now on a TaskAttempt
-                record = tasks[key] = self._materialize(record)
             # TaskAttempt.add_event, inlined.
             index = state_indexes.get(state)
             if index is None or index >= _KNOWN_STATES:
@@ -248,6 +275,9 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             self._add_attempts(attempts, descriptions, moved)
         if moved:
             self._recount(moved.values())
+        sealed = batch.get("sealed")
+        if sealed:
+            self._add_sealed(sealed, descriptions, batch.get("job_id") or "")
 
     def _remember_worker(self, worker_id: str, node_id: str, pid: int | None, log_files: tuple | None) -> None:
         """Where a reporting worker runs and its log files: owners' records name only the worker."""
@@ -259,59 +289,43 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             del workers[next(iter(workers))]
 
     def _add_attempts(self, attempts: list, descriptions: dict, moved: dict[int, TaskAttempt]) -> None:
-        """Owners' attempt records (`te.Attempt`). Most arrive once, ended, for an attempt the GCS has not seen:
-        such a record is stored as it arrived, next to its description, and counted with its batch (a read builds
-        its row; a later report turns it into a `TaskAttempt`). Anything else merges into a `TaskAttempt`."""
-        tasks, evicted, apply = self._tasks, self._evicted, self._apply_owner_record
-        received: dict[tuple, int] = {}  # (end state, description key, a retry) -> records stored as received
+        """Owners' attempt records (`te.Attempt`) that are not sealed: pending ones, failures, and those that other
+        reports name too. Each merges into its `TaskAttempt`."""
+        tasks, apply = self._tasks, self._apply_owner_record
         for rec in attempts:
             key = (rec[0], rec[1])
             record = tasks.get(key)
             if record is None:
-                if key in evicted:  # dropped here before: its late records are ignored
-                    continue
-                end_state = rec[te.A_END_STATE]
-                if end_state is not None and rec[te.A_EXTRA] is None:
-                    desc_key = rec[te.A_SUBMITTED][0]
-                    tasks[key] = (descriptions.get(desc_key, _NO_DESCRIPTION), rec)
-                    series = (end_state, desc_key, rec[1] != 0)
-                    received[series] = received.get(series, 0) + 1
-                    continue
                 record = self._new_record(key)
-                if record is None:
+                if record is None:  # dropped here before: its late records are ignored
                     continue
-            elif type(record) is tuple:
-                record = tasks[key] = self._materialize(record)
             desc = descriptions.get(rec[te.A_SUBMITTED][0])
             apply(record, rec, desc, record.events[::_EVENT.size] if record.events else None)
             moved[id(record)] = record
-        if received:
-            self._count_received(received, descriptions)
-            if len(tasks) > self.max_num_tasks:
-                self._evict_oldest()
 
-    def _count_received(self, received: dict[tuple, int], descriptions: dict) -> None:
-        """Ended records stored as received join their `ray_tasks` series, a batch's worth at a time."""
+    def _add_sealed(self, sealed: tuple[bytes, dict], descriptions: dict, job_id: str) -> None:
+        """An owner's sealed records, stored as they came and counted in `ray_tasks` from the batch's counts."""
+        data, by_series = sealed
+        size = sum(by_series.values())
+        if not size:
+            return
+        self._sealed_batches += 1
+        self._tasks[(None, self._sealed_batches)] = SealedRecords(data, descriptions, size, job_id)
+        self.num_stored += size
         counts, shared = self.state_counts, self._series
-        for (end_state, desc_key, retry), n in received.items():
+        for (desc_key, attempt), n in by_series.items():
             desc = descriptions.get(desc_key, _NO_DESCRIPTION)
-            series = (end_state, desc.get("name", ""), "1" if retry else "0", desc.get("job_id", ""))
+            series = (te.FINISHED, desc.get("name", ""), "1" if attempt else "0", desc.get("job_id", ""))
             series = shared.setdefault(series, series)
             counts[series] = counts.get(series, 0) + n
+        if self.num_stored > self.max_num_tasks:
+            self._evict_oldest()
 
-    def _materialize(self, stored: tuple[dict, tuple]) -> TaskAttempt:
-        """A `TaskAttempt` from an ended owner record stored as received, (description, record) (for a read, or a
-        later report), counted in the `ray_tasks` series the record joined."""
-        desc, rec = stored
+    def _sealed_view(self, batch: SealedRecords, rec: tuple) -> TaskAttempt:
+        """What a read sees of a sealed record: a `TaskAttempt` built for the read."""
         record = TaskAttempt(rec[0], rec[1])
-        self._apply_owner_record(record, rec, desc, None)
-        series = record.series()
-        record.counted = self._series.get(series, series)
+        self._apply_owner_record(record, rec, batch.descriptions.get(rec[te.A_SUBMITTED][0], _NO_DESCRIPTION), None)
         return record
-
-    def _view(self, stored: TaskAttempt | tuple) -> TaskAttempt:
-        """What a read sees of a stored attempt (a record stored as received stays so)."""
-        return self._materialize(stored) if type(stored) is tuple else stored
 
     def _apply_owner_record(self, record: TaskAttempt, rec: tuple | list, desc: dict | None, seen: bytes | None) -> None:
         """Merges an owner's attempt record into `record`. `seen`: the states it already has a time for (one byte
@@ -398,25 +412,31 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         The oldest attempt makes room."""
         if key in self._evicted:
             return None
-        tasks = self._tasks
-        record = tasks[key] = TaskAttempt(*key)
-        if len(tasks) > self.max_num_tasks:
+        record = self._tasks[key] = TaskAttempt(*key)
+        self.num_stored += 1
+        if self.num_stored > self.max_num_tasks:
             self._evict_oldest()
         return record
 
     def _evict_oldest(self) -> None:
-        while len(self._tasks) > self.max_num_tasks:
-            old_key, old = self._tasks.popitem(last=False)
-            if type(old) is tuple:  # an ended record stored as received: it keeps counting (see `_uncount`)
-                job_id = old[0].get("job_id") or ""
+        tasks = self._tasks
+        while self.num_stored > self.max_num_tasks:
+            old_key, old = next(iter(tasks.items()))
+            if type(old) is SealedRecords:  # its oldest records go; they keep counting, as ended (see `_uncount`)
+                n = min(old.live, self.num_stored - self.max_num_tasks)
+                old.skip += n
+                if not old.live:
+                    del tasks[old_key]
             else:
+                del tasks[old_key]
+                n = 1
                 self._uncount(old)
-                job_id = old.job_id
-            self.num_dropped += 1
-            self.dropped_by_job[job_id] = self.dropped_by_job.get(job_id, 0) + 1
-            self._evicted[old_key] = None
-            if len(self._evicted) > self.max_evicted_tracked:
-                self._evicted.popitem(last=False)
+                self._evicted[old_key] = None  # sealed records get no late reports: only these are tracked
+                if len(self._evicted) > self.max_evicted_tracked:
+                    self._evicted.popitem(last=False)
+            self.num_stored -= n
+            self.num_dropped += n
+            self.dropped_by_job[old.job_id] = self.dropped_by_job.get(old.job_id, 0) + n
 
     def _uncount(self, record: TaskAttempt) -> None:
         """An evicted attempt leaves the `ray_tasks` gauge unless it had ended: FINISHED and FAILED keep counting
@@ -451,7 +471,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         now = time.time()
         failed = []
         for record in self._tasks.values():
-            if type(record) is tuple:  # stored as received: it ended
+            if type(record) is SealedRecords:  # they finished
                 continue
             if record.job_id == job_hex and record.type != te.DRIVER_TASK and record.state not in te.TERMINAL_STATES:
                 record.add_event(te.FAILED, now)
@@ -468,9 +488,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
         return spb.GetTaskEventsReply(tasks_json=json.dumps(rows, separators=(",", ":")).encode(),
                                       num_total_stored=total, num_status_task_events_dropped=self.num_dropped)
 
-    def _row(self, stored: TaskAttempt | tuple) -> dict[str, Any]:
+    def _row(self, record: TaskAttempt) -> dict[str, Any]:
         """Its state API row; where it ran is looked up now if its owner's report came before its worker's."""
-        record = self._view(stored)
         log = record.log
         if (record.node_id is None and record.worker_id is not None) or (log is not None and log[0] is None):
             worker = self._workers.get(record.worker_id)
@@ -493,35 +512,52 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
 
     def query(self, job_id: str = "", task_ids: list[str] | None = None, actor_id: str = "", limit: int = 0,
               exclude_driver: bool = True) -> tuple[list[dict], int]:
-        if task_ids:
-            wanted = set()
-            for task_id in task_ids:
-                try:
-                    wanted.add(bytes.fromhex(task_id))
-                except ValueError:
-                    pass  # not a task id: matches nothing
-            candidates = [stored for stored in self._tasks.values()
-                          if (stored[1][0] if type(stored) is tuple else stored.task_id) in wanted]
-        else:
-            candidates = self._tasks.values()
-        rows = []
+        wanted: set[bytes] = set()
+        for task_id in task_ids or ():
+            try:
+                wanted.add(bytes.fromhex(task_id))
+            except ValueError:
+                pass  # not a task id: matches nothing
+        if task_ids and not wanted:
+            return [], 0
+        try:
+            raw_actor = bytes.fromhex(actor_id) if actor_id else None
+        except ValueError:
+            return [], 0
+        rows: list[dict] = []
         total = 0
-        for record in candidates:
-            if type(record) is tuple:  # an owner's ended record, stored as received (never a driver's)
-                if job_id and record[0].get("job_id") != job_id:
+        for stored in self._tasks.values():
+            if type(stored) is SealedRecords:
+                if job_id and stored.job_id != job_id:
                     continue
-                if actor_id and _hex(record[1][te.A_SUBMITTED][2]) != actor_id:
+                if not wanted and raw_actor is None:  # all of them match: decoded only for the rows wanted
+                    total += stored.live
+                    if limit <= 0 or len(rows) < limit:
+                        records = stored.records()
+                        rows.extend(self._row(self._sealed_view(stored, rec))
+                                    for rec in (records[:limit - len(rows)] if limit > 0 else records))
                     continue
-            else:
-                if job_id and record.job_id != job_id:
+                if (wanted and not stored.may_hold(list(wanted))) or (raw_actor and not stored.may_hold([raw_actor])):
                     continue
-                if actor_id and _hex(record.actor_id) != actor_id:
-                    continue
-                if exclude_driver and record.type == te.DRIVER_TASK:
-                    continue
+                for rec in stored.records():
+                    if (wanted and rec[0] not in wanted) or (raw_actor is not None and
+                                                             rec[te.A_SUBMITTED][2] != raw_actor):
+                        continue
+                    total += 1
+                    if limit <= 0 or len(rows) < limit:
+                        rows.append(self._row(self._sealed_view(stored, rec)))
+                continue
+            if wanted and stored.task_id not in wanted:
+                continue
+            if job_id and stored.job_id != job_id:
+                continue
+            if actor_id and _hex(stored.actor_id) != actor_id:
+                continue
+            if exclude_driver and stored.type == te.DRIVER_TASK:
+                continue
             total += 1
             if limit <= 0 or len(rows) < limit:
-                rows.append(self._row(record))
+                rows.append(self._row(stored))
         return rows, total
 
 

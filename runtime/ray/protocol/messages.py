@@ -332,6 +332,7 @@ class TaskReply(TypedDict, total=False):
     # With task events on: when it started running, and for a normal task where its output is in the worker's log
     # files: (RUNNING time,) or (RUNNING time, stdout start, stderr start, stdout end, stderr end).
     ran: tuple
+    ran_reported: bool  # the worker reported it RUNNING itself (absent: it did not)
 
 
 class CancelTask(TypedDict, total=False):

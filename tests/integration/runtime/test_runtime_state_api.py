@@ -160,6 +160,51 @@ def test_a_long_task_is_listed_pending_then_running_then_finished(cluster, tmp_p
     assert held_done.worker_pid and held_done.start_time_ms <= held_done.end_time_ms
 
 
+@ray.remote
+def naps(seconds):
+    import time as _time
+
+    _time.sleep(seconds)
+    return seconds
+
+
+def _task_state_counts(name: str | None = None) -> dict[str, int]:
+    """The GCS's `ray_tasks` series (of one function, or all), summed by state."""
+    from ray._private.worker import global_worker
+    from ray.protocol import state_pb2
+
+    gcs = global_worker.ensure_connected().gcs
+    reply = gcs.call(gcs.stubs.task_info.GetTaskStateCounts, state_pb2.GetTaskStateCountsRequest())
+    counts: dict[str, int] = {}
+    for state_name, series_name, _retry, _job, n in json.loads(reply.counts_json):
+        if name is None or series_name == name:
+            counts[state_name] = counts.get(state_name, 0) + n
+    return counts
+
+
+def test_every_attempt_is_one_row_and_counted_once_however_its_reports_fall(cluster):
+    # Short tasks end between two reports of their owner (sealed: stored as the owner encoded them); some are
+    # caught running by their worker's report, some still pending by their owner's; a few run across several
+    # reports. Whichever reports carried an attempt, it is one FINISHED row and one FINISHED count.
+    url = cluster["url"]
+    at_once = [0.001 * (i % 20) for i in range(100)] + [1.5, 2.5]
+    one_by_one = [0.02] * 150  # each submitted and ended between two owner reports; workers report every second
+    assert sorted(ray.get([naps.remote(d) for d in at_once])) == sorted(at_once)
+    assert [ray.get(naps.remote(d)) for d in one_by_one] == one_by_one
+    durations = at_once + one_by_one
+    rows = wait_for(lambda: (r := state.list_tasks(address=url, filters=[("name", "=", "naps")], limit=1000, detail=True,
+                                                   raise_on_missing_output=False))
+                    and len(r) >= len(durations) and all(t.state == "FINISHED" for t in r) and r,
+                    timeout=30, interval=0.5)
+    assert len(rows) == len(durations) and len({t.task_id for t in rows}) == len(durations)
+    assert wait_for(lambda: _task_state_counts("naps") == {"FINISHED": len(durations)}, timeout=30, interval=0.5)
+    # No attempt is left half-reported (a worker's RUNNING that no owner's record joined, nameless).
+    assert "RUNNING" not in _task_state_counts()
+    assert state.list_tasks(address=url, filters=[("state", "=", "RUNNING")]) == []
+    assert all(t.events[-1]["state"] == "FINISHED" and t.worker_pid for t in rows)
+    assert all([e["state"] for e in t.events].count("RUNNING") == 1 for t in rows)
+
+
 def test_actors_nodes_workers_jobs_and_placement_groups(cluster):
     from ray.util.placement_group import placement_group, remove_placement_group
 

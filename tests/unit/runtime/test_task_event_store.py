@@ -16,8 +16,8 @@ EXECUTOR = {"worker_id": "cc" * 28, "node_id": "dd" * 28, "pid": 11, "job_id": "
 
 
 def _add(store: GcsTaskManager, sender: dict, events: list, descriptions: dict | None = None,
-         attempts: list | None = None) -> None:
-    store.add_batch(te.decode_batch(te.encode_batch(events, sender, 0, descriptions or {}, attempts)))
+         attempts: list | None = None, sealed: list | None = None) -> None:
+    store.add_batch(te.decode_batch(te.encode_batch(events, sender, 0, descriptions or {}, attempts, sealed)))
 
 
 def _attempt(task_id: bytes, number: int = 0, *, key: int = 1, parent: bytes | None = None, args: float | None = None,
@@ -30,6 +30,12 @@ def _attempt(task_id: bytes, number: int = 0, *, key: int = 1, parent: bytes | N
 
 def _owner(store: GcsTaskManager, attempts: list, descriptions: dict | None = None) -> None:
     _add(store, OWNER, [], {1: DESC} if descriptions is None else descriptions, attempts)
+
+
+def _sealed(store: GcsTaskManager, records: list, descriptions: dict | None = None, sender: dict = OWNER) -> None:
+    """An owner's sealed records: attempts that finished with no other report about them."""
+    _add(store, sender, [], {1: DESC} if descriptions is None else descriptions,
+         sealed=[tuple(r[:te.A_REPORTED]) + (te.UNREPORTED,) for r in records])
 
 
 def test_owner_and_executor_events_merge_whatever_their_order():
@@ -81,38 +87,53 @@ def test_ray_tasks_counts_follow_each_attempt_and_keep_ended_ones_after_eviction
                                   (te.PENDING_NODE_ASSIGNMENT, "f", "1", "01000000"): 1}
 
 
-def test_ended_records_kept_as_they_arrived_answer_reads_filters_and_later_reports():
-    # Most owner records arrive once, ended: the store keeps them as they came and builds a row when read.
-    store = GcsTaskManager(4)
-    actor = os.urandom(16)
+def test_sealed_records_are_counted_on_arrival_and_read_filtered_and_evicted_without_a_row_each():
+    # Most owner records arrive sealed: the store keeps each batch of them as it came and builds rows when read.
+    store = GcsTaskManager(5)
     ended = [os.urandom(24) for _ in range(3)]
     other_job = {**DESC, "job_id": "02000000", "type": te.ACTOR_TASK, "name": "A.f"}
-    _owner(store, [tuple(_attempt(ended[0], node=1.0, pushed=1.1, end=te.FINISHED, end_t=1.3, worker="ee" * 28,
-                                  ran=(1.2,))),
-                   (ended[1], 0, (2, b"\x01" * 24, actor), 2.0, None, 2.1, te.FINISHED, 2.3, None, "ee" * 28, (2.2,),
-                    te.UNREPORTED)],
-           {1: DESC, 2: other_job})
+    _sealed(store, [_attempt(ended[0], node=1.0, pushed=1.1, end=te.FINISHED, end_t=1.3, worker="ee" * 28,
+                             ran=(1.2,)),
+                    _attempt(ended[1], key=2, parent=b"\x01" * 24, args=2.0, node=None, pushed=2.1, end=te.FINISHED,
+                             end_t=2.3, worker="ee" * 28, ran=(2.2,)),
+                    _attempt(ended[2], 1, node=3.0, pushed=3.1, end=te.FINISHED, end_t=3.3)],
+            {1: DESC, 2: other_job}, sender={**OWNER, "job_id": "02000000"})
+    assert store.state_counts == {(te.FINISHED, "f", "0", "01000000"): 1, (te.FINISHED, "f", "1", "01000000"): 1,
+                                  (te.FINISHED, "A.f", "0", "02000000"): 1}
+    assert store.counts_by_state() == {te.FINISHED: 3}
     # The worker that ran them reports after its tasks' owner: where they ran is looked up when read.
     _add(store, {**EXECUTOR, "worker_id": "ee" * 28}, [])
-    assert [r["task_id"] for r in store.query(job_id="02000000")[0]] == [ended[1].hex()]
-    [row] = store.query(actor_id=actor.hex())[0]
-    assert (row["name"], row["type"], row["state"], row["node_id"], row["worker_pid"]) == (
-        "A.f", te.ACTOR_TASK, te.FINISHED, "dd" * 28, 11)
+    # A job filter takes a sealed batch by its owner's job; a limit decodes only the rows it returns.
+    rows, total = store.query(job_id="02000000", limit=2)
+    assert total == 3 and [r["task_id"] for r in rows] == [ended[0].hex(), ended[1].hex()]
+    assert store.query(job_id="01000000") == ([], 0)
+    [row] = store.query(task_ids=[ended[1].hex()])[0]
+    assert (row["name"], row["type"], row["state"], row["node_id"], row["worker_pid"], row["parent_task_id"]) == (
+        "A.f", te.ACTOR_TASK, te.FINISHED, "dd" * 28, 11, "01" * 24)
     assert [e["state"] for e in row["events"]] == [te.PENDING_ARGS_AVAIL, te.SUBMITTED_TO_WORKER, te.RUNNING,
                                                    te.FINISHED]
-    assert store.state_counts == {(te.FINISHED, "f", "0", "01000000"): 1, (te.FINISHED, "A.f", "0", "02000000"): 1}
-    # A later report about one of them (here its executor's failure) merges into it, counted once.
-    _add(store, EXECUTOR, [(ended[0], 0, te.FAILED, 1.4, {"error_type": te.TASK_EXECUTION_EXCEPTION,
-                                                          "error_message": "Traceback: late"})])
-    [row] = store.query(task_ids=[ended[0].hex()])[0]
-    assert (row["state"], row["error_message"]) == (te.FAILED, "Traceback: late")
-    assert store.state_counts == {(te.FAILED, "f", "0", "01000000"): 1, (te.FINISHED, "A.f", "0", "02000000"): 1}
-    # Evicted, they stay counted (ended) and are counted as dropped under their job.
-    _owner(store, [tuple(_attempt(os.urandom(24), end=te.FINISHED, end_t=3.0)) for _ in range(4)])
-    assert store.query()[1] == 4 and store.dropped_by_job == {"01000000": 1, "02000000": 1}
+    assert store.query(task_ids=[os.urandom(24).hex()]) == ([], 0)
+    # Evicted from the oldest on, part of a batch at a time: they stay counted (ended) and are counted as dropped.
+    _owner(store, [_attempt(os.urandom(24)) for _ in range(4)])
+    rows, total = store.query()
+    assert total == 5 and store.num_dropped == 2 and store.dropped_by_job == {"02000000": 2}
+    assert rows[0]["task_id"] == ended[2].hex()
     assert store.state_counts[(te.FINISHED, "A.f", "0", "02000000")] == 1
-    _add(store, EXECUTOR, [(ended[1], 0, te.RUNNING, 2.2, None)])  # late: ignored
-    assert store.query(job_id="02000000")[1] == 0
+    _owner(store, [_attempt(os.urandom(24))])
+    assert store.query(job_id="02000000") == ([], 0) and store.num_stored == 5
+
+
+def test_a_sealed_actor_call_is_found_by_its_actor():
+    store = GcsTaskManager(10)
+    actor, other = os.urandom(16), os.urandom(16)
+    calls = [os.urandom(24) for _ in range(3)]
+    records = [[t, 0, (1, b"\x01" * 24, a), 1.0, None, 1.1, te.FINISHED, 1.3, None, "ee" * 28, (1.2,), te.UNREPORTED]
+               for t, a in zip(calls, (actor, other, actor), strict=True)]
+    _sealed(store, records, {1: {**DESC, "type": te.ACTOR_TASK, "name": "A.f"}})
+    rows, total = store.query(actor_id=actor.hex())
+    assert total == 2 and [r["task_id"] for r in rows] == [calls[0].hex(), calls[2].hex()]
+    assert {r["actor_id"] for r in rows} == {actor.hex()}
+    assert store.query(actor_id="not-hex") == ([], 0)
 
 
 LOGGING_EXECUTOR = {**EXECUTOR, "log_files": ("worker-1.out", "worker-1.err")}
@@ -184,10 +205,10 @@ def test_a_finished_jobs_unfinished_tasks_are_counted_failed():
     assert store.query()[0][0]["state"] == te.FAILED
 
 
-def test_a_finished_attempt_costs_the_store_under_800_bytes():
-    # 100,000 attempts are kept (task_events_max_num_task_in_gcs). An owner's ended record is kept as it arrived
-    # (a tuple of its times, ids and log offsets): ~750 bytes here, with times and offsets of its own like a real
-    # task's. Packing it into a TaskAttempt on arrival took ~540 but cost the GCS 1.5-2 us more per task.
+def test_a_finished_attempt_costs_the_store_under_200_bytes():
+    # 100,000 attempts are kept (task_events_max_num_task_in_gcs). An owner's sealed records are kept as it encoded
+    # them, with times and offsets of their own like a real task's: ~105 bytes each here. Kept as the tuples that
+    # arrived they took ~750; packed into TaskAttempts, ~540 and 1.5-2 us more of the GCS per task.
     import gc
     import time
     import tracemalloc
@@ -203,10 +224,10 @@ def test_a_finished_attempt_costs_the_store_under_800_bytes():
         for start in range(0, n, 1000):
             chunk = ids[start:start + 1000]
             _add(store, {**EXECUTOR, "log_files": ("worker-a.out", "worker-a.err")}, [])
-            _owner(store, [tuple(_attempt(task_id, parent=b"\x01" * 24, node=t + k, pushed=t + k + 0.1,
-                                          end=te.FINISHED, end_t=t + k + 0.3, worker=EXECUTOR["worker_id"],
-                                          ran=(t + k + 0.2, 123456 + k, 654321 + k, 123999 + k, 654999 + k)))
-                           for k, task_id in enumerate(chunk, start)])
+            _sealed(store, [_attempt(task_id, parent=b"\x01" * 24, node=t + k, pushed=t + k + 0.1,
+                                     end=te.FINISHED, end_t=t + k + 0.3, worker=EXECUTOR["worker_id"],
+                                     ran=(t + k + 0.2, 123456 + k, 654321 + k, 123999 + k, 654999 + k))
+                            for k, task_id in enumerate(chunk, start)])
         gc.collect()
         per_attempt = (tracemalloc.get_traced_memory()[0] - before) / n
     finally:
@@ -218,7 +239,7 @@ def test_a_finished_attempt_costs_the_store_under_800_bytes():
     assert row["task_log_info"] == {"stdout_file": "worker-a.out", "stderr_file": "worker-a.err",
                                     "stdout_start": 123456, "stderr_start": 654321,
                                     "stdout_end": 123999, "stderr_end": 654999}
-    assert per_attempt < 800, f"{per_attempt:.0f} bytes per attempt"
+    assert per_attempt < 200, f"{per_attempt:.0f} bytes per attempt"
 
 
 def test_an_attempt_reported_pending_then_ended_keeps_one_time_per_state():
