@@ -178,6 +178,7 @@ class ActorTaskSubmitter:
             st.conn = None
             if call.retries_left != 0 and not call.cancelled:
                 call.retries_left -= 1 if call.retries_left > 0 else 0
+                self.cw.task_events.resent(call.events)
                 self.loop.create_task(self._retry(st, call))
             else:
                 self.loop.create_task(self._fail_after_state(st, call))

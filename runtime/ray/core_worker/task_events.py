@@ -89,7 +89,7 @@ class TaskEventBuffer:
         if not self.enabled:
             self.record = _ignore  # type: ignore[method-assign]
             self.submitted = _ignore  # type: ignore[method-assign]
-            self.assigned = self.pushed = self.ended = self.run_ended = _ignore  # type: ignore[method-assign]
+            self.assigned = self.pushed = self.ended = self.resent = self.run_ended = _ignore  # type: ignore[method-assign]
 
     def record(self, task_id: bytes, attempt: int, state: str, extra: Any = None) -> None:
         """Any thread. The hot path: one length check and one append."""
@@ -147,6 +147,12 @@ class TaskEventBuffer:
             queue.append(tuple(record))
         else:
             self.dropped += 1
+
+    def resent(self, record: list) -> None:
+        """The same attempt goes to another worker (an actor call retried after a restart): the worker that died
+        may have reported it running, so its end is not sealed but merged with that report."""
+        if record[te.A_REPORTED] == te.UNREPORTED:
+            record[te.A_REPORTED] = te.REPORTED
 
     def _changed(self, record: list) -> None:
         if record[te.A_REPORTED] == te.REPORTED:  # reported before: report it again, once per batch

@@ -65,10 +65,15 @@ def test_only_a_finished_attempt_that_no_other_report_names_is_sealed():
     buffer.ended(failed, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})
     buffer.ended(seen_running, te.FINISHED, None, "worker-1", (5.0,), ran_reported=True)
     buffer.ended(reported_before, te.FINISHED, None, "worker-1", (5.0,))
+    resent = buffer.submitted(b"resent", 0, options, None, waits_for_args=True)
+    buffer.pushed(resent)
+    buffer.resent(resent)  # an actor call sent again after a restart: the dead worker may have reported it
+    buffer.pushed(resent)
+    buffer.ended(resent, te.FINISHED, None, "worker-2", (6.0,))
     # Only the retry, which no batch named, is sealed; the rest merge with what the GCS has of them.
     assert _sealed(buffer) == [b"sealed"]
     assert _reported(buffer) == [(b"failed", te.FAILED, False), (b"seen-running", te.FINISHED, False),
-                                 (b"reported-before", te.FINISHED, False)]
+                                 (b"reported-before", te.FINISHED, False), (b"resent", te.FINISHED, True)]
     assert buffer.sealed_attempts == [] and _reported(buffer) == []
 
 
