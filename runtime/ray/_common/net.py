@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 
 
@@ -26,7 +27,35 @@ def bind_host(node_ip: str) -> str:
     return "0.0.0.0"
 
 
+# Where free ports are picked: below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 by
+# default), which outgoing connections take their local ports from, and above the usual defaults (Redis 6379,
+# the dashboard 8265, the Ray Client server 10001).
+_FREE_PORTS_LOW = 20000
+_pick = random.SystemRandom()  # not the global generator: a user's `random.seed` must not steer (or see) this
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, for a server that binds it a moment later. Not one the kernel hands out for port 0: that
+    comes from the ephemeral range, where any process's next outgoing connection may take it before the server
+    binds (seen in CI: a GCS could not bind 127.0.0.1:45935 a moment after it was picked)."""
+    high = _ephemeral_low() - 1
+    if high > _FREE_PORTS_LOW:
+        for _ in range(64):
+            port = _pick.randint(_FREE_PORTS_LOW, high)
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
