@@ -68,6 +68,8 @@ def _stop_head(cli, head: subprocess.Popen, how: str) -> None:
             proc.kill()
     psutil.wait_procs(procs, timeout=10)
     for entry, _ in process_registry.recorded_processes(cli.temp_dir):
+        # The pod's /dev/shm goes with it; here a SIGKILLed raylet's shared-memory dir would stay behind.
+        process_registry.remove_session_shm(entry["session_dir"])
         process_registry.forget(cli.temp_dir, entry["pid"])
 
 
