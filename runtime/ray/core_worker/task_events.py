@@ -5,7 +5,7 @@ An owner keeps one record per attempt it submits (`submitted` returns it; `assig
 in its times): a task that starts and ends between two reports travels as one record, not as one event per
 state change, and the GCS merges it once. An attempt still pending when a report goes out is reported as it is
 then, and again when it changes or ends. An attempt that finished before any report named it, and that its
-executor did not report running, is sealed: the GCS stores those records without unpickling them
+executor did not report running, is sealed: the GCS stores those records without decoding them
 (`ray._common.task_events.encode_sealed`). Everything else (a worker's RUNNING, a failure's traceback, actor
 creation, the driver) is an event: one `list.append` of a tuple (`record`).
 
@@ -89,7 +89,8 @@ class TaskEventBuffer:
         if not self.enabled:
             self.record = _ignore  # type: ignore[method-assign]
             self.submitted = _ignore  # type: ignore[method-assign]
-            self.assigned = self.pushed = self.ended = self.resent = self.run_ended = _ignore  # type: ignore[method-assign]
+            self.assigned = self.pushed = self.resent = _ignore  # type: ignore[method-assign]
+            self.ended = self.run_ended = _ignore  # type: ignore[method-assign]
 
     def record(self, task_id: bytes, attempt: int, state: str, extra: Any = None) -> None:
         """Any thread. The hot path: one length check and one append."""
