@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import socket
@@ -34,6 +35,7 @@ _FREE_PORTS_LOW = 20000
 _pick = random.SystemRandom()  # not the global generator: a user's `random.seed` must not steer (or see) this
 
 
+@functools.cache  # a kernel setting: read once per process
 def _ephemeral_low() -> int:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:

@@ -279,9 +279,7 @@ class TaskExecutor:
             self._async_tasks.pop(task_id, None)
             reported = events.run_ended(task_id)
         if started is not None:
-            reply["ran"] = (started,)
-            if reported:
-                reply["ran_reported"] = True
+            _tell_run(reply, (started,), reported)
         self._reply(responder, reply)
 
     def _reply(self, responder: framing.Responder, reply: msg.TaskReply | msg.ActorCreated) -> None:
@@ -321,9 +319,7 @@ class TaskExecutor:
         finally:
             reported = events.run_ended(call.task_id)
             end = self._log_position = _log_sizes()
-        reply["ran"] = (started, *start, *end)
-        if reported:
-            reply["ran_reported"] = True
+        _tell_run(reply, (started, *start, *end), reported)
         return reply
 
     def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
@@ -342,9 +338,7 @@ class TaskExecutor:
             reply = self._execute_inner(call, function)
         finally:
             reported = events.run_ended(call.task_id)
-        reply["ran"] = (started,)
-        if reported:
-            reply["ran_reported"] = True
+        _tell_run(reply, (started,), reported)
         return reply
 
     def _execute_inner(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:
@@ -485,6 +479,14 @@ def _log_sizes() -> tuple[int, int]:
     except (OSError, ValueError, AttributeError):  # the task closed or replaced them: sizes of what reached the files
         pass
     return os.lseek(1, 0, os.SEEK_CUR), os.lseek(2, 0, os.SEEK_CUR)
+
+
+def _tell_run(reply: msg.TaskReply, ran: tuple, reported: bool) -> None:
+    """The reply's account of the run for its owner's task events: `ran`, and whether this worker's own report
+    named it running (then the owner's record is not sealed)."""
+    reply["ran"] = ran
+    if reported:
+        reply["ran_reported"] = True
 
 
 def _actor_invocation(spec: ActorTaskSpec) -> _Invocation:

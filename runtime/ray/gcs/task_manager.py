@@ -524,6 +524,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             raw_actor = bytes.fromhex(actor_id) if actor_id else None
         except ValueError:
             return [], 0
+        raw_ids = list(wanted) if wanted else [raw_actor] if raw_actor is not None else []  # sought in sealed bytes
         rows: list[dict] = []
         total = 0
         for stored in self._tasks.values():
@@ -537,7 +538,7 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                         rows.extend(self._row(self._sealed_view(stored, rec))
                                     for rec in (records[:limit - len(rows)] if limit > 0 else records))
                     continue
-                if (wanted and not stored.may_hold(list(wanted))) or (raw_actor and not stored.may_hold([raw_actor])):
+                if not stored.may_hold(raw_ids):
                     continue
                 for rec in stored.records():
                     if (wanted and rec[0] not in wanted) or (raw_actor is not None and
