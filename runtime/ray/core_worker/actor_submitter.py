@@ -12,7 +12,7 @@ from ray import exceptions
 from ray._common import framing
 from ray._common import task_events as te
 from ray.core_worker.memory_store import INLINE, StoredObject, error_object
-from ray.core_worker.task_events import ARGUMENT_FAILED, failure
+from ray.core_worker.task_events import ARGUMENT_FAILED, OwnedAttempt, failure
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import messages as msg
 from ray.protocol.messages import ActorTaskSpec
@@ -22,12 +22,11 @@ State = apb.ActorTableData
 
 
 @dataclass
-class _Call:
+class _Call(OwnedAttempt):  # its task events' times ride on it
     spec: ActorTaskSpec
     pinned: list[bytes]
     retries_left: int
     cancelled: bool = False
-    events: list | None = None  # its task event record (TaskEventBuffer.submitted)
 
 
 @dataclass
@@ -85,7 +84,7 @@ class ActorTaskSubmitter:
     def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
                parent: bytes | None = None) -> None:
         call = _Call(spec, pinned, max_task_retries)
-        call.events = self.cw.task_events.submitted(spec.task_id, 0, spec.options, parent, True, actor_id)
+        self.cw.task_events.submitted(call, spec.task_id, 0, spec.options, parent, True, actor_id)
         self._state(actor_id).queue.put_nowait(call)
 
     # ------------------------------------------------------------------ sending, in order
@@ -100,7 +99,7 @@ class ActorTaskSubmitter:
                 continue
             error = await self.cw.resolver.resolve(call.spec.args)
             if error is not None:
-                self.cw.task_events.ended(call.events, te.FAILED, ARGUMENT_FAILED)
+                self.cw.task_events.ended(call, te.FAILED, ARGUMENT_FAILED)
                 self._finish_with(call, error)
                 continue
             while True:
@@ -109,7 +108,7 @@ class ActorTaskSubmitter:
                     self._fail(call, self._death_error(st))
                     break
                 st.inflight[call.spec.task_id] = call
-                self.cw.task_events.pushed(call.events)
+                self.cw.task_events.pushed(call)
                 fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec.to_wire())
                 fut.add_done_callback(lambda f, st=st, call=call: self._on_reply(st, call, f))
                 break
@@ -178,7 +177,7 @@ class ActorTaskSubmitter:
             st.conn = None
             if call.retries_left != 0 and not call.cancelled:
                 call.retries_left -= 1 if call.retries_left > 0 else 0
-                self.cw.task_events.resent(call.events)
+                self.cw.task_events.resent(call)
                 self.loop.create_task(self._retry(st, call))
             else:
                 self.loop.create_task(self._fail_after_state(st, call))
@@ -186,10 +185,10 @@ class ActorTaskSubmitter:
         reply = fut.result()
         app_error = reply.get("app_error")
         if app_error:
-            self.cw.task_events.ended(call.events, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
+            self.cw.task_events.ended(call, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                                "error_message": ""}, st.worker_id, reply.get("ran"))
         else:
-            self.cw.task_events.ended(call.events, te.FINISHED, None, st.worker_id, reply.get("ran"),
+            self.cw.task_events.ended(call, te.FINISHED, None, st.worker_id, reply.get("ran"),
                                       reply.get("ran_reported", False))
         self._finish(call, reply["returns"], reply.get("nested_holder"))
 
@@ -211,7 +210,7 @@ class ActorTaskSubmitter:
         self.cw.complete(call.spec.task_id, returns, nested_holder, call.pinned)
 
     def _fail(self, call: _Call, error: BaseException) -> None:
-        self.cw.task_events.ended(call.events, te.FAILED, failure(error))
+        self.cw.task_events.ended(call, te.FAILED, failure(error))
         self._finish_with(call, error_object(error))
 
     def _finish_with(self, call: _Call, error: StoredObject) -> None:

@@ -169,7 +169,7 @@ class CoreWorker:
         connection, which then closes (its buffer written out first); the process exits once it has closed, or
         after `timeout_s` (Ray's core worker flushes its task events when it exits)."""
         self._exiting = True
-        self.task_events.flush()
+        self.task_events.flush(everything=True)
         raylet = self.raylet
         if raylet is not None and not raylet.closed:
             raylet.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import functools
 import inspect
 import json
 import logging
@@ -175,7 +176,7 @@ class TaskExecutor:
     def _flush_and_exit(self) -> None:
         if self.gcs_conn is not None:  # an intended exit: the GCS must not restart the actor
             self.cw.loop.call_soon_threadsafe(_notify_quietly, self.gcs_conn, msg.ACTOR_EXITING)
-        self.cw.loop.call_soon_threadsafe(self.cw.task_events.flush)
+        self.cw.loop.call_soon_threadsafe(functools.partial(self.cw.task_events.flush, everything=True))
         # Let the io thread send the last replies before the process goes away.
         try:
             self.cw.run_sync(asyncio.sleep(0.05), timeout=2)

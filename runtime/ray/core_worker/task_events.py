@@ -1,21 +1,22 @@
 """The core worker's task event buffer (Ray's TaskEventBuffer): state changes of the tasks this process owns
 or runs, recorded on the hot path and reported off it.
 
-An owner keeps one record per attempt it submits (`submitted` returns it; `assigned`, `pushed` and `ended` fill
-in its times): a task that starts and ends between two reports travels as one record, not as one event per
-state change, and the GCS merges it once. An attempt still pending when a report goes out is reported as it is
-then, and again when it changes or ends. An attempt that finished before any report named it, and that its
-executor did not report running, is sealed: the GCS stores those records without decoding them
-(`ray._common.task_events.encode_sealed`). Everything else (a worker's RUNNING, a failure's traceback, actor
-creation, the driver) is an event: one `list.append` of a tuple (`record`).
+An owner notes each attempt it submits on the submitter's own object for it (`OwnedAttempt`: `submitted`,
+`assigned`, `pushed` and `ended` set its times): a task that starts and ends between two reports travels once, not
+as one event per state change. An attempt that finished before any report named it, and that its executor did not
+report running, is sealed: `ended` packs it into the batch's rows at once (`ray._common.task_events.SEALED_ROW`),
+which the GCS stores as they came. Everything else is reported as a record (`te.Attempt`) that the GCS merges: an
+attempt still pending one full interval after it was submitted (again when it changes, and when it ends), and any
+that failed, was retried or was reported running by its executor. The rest (a worker's RUNNING, a failure's
+traceback, actor creation, the driver) is an event: one `list.append` of a tuple (`record`).
 
 Every `task_events_report_interval_ms` the io thread swaps the buffers for empty ones, encodes them once
 (`ray._common.task_events.encode_batch`) and sends them to the raylet (`TASK_EVENTS`), which forwards them to
-the GCS. At most `task_events_max_num_status_events_buffer_on_worker` events (and as many attempt records) wait
-between reports; more are counted as dropped and the count travels with the next batch.
+the GCS. At most `task_events_max_num_status_events_buffer_on_worker` events (and as many attempts of each kind)
+wait between reports; more are counted as dropped and the count travels with the next batch.
 
-An attempt's first report carries a cheap placeholder for the task's description (the shared options object,
-not a dict made per task); it becomes a dict when the batch is encoded.
+An attempt names its task's description by a key (the shared options object's id, not a dict made per task); the
+batch describes each key once.
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def failure(error: BaseException) -> dict[str, str]:
     return {"error_type": error_type_of(error), "error_message": str(error)}
 
 
+class OwnedAttempt:
+    """What an owner's task events know of one attempt of a task it submitted, kept on the submitter's own object
+    for it (`PendingTask`, the actor submitter's `_Call`, which derive from this). Class attributes are the
+    defaults, so a call made with events off sets none. No record object of its own: objects made per call and
+    kept until the next report were a third of what events cost the driver, most of it in its collector."""
+
+    ev_id: tuple = ()  # (task id, attempt number, description key, parent task id, actor id or None)
+    ev_args_t: float = te.NO_TIME  # PENDING_ARGS_AVAIL
+    ev_node_t: float = te.NO_TIME  # PENDING_NODE_ASSIGNMENT
+    ev_pushed_t: float = te.NO_TIME  # SUBMITTED_TO_WORKER
+    ev_reported: int = te.UNREPORTED
+
+
 class TaskEventBuffer:
     def __init__(self, core_worker):
         self.cw = core_worker
@@ -67,19 +81,24 @@ class TaskEventBuffer:
         self.interval_s = cfg.task_events_report_interval_ms / 1000
         self.max_buffered = cfg.task_events_max_num_status_events_buffer_on_worker
         self.events: list[te.Event] = []
-        # Owner attempt records (`te.Attempt`): ended since the last report (frozen, see `ended`), sealed ones
-        # apart; submitted since then and still pending (by id: reported as they are at the next report); reported
-        # before and changed since.
-        self.sealed_attempts: list[tuple] = []
-        self.ended_attempts: list[tuple] = []
-        self.new_attempts: dict[int, list] = {}
-        self.changed_attempts: list[list] = []
+        # Owned attempts still pending, by id: submitted since the last report (reported at the one after, if still
+        # pending then: most finish first and are sealed), and submitted before it.
+        self._pending_new: dict[int, OwnedAttempt] = {}
+        self._pending_old: dict[int, OwnedAttempt] = {}
+        self.changed_attempts: list[OwnedAttempt] = []  # reported before, changed since
+        self.ended_attempts: list[tuple] = []  # ended, not sealed: `te.Attempt` tuples
+        # This batch's sealed rows (`te.SEALED_ROW`), their count by (description key, attempt number), a first
+        # attempt's by description key alone, and the workers they name (id -> index in the batch's list).
+        self._sealed = bytearray()
+        self._sealed_counts: dict[int | tuple[int, int], int] = {}
+        self._sealed_workers: dict[str | None, int] = {}
+        self._sealed_limit = self.max_buffered * te.SEALED_ROW.size
         # The tasks this worker runs now and no report named yet: task id -> (attempt, RUNNING time, log start or
         # None). A report takes them out (`_report_running`), so that exactly one of it and `run_ended` gets each.
         self.running: dict[bytes, tuple] = {}
         self._announce = False  # its log files are named in no batch yet
         self.dropped = 0
-        self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's attempt records (io thread)
+        self._descriptions: dict[int, Any] = {}  # id(options) -> options, for this batch's attempts (io thread)
         self._handle = None
         self.enabled = cfg.enable_task_events and self.interval_s > 0
         self._driver_task = core_worker.driver_task_id.binary()
@@ -101,76 +120,113 @@ class TaskEventBuffer:
             self.dropped += 1
 
     # ------------------------------------------------------------------ an owner's attempts (io thread)
-    def submitted(self, task_id: bytes, attempt: int, options, parent: bytes | None, waits_for_args: bool,
-                  actor_id: bytes | None = None) -> list | None:
-        """A new attempt of a task this process owns: PENDING_ARGS_AVAIL when it waits for arguments, else
-        PENDING_NODE_ASSIGNMENT (the GCS adds PENDING_ARGS_AVAIL at the same time). Returns its record, which
-        the other calls take (None with events off)."""
+    def submitted(self, attempt: OwnedAttempt, task_id: bytes, number: int, options: Any, parent: bytes | None,
+                  waits_for_args: bool, actor_id: bytes | None = None) -> None:
+        """A new attempt (`number`) of a task this process owns: PENDING_ARGS_AVAIL when it waits for arguments,
+        else PENDING_NODE_ASSIGNMENT (the GCS adds PENDING_ARGS_AVAIL at the same time)."""
         key = id(options)
         self._descriptions[key] = options
-        now = time.time()
-        record = [task_id, attempt, (key, parent or self._driver_task, actor_id), now if waits_for_args else None,
-                  None if waits_for_args else now, None, None, None, None, None, None, te.UNREPORTED]
-        if len(self.new_attempts) < self.max_buffered:
-            self.new_attempts[id(record)] = record
+        attempt.ev_id = (task_id, number, key, parent or self._driver_task, actor_id)
+        if waits_for_args:
+            attempt.ev_args_t = time.time()
+        else:
+            attempt.ev_node_t = time.time()
+        if number:  # a retry: the same object, a new attempt
+            if waits_for_args:
+                attempt.ev_node_t = te.NO_TIME
+            else:
+                attempt.ev_args_t = te.NO_TIME
+            attempt.ev_pushed_t = te.NO_TIME
+            attempt.ev_reported = te.UNREPORTED
+        if len(self._pending_new) < self.max_buffered:
+            self._pending_new[id(attempt)] = attempt
         else:
             self.dropped += 1
-        return record
 
-    def assigned(self, record: list) -> None:
+    def assigned(self, attempt: OwnedAttempt) -> None:
         """Its arguments are ready: PENDING_NODE_ASSIGNMENT."""
-        record[te.A_NODE_T] = time.time()
-        self._changed(record)
+        attempt.ev_node_t = time.time()
+        if attempt.ev_reported == te.REPORTED:
+            self._changed(attempt)
 
-    def pushed(self, record: list) -> None:
+    def pushed(self, attempt: OwnedAttempt) -> None:
         """Sent to the worker that runs it: SUBMITTED_TO_WORKER."""
-        record[te.A_PUSHED_T] = time.time()
-        self._changed(record)
+        attempt.ev_pushed_t = time.time()
+        if attempt.ev_reported == te.REPORTED:
+            self._changed(attempt)
 
-    def ended(self, record: list, state: str, extra: Any = None, worker_id: str | None = None,
+    def ended(self, attempt: OwnedAttempt, state: str, extra: Any = None, worker_id: str | None = None,
               ran: tuple | None = None, ran_reported: bool = False) -> None:
         """FINISHED or FAILED (`extra`: the failure's error type and message); `ran`: the reply's account of the
         run by that worker (`te.Attempt`); `ran_reported`: whether that worker reported it running itself."""
-        record[te.A_END_STATE] = state
-        record[te.A_END_T] = time.time()
-        record[te.A_EXTRA] = extra
-        record[te.A_WORKER] = worker_id
-        record[te.A_RAN] = ran
-        self.new_attempts.pop(id(record), None)
+        end_t = time.time()
+        if self._pending_new.pop(id(attempt), None) is None:
+            self._pending_old.pop(id(attempt), None)
         # Sealed when no report names this attempt but this one: no earlier batch of this owner, no executor's
         # RUNNING, no failure (whose executor reports its traceback).
-        queue = self.sealed_attempts if (state == te.FINISHED and record[te.A_REPORTED] == te.UNREPORTED
-                                         and not ran_reported) else self.ended_attempts
-        # A tuple of atomic values: the collector untracks it at its first look. A list would be promoted through
-        # every generation while it waits for the report, and the driver's collections grew with it (its GC time
-        # per actor call, 4.7 -> 9.7 us).
-        if len(queue) < self.max_buffered:
-            queue.append(tuple(record))
-        else:
+        if state != te.FINISHED or attempt.ev_reported != te.UNREPORTED or ran_reported:
+            attempt.ev_reported = te.ENDED
+            if len(self.ended_attempts) < self.max_buffered:
+                self.ended_attempts.append(_as_record(attempt, state, end_t, extra, worker_id, ran))
+            else:
+                self.dropped += 1
+            return
+        sealed = self._sealed
+        if len(sealed) >= self._sealed_limit:
             self.dropped += 1
+            return
+        task_id, number, key, parent, actor_id = attempt.ev_id
+        workers = self._sealed_workers
+        worker = workers.get(worker_id)
+        if worker is None:
+            worker = workers[worker_id] = len(workers)
+        if ran is None:
+            ran = _NOT_RUN
+        if len(ran) == 1:
+            sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
+                                   attempt.ev_node_t, attempt.ev_pushed_t, ran[0], end_t, worker, -1, -1, -1, -1)
+        else:  # with where its output is in the worker's log files
+            sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
+                                   attempt.ev_node_t, attempt.ev_pushed_t, ran[0], end_t, worker, *ran[1:])
+        counts, series = self._sealed_counts, (key, number) if number else key  # no tuple for a first attempt
+        counts[series] = counts.get(series, 0) + 1
 
-    def resent(self, record: list) -> None:
+    def resent(self, attempt: OwnedAttempt) -> None:
         """The same attempt goes to another worker (an actor call retried after a restart): the worker that died
         may have reported it running, so its end is not sealed but merged with that report."""
-        if record[te.A_REPORTED] == te.UNREPORTED:
-            record[te.A_REPORTED] = te.REPORTED
+        if attempt.ev_reported == te.UNREPORTED:
+            attempt.ev_reported = te.REPORTED
 
-    def _changed(self, record: list) -> None:
-        if record[te.A_REPORTED] == te.REPORTED:  # reported before: report it again, once per batch
-            record[te.A_REPORTED] = te.CHANGED
-            self.changed_attempts.append(record)
+    def _changed(self, attempt: OwnedAttempt) -> None:
+        attempt.ev_reported = te.CHANGED  # reported before: report it again, once per batch
+        self.changed_attempts.append(attempt)
 
-    def _attempts_to_report(self) -> list[tuple | list]:
-        """This batch's attempt records: those that ended, and those still pending that are new or changed."""
-        attempts: list[tuple | list] = self.ended_attempts
+    def _attempts_to_report(self, everything: bool = False) -> list[tuple]:
+        """This batch's attempt records: those that ended unsealed, those pending since before the last report,
+        and those reported before that changed since. An attempt submitted since the last report waits for the
+        next one (most finish before it, and are sealed), unless this is the last report (`everything`)."""
+        records: list[tuple] = self.ended_attempts
         self.ended_attempts = []
-        for pending in (self.new_attempts.values(), self.changed_attempts):
-            for record in pending:
-                if record[te.A_END_STATE] is None:
-                    record[te.A_REPORTED] = te.REPORTED  # a later change or its end goes again
-                    attempts.append(record)
-        self.new_attempts, self.changed_attempts = {}, []
-        return attempts
+        pending = (self._pending_old, self._pending_new) if everything else (self._pending_old,)
+        for attempt in (a for by_id in pending for a in by_id.values()):
+            if attempt.ev_reported != te.CHANGED:  # not reported yet (a resent one is marked so, see `resent`)
+                attempt.ev_reported = te.REPORTED  # a later change or its end goes again
+                records.append(_as_record(attempt))
+        for attempt in self.changed_attempts:
+            if attempt.ev_reported == te.CHANGED:
+                attempt.ev_reported = te.REPORTED
+                records.append(_as_record(attempt))
+        self._pending_old, self._pending_new = ({}, {}) if everything else (self._pending_new, {})
+        self.changed_attempts = []
+        return records
+
+    def _sealed_to_report(self) -> tuple[bytes, dict[tuple[int, int], int], tuple[str | None, ...]] | None:
+        if not self._sealed_counts:
+            return None
+        counts = {(series, 0) if type(series) is int else series: n for series, n in self._sealed_counts.items()}
+        sealed = (bytes(self._sealed), counts, tuple(self._sealed_workers))
+        self._sealed, self._sealed_counts, self._sealed_workers = bytearray(), {}, {}
+        return sealed
 
     # ------------------------------------------------------------------ the tasks this worker runs (any thread)
     def set_log_files(self, files: tuple[str, str] | tuple[()]) -> None:
@@ -217,22 +273,29 @@ class TaskEventBuffer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self.flush()
+        self.flush(everything=True)
 
-    def flush(self) -> None:
+    def flush(self, everything: bool = False) -> None:
+        """Reports what is buffered; `everything`: the process's last report, which names the attempts submitted
+        since the one before too."""
         if self.running:
             self._report_running()
-        if not self.events and not self.dropped and not self.ended_attempts and not self.sealed_attempts \
-                and not self.new_attempts and not self.changed_attempts and not self._announce:
+        if not self.events and not self.dropped and not self.ended_attempts and not self._sealed_counts \
+                and not self._pending_new and not self._pending_old and not self.changed_attempts \
+                and not self._announce:
             return
         raylet = self.cw.raylet
         if raylet is None or raylet.closed:
             return
+        attempts = self._attempts_to_report(everything)
+        sealed = self._sealed_to_report()
+        # The attempts still pending that no report named yet keep their descriptions for the batch that will.
+        options = self._descriptions
+        self._descriptions = {key: options[key] for key in {a.ev_id[2] for a in self._pending_old.values()}}
+        if not self.events and not attempts and not sealed and not self.dropped and not self._announce:
+            return  # only attempts younger than one report: the next one tells of them
         batch, self.events = self.events, []
-        attempts = self._attempts_to_report()
-        sealed, self.sealed_attempts = self.sealed_attempts, []
         self._announce = False
-        options, self._descriptions = self._descriptions, {}
         dropped, self.dropped = self.dropped, 0
         sender = {"worker_id": self.cw.worker_id.hex(), "node_id": self.cw.node_id, "pid": os.getpid(),
                   "job_id": self.cw.job_id.hex()}
@@ -255,6 +318,24 @@ class TaskEventBuffer:
         return {"name": options.name, "func_or_class_name": options.name, "type": te.ACTOR_TASK, "job_id": job_id,
                 "required_resources": {}, "runtime_env_info": {"serialized_runtime_env": "{}"},
                 "placement_group_id": None, "language": "PYTHON"}
+
+
+_pack_sealed = te.SEALED_ROW.pack
+_NO_ACTOR = te.NO_ACTOR
+_NOT_RUN = (te.NO_TIME,)
+
+
+def _time_or_none(t: float) -> float | None:
+    return None if t != t else t  # NaN: none
+
+
+def _as_record(attempt: OwnedAttempt, state: str | None = None, end_t: float | None = None, extra: Any = None,
+               worker_id: str | None = None, ran: tuple | None = None) -> tuple:
+    """An attempt as the GCS merges it (`te.Attempt`), as it is now."""
+    task_id, number, key, parent, actor_id = attempt.ev_id
+    return (task_id, number, (key, parent, actor_id), _time_or_none(attempt.ev_args_t),
+            _time_or_none(attempt.ev_node_t), _time_or_none(attempt.ev_pushed_t), state, end_t, extra, worker_id, ran,
+            attempt.ev_reported)
 
 
 def _json(value: Any) -> str:

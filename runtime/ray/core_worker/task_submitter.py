@@ -24,7 +24,7 @@ from ray._common import framing
 from ray._common import task_events as te
 from ray._common.config import config
 from ray.core_worker.memory_store import IN_STORE, StoredObject, error_object
-from ray.core_worker.task_events import ARGUMENT_FAILED, failure
+from ray.core_worker.task_events import ARGUMENT_FAILED, OwnedAttempt, failure
 from ray.protocol import messages as msg
 from ray.protocol.messages import ArgKind, TaskOptions, TaskSpec
 
@@ -35,14 +35,13 @@ LEASE_IDLE_TIMEOUT_S = 0.25  # keep an idle leased worker this long for the next
 
 
 @dataclass
-class PendingTask:
+class PendingTask(OwnedAttempt):  # its task events' times ride on it
     spec: TaskSpec
     retries_left: int
     pinned: list[bytes]
     worker: LeasedWorker | None = None
     cancelled: bool = False
     attempt: int = 0  # the task events' attempt_number
-    events: list | None = None  # this attempt's task event record (TaskEventBuffer.submitted)
 
 
 @dataclass(eq=False)
@@ -115,10 +114,10 @@ class NormalTaskSubmitter:
         task = PendingTask(spec, spec.options.max_retries, pinned)
         self._tasks[spec.task_id] = task
         if any(arg[0] == ArgKind.BY_REF for arg in spec.args):
-            task.events = self._events.submitted(spec.task_id, 0, spec.options, spec.parent_task_id, True)
+            self._events.submitted(task, spec.task_id, 0, spec.options, spec.parent_task_id, True)
             self.loop.create_task(self._resolve_and_queue(task))
         else:  # nothing to wait for: it waits for a node from the start
-            task.events = self._events.submitted(spec.task_id, 0, spec.options, spec.parent_task_id, False)
+            self._events.submitted(task, spec.task_id, 0, spec.options, spec.parent_task_id, False)
             self._queue(task, recorded=True)
 
     async def _resolve_and_queue(self, task: PendingTask) -> None:
@@ -148,7 +147,7 @@ class NormalTaskSubmitter:
 
     def _queue(self, task: PendingTask, locality: str = "", recorded: bool = False) -> None:
         if not recorded:
-            self._events.assigned(task.events)
+            self._events.assigned(task)
         cls = self._class_for(task.spec.options, locality)
         cls.tasks.append(task)
         self._pump(cls)
@@ -318,7 +317,7 @@ class NormalTaskSubmitter:
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
         worker.busy = True
         task.worker = worker
-        self._events.pushed(task.events)
+        self._events.pushed(task)
         body: msg.PushTask = {"spec": task.spec.to_wire(), "lease_id": worker.lease_id, "gpu_ids": worker.gpu_ids,
                               "attempt": task.attempt}
         key = task.spec.options.function_key
@@ -372,10 +371,10 @@ class NormalTaskSubmitter:
             self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
             return
         if reply.get("app_error"):
-            self._events.ended(task.events, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
+            self._events.ended(task, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                         "error_message": ""}, worker.worker_id, reply.get("ran"))
         else:
-            self._events.ended(task.events, te.FINISHED, None, worker.worker_id, reply.get("ran"),
+            self._events.ended(task, te.FINISHED, None, worker.worker_id, reply.get("ran"),
                                reply.get("ran_reported", False))
         self._finish(task, reply["returns"], reply.get("nested_holder"))
 
@@ -383,9 +382,9 @@ class NormalTaskSubmitter:
                       ran: tuple | None = None) -> None:
         """The attempt failed and the task is retried: its next attempt starts, described again."""
         spec = task.spec
-        self._events.ended(task.events, te.FAILED, failed, worker_id, ran)
+        self._events.ended(task, te.FAILED, failed, worker_id, ran)
         task.attempt += 1
-        task.events = self._events.submitted(spec.task_id, task.attempt, spec.options, spec.parent_task_id, False)
+        self._events.submitted(task, spec.task_id, task.attempt, spec.options, spec.parent_task_id, False)
 
     # ------------------------------------------------------------------ completion
     def _finish(self, task: PendingTask, returns: list, nested_holder: dict | None = None) -> None:
@@ -393,12 +392,12 @@ class NormalTaskSubmitter:
         self.cw.complete(task.spec.task_id, returns, nested_holder, task.pinned)
 
     def _finish_with_error(self, task: PendingTask, error: BaseException) -> None:
-        self._events.ended(task.events, te.FAILED, failure(error))
+        self._events.ended(task, te.FAILED, failure(error))
         self._finish_with_error_object(task, error_object(error), recorded=True)
 
     def _finish_with_error_object(self, task: PendingTask, stored: StoredObject, recorded: bool = False) -> None:
         if not recorded:  # an argument's error: the task never ran
-            self._events.ended(task.events, te.FAILED, ARGUMENT_FAILED)
+            self._events.ended(task, te.FAILED, ARGUMENT_FAILED)
         wire = stored.to_wire()
         self._finish(task, [(oid, wire) for oid in task.spec.return_ids])
 

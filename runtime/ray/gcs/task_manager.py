@@ -3,7 +3,7 @@
 Core workers report batches of state changes (`ray._common.task_events`); each task attempt becomes one
 record, merged from its owner's attempt records and its executor's events, in whatever order they arrive. Most
 attempts arrive sealed: an owner's records of attempts that finished with nothing else reported about them. Those
-are kept as the owner encoded them, a batch at a time (`SealedRecords`), counted in `ray_tasks` from the counts
+are kept as the owner packed them, a batch at a time (`SealedRecords`), counted in `ray_tasks` from the counts
 the batch carries, and decoded only when read. At most `task_events_max_num_task_in_gcs` attempts are kept: the
 oldest is dropped first and counted, per job and in total, and the state API reports the count. When a job ends,
 its attempts still pending or running are marked FAILED a moment later (their workers are gone with the job), as
@@ -139,7 +139,10 @@ class TaskAttempt:
 
     def row(self) -> dict[str, Any]:
         """The state API's TaskState columns (all of them; the dashboard drops detail-only ones)."""
-        events = sorted(((state, int(t * 1000)) for state, t in self.iter_events()), key=lambda e: e[1])
+        # In time order; states of the same millisecond in state order, whichever report came first (the owner's
+        # SUBMITTED_TO_WORKER and its worker's RUNNING often share one).
+        events = [(_STATES[index], ms) for ms, index in sorted((int(t * 1000), index)
+                                                                for index, t in _EVENT.iter_unpack(self.events))]
         if events and events[0][0] == te.PENDING_NODE_ASSIGNMENT:  # submitted with nothing to wait for
             events.insert(0, (te.PENDING_ARGS_AVAIL, events[0][1]))
         d = self.desc
@@ -163,15 +166,17 @@ class TaskAttempt:
 
 
 class SealedRecords:
-    """One owner batch's sealed attempt records, as the owner encoded them (~105 bytes each instead of a
-    TaskAttempt's ~540), with that batch's descriptions. Eviction drops the oldest of them by moving `skip`."""
+    """One owner batch's sealed attempt records, as the owner packed them (`te.SEALED_ROW`, 152 bytes each instead
+    of a TaskAttempt's ~540), with that batch's descriptions and worker ids. Eviction drops the oldest of them by
+    moving `skip`."""
 
-    __slots__ = ("data", "descriptions", "size", "skip", "job_id")
+    __slots__ = ("data", "workers", "descriptions", "size", "skip", "job_id")
 
-    def __init__(self, data: bytes, descriptions: dict, size: int, job_id: str):
+    def __init__(self, data: bytes, workers: tuple, descriptions: dict, job_id: str):
         self.data = data
+        self.workers = workers
         self.descriptions = descriptions
-        self.size = size
+        self.size = len(data) // te.SEALED_ROW.size
         self.skip = 0
         self.job_id = job_id
 
@@ -179,11 +184,14 @@ class SealedRecords:
     def live(self) -> int:
         return self.size - self.skip
 
-    def records(self) -> list[tuple]:
-        return te.decode_sealed(self.data)[self.skip:]
+    def records(self, limit: int = 0) -> list[tuple]:
+        """Its live records (the first `limit` of them when > 0), unpacked (`te.Attempt` layout)."""
+        row = te.SEALED_ROW.size
+        end = self.size if limit <= 0 else min(self.size, self.skip + limit)
+        return te.decode_sealed(memoryview(self.data)[self.skip * row:end * row], self.workers)
 
     def may_hold(self, raw_ids: list[bytes]) -> bool:
-        """Whether any of these ids can be in it: an id is written as its raw bytes at least once per batch."""
+        """Whether any of these ids can be in it: each row holds its task id and actor id as raw bytes."""
         return any(raw in self.data for raw in raw_ids)
 
 
@@ -303,15 +311,15 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
             apply(record, rec, desc, record.events[::_EVENT.size] if record.events else None)
             moved[id(record)] = record
 
-    def _add_sealed(self, sealed: tuple[bytes, dict], descriptions: dict, job_id: str) -> None:
+    def _add_sealed(self, sealed: tuple[bytes, dict, tuple], descriptions: dict, job_id: str) -> None:
         """An owner's sealed records, stored as they came and counted in `ray_tasks` from the batch's counts."""
-        data, by_series = sealed
-        size = sum(by_series.values())
-        if not size:
+        data, by_series, workers = sealed
+        stored = SealedRecords(data, workers, descriptions, job_id)
+        if not stored.size:
             return
         self._sealed_batches += 1
-        self._tasks[(None, self._sealed_batches)] = SealedRecords(data, descriptions, size, job_id)
-        self.num_stored += size
+        self._tasks[(None, self._sealed_batches)] = stored
+        self.num_stored += stored.size
         counts, shared = self.state_counts, self._series
         for (desc_key, attempt), n in by_series.items():
             desc = descriptions.get(desc_key, _NO_DESCRIPTION)
@@ -534,9 +542,8 @@ class GcsTaskManager(state_pb2_grpc.TaskInfoGcsServiceServicer):
                 if not wanted and raw_actor is None:  # all of them match: decoded only for the rows wanted
                     total += stored.live
                     if limit <= 0 or len(rows) < limit:
-                        records = stored.records()
                         rows.extend(self._row(self._sealed_view(stored, rec))
-                                    for rec in (records[:limit - len(rows)] if limit > 0 else records))
+                                    for rec in stored.records(limit - len(rows) if limit > 0 else 0))
                     continue
                 if not stored.may_hold(raw_ids):
                     continue

@@ -1,5 +1,6 @@
-"""An owner's task event buffer (no processes): one record per attempt, reported once (sealed) when it starts and
-finishes between two reports, as it is when still pending, and again when it changed or ended."""
+"""An owner's task event buffer (no processes): one record per attempt, kept on the submitter's own object for it;
+packed once (sealed) when it finishes before any report named it, reported as it is when still pending after a
+full interval, and again when it changed or ended."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ from types import SimpleNamespace
 
 from ray._common import task_events as te
 from ray._common.ids import JobID, TaskID
-from ray.core_worker.task_events import TaskEventBuffer
+from ray.core_worker.task_events import OwnedAttempt, TaskEventBuffer
 
 
 class _Options:  # a remote function's options: described by identity, once per batch
     name = "f"
+
+
+class _Call(OwnedAttempt):  # a submitter's object for one attempt
+    pass
 
 
 def _buffer() -> TaskEventBuffer:
@@ -21,28 +26,46 @@ def _buffer() -> TaskEventBuffer:
     return TaskEventBuffer(SimpleNamespace(driver_task_id=TaskID.for_driver(JobID.from_int(1))))
 
 
-def _reported(buffer: TaskEventBuffer) -> list[tuple]:
-    return [(r[te.A_TASK_ID], r[te.A_END_STATE], r[te.A_PUSHED_T] is not None)
-            for r in buffer._attempts_to_report()]
+def _id(name: bytes) -> bytes:
+    return name.ljust(24, b".")  # a task id's size
 
 
-def _sealed(buffer: TaskEventBuffer) -> list[bytes]:
-    sealed, buffer.sealed_attempts = buffer.sealed_attempts, []
-    return [r[te.A_TASK_ID] for r in sealed]
+def _submit(buffer: TaskEventBuffer, name: bytes, options: _Options, number: int = 0, *, waits: bool = False,
+            call: _Call | None = None) -> _Call:
+    call = call or _Call()
+    buffer.submitted(call, _id(name), number, options, None, waits_for_args=waits)
+    return call
 
 
-def test_an_attempt_is_reported_when_it_starts_again_when_it_changes_and_when_it_ends():
+def _reported(buffer: TaskEventBuffer, everything: bool = False) -> list[tuple]:
+    return [(r[te.A_TASK_ID].rstrip(b"."), r[te.A_END_STATE], r[te.A_PUSHED_T] is not None)
+            for r in buffer._attempts_to_report(everything)]
+
+
+def _sealed(buffer: TaskEventBuffer) -> list[tuple]:
+    sealed = buffer._sealed_to_report()
+    if sealed is None:
+        return []
+    rows, counts, workers = sealed
+    records = te.decode_sealed(rows, workers)
+    assert sum(counts.values()) == len(records)
+    return [(r[te.A_TASK_ID].rstrip(b"."), r[te.A_ATTEMPT], r[te.A_WORKER], r[te.A_RAN]) for r in records]
+
+
+def test_an_attempt_is_reported_a_full_interval_after_it_starts_again_when_it_changes_and_when_it_ends():
     buffer = _buffer()
     options = _Options()
-    quick = buffer.submitted(b"quick", 0, options, None, waits_for_args=False)
-    slow = buffer.submitted(b"slow", 0, options, None, waits_for_args=True)
+    quick = _submit(buffer, b"quick", options)
+    slow = _submit(buffer, b"slow", options, waits=True)
     buffer.pushed(quick)
     buffer.ended(quick, te.FINISHED, None, "worker-1", (5.0,))
-    # One report: the quick one once, sealed (nothing else will name it); the slow one as it is.
-    assert _reported(buffer) == [(b"slow", None, False)]
-    assert _sealed(buffer) == [b"quick"]
-    assert quick[te.A_NODE_T] is not None and quick[te.A_ARGS_T] is None  # nothing to wait for
-    assert slow[te.A_ARGS_T] is not None and slow[te.A_NODE_T] is None
+    # The quick one is packed as it ends, once (nothing else will name it). The slow one is not reported yet: it
+    # was submitted since the last report, and most attempts end before the next one.
+    assert _reported(buffer) == []
+    assert _sealed(buffer) == [(b"quick", 0, "worker-1", (5.0,))]
+    assert quick.ev_node_t == quick.ev_node_t and quick.ev_args_t != quick.ev_args_t  # nothing to wait for (NaN)
+    assert slow.ev_args_t == slow.ev_args_t and slow.ev_node_t != slow.ev_node_t
+    assert _reported(buffer) == [(b"slow", None, False)]  # still pending a full interval later: as it is
     assert _reported(buffer) == []  # nothing changed since
     buffer.assigned(slow)
     buffer.pushed(slow)  # two changes, one report
@@ -52,29 +75,50 @@ def test_an_attempt_is_reported_when_it_starts_again_when_it_changes_and_when_it
     assert _reported(buffer) == [] and _sealed(buffer) == []
 
 
+def test_the_last_report_names_every_attempt_still_pending():
+    buffer = _buffer()
+    _submit(buffer, b"young", _Options())
+    assert _reported(buffer, everything=True) == [(b"young", None, False)]
+    assert _reported(buffer) == []
+
+
 def test_only_a_finished_attempt_that_no_other_report_names_is_sealed():
     buffer = _buffer()
     options = _Options()
     sealed, failed, seen_running, reported_before = (
-        buffer.submitted(name, 0, options, None, waits_for_args=False)
-        for name in (b"sealed", b"failed", b"seen-running", b"reported-before"))
+        _submit(buffer, name, options) for name in (b"sealed", b"failed", b"seen-running", b"reported-before"))
+    assert _reported(buffer) == []
     assert _reported(buffer) == [(name, None, False) for name in (b"sealed", b"failed", b"seen-running",
                                                                   b"reported-before")]
-    again = buffer.submitted(b"sealed", 1, options, None, waits_for_args=False)  # a retry: a new attempt
-    buffer.ended(again, te.FINISHED, None, "worker-1", (5.0,))
+    _submit(buffer, b"sealed", options, 1, call=sealed)  # a retry: a new attempt of the same task
+    buffer.ended(sealed, te.FINISHED, None, "worker-1", (5.0, 10, 20, 15, 20))
     buffer.ended(failed, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""})
     buffer.ended(seen_running, te.FINISHED, None, "worker-1", (5.0,), ran_reported=True)
     buffer.ended(reported_before, te.FINISHED, None, "worker-1", (5.0,))
-    resent = buffer.submitted(b"resent", 0, options, None, waits_for_args=True)
+    resent = _submit(buffer, b"resent", options, waits=True)
     buffer.pushed(resent)
     buffer.resent(resent)  # an actor call sent again after a restart: the dead worker may have reported it
     buffer.pushed(resent)
     buffer.ended(resent, te.FINISHED, None, "worker-2", (6.0,))
-    # Only the retry, which no batch named, is sealed; the rest merge with what the GCS has of them.
-    assert _sealed(buffer) == [b"sealed"]
+    # Only the retry, which no batch named, is sealed (with where its output is); the rest merge with what the GCS
+    # has of them.
+    assert _sealed(buffer) == [(b"sealed", 1, "worker-1", (5.0, 10, 20, 15, 20))]
     assert _reported(buffer) == [(b"failed", te.FAILED, False), (b"seen-running", te.FINISHED, False),
                                  (b"reported-before", te.FINISHED, False), (b"resent", te.FINISHED, True)]
-    assert buffer.sealed_attempts == [] and _reported(buffer) == []
+    assert _sealed(buffer) == [] and _reported(buffer) == []
+
+
+def test_sealed_rows_name_each_worker_once_and_count_by_function_and_attempt():
+    buffer = _buffer()
+    f, g = _Options(), _Options()
+    for name, options, number, worker in ((b"a", f, 0, "w1"), (b"b", f, 0, "w2"), (b"c", g, 0, "w1"),
+                                          (b"d", f, 1, "w1")):
+        call = _submit(buffer, name, options, number)
+        buffer.pushed(call)
+        buffer.ended(call, te.FINISHED, None, worker, (1.0,))
+    rows, counts, workers = buffer._sealed_to_report()
+    assert workers == ("w1", "w2") and len(rows) == 4 * te.SEALED_ROW.size
+    assert counts == {(id(f), 0): 2, (id(g), 0): 1, (id(f), 1): 1}
 
 
 def test_a_worker_reports_only_the_tasks_still_running_when_a_report_goes_out():
@@ -95,9 +139,12 @@ def test_with_events_off_nothing_is_kept():
 
         config_module._config = None
         buffer = _buffer()
-        assert buffer.submitted(b"t", 0, _Options(), None, waits_for_args=False) is None
-        buffer.ended(None, te.FINISHED)
-        assert buffer._attempts_to_report() == [] and buffer.events == []
+        call = _Call()
+        buffer.submitted(call, _id(b"t"), 0, _Options(), None, waits_for_args=False)
+        buffer.ended(call, te.FINISHED)
+        assert call.ev_id == () and not vars(call)  # nothing set on the call
+        assert buffer._attempts_to_report(everything=True) == [] and buffer.events == []
+        assert buffer._sealed_to_report() is None
     finally:
         del os.environ["RAY_enable_task_events"]
         config_module._config = None
