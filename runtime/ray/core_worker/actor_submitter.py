@@ -186,7 +186,7 @@ class ActorTaskSubmitter:
         app_error = reply.get("app_error")
         if app_error:
             self.cw.task_events.ended(call, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
-                                                               "error_message": ""}, st.worker_id, reply.get("ran"))
+                                                        "error_message": ""}, st.worker_id, reply.get("ran"))
         else:
             self.cw.task_events.ended(call, te.FINISHED, None, st.worker_id, reply.get("ran"),
                                       reply.get("ran_reported", False))

@@ -372,7 +372,7 @@ class NormalTaskSubmitter:
             return
         if reply.get("app_error"):
             self._events.ended(task, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
-                                                        "error_message": ""}, worker.worker_id, reply.get("ran"))
+                                                 "error_message": ""}, worker.worker_id, reply.get("ran"))
         else:
             self._events.ended(task, te.FINISHED, None, worker.worker_id, reply.get("ran"),
                                reply.get("ran_reported", False))
