@@ -127,17 +127,13 @@ class TaskEventBuffer:
         key = id(options)
         self._descriptions[key] = options
         attempt.ev_id = (task_id, number, key, parent or self._driver_task, actor_id)
+        if number:  # a retry: the same object, whose earlier attempt's times and report go
+            attempt.ev_args_t = attempt.ev_node_t = attempt.ev_pushed_t = te.NO_TIME
+            attempt.ev_reported = te.UNREPORTED
         if waits_for_args:
             attempt.ev_args_t = time.time()
         else:
             attempt.ev_node_t = time.time()
-        if number:  # a retry: the same object, a new attempt
-            if waits_for_args:
-                attempt.ev_node_t = te.NO_TIME
-            else:
-                attempt.ev_args_t = te.NO_TIME
-            attempt.ev_pushed_t = te.NO_TIME
-            attempt.ev_reported = te.UNREPORTED
         if len(self._pending_new) < self.max_buffered:
             self._pending_new[id(attempt)] = attempt
         else:
@@ -182,12 +178,9 @@ class TaskEventBuffer:
             worker = workers[worker_id] = len(workers)
         if ran is None:
             ran = _NOT_RUN
-        if len(ran) == 1:
-            sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
-                                   attempt.ev_node_t, attempt.ev_pushed_t, ran[0], end_t, worker, -1, -1, -1, -1)
-        else:  # with where its output is in the worker's log files
-            sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
-                                   attempt.ev_node_t, attempt.ev_pushed_t, ran[0], end_t, worker, *ran[1:])
+        log = _NO_LOG if len(ran) == 1 else ran[1:]  # where its output is in the worker's log files, if known
+        sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
+                               attempt.ev_node_t, attempt.ev_pushed_t, ran[0], end_t, worker, *log)
         counts, series = self._sealed_counts, (key, number) if number else key  # no tuple for a first attempt
         counts[series] = counts.get(series, 0) + 1
 
@@ -323,6 +316,7 @@ class TaskEventBuffer:
 _pack_sealed = te.SEALED_ROW.pack
 _NO_ACTOR = te.NO_ACTOR
 _NOT_RUN = (te.NO_TIME,)
+_NO_LOG = (-1, -1, -1, -1)
 
 
 def _time_or_none(t: float) -> float | None:
