@@ -287,12 +287,23 @@ class Node:
     def wait_for_dashboard(self, timeout_s: float) -> bool:
         """Until the dashboard accepts connections (`ray start` returns only then, as Ray's does, so a job
         submitted right after it finds the API); False if it did not within `timeout_s` or its process died."""
-        host, port = split_address(self.dashboard_url)
+        return self._wait_until_listening("dashboard", *split_address(self.dashboard_url), timeout_s)
+
+    def wait_for_agent(self, timeout_s: float) -> bool:
+        """Until this node's agent accepts HTTP connections, so that a health probe right after `ray start`
+        (KubeRay's readiness probe, `/api/local_raylet_healthz`) tells the truth instead of "refused"."""
+        if "agent" not in self.processes:  # `ray.init()`'s head: the agent lives in the dashboard's process
+            return True
+        # The agent listens on the node IP first, then on loopback (the probe's address): wait for the latter.
+        host = self.node_ip_address if self.node_ip_address.startswith("127.") else "127.0.0.1"
+        return self._wait_until_listening("agent", host, self.agent_http_port, timeout_s)
+
+    def _wait_until_listening(self, proc_name: str, host: str, port: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
                 return True
-            proc = self.processes.get("dashboard")
+            proc = self.processes.get(proc_name)
             if proc is not None and proc.poll() is not None:
                 return False
             time.sleep(0.05)

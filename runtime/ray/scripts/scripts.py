@@ -209,6 +209,10 @@ def start(**kw) -> None:
             float(os.environ.get("RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60))):
         click.echo(f"Warning: the dashboard did not start listening on {node.dashboard_url}; job submission and the "
                    f"web UI are unavailable. See {os.path.join(node.session_dir, 'logs', 'dashboard.log')}.", err=True)
+    if not stopping["flag"] and not node.wait_for_agent(float(os.environ.get("RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60))):
+        click.echo(f"Warning: the dashboard agent did not start listening on port {node.agent_http_port}; health "
+                   f"probes, logs and metrics of this node are unavailable. See "
+                   f"{os.path.join(node.session_dir, 'logs', 'agent.log')}.", err=True)
     if kw["block"]:
         if not stopping["flag"]:
             _print_started(node, params)
