@@ -12,7 +12,7 @@ import threading
 import uuid
 from typing import Any
 
-from ray._common import process_registry
+from ray._common import long_lived, process_registry
 from ray._common.ids import JobID
 from ray.core_worker.object_ref import ObjectRef
 
@@ -177,6 +177,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
             raise
         global_worker.node = node
         global_worker.context = context
+        long_lived.freeze_driver_startup()
         if node is not None:
             url = node.dashboard_url
             logger.info("Started a local Ray instance." + (f" View the dashboard at {url} " if url else ""))
@@ -354,6 +355,7 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
             global_worker.context = None
             if node is not None:
                 node.kill_all()
+            long_lived.thaw_driver_startup()
         atexit.unregister(shutdown)
 
 

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from ray._common import lifetime
+from ray._common import lifetime, long_lived
 from ray._common.ids import JobID, WorkerID
 
 
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     cw.executor.install_interrupt_handler()
     cw.start()
     worker_module.global_worker.attach(cw, mode="worker")
+    long_lived.freeze_worker_startup()
     cw.executor.run()
 
 

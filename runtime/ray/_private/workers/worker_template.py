@@ -67,11 +67,12 @@ def _child(request: dict) -> None:
 
 
 def main() -> None:
-    from ray._common import lifetime
+    from ray._common import lifetime, long_lived
 
     lifetime.die_with_parent()
     for module in PRELOADED:
         importlib.import_module(module)
+    long_lived.freeze_worker_startup()  # before every fork: the children's collectors skip these pages
 
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
