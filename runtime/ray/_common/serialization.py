@@ -19,6 +19,7 @@ from ray._common.fresh_buffers import copy_to_bytearray, copy_to_bytes
 #   u32 number of buffers | u64 header length | u64 length of each buffer ... | header | buffers (8-aligned)
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_NO_BUFFERS = struct.Struct("<IQ")  # the layout's start when it has no buffers: 0 and the header's length
 _ALIGN = 64
 
 
@@ -31,9 +32,13 @@ class SerializedObject:
 
     @property
     def total_bytes(self) -> int:
+        if not self.buffers:
+            return _NO_BUFFERS.size + len(self.header)
         return _layout_size(len(self.header), [memoryview(b).nbytes for b in self.buffers])
 
     def to_bytes(self) -> bytes:
+        if not self.buffers:  # most task returns and arguments: one concatenation
+            return _NO_BUFFERS.pack(0, len(self.header)) + self.header
         out = bytearray(self.total_bytes)
         self.write_into(memoryview(out))
         return bytes(out)
@@ -121,10 +126,17 @@ _RAW_HEADERS = {kind: pickle.dumps(_RawBuffer(rebuild), protocol=5, buffer_callb
                 for kind, rebuild in ((bytes, _bytes_from_buffer), (bytearray, _bytearray_from_buffer))}
 
 
+# Values of exactly these types hold no ObjectRef and no out-of-band buffer, and cloudpickle pickles them as
+# pickle does: the C pickler alone takes ~0.3 us where cloudpickle's Pickler takes ~4 (most task returns).
+PLAIN_TYPES = frozenset((type(None), bool, int, float, str, bytes))
+
+
 def serialize(value: object) -> SerializedObject:
     kind = type(value)
     if (kind is bytes or kind is bytearray) and len(value) >= RAW_BUFFER_MIN_BYTES:
         return SerializedObject(_RAW_HEADERS[kind], [pickle.PickleBuffer(value)])
+    if kind in PLAIN_TYPES:
+        return SerializedObject(pickle.dumps(value, protocol=5), [])
     buffers: list[pickle.PickleBuffer] = []
     header = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     return SerializedObject(header, buffers)

@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from ray import exceptions
 from ray._common import framing, task_events
 from ray._common.config import config
 from ray._common.ids import ActorID, JobID, ObjectID, TaskID, WorkerID
-from ray._common.serialization import SerializedObject, deserialize, serialize
+from ray._common.serialization import PLAIN_TYPES, SerializedObject, deserialize, serialize
 from ray.core_worker import object_ref, shared_memory
 from ray.core_worker.dependency_resolver import DependencyResolver
 from ray.core_worker.function_manager import FunctionManager
@@ -490,11 +491,13 @@ class CoreWorker:
     # ------------------------------------------------------------------ put / serialize values
     def store_value(self, oid: bytes, value: Any, owned: bool = True, is_error: bool = False) -> StoredObject:
         """Serialize a value (a put or a task's return); the result holds the refs found inside it."""
+        if type(value) in PLAIN_TYPES:  # no ref can be inside
+            return self._store_serialized(oid, serialize(value), (), is_error)
         with object_ref.collecting_refs() as nested:
             ser = serialize(value)
         return self._store_serialized(oid, ser, nested, is_error)
 
-    def _store_serialized(self, oid: bytes, ser: SerializedObject, nested: list[ObjectRef],
+    def _store_serialized(self, oid: bytes, ser: SerializedObject, nested: Sequence[ObjectRef],
                           is_error: bool = False) -> StoredObject:
         size = ser.total_bytes
         if size <= config().max_direct_call_object_size:

@@ -40,3 +40,25 @@ def test_copies_into_advised_memory_are_exact_at_odd_sizes():
         source = bytes(range(256)) * (n // 256) + b"\xff" * (n % 256)
         assert fresh_buffers.copy_to_bytes(memoryview(source)) == source
         assert fresh_buffers.copy_to_bytearray(memoryview(source)) == bytearray(source)
+
+
+class _Tag(str):
+    pass
+
+
+def test_plain_values_take_the_c_pickler_and_come_back_with_their_exact_type_and_value():
+    for value in (None, True, False, 0, -(2**200), 1.5, float("inf"), "", "héllo ✓", b"", b"ok", _Tag("t")):
+        ser = serialize(value)
+        assert ser.buffers == []
+        back = deserialize(ser.to_bytes())
+        assert type(back) is type(value) and back == value
+    nan = deserialize(serialize(float("nan")).to_bytes())
+    assert nan != nan
+
+
+def test_a_value_without_buffers_is_laid_out_as_the_general_layout_would_lay_it_out():
+    for value in (b"ok", [1, {"a": (2, 3)}], "x" * 1000):
+        ser = serialize(value)
+        general = bytearray(ser.total_bytes)
+        ser.write_into(memoryview(general))
+        assert ser.to_bytes() == bytes(general)
