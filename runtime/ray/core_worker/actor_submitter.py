@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from ray import exceptions
@@ -48,6 +49,9 @@ class ActorTaskSubmitter:
         self.cw = core_worker
         self.loop = core_worker.loop
         self._actors: dict[bytes, _ActorState] = {}
+        self._inbox: list[tuple] = []  # calls made by user threads, not yet seen here (`submit` arguments)
+        self._inbox_lock = threading.Lock()
+        self._inbox_scheduled = False
 
     def out_of_scope(self, actor_id: bytes) -> None:
         """No handle to the actor is left anywhere (io thread): end it once its calls are done."""
@@ -81,6 +85,24 @@ class ActorTaskSubmitter:
             st.sender = self.loop.create_task(self._send_loop(st))
         return st
 
+    def submit_threadsafe(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
+                          parent: bytes | None = None) -> None:
+        """From a user thread: hand the call to the io thread, waking it once per burst of calls. Order holds: a
+        call joins a drain scheduled before anything the same thread schedules after it (`ray.kill`, ...)."""
+        with self._inbox_lock:
+            self._inbox.append((actor_id, spec, pinned, max_task_retries, parent))
+            if self._inbox_scheduled:
+                return
+            self._inbox_scheduled = True
+        self.loop.call_soon_threadsafe(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        with self._inbox_lock:
+            batch, self._inbox = self._inbox, []
+            self._inbox_scheduled = False
+        for call in batch:
+            self.submit(*call)
+
     def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
                parent: bytes | None = None) -> None:
         call = _Call(spec, pinned, max_task_retries)
@@ -109,8 +131,7 @@ class ActorTaskSubmitter:
                     break
                 st.inflight[call.spec.task_id] = call
                 self.cw.task_events.pushed(call)
-                fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec.to_wire())
-                fut.add_done_callback(lambda f, st=st, call=call: self._on_reply(st, call, f))
+                conn.request_with_callback(msg.PUSH_ACTOR_TASK, call.spec.to_wire(), self._on_reply, st, call)
                 break
 
     async def _connection(self, st: _ActorState) -> framing.Connection | None:
@@ -165,11 +186,11 @@ class ActorTaskSubmitter:
                                                           f"{cause}".strip())
 
     # ------------------------------------------------------------------ replies
-    def _on_reply(self, st: _ActorState, call: _Call, fut: asyncio.Future) -> None:
+    def _on_reply(self, reply: dict | None, err: BaseException | None, st: _ActorState, call: _Call) -> None:
         st.inflight.pop(call.spec.task_id, None)
-        self.loop.call_soon(self._maybe_terminate, st)
-        if fut.cancelled() or fut.exception() is not None:
-            err = fut.exception() if not fut.cancelled() else None
+        if st.out_of_scope:  # its last calls: end it after this one's result is stored
+            self.loop.call_soon(self._maybe_terminate, st)
+        if err is not None:
             if isinstance(err, framing.RemoteError):
                 self._fail(call, exceptions.RaySystemError(str(err)))
                 return
@@ -182,7 +203,6 @@ class ActorTaskSubmitter:
             else:
                 self.loop.create_task(self._fail_after_state(st, call))
             return
-        reply = fut.result()
         app_error = reply.get("app_error")
         if app_error:
             self.cw.task_events.ended(call, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
@@ -198,8 +218,7 @@ class ActorTaskSubmitter:
             self._fail(call, self._death_error(st))
             return
         st.inflight[call.spec.task_id] = call
-        fut = conn.request(msg.PUSH_ACTOR_TASK, call.spec.to_wire())
-        fut.add_done_callback(lambda f: self._on_reply(st, call, f))
+        conn.request_with_callback(msg.PUSH_ACTOR_TASK, call.spec.to_wire(), self._on_reply, st, call)
 
     async def _fail_after_state(self, st: _ActorState, call: _Call) -> None:
         # Give the GCS a moment to record why the actor died, for a better error message.

@@ -379,8 +379,8 @@ class CoreWorker:
                              self.namespace)
         refs = self._own_results(return_ids)
         self.refs.pin(pinned)
-        self.loop.call_soon_threadsafe(self.actor_submitter.submit, actor_id, spec, pinned, max_task_retries,
-                                       self.current_task_id.binary() if self.executor is not None else None)
+        self.actor_submitter.submit_threadsafe(actor_id, spec, pinned, max_task_retries,
+                                               self.current_task_id.binary() if self.executor is not None else None)
         del keep
         return refs
 

@@ -326,15 +326,13 @@ class NormalTaskSubmitter:
             pickled = self.cw.functions.pickled_for_push(key)
             if pickled is not None:
                 body["function"] = (key, pickled)
-        reply = worker.conn.request(msg.PUSH_TASK, body)
-        # A done callback, not a coroutine: the next task goes out in the same loop turn as this reply.
-        reply.add_done_callback(lambda reply: self._on_push_reply(cls, worker, task, reply))
+        # A callback, not a coroutine: the next task goes out as this reply is read.
+        worker.conn.request_with_callback(msg.PUSH_TASK, body, self._on_push_reply, cls, worker, task)
 
-    def _on_push_reply(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask,
-                       future: asyncio.Future) -> None:
+    def _on_push_reply(self, reply: dict | None, error: BaseException | None, cls: SchedulingClass,
+                       worker: LeasedWorker, task: PendingTask) -> None:
         spec = task.spec
         task.worker = None
-        error = future.exception()
         if isinstance(error, (framing.ConnectionLost, OSError)):
             self._drop_worker(cls, worker)
             if task.cancelled:
@@ -354,7 +352,6 @@ class NormalTaskSubmitter:
             self._make_idle(cls, worker)
             self._finish_with_error(task, exceptions.RaySystemError(str(error)))
             return
-        reply = future.result()
         if reply.get("app_error") and reply.get("retryable") and task.retries_left != 0 and not task.cancelled:
             task.retries_left -= 1 if task.retries_left > 0 else 0
             self._next_attempt(task, {"error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""},
