@@ -190,3 +190,42 @@ def test_frames_larger_than_the_receive_buffer_and_split_headers_decode_whole():
 def _frame(message: tuple) -> bytes:
     payload = pickle.dumps(message, protocol=5)
     return struct.pack("<I", len(payload)) + payload
+
+
+def test_a_callback_request_gets_its_answer_its_error_or_the_lost_connection_and_a_failing_callback_harms_nothing():
+    async def main():
+        loop = asyncio.get_running_loop()
+        got: list[tuple] = []
+        closed = loop.create_future()
+
+        def handler(conn, method, body):
+            if method == "fail":
+                raise ValueError("bad body")
+            if method == "later":
+                return framing.Responder()  # never answered: the connection goes first
+            return body + 1
+
+        def callback(reply, error, tag):
+            got.append((tag, reply, type(error).__name__ if error else None))
+            if tag == "boom":
+                raise RuntimeError("a bug in the caller's callback")
+            if tag == "later":
+                closed.set_result(None)
+
+        server, client = await _pair(handler)
+        client.request_with_callback("add", 1, callback, "add")
+        client.request_with_callback("add", 2, callback, "boom")  # logged; the frames after it still decode
+        client.request_with_callback("fail", None, callback, "fail")
+        assert await client.request("add", 41) == 42
+        assert got == [("add", 2, None), ("boom", 3, None), ("fail", None, "RemoteError")]
+        client.request_with_callback("later", None, callback, "later")
+        await asyncio.sleep(0.05)
+        server.close()
+        await asyncio.wait_for(closed, 10)
+        assert got[-1] == ("later", None, "ConnectionLost")
+        client.request_with_callback("add", 1, callback, "after close")  # told later, not inside this call
+        assert got[-1][0] == "later"
+        await asyncio.sleep(0.01)
+        assert got[-1] == ("after close", None, "ConnectionLost")
+
+    asyncio.run(main())
