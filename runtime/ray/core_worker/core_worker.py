@@ -268,6 +268,17 @@ class CoreWorker:
         for k, v in extra.items():
             setattr(self._task_context, k, v)
 
+    def set_actor_call_context(self, task_id: TaskID, namespace: str, actor_context: dict[str, Any]) -> None:
+        """An actor call's context: the actor's own part (`actor_context`) once per thread, the call's each time
+        (the hot path of an actor's worker: ten attribute sets and a dict merge per call before)."""
+        context = self._task_context
+        if getattr(context, "actor_context", None) is not actor_context:
+            self.set_task_context(task_id, lease_id=0, **actor_context)
+            context.actor_context = actor_context
+        context.task_id = task_id
+        context.put_counter = itertools.count(1)
+        context.namespace = namespace
+
     def task_context(self, name: str, default=None):
         return getattr(self._task_context, name, default)
 

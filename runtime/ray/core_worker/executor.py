@@ -324,8 +324,7 @@ class TaskExecutor:
         return reply
 
     def _execute_actor_task(self, spec: ActorTaskSpec) -> msg.TaskReply:
-        self.cw.set_task_context(TaskID(spec.task_id), lease_id=0, **{**self._actor_context,
-                                                                     "namespace": spec.namespace})
+        self.cw.set_actor_call_context(TaskID(spec.task_id), spec.namespace, self._actor_context)
         return self._execute(_actor_invocation(spec), lambda: getattr(self.actor, spec.options.method))
 
     def _execute(self, call: _Invocation, function: Callable[[], Callable]) -> msg.TaskReply:

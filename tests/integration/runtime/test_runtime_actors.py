@@ -239,11 +239,18 @@ def test_actor_runtime_context_and_resources():
     class Ctx:
         def info(self):
             c = ray.get_runtime_context()
-            return c.get_actor_id(), c.namespace, c.get_assigned_resources()
+            return c.get_actor_id(), c.namespace, c.get_assigned_resources(), c.get_task_id()
 
     a = Ctx.remote()
-    actor_id, namespace, resources = ray.get(a.info.remote())
+    actor_id, namespace, resources, first_task = ray.get(a.info.remote())
     assert actor_id == a._ray_actor_id.hex() and namespace == "test-ns" and resources == {"CPU": 1.0}
+    # Each call runs as its own task; the actor's part of the context stays (set once per thread).
+    calls = ray.get([a.info.remote() for _ in range(3)])
+    assert len({first_task, *(task for *_, task in calls)}) == 4
+    assert all(call[:3] == (actor_id, "test-ns", {"CPU": 1.0}) for call in calls)
+    threaded = Ctx.options(max_concurrency=4).remote()
+    infos = ray.get([threaded.info.remote() for _ in range(8)])
+    assert {info[0] for info in infos} == {threaded._ray_actor_id.hex()} and len({info[3] for info in infos}) == 8
 
 
 def test_an_unnamed_actor_ends_when_its_handle_goes_away_after_its_calls():
