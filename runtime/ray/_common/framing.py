@@ -61,6 +61,7 @@ from ray._common.framing_handshake import (  # noqa: F401 - the handshake's name
     Handshake,
     HandshakeError,
 )
+from ray._common.framing_replies import RawReply, ReplyCallback, Responder  # noqa: F401 - as framing's names
 from ray.exceptions import AuthenticationError
 
 logger = logging.getLogger(__name__)
@@ -332,7 +333,7 @@ class Connection(Handshake, asyncio.BufferedProtocol):
         a `RemoteError`, or `ConnectionLost` when the connection goes first). No future, and no loop turn between
         the answer and the callback: the hot path of task pushes."""
         rid = next(self._ids)
-        waiter = _ReplyCallback(callback, args)
+        waiter = ReplyCallback(callback, args)
         self._pending[rid] = waiter  # type: ignore[assignment]
         try:
             self._send((REQUEST, rid, method, body))
@@ -455,63 +456,6 @@ class Connection(Handshake, asyncio.BufferedProtocol):
             self.reply_error(rid, f"{type(e).__name__}: {e}")
         else:
             self.reply(rid, task.result())
-
-
-class RawReply:
-    """A handler's answer that goes out as raw bytes behind a small header frame, not pickled; the requester
-    receives them with `request_into`. `data`: any buffer, e.g. a view of a mapped file, which the transport
-    holds until the socket has taken it."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-
-class _ReplyCallback:
-    """What `request_with_callback` waits with in place of a future: the same three methods, the callback called
-    at once. An exception it raises is logged, never passed up into the decoding of the frames around it."""
-
-    __slots__ = ("callback", "args", "called")
-
-    def __init__(self, callback: Callable[..., None], args: tuple) -> None:
-        self.callback = callback
-        self.args = args
-        self.called = False
-
-    def done(self) -> bool:
-        return self.called
-
-    def set_result(self, value: Any) -> None:
-        self._call(value, None)
-
-    def set_exception(self, error: BaseException) -> None:
-        self._call(None, error)
-
-    def _call(self, value: Any, error: BaseException | None) -> None:
-        self.called = True
-        try:
-            self.callback(value, error, *self.args)
-        except Exception:
-            logger.exception("reply callback %r failed", self.callback)
-
-
-class Responder:
-    """A handler returns one to answer its request later with `send()`, called on the io thread.
-
-    Unlike returning a future, the answer goes out in the same loop turn as `send()` (a future's done
-    callbacks run a turn later): this is the task-push hot path.
-    """
-
-    __slots__ = ("conn", "rid")
-
-    def __init__(self) -> None:
-        self.conn: Connection | None = None
-        self.rid = 0
-
-    def send(self, value: Any) -> None:
-        if self.conn is not None:
-            self.conn.reply(self.rid, value)
 
 
 def _sock_path(path: str) -> str:
