@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import itertools
 import json
 import logging
@@ -73,6 +74,12 @@ class ActorInfo:
     function_key: bytes  # its class in the function table
     # Set when the actor lives as long as its handles (unnamed, not detached, created here): handles share it.
     scope_ref: ObjectRef | None = None
+
+
+# The task an async actor's call runs as: its calls share one thread (and its `threading.local` task context), each
+# in an asyncio Task of its own, whose context holds this.
+_ASYNC_CALL_TASK_ID: contextvars.ContextVar[TaskID | None] = contextvars.ContextVar("ray_async_call_task_id",
+                                                                                  default=None)
 
 
 class CoreWorker:
@@ -260,7 +267,12 @@ class CoreWorker:
     # ------------------------------------------------------------------ task context
     @property
     def current_task_id(self) -> TaskID:
-        return getattr(self._task_context, "task_id", None) or self.driver_task_id
+        return _ASYNC_CALL_TASK_ID.get() or getattr(self._task_context, "task_id", None) or self.driver_task_id
+
+    @staticmethod
+    def set_async_call_task_id(task_id: TaskID) -> None:
+        """Inside an async actor's call (its own asyncio Task): the task it runs as, for it alone."""
+        _ASYNC_CALL_TASK_ID.set(task_id)
 
     def set_task_context(self, task_id: TaskID | None, **extra) -> None:
         self._task_context.task_id = task_id
@@ -280,6 +292,8 @@ class CoreWorker:
         context.namespace = namespace
 
     def task_context(self, name: str, default=None):
+        if name == "task_id" and (async_call := _ASYNC_CALL_TASK_ID.get()) is not None:
+            return async_call
         return getattr(self._task_context, name, default)
 
     # ------------------------------------------------------------------ reference counting (ObjectRef hooks)

@@ -251,6 +251,7 @@ class TaskExecutor:
     async def _run_async(self, spec: ActorTaskSpec, responder: framing.Responder) -> None:
         call = _actor_invocation(spec)
         task_id = spec.task_id
+        self.cw.set_async_call_task_id(TaskID(task_id))
         events = self.cw.task_events
         started = None
         reported = False

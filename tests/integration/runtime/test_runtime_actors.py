@@ -253,6 +253,26 @@ def test_actor_runtime_context_and_resources():
     assert {info[0] for info in infos} == {threaded._ray_actor_id.hex()} and len({info[3] for info in infos}) == 8
 
 
+def test_each_call_of_an_async_actor_runs_as_its_own_task_across_awaits():
+    @ray.remote
+    class AsyncCtx:
+        async def task_ids(self, delay: float) -> tuple[str, str]:
+            before = ray.get_runtime_context().get_task_id()
+            await asyncio.sleep(delay)  # the other calls run meanwhile on the same thread
+            return before, ray.get_runtime_context().get_task_id()
+
+        def sync_method_task_id(self) -> str:
+            return ray.get_runtime_context().get_task_id()
+
+    a = AsyncCtx.remote()
+    refs = [a.task_ids.remote(0.3 - i * 0.1) for i in range(3)]
+    pairs = ray.get(refs, timeout=60)
+    assert all(before == after for before, after in pairs)
+    assert [before for before, _ in pairs] == [ref.task_id().hex() for ref in refs]
+    sync_ref = a.sync_method_task_id.remote()
+    assert ray.get(sync_ref, timeout=60) == sync_ref.task_id().hex()
+
+
 def test_an_unnamed_actor_ends_when_its_handle_goes_away_after_its_calls():
     import psutil
 
