@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from ray import exceptions
 from ray._common import framing
 from ray._common import task_events as te
+from ray.core_worker.inbox import Inbox
 from ray.core_worker.memory_store import INLINE, StoredObject, error_object
 from ray.core_worker.task_events import ARGUMENT_FAILED, OwnedAttempt, failure
 from ray.protocol import actor_pb2 as apb
@@ -49,9 +49,7 @@ class ActorTaskSubmitter:
         self.cw = core_worker
         self.loop = core_worker.loop
         self._actors: dict[bytes, _ActorState] = {}
-        self._inbox: list[tuple] = []  # calls made by user threads, not yet seen here (`submit` arguments)
-        self._inbox_lock = threading.Lock()
-        self._inbox_scheduled = False
+        self._inbox = Inbox(self.loop, self.submit)  # calls made by user threads
 
     def out_of_scope(self, actor_id: bytes) -> None:
         """No handle to the actor is left anywhere (io thread): end it once its calls are done."""
@@ -87,21 +85,8 @@ class ActorTaskSubmitter:
 
     def submit_threadsafe(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
                           parent: bytes | None = None) -> None:
-        """From a user thread: hand the call to the io thread, waking it once per burst of calls. Order holds: a
-        call joins a drain scheduled before anything the same thread schedules after it (`ray.kill`, ...)."""
-        with self._inbox_lock:
-            self._inbox.append((actor_id, spec, pinned, max_task_retries, parent))
-            if self._inbox_scheduled:
-                return
-            self._inbox_scheduled = True
-        self.loop.call_soon_threadsafe(self._drain_inbox)
-
-    def _drain_inbox(self) -> None:
-        with self._inbox_lock:
-            batch, self._inbox = self._inbox, []
-            self._inbox_scheduled = False
-        for call in batch:
-            self.submit(*call)
+        """From a user thread: `submit` on the io thread, one wakeup per burst of calls, in order."""
+        self._inbox.put(actor_id, spec, pinned, max_task_retries, parent)
 
     def submit(self, actor_id: bytes, spec: ActorTaskSpec, pinned: list[bytes], max_task_retries: int,
                parent: bytes | None = None) -> None:

@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import json
 import logging
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from ray import exceptions
 from ray._common import framing
 from ray._common import task_events as te
 from ray._common.config import config
+from ray.core_worker.inbox import Inbox
 from ray.core_worker.memory_store import IN_STORE, StoredObject, error_object
 from ray.core_worker.task_events import ARGUMENT_FAILED, OwnedAttempt, failure
 from ray.protocol import messages as msg
@@ -84,30 +84,15 @@ class NormalTaskSubmitter:
         self._request_ids = itertools.count(1)
         self._lease_tasks: set[asyncio.Task] = set()  # lease requests in flight (ended at shutdown)
         self._closed = False
-        self._inbox: list[tuple[TaskSpec, list[bytes]]] = []  # submitted by user threads, not yet seen here
-        self._inbox_lock = threading.Lock()
-        self._inbox_scheduled = False
+        self._inbox = Inbox(self.loop, self.submit)  # tasks submitted by user threads
         self._events = core_worker.task_events
         # Worker id -> the function keys whose pickles went to it with a task (see function_manager).
         self._functions_sent: dict[str, set[bytes]] = {}
 
     # ------------------------------------------------------------------ entry
     def submit_threadsafe(self, spec: TaskSpec, pinned: list[bytes]) -> None:
-        """From a user thread: hand the task to the io thread, waking it once per burst of submissions
-        (a `[f.remote() for _ in range(1000)]` costs one wakeup, not a thousand)."""
-        with self._inbox_lock:
-            self._inbox.append((spec, pinned))
-            if self._inbox_scheduled:
-                return
-            self._inbox_scheduled = True
-        self.loop.call_soon_threadsafe(self._drain_inbox)
-
-    def _drain_inbox(self) -> None:
-        with self._inbox_lock:
-            batch, self._inbox = self._inbox, []
-            self._inbox_scheduled = False
-        for spec, pinned in batch:
-            self.submit(spec, pinned)
+        """From a user thread: `submit` on the io thread, one wakeup per burst of submissions."""
+        self._inbox.put(spec, pinned)
 
     def submit(self, spec: TaskSpec, pinned: list[bytes]) -> None:
         """On the io thread."""
