@@ -42,6 +42,13 @@ class RayConfig:
     scheduler_avoid_gpu_nodes: bool = True
     # An owner asks the raylet of the node holding most of a task's argument bytes for its lease first.
     locality_aware_leasing_enabled: bool = True
+    # Normal tasks an owner keeps queued at one leased worker behind the one it runs (Ray 1.x had this knob, at 1),
+    # so that the worker never waits a round trip for its next short task. Only retryable tasks (not SPREAD ones)
+    # queue, and only at a worker whose last task took under `pipelined_task_max_s`; a task that blocks (ray.get)
+    # hands its queue back, and tasks waiting 10x that long behind a long one are handed back to run elsewhere.
+    # Ray's default is 1 (nothing queues); ours is 4 because short tasks then never wait a round trip.
+    max_tasks_in_flight_per_worker: int = 4
+    pipelined_task_max_s: float = 0.002
     # How often each raylet writes its scheduler's state to <session>/logs/debug_state.txt (0: never).
     debug_dump_period_milliseconds: int = 10000
     # Idle workers above the soft limit are killed after this long.

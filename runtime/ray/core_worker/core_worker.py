@@ -633,6 +633,7 @@ class CoreWorker:
         lease_id = self.task_context("lease_id", 0)
         if self.mode != WORKER or not lease_id or self.task_context("is_actor", False):
             return False
+        self.executor.task_blocked()
         self.loop.call_soon_threadsafe(self._raylet_notify, msg.NOTIFY_BLOCKED, {"lease_id": lease_id})
         return True
 

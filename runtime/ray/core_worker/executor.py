@@ -3,6 +3,12 @@
 Pushed tasks arrive on the io thread and are queued; the main thread runs them (so user code sees a normal
 main thread and `KeyboardInterrupt` cancellation works). Threaded actors use a thread pool and async
 actors an event loop thread.
+
+An owner may queue a few short normal tasks here behind the one running (`max_tasks_in_flight_per_worker`).
+One that has not started can be handed back unrun (a `handed_back` reply; the owner runs it elsewhere): all
+of them when the running task blocks in `ray.get`/`ray.wait` (one of them may be what it waits for), when the
+worker exits, and when their owner asks (HAND_BACK_QUEUED: they waited too long). A cancelled one is answered
+as cancelled without running.
 """
 
 from __future__ import annotations
@@ -78,16 +84,40 @@ class TaskExecutor:
         self.gcs_conn = None  # the GCS's connection that created our actor
         self._last_task_name = ""
         self._log_position: tuple[int, int] | None = None  # this worker's .out/.err sizes as its last task ended
+        # Normal tasks pushed and not started: task id -> (push, responder). Whichever thread pops an entry first
+        # owns it: the main thread runs it, the io thread hands it back or answers it cancelled.
+        self._not_started: dict[bytes, tuple[msg.PushTask, framing.Responder]] = {}
+        self._handing_back = False  # the running task blocks: pushes are handed back as they come
 
     # ------------------------------------------------------------------ io thread
     @handles(msg.PUSH_TASK)
-    def push_task(self, conn: framing.Connection, body: msg.PushTask) -> framing.Responder:
+    def push_task(self, conn: framing.Connection, body: msg.PushTask) -> framing.Responder | msg.TaskReply:
         function = body.get("function")
         if function is not None:  # its submitter's first task of this function here: no GCS read to run it
             self.cw.functions.add_pushed(*function)
+        if self._handing_back:
+            return _HANDED_BACK
         responder = framing.Responder()
+        self._not_started[body["spec"][_SPEC_TASK_ID]] = (body, responder)
         self.queue.put((msg.PUSH_TASK, body, responder))
         return responder
+
+    @handles(msg.HAND_BACK_QUEUED)
+    def hand_back_queued(self, conn: framing.Connection, body: Any) -> None:
+        self._hand_back()
+
+    def _hand_back(self) -> None:
+        """Io thread: answer every pushed task that has not started with `handed_back`."""
+        for task_id in list(self._not_started):
+            entry = self._not_started.pop(task_id, None)
+            if entry is not None:
+                entry[1].send(_HANDED_BACK)
+
+    def task_blocked(self) -> None:
+        """The running normal task waits in `ray.get`/`ray.wait` (its thread): what is queued behind it goes back
+        to its owners, and so does what is pushed until the next task starts."""
+        self._handing_back = True
+        self.cw.loop.call_soon_threadsafe(self._hand_back)
 
     @handles(msg.CREATE_ACTOR)
     def create_actor(self, conn: framing.Connection, body: msg.CreateActor) -> framing.Responder:
@@ -123,11 +153,28 @@ class TaskExecutor:
 
     @handles(msg.CANCEL_TASK)
     def cancel_task(self, conn: framing.Connection, body: msg.CancelTask) -> bool:
+        """Whether the task had not started here: then it is answered cancelled and never runs."""
+        task_id = body["task_id"]
+        if not body.get("children_only") and self._cancel_not_started(task_id):
+            return True
+        if body.get("not_started_only"):
+            return False
         if body.get("recursive") and self.cw.submitter is not None:
             # Ray's recursive cancel: the tasks this task submitted go first (we own them).
-            self.cw.submitter.cancel_children(body["task_id"], body.get("force", False))
+            self.cw.submitter.cancel_children(task_id, body.get("force", False))
         if not body.get("children_only"):
-            self._cancel(body["task_id"])
+            self._cancel(task_id)
+        return False
+
+    def _cancel_not_started(self, task_id: bytes) -> bool:
+        queued = self._not_started.pop(task_id, None)
+        if queued is None:
+            return False
+        push, responder = queued
+        spec = TaskSpec.from_wire(push["spec"])
+        call = _Invocation(spec.task_id, spec.options.name, spec.args, spec.kwargs_keys, spec.return_ids,
+                           attempt=push.get("attempt", 0))
+        responder.send(self._error_reply(call, exceptions.TaskCancelledError(task_id.hex())))
         return True
 
     def _cancel(self, task_id: bytes) -> None:
@@ -165,7 +212,10 @@ class TaskExecutor:
             if message == msg.CREATE_ACTOR:
                 reply = self._create_actor(body)
             elif message == msg.PUSH_TASK:
+                if self._not_started.pop(body["spec"][_SPEC_TASK_ID], None) is None:
+                    continue  # handed back or cancelled before it started
                 reply = self._execute_task(body)
+                self._handing_back = False  # before its reply: the owner's next push is run
             else:
                 reply = self._execute_actor_task(body)
             self._reply(responder, reply)
@@ -174,6 +224,7 @@ class TaskExecutor:
         self._flush_and_exit()
 
     def _flush_and_exit(self) -> None:
+        self.cw.loop.call_soon_threadsafe(self._hand_back)  # tasks queued here run elsewhere
         if self.gcs_conn is not None:  # an intended exit: the GCS must not restart the actor
             self.cw.loop.call_soon_threadsafe(_notify_quietly, self.gcs_conn, msg.ACTOR_EXITING)
         self.cw.loop.call_soon_threadsafe(functools.partial(self.cw.task_events.flush, everything=True))
@@ -480,6 +531,10 @@ def _log_sizes() -> tuple[int, int]:
     except (OSError, ValueError, AttributeError):  # the task closed or replaced them: sizes of what reached the files
         pass
     return os.lseek(1, 0, os.SEEK_CUR), os.lseek(2, 0, os.SEEK_CUR)
+
+
+_SPEC_TASK_ID = 8  # TaskSpec.to_wire()'s index of the task id
+_HANDED_BACK: msg.TaskReply = {"returns": [], "handed_back": True}
 
 
 def _tell_run(reply: msg.TaskReply, ran: tuple, reported: bool) -> None:

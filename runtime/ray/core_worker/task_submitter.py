@@ -1,6 +1,13 @@
 """Submitting normal tasks from their owner: dependency resolution, leases per scheduling class, direct
 pushes to leased workers (lease reuse), spillback, retries and cancellation. Runs on the io thread.
 
+Pipelining: a leased worker whose last task was short (`pipelined_task_max_s`) gets up to
+`max_tasks_in_flight_per_worker` retryable tasks at once (not SPREAD ones, which must spread); they wait in
+its queue, so it never idles for a round trip between short tasks. What has not started comes back unrun (`handed_back`)
+when the running task blocks, when the worker exits, and when tasks waited there longer than
+`PIPELINE_STUCK_FACTOR` times the limit (HAND_BACK_QUEUED); it then runs on another worker or lease.
+A free worker is always used before a queue is made.
+
 Locality-aware leasing (Ray's LocalityAwareLeasePolicy): a default-strategy task whose resolved arguments
 live mostly in another node's object store asks that node's raylet for its lease first; such tasks form
 their own scheduling class per data node. A lease request the raylet cancels fails the class's queued tasks
@@ -15,6 +22,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -32,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 MAX_PENDING_LEASE_REQUESTS = 10
 LEASE_IDLE_TIMEOUT_S = 0.25  # keep an idle leased worker this long for the next task of its class
+# Tasks queued at a worker whose running task has taken this many times `pipelined_task_max_s` are handed back.
+PIPELINE_STUCK_FACTOR = 10
 
 
 @dataclass
@@ -42,6 +52,7 @@ class PendingTask(OwnedAttempt):  # its task events' times ride on it
     worker: LeasedWorker | None = None
     cancelled: bool = False
     attempt: int = 0  # the task events' attempt_number
+    pushed_at: float = 0.0  # monotonic
 
 
 @dataclass(eq=False)
@@ -52,7 +63,12 @@ class LeasedWorker:
     worker_id: str
     node_id: str
     gpu_ids: list
-    busy: bool = False
+    # Pushed, no reply yet, in push order: the first runs, the others wait in its queue (pipelining).
+    inflight: list[PendingTask] = field(default_factory=list)
+    head_since: float = 0.0  # monotonic: when the first of `inflight` began to be its running task, at the latest
+    last_task_s: float = float("inf")  # how long its last task took, as its owner saw it (unknown: not short)
+    queue_paused: bool = False  # it handed tasks back: queue nothing more there until it is free
+    lost_head: PendingTask | None = None  # the task it ran when its connection was lost (the others had not started)
     idle_handle: asyncio.TimerHandle | None = None
     functions: set = field(default_factory=set)  # function keys pushed to this worker process (any lease)
 
@@ -63,6 +79,9 @@ class SchedulingClass:
     request: msg.RequestLease
     tasks: deque = field(default_factory=deque)
     idle: list[LeasedWorker] = field(default_factory=list)
+    queueable: list[LeasedWorker] = field(default_factory=list)  # busy, and may take a task into its queue
+    pipelines: bool = False  # its tasks may be queued at busy workers (any strategy but SPREAD)
+    stuck_check: asyncio.TimerHandle | None = None
     workers: set = field(default_factory=set)
     pending_leases: int = 0
     # The raylet (TCP address) of the node holding these tasks' data, asked first; "": the local raylet.
@@ -88,6 +107,9 @@ class NormalTaskSubmitter:
         self._events = core_worker.task_events
         # Worker id -> the function keys whose pickles went to it with a task (see function_manager).
         self._functions_sent: dict[str, set[bytes]] = {}
+        cfg = config()
+        self._pipeline_depth = max(1, cfg.max_tasks_in_flight_per_worker)
+        self._short_task_s = cfg.pipelined_task_max_s
 
     # ------------------------------------------------------------------ entry
     def submit_threadsafe(self, spec: TaskSpec, pinned: list[bytes]) -> None:
@@ -148,7 +170,8 @@ class NormalTaskSubmitter:
             cls = self._classes[key] = SchedulingClass(key, {
                 "resources": options.resources, "runtime_env": options.runtime_env,
                 "strategy": options.strategy, "job_id": self.cw.job_id.hex(),
-            }, locality_raylet=locality)
+            }, locality_raylet=locality,
+                pipelines=options.strategy.get("type") != "SPREAD" and self._pipeline_depth > 1)
         if locality:
             return cls
         if len(self._class_of_options) > 256:
@@ -158,15 +181,21 @@ class NormalTaskSubmitter:
 
     # ------------------------------------------------------------------ scheduling
     def _pump(self, cls: SchedulingClass) -> None:
-        while cls.tasks and cls.idle:
-            worker = cls.idle.pop()
-            if worker.idle_handle is not None:
-                worker.idle_handle.cancel()
-                worker.idle_handle = None
-            task = cls.tasks.popleft()
+        while cls.tasks:
+            task = cls.tasks[0]
             if task.cancelled:
-                cls.idle.append(worker)
+                cls.tasks.popleft()
                 continue
+            if cls.idle:
+                worker = cls.idle.pop()
+                if worker.idle_handle is not None:
+                    worker.idle_handle.cancel()
+                    worker.idle_handle = None
+            elif cls.queueable and task.retries_left != 0:  # a queued task may be handed back or retried
+                worker = cls.queueable[-1]
+            else:
+                break
+            cls.tasks.popleft()
             self._push(cls, worker, task)
         if not cls.tasks:
             # Nothing left to lease for (Ray's CancelWorkerLeaseIfNeeded): once that has lasted as long as an idle
@@ -278,16 +307,66 @@ class NormalTaskSubmitter:
             self._cancel_lease_requests(cls)
 
     def _make_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
-        worker.busy = False
+        """A task of the worker is done (or it was just leased): it takes the next one; idle once it has none."""
+        if worker not in cls.workers:  # dropped (exiting, lost) while tasks queued there were answered
+            if cls.tasks:
+                self._pump(cls)
+            return
+        if worker.inflight:
+            self._update_queueable(cls, worker)
+            if cls.tasks:
+                self._pump(cls)
+            return
+        worker.queue_paused = False
+        if worker in cls.queueable:
+            cls.queueable.remove(worker)
         cls.idle.append(worker)
         if cls.tasks:
             self._pump(cls)
-        if not worker.busy and worker.idle_handle is None:
+        if not worker.inflight and worker.idle_handle is None:
             worker.idle_handle = self.loop.call_later(LEASE_IDLE_TIMEOUT_S, self._return_if_idle, cls, worker)
+
+    def _update_queueable(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
+        """A busy worker may take another task into its queue while its tasks are short and there is room."""
+        may = (cls.pipelines and not worker.queue_paused and len(worker.inflight) < self._pipeline_depth
+               and worker.last_task_s <= self._short_task_s and worker in cls.workers)
+        if may != (worker in cls.queueable):
+            if may:
+                cls.queueable.append(worker)
+            else:
+                cls.queueable.remove(worker)
+
+    def _task_done_at(self, worker: LeasedWorker, task: PendingTask) -> None:
+        """Its reply came: it leaves the worker's tasks in flight, and the worker's last task time is known."""
+        now = time.monotonic()
+        if worker.inflight and worker.inflight[0] is task:
+            worker.last_task_s = now - max(worker.head_since, task.pushed_at)
+            worker.head_since = now
+        if task in worker.inflight:
+            worker.inflight.remove(task)
+
+    def _hand_back_stuck(self, cls: SchedulingClass) -> None:
+        """Tasks queued behind a task that has run too long are asked back, to run on another worker."""
+        cls.stuck_check = None
+        limit = self._short_task_s * PIPELINE_STUCK_FACTOR
+        now = time.monotonic()
+        waiting = False
+        for worker in cls.workers:
+            if len(worker.inflight) < 2 or worker.queue_paused:
+                continue
+            if now - worker.head_since >= limit:
+                worker.queue_paused = True
+                self._update_queueable(cls, worker)
+                if not worker.conn.closed:
+                    worker.conn.notify(msg.HAND_BACK_QUEUED)
+            else:
+                waiting = True
+        if waiting and not self._closed:
+            cls.stuck_check = self.loop.call_later(limit, self._hand_back_stuck, cls)
 
     def _return_if_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
         worker.idle_handle = None
-        if worker.busy or worker not in cls.idle:
+        if worker.inflight or worker not in cls.idle:
             return
         cls.idle.remove(worker)
         cls.workers.discard(worker)
@@ -298,10 +377,19 @@ class NormalTaskSubmitter:
         cls.workers.discard(worker)
         if worker in cls.idle:
             cls.idle.remove(worker)
+        if worker in cls.queueable:
+            cls.queueable.remove(worker)
 
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
-        worker.busy = True
         task.worker = worker
+        task.pushed_at = time.monotonic()
+        if not worker.inflight:
+            worker.head_since = task.pushed_at
+        worker.inflight.append(task)
+        self._update_queueable(cls, worker)
+        if len(worker.inflight) > 1 and cls.stuck_check is None:
+            cls.stuck_check = self.loop.call_later(self._short_task_s * PIPELINE_STUCK_FACTOR,
+                                                   self._hand_back_stuck, cls)
         self._events.pushed(task)
         body: msg.PushTask = {"spec": task.spec.to_wire(), "lease_id": worker.lease_id, "gpu_ids": worker.gpu_ids,
                               "attempt": task.attempt}
@@ -319,9 +407,19 @@ class NormalTaskSubmitter:
         spec = task.spec
         task.worker = None
         if isinstance(error, (framing.ConnectionLost, OSError)):
+            if worker.lost_head is None:  # the first of its tasks told: the one it ran, if any
+                worker.lost_head = worker.inflight[0] if worker.inflight else task
+            ran = task is worker.lost_head
+            if task in worker.inflight:
+                worker.inflight.remove(task)
             self._drop_worker(cls, worker)
             if task.cancelled:
                 self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
+            elif not ran:  # queued behind the task that ran: it had not started, and costs no retry
+                self._next_attempt(task, {"error_type": te.WORKER_DIED, "error_message": (
+                    "The worker this task was queued at died before it started; the task runs elsewhere.")})
+                cls.tasks.appendleft(task)
+                self._pump(cls)
             elif task.retries_left != 0:
                 task.retries_left -= 1 if task.retries_left > 0 else 0
                 logger.info("Worker died running %s; retrying (%s retries left).", spec.options.name,
@@ -333,6 +431,17 @@ class NormalTaskSubmitter:
             else:
                 self._finish_with_error(task, exceptions.WorkerCrashedError())
             return
+        if error is None and reply.get("handed_back"):  # it had not started there: it runs elsewhere
+            if task in worker.inflight:
+                worker.inflight.remove(task)
+            worker.queue_paused = True
+            if task.cancelled:
+                self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
+            else:
+                cls.tasks.appendleft(task)
+            self._make_idle(cls, worker)
+            return
+        self._task_done_at(worker, task)
         if error is not None:  # framing.RemoteError: the worker's handler failed
             self._make_idle(cls, worker)
             self._finish_with_error(task, exceptions.RaySystemError(str(error)))
@@ -407,12 +516,18 @@ class NormalTaskSubmitter:
             self._finish_with_error(task, exceptions.TaskCancelledError(task_id.hex()))
             return True
         if force:
-            self.loop.create_task(self._kill_running(worker, task_id, recursive))
+            queued = len(worker.inflight) > 1 and worker.inflight[0] is not task
+            self.loop.create_task(self._kill_running(worker, task_id, recursive, queued))
         else:
             worker.conn.notify(msg.CANCEL_TASK, {"task_id": task_id, "recursive": recursive})
         return True
 
-    async def _kill_running(self, worker: LeasedWorker, task_id: bytes, recursive: bool) -> None:
+    async def _kill_running(self, worker: LeasedWorker, task_id: bytes, recursive: bool, queued: bool) -> None:
+        if queued:  # queued behind another task there: if it has not started, it is answered cancelled, no kill
+            with contextlib.suppress(framing.ConnectionLost, framing.RemoteError, asyncio.TimeoutError):
+                if await asyncio.wait_for(worker.conn.request(msg.CANCEL_TASK, {
+                        "task_id": task_id, "not_started_only": True}), 5):
+                    return
         if recursive:  # the worker cancels what the task submitted before it is killed
             with contextlib.suppress(framing.ConnectionLost, framing.RemoteError, asyncio.TimeoutError):
                 await asyncio.wait_for(worker.conn.request(msg.CANCEL_TASK, {
@@ -427,6 +542,10 @@ class NormalTaskSubmitter:
 
     def shutdown(self) -> None:
         self._closed = True
+        for cls in self._classes.values():
+            if cls.stuck_check is not None:
+                cls.stuck_check.cancel()
+                cls.stuck_check = None
         for task in list(self._lease_tasks):  # the raylets drop their requests with our connection
             task.cancel()
         for cls in self._classes.values():

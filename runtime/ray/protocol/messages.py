@@ -333,6 +333,9 @@ class TaskReply(TypedDict, total=False):
     # files: (RUNNING time,) or (RUNNING time, stdout start, stderr start, stdout end, stderr end).
     ran: tuple
     ran_reported: bool  # the worker reported it RUNNING itself (absent: it did not)
+    # It did not run: it was queued behind another task of this worker, which handed it back (that task blocks in
+    # ray.get, the worker exits, or its owner asked with HAND_BACK_QUEUED). Nothing else is in the reply.
+    handed_back: bool
 
 
 class CancelTask(TypedDict, total=False):
@@ -340,6 +343,7 @@ class CancelTask(TypedDict, total=False):
     recursive: bool  # also cancel the tasks it submitted
     force: bool
     children_only: bool  # only those (the caller kills the worker itself next)
+    not_started_only: bool  # only if it is queued behind another task there, not started (answers whether it was)
 
 
 class Bundle(TypedDict):
@@ -403,6 +407,7 @@ PUSH_TASK = "push_task"
 CREATE_ACTOR = "create_actor"
 PUSH_ACTOR_TASK = "push_actor_task"
 CANCEL_TASK = "cancel_task"
+HAND_BACK_QUEUED = "hand_back_queued"
 # a raylet -> a worker it ends (its job or its lease's owner ended, idle too long, its placement group removed)
 EXIT_WORKER = "exit_worker"
 # a restarted GCS -> the worker of an actor it found alive in its tables (GCS fault tolerance)
@@ -483,7 +488,11 @@ MESSAGES: dict[str, Message] = {
     PUSH_TASK: Message((OWNER,), WORKER, PushTask, TaskReply, "Run a normal task on the leased worker."),
     CREATE_ACTOR: Message((GCS,), WORKER, CreateActor, ActorCreated, "Become this actor (run its constructor)."),
     PUSH_ACTOR_TASK: Message((OWNER,), WORKER, tuple, TaskReply, "Call an actor method (in order): ActorTaskSpec.to_wire()."),
-    CANCEL_TASK: Message((OWNER,), WORKER, CancelTask, bool, "ray.cancel of a running task."),
+    CANCEL_TASK: Message((OWNER,), WORKER, CancelTask, bool,
+                         "ray.cancel of a task pushed here; answers whether it had not started."),
+    HAND_BACK_QUEUED: Message((OWNER,), WORKER, None, None,
+                              "The tasks queued here behind the running one wait too long: answer each with "
+                              "handed_back, so that they run elsewhere."),
     EXIT_WORKER: Message((RAYLET,), WORKER, ExitWorker, None,
                          "Exit now: report the task events not reported yet (within timeout_s), then go; the "
                          "raylet SIGKILLs a worker still alive after kill_worker_timeout_milliseconds."),
