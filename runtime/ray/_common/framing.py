@@ -10,7 +10,9 @@ Frames themselves are received into one preallocated buffer, grown once to a fra
 is larger than it.
 A frame sent while nothing is queued is written at once; frames sent after it in the same event-loop turn
 are joined into one `write()` at the next turn (batching without added latency, and no extra loop turn
-for a lone reply or push).
+for a lone reply or push). Another thread may write a request itself (`request_from_thread`) while nothing
+waits to be written: a caller about to block on the answer then spares the wakeup of the loop's thread. A
+lock keeps the frames whole and in order.
 
 Every connection made by `serve`/`connect` starts with an authentication handshake (mutual, once per
 connection; the token itself never crosses the wire), and nothing is unpickled before it succeeds:
@@ -40,6 +42,7 @@ import os
 import pickle
 import socket
 import struct
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -126,6 +129,12 @@ class Connection(Handshake, asyncio.BufferedProtocol):
         self._ids = itertools.count(1)
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        # Held while anything writes, or decides to: the loop's thread and `request_from_thread` callers.
+        self._write_lock = threading.Lock()
+        # A duplicate of a connecting side's socket for `request_from_thread` (-1: none): its own descriptor, so a
+        # thread never writes to a number the loop closed and the process reused meanwhile. Closed with the
+        # connection, which the peer sees end when both are closed (at `connection_lost`, right after).
+        self._fd = -1
         # Raw payloads being written (header, payload), in order; frames sent meanwhile wait in `_out`.
         self._raw_out: collections.deque[tuple[bytes, memoryview]] = collections.deque()
         self._can_write = asyncio.Event()
@@ -147,6 +156,9 @@ class Connection(Handshake, asyncio.BufferedProtocol):
     # -------------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._hs != _SERVER_WAITS_HELLO:  # servers answer; they never call from threads
+            self._fd = os.dup(sock.fileno())
         if self._hs == _OPEN:
             return
         self._hs_timeout_s = _handshake_timeout_s()
@@ -260,7 +272,11 @@ class Connection(Handshake, asyncio.BufferedProtocol):
         self._can_write.set()
 
     def connection_lost(self, exc) -> None:
-        self.closed = True
+        with self._write_lock:  # a thread's request is in `_pending` before this, or refused after it
+            self.closed = True
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
         self._can_write.set()  # a raw writer waiting for room stops
         if self._hs_timer is not None:
             self._hs_timer.cancel()
@@ -279,7 +295,8 @@ class Connection(Handshake, asyncio.BufferedProtocol):
             self._closed_event.set()
             return
         err = ConnectionLost(f"connection lost: {exc}" if exc else "connection closed by peer")
-        pending, self._pending = self._pending, {}  # a callback run here may send elsewhere
+        with self._write_lock:
+            pending, self._pending = self._pending, {}  # a callback run here may send elsewhere
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(err)
@@ -297,24 +314,50 @@ class Connection(Handshake, asyncio.BufferedProtocol):
         if self.closed or self.transport is None or self._hs:
             raise ConnectionLost("connection is closed" if self._hs == _OPEN else "the handshake is not done")
         payload = pickle.dumps(msg, protocol=5)
-        if not self._flush_scheduled and not self._raw_out:
-            # Nothing queued: write now, and queue whatever else this turn sends behind a flush.
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-            self.transport.write(_LEN.pack(len(payload)) + payload)
-            return
-        self._out.append(_LEN.pack(len(payload)))
-        self._out.append(payload)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        with self._write_lock:
+            if not self._flush_scheduled and not self._raw_out:
+                # Nothing queued: write now, and queue whatever else this turn sends behind a flush.
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+                self.transport.write(_LEN.pack(len(payload)) + payload)
+                return
+            self._out.append(_LEN.pack(len(payload)))
+            self._out.append(payload)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and not self._raw_out and not self.closed and self.transport is not None:
-            data = b"".join(self._out)
-            self._out.clear()
-            self.transport.write(data)
+        with self._write_lock:
+            self._flush_scheduled = False
+            if self._out and not self._raw_out and not self.closed and self.transport is not None:
+                data = b"".join(self._out)
+                self._out.clear()
+                self.transport.write(data)
+
+    def request_from_thread(self, method: str, body: Any, callback: Callable[..., None], *args: Any) -> bool:
+        """`request_with_callback` from a thread other than the loop's, written by this thread, when nothing
+        waits to be written before it; False (nothing sent) otherwise: the caller sends it on the loop's thread.
+        What the socket does not take at once goes out from the loop's thread, before any later frame."""
+        payload = pickle.dumps((REQUEST, rid := next(self._ids), method, body), protocol=5)
+        with self._write_lock:
+            transport = self.transport
+            if (self.closed or self._hs or self._fd < 0 or self._flush_scheduled or self._out or self._raw_out
+                    or transport is None or transport.get_write_buffer_size()):
+                return False
+            self._pending[rid] = ReplyCallback(callback, args)  # type: ignore[assignment]
+            frame = _LEN.pack(len(payload)) + payload
+            try:
+                written = os.write(self._fd, frame)
+            except BlockingIOError:
+                written = 0
+            except OSError:  # going away: the loop's thread sees it and fails the request
+                return True
+            if written < len(frame):
+                self._out.append(frame[written:])
+                self._flush_scheduled = True
+                self.loop.call_soon_threadsafe(self._flush)
+        return True
 
     def request(self, method: str, body: Any = None) -> asyncio.Future:
         """Send a request; the returned future resolves with the peer's answer."""
@@ -372,7 +415,8 @@ class Connection(Handshake, asyncio.BufferedProtocol):
         view = memoryview(data).cast("B")
         header = pickle.dumps((RAW, rid, None, view.nbytes), protocol=5)
         self._flush()  # frames sent before it go first
-        self._raw_out.append((_LEN.pack(len(header)) + header, view))
+        with self._write_lock:  # no thread writes while a raw payload goes out
+            self._raw_out.append((_LEN.pack(len(header)) + header, view))
         if len(self._raw_out) == 1:
             self.loop.create_task(self._write_raw())
 
@@ -390,11 +434,12 @@ class Connection(Handshake, asyncio.BufferedProtocol):
                         if self.closed:
                             return
                     self.transport.write(view[offset:offset + _RAW_PIECE])
-                self._raw_out.popleft()
-                if self._out:
-                    data = b"".join(self._out)
-                    self._out.clear()
-                    self.transport.write(data)
+                with self._write_lock:
+                    self._raw_out.popleft()
+                    if self._out:
+                        data = b"".join(self._out)
+                        self._out.clear()
+                        self.transport.write(data)
         finally:
             if self.closed:
                 self._raw_out.clear()

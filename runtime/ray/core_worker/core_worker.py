@@ -467,6 +467,8 @@ class CoreWorker:
     def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
         from ray.protocol import actor_pb2 as apb
 
+        if no_restart:  # later calls from here fail in order after it (`mark_killed`), none races ahead
+            self.actor_submitter.stop_direct(actor_id)
         self.gcs.call(self.gcs.stubs.actor.KillActorViaGcs,
                       apb.KillActorViaGcsRequest(actor_id=actor_id, force_kill=True, no_restart=no_restart))
         if no_restart:

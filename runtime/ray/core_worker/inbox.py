@@ -18,6 +18,7 @@ class Inbox:
         self._items: list[tuple] = []  # put by user threads, not yet taken
         self._lock = threading.Lock()
         self._scheduled = False
+        self._taking = False  # a drain is taking a batch
 
     def put(self, *item: Any) -> None:
         """Any thread."""
@@ -28,10 +29,20 @@ class Inbox:
             self._scheduled = True
         self._loop.call_soon_threadsafe(self._drain)
 
+    def idle(self) -> bool:
+        """Any thread: nothing put here waits to be taken or is being taken."""
+        with self._lock:
+            return not self._items and not self._taking
+
     def _drain(self) -> None:
         with self._lock:
             batch, self._items = self._items, []
             self._scheduled = False
+            self._taking = True
         take = self._take
-        for item in batch:
-            take(*item)
+        try:
+            for item in batch:
+                take(*item)
+        finally:
+            with self._lock:
+                self._taking = False

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import deque
 from typing import Any
 
 from ray import exceptions
@@ -85,6 +86,9 @@ class TaskEventBuffer:
         # pending then: most finish first and are sealed), and submitted before it.
         self._pending_new: dict[int, OwnedAttempt] = {}
         self._pending_old: dict[int, OwnedAttempt] = {}
+        # Attempts a user thread pushed itself (`submitted_from_thread`), with their descriptions, for the io thread
+        # to take into the books above (`_adopt`) before it reads them.
+        self._from_threads: deque[tuple[OwnedAttempt, Any]] = deque()
         self.changed_attempts: list[OwnedAttempt] = []  # reported before, changed since
         self.ended_attempts: list[tuple] = []  # ended, not sealed: `te.Attempt` tuples
         # This batch's sealed rows (`te.SEALED_ROW`), their count by (description key, attempt number), a first
@@ -107,7 +111,7 @@ class TaskEventBuffer:
         self.log_files: tuple[str, str] | tuple[()] | None = None
         if not self.enabled:
             self.record = _ignore  # type: ignore[method-assign]
-            self.submitted = _ignore  # type: ignore[method-assign]
+            self.submitted = self.submitted_from_thread = _ignore  # type: ignore[method-assign]
             self.assigned = self.pushed = self.resent = _ignore  # type: ignore[method-assign]
             self.ended = self.run_ended = _ignore  # type: ignore[method-assign]
 
@@ -139,6 +143,24 @@ class TaskEventBuffer:
         else:
             self.dropped += 1
 
+    def submitted_from_thread(self, attempt: OwnedAttempt, task_id: bytes, options: Any, parent: bytes | None,
+                              actor_id: bytes) -> None:
+        """Any thread: a new actor call that this thread pushes to the actor itself, so PENDING_ARGS_AVAIL and
+        SUBMITTED_TO_WORKER at once. The io thread books it (`_adopt`) before it reads the books."""
+        attempt.ev_args_t = attempt.ev_pushed_t = time.time()
+        attempt.ev_id = (task_id, 0, id(options), parent or self._driver_task, actor_id)
+        self._from_threads.append((attempt, options))
+
+    def _adopt(self) -> None:
+        arrived = self._from_threads
+        while arrived:
+            attempt, options = arrived.popleft()
+            self._descriptions[attempt.ev_id[2]] = options
+            if len(self._pending_new) < self.max_buffered:
+                self._pending_new[id(attempt)] = attempt
+            else:
+                self.dropped += 1
+
     def assigned(self, attempt: OwnedAttempt) -> None:
         """Its arguments are ready: PENDING_NODE_ASSIGNMENT."""
         attempt.ev_node_t = time.time()
@@ -156,6 +178,8 @@ class TaskEventBuffer:
         """FINISHED or FAILED (`extra`: the failure's error type and message); `ran`: the reply's account of the
         run by that worker (`te.Attempt`); `ran_reported`: whether that worker reported it running itself."""
         end_t = time.time()
+        if self._from_threads:
+            self._adopt()
         if self._pending_new.pop(id(attempt), None) is None:
             self._pending_old.pop(id(attempt), None)
         # Sealed when no report names this attempt but this one: no earlier batch of this owner, no executor's
@@ -273,6 +297,8 @@ class TaskEventBuffer:
         since the one before too."""
         if self.running:
             self._report_running()
+        if self._from_threads:
+            self._adopt()
         if not self.events and not self.dropped and not self.ended_attempts and not self._sealed_counts \
                 and not self._pending_new and not self._pending_old and not self.changed_attempts \
                 and not self._announce:

@@ -53,6 +53,54 @@ def test_calls_run_in_submission_order_and_see_the_job_runtime_env():
     assert ray.get(c.label.remote()) == "test_counter got 60"
 
 
+@ray.remote
+class Recorder:
+    def __init__(self):
+        self.seen = []
+
+    def record(self, caller, n, *unused):
+        self.seen.append((caller, n))
+        return n
+
+    def calls_of(self, caller):
+        return [n for c, n in self.seen if c == caller]
+
+
+def test_calls_keep_each_callers_order_whether_the_caller_or_the_io_thread_pushes_them():
+    # A sync call on an idle actor is pushed by the calling thread itself; a burst, or an argument still being
+    # computed, goes through the io thread. Mixed, from several threads at once, each caller's calls still run in
+    # the order it made them.
+    recorder = Recorder.remote()
+    ray.get(recorder.record.remote("warm-up", 0))
+    pending_value = ray.put(b"x" * 10)
+    errors: list[BaseException] = []
+
+    def caller(name: str) -> None:
+        try:
+            n = 0
+            for round_no in range(30):
+                n += 1
+                assert ray.get(recorder.record.remote(name, n), timeout=60) == n  # pushed by this thread
+                burst = []
+                for _ in range(3):
+                    n += 1
+                    burst.append(recorder.record.remote(name, n))
+                n += 1
+                burst.append(recorder.record.remote(name, n, pending_value if round_no % 2 else None))
+                assert ray.get(burst, timeout=60) == list(range(n - 3, n + 1))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(f"caller-{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    for i in range(3):
+        assert ray.get(recorder.calls_of.remote(f"caller-{i}")) == list(range(1, 151))
+
+
 def test_actor_cannot_be_instantiated_directly():
     with pytest.raises(TypeError, match=r"Actors cannot be instantiated directly.*Counter.remote\(\)"):
         Counter()
@@ -151,7 +199,7 @@ def test_kill_makes_calls_raise_ray_actor_error():
     c = Counter.remote()
     assert ray.get(c.inc.remote()) == 1
     ray.kill(c)
-    with pytest.raises(RayActorError):
+    with pytest.raises(RayActorError, match="killed by `ray.kill`"):
         ray.get(c.inc.remote(), timeout=60)
     with pytest.raises(ValueError, match=r"ray.kill\(\) only supported for actors"):
         ray.kill("not an actor")

@@ -229,3 +229,54 @@ def test_a_callback_request_gets_its_answer_its_error_or_the_lost_connection_and
         assert got[-1] == ("after close", None, "ConnectionLost")
 
     asyncio.run(main())
+
+
+def test_requests_written_by_other_threads_arrive_whole_and_in_order_beside_the_loops_own():
+    async def main():
+        loop = asyncio.get_running_loop()
+        received: list[tuple[str, int]] = []
+        answered: dict[str, list[int]] = {"thread-0": [], "thread-1": [], "loop": []}
+        done = loop.create_future()
+        expected = 3 * 40
+
+        def handler(conn, method, body):
+            sender, n, blob = body
+            assert blob == bytes([n % 251]) * len(blob)  # whole: no frame interleaved into another
+            received.append((sender, n))
+            return n
+
+        def callback(reply, error, sender):
+            assert error is None
+            answered[sender].append(reply)
+            if sum(map(len, answered.values())) == expected and not done.done():
+                loop.call_soon_threadsafe(done.set_result, None)
+
+        server, client = await _pair(handler)
+        # Refused while a frame of this loop turn waits to be joined and written: it would go out before it.
+        client.notify("warm-up", ("warm-up", 0, b""))
+        assert client.request_from_thread("x", ("loop", -2, b""), callback, "loop") is False
+
+        def from_thread(name: str) -> None:
+            n = 0
+            while n < 40:
+                body = (name, n, bytes([n % 251]) * (200_000 + n))  # larger than the socket takes at once
+                if client.request_from_thread("echo", body, callback, name):
+                    n += 1
+                else:  # refused: what the loop's thread queued goes first; the caller would hand it over
+                    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result()
+
+        threads = [loop.run_in_executor(None, from_thread, f"thread-{i}") for i in range(2)]
+        for n in range(40):
+            client.request_with_callback("echo", ("loop", n, bytes([n % 251]) * 50_000), callback, "loop")
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*threads)
+        await asyncio.wait_for(done, 30)
+        for sender in answered:
+            assert [n for s, n in received if s == sender] == list(range(40))
+            assert answered[sender] == list(range(40))
+        client.close()
+        await client.wait_closed()
+        assert client.request_from_thread("echo", ("loop", 0, b""), callback, "loop") is False
+        server.close()
+
+    asyncio.run(main())

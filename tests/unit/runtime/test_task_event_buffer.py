@@ -5,6 +5,7 @@ full interval, and again when it changed or ended."""
 from __future__ import annotations
 
 import os
+import threading
 from types import SimpleNamespace
 
 from ray._common import task_events as te
@@ -132,6 +133,26 @@ def test_a_worker_reports_only_the_tasks_still_running_when_a_report_goes_out():
     assert buffer.run_ended(b"long") is True  # the reply says so: its owner's record merges with this report
 
 
+def test_calls_a_user_thread_pushed_itself_are_booked_by_the_io_thread_before_it_reads_the_books():
+    buffer = _buffer()
+    options = _Options()
+    quick, slow = _Call(), _Call()
+
+    def push_from_a_user_thread() -> None:
+        buffer.submitted_from_thread(quick, _id(b"quick"), options, None, b"actor")
+        buffer.submitted_from_thread(slow, _id(b"slow"), options, None, b"actor")
+
+    thread = threading.Thread(target=push_from_a_user_thread)
+    thread.start()
+    thread.join()
+    assert quick.ev_args_t == quick.ev_pushed_t  # pending and pushed at once: that thread sent it
+    buffer.ended(quick, te.FINISHED, None, "worker-1", (5.0,))  # the io thread books both first
+    assert _sealed(buffer) == [(b"quick", 0, "worker-1", (5.0,))]
+    assert buffer._descriptions == {id(options): options}
+    assert _reported(buffer) == []  # the slow one is pending since the last report...
+    assert _reported(buffer) == [(b"slow", None, True)]  # ...and reported as it is at the one after
+
+
 def test_with_events_off_nothing_is_kept():
     os.environ["RAY_enable_task_events"] = "0"
     try:
@@ -141,6 +162,7 @@ def test_with_events_off_nothing_is_kept():
         buffer = _buffer()
         call = _Call()
         buffer.submitted(call, _id(b"t"), 0, _Options(), None, waits_for_args=False)
+        buffer.submitted_from_thread(call, _id(b"t"), _Options(), None, b"actor")
         buffer.ended(call, te.FINISHED)
         assert call.ev_id == () and not vars(call)  # nothing set on the call
         assert buffer._attempts_to_report(everything=True) == [] and buffer.events == []
