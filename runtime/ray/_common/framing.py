@@ -106,9 +106,11 @@ class Connection(Handshake, asyncio.BufferedProtocol):
     """One framed connection. `handler(conn, method, body)` answers the peer's requests and notifies."""
 
     def __init__(self, handler: Handler | None = None, on_close: Callable[[Connection], None] | None = None,
-                 *, handshake: str | None = None, token: bytes | None = None, peer: str = ""):
+                 *, handshake: str | None = None, token: bytes | None = None, peer: str = "",
+                 thread_writes: bool | None = None):
         """`handshake`: None (frames from the first byte: a socketpair in tests), "server" or "client";
-        `token`: this process's token (None: authentication disabled); `peer`: for error messages."""
+        `token`: this process's token (None: authentication disabled); `peer`: for error messages;
+        `thread_writes`: other threads may write on it (`request_from_thread`; default: a connecting side)."""
         self.handler = handler
         self.on_close_callbacks: list[Callable[[Connection], None]] = [on_close] if on_close else []
         self.transport: asyncio.Transport | None = None
@@ -135,6 +137,7 @@ class Connection(Handshake, asyncio.BufferedProtocol):
         # thread never writes to a number the loop closed and the process reused meanwhile. Closed with the
         # connection, which the peer sees end when both are closed (at `connection_lost`, right after).
         self._fd = -1
+        self._thread_writes = handshake != "server" if thread_writes is None else thread_writes
         # Raw payloads being written (header, payload), in order; frames sent meanwhile wait in `_out`.
         self._raw_out: collections.deque[tuple[bytes, memoryview]] = collections.deque()
         self._can_write = asyncio.Event()
@@ -157,7 +160,7 @@ class Connection(Handshake, asyncio.BufferedProtocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        if sock is not None and self._hs != _SERVER_WAITS_HELLO:  # servers answer; they never call from threads
+        if sock is not None and self._thread_writes:
             self._fd = os.dup(sock.fileno())
         if self._hs == _OPEN:
             return
@@ -339,13 +342,22 @@ class Connection(Handshake, asyncio.BufferedProtocol):
         """`request_with_callback` from a thread other than the loop's, written by this thread, when nothing
         waits to be written before it; False (nothing sent) otherwise: the caller sends it on the loop's thread.
         What the socket does not take at once goes out from the loop's thread, before any later frame."""
-        payload = pickle.dumps((REQUEST, rid := next(self._ids), method, body), protocol=5)
+        rid = next(self._ids)
+        return self._write_from_thread(pickle.dumps((REQUEST, rid, method, body), protocol=5), rid,
+                                       ReplyCallback(callback, args))
+
+    def reply_from_thread(self, rid: int, value: Any) -> bool:
+        """`reply` from a thread other than the loop's, as `request_from_thread` writes (False: not sent)."""
+        return self._write_from_thread(pickle.dumps((REPLY, rid, None, value), protocol=5))
+
+    def _write_from_thread(self, payload: bytes, rid: int = 0, waiter: ReplyCallback | None = None) -> bool:
         with self._write_lock:
             transport = self.transport
             if (self.closed or self._hs or self._fd < 0 or self._flush_scheduled or self._out or self._raw_out
                     or transport is None or transport.get_write_buffer_size()):
                 return False
-            self._pending[rid] = ReplyCallback(callback, args)  # type: ignore[assignment]
+            if waiter is not None:
+                self._pending[rid] = waiter  # type: ignore[assignment]
             frame = _LEN.pack(len(payload)) + payload
             try:
                 written = os.write(self._fd, frame)
@@ -518,14 +530,16 @@ def _process_token() -> bytes | None:
 
 
 async def serve(handler: Handler, *, unix_path: str | None = None, host: str | None = None, port: int = 0,
-                on_close: Callable[[Connection], None] | None = None) -> tuple[asyncio.AbstractServer, int]:
+                on_close: Callable[[Connection], None] | None = None,
+                thread_writes: bool = False) -> tuple[asyncio.AbstractServer, int]:
     """Listen on a Unix socket or TCP; returns (server, bound TCP port or 0). Every connection must pass
-    the handshake (this process's token) before a frame of it is decoded."""
+    the handshake (this process's token) before a frame of it is decoded. `thread_writes`: other threads may
+    answer on its connections (`reply_from_thread`)."""
     loop = asyncio.get_running_loop()
     token = _process_token()
 
     def factory() -> Connection:
-        return Connection(handler, on_close, handshake="server", token=token)
+        return Connection(handler, on_close, handshake="server", token=token, thread_writes=thread_writes)
 
     if unix_path:
         if not unix_path.startswith("@"):

@@ -146,8 +146,11 @@ class CoreWorker:
         from ray.core_worker.task_submitter import NormalTaskSubmitter
 
         self.unix_path = framing.abstract_socket_name("worker", self.worker_id.hex()[:24])
-        self._unix_server, _ = await framing.serve(self.dispatcher, unix_path=self.unix_path)
-        self._tcp_server, port = await framing.serve(self.dispatcher, host=bind_host(self.node_ip), port=0)
+        # A worker's task threads answer its callers themselves when they can (`TaskExecutor._reply`).
+        self._unix_server, _ = await framing.serve(self.dispatcher, unix_path=self.unix_path,
+                                                   thread_writes=self.mode == WORKER)
+        self._tcp_server, port = await framing.serve(self.dispatcher, host=bind_host(self.node_ip), port=0,
+                                                     thread_writes=self.mode == WORKER)
         self.address = {"worker_id": self.worker_id.hex(), "node_id": self.node_id,
                         "unix": self.unix_path, "tcp": f"{self.node_ip}:{port}"}
         self.pool = framing.ConnectionPool(self.dispatcher)

@@ -61,6 +61,7 @@ class ReferenceCounter:
         self._held_for_caller: dict[bytes, tuple[ObjectRef, ...]] = {}  # task id -> refs in its returns
         self._outboxes: dict[str, deque] = {}  # owner address -> messages in order (io thread)
         self._registrations = RegistrationOrder()  # add_borrower messages sent and acknowledged (io thread)
+        self._posted: deque[None] = deque()  # one per message posted to the io thread and not yet in an outbox
 
     # ------------------------------------------------------------------ counts (any thread)
     def add_local(self, oid: bytes) -> None:
@@ -184,6 +185,10 @@ class ReferenceCounter:
             self._drop_borrower(conn, oid)
 
     # ------------------------------------------------------------------ ordered messages to owners
+    def registrations_settled(self) -> bool:
+        """Any thread: every registration this process made is acknowledged (an answer may go out now)."""
+        return not self._posted and not self._registrations.pending()
+
     def after_registrations(self, callback: Callable[..., None], *args: Any) -> None:
         """Run `callback(*args)` on the io thread once the registrations sent so far are acknowledged."""
         barrier = self._registrations.barrier(self.cw.loop)
@@ -195,10 +200,17 @@ class ReferenceCounter:
     def _post(self, address: str, method: str, body: Any) -> None:
         if not self.cw.connected:
             return
+        self._posted.append(None)
         with contextlib.suppress(RuntimeError):  # the loop is closed: the process is shutting down
             self.cw.loop.call_soon_threadsafe(self._enqueue, address, method, body)
 
     def _enqueue(self, address: str, method: str, body: Any) -> None:
+        try:
+            self._enqueue_now(address, method, body)
+        finally:
+            self._posted.popleft()  # after a registration is numbered: `registrations_settled` never sees a gap
+
+    def _enqueue_now(self, address: str, method: str, body: Any) -> None:
         if method == ADD_BORROWER:
             entry = (method, body, self._registrations.sent(self.cw.loop), None)
         else:  # lets go of something: only after every registration made before it
@@ -265,6 +277,10 @@ class RegistrationOrder:
         ack = loop.create_future()
         ack.add_done_callback(lambda _: self._acknowledged(seq))
         return ack
+
+    def pending(self) -> bool:
+        """Any thread: a registration is not acknowledged yet."""
+        return bool(self._pending)
 
     def barrier(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future | None:
         """A future done once every registration sent so far is acknowledged (None: they already are)."""
