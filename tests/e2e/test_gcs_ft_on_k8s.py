@@ -113,12 +113,21 @@ def _redis_keys(kube: Kube, namespace: str, password: str) -> list[str]:
 
 
 def _diagnostics(kube: Kube, namespace: str, cluster: str) -> str:
-    """The Ray logs of every pod of the cluster still there (what the failure looked like from inside)."""
+    """The Ray logs of every pod of the cluster still there (what the failure looked like from inside), and for a
+    container that restarted, why its last run ended and what it printed (its files under /tmp/ray went with it)."""
     out = []
     for node_type in ("head", "worker"):
         for pod in _pods(kube, namespace, cluster, node_type):
             name = pod["metadata"]["name"]
-            for log in ("gcs_server.err", "raylet.err", "agent.log", "dashboard.log"):
+            for status in pod.get("status", {}).get("containerStatuses", []):
+                if status.get("restartCount"):
+                    out.append(f"--- {name} container {status['name']} restarted {status['restartCount']}x, last "
+                               f"state {json.dumps(status.get('lastState'))}")
+                    previous = kube.kubectl("logs", "-n", namespace, name, "-c", status["name"], "--previous",
+                                            "--tail", "60", check=False)
+                    out.append(f"--- {name} {status['name']} (previous run)\n{previous}")
+            for log in ("gcs_server.out", "gcs_server.err", "raylet.out", "raylet.err", "agent.log",
+                        "dashboard.log"):
                 text = kube.kubectl("exec", "-n", namespace, name, "--", "bash", "-c",
                                     f"tail -n 25 /tmp/ray/session_latest/logs/{log} 2>/dev/null", check=False)
                 if text.strip():
