@@ -49,6 +49,10 @@ class RayConfig:
     # Ray's default is 1 (nothing queues); ours is 4 because short tasks then never wait a round trip.
     max_tasks_in_flight_per_worker: int = 4
     pipelined_task_max_s: float = 0.002
+    # A thread that calls an actor synchronously again and again sends its calls on a connection of its own to the
+    # actor's worker and reads each answer itself (core_worker/actor_channels.py). Not a Ray knob: off gives the
+    # path every other call takes, through this process's io thread.
+    actor_call_channels: bool = True
     # How often each raylet writes its scheduler's state to <session>/logs/debug_state.txt (0: never).
     debug_dump_period_milliseconds: int = 10000
     # Idle workers above the soft limit are killed after this long.

@@ -58,6 +58,60 @@ class HandshakeError(ConnectionLost):
     """The peer is not an OpenRay framed endpoint, or closed before the handshake finished."""
 
 
+def client_answer(hello: bytes, token: bytes | None, where: str) -> tuple[bytes, bytes, bytes]:
+    """Client side: check the server's hello; returns (server nonce, client nonce, the client's hello to send).
+    Raises HandshakeError or AuthenticationError (a ConnectionLost) when the server is not one to talk to."""
+    if hello[:len(MAGIC)] != MAGIC:
+        raise HandshakeError(f"{where} is not an OpenRay framed endpoint")
+    version, flags = hello[4], hello[5]
+    if version != VERSION:
+        raise HandshakeError(f"{where} speaks handshake version {version}, this process {VERSION}")
+    server_uses_token = bool(flags & FLAG_TOKEN)
+    if server_uses_token and token is None:
+        raise AuthenticationError(_auth.refused_message(where, sent_token=False))
+    if not server_uses_token and token is not None:
+        raise AuthenticationError(
+            f"{where} does not use token authentication (its cluster runs with RAY_AUTH_MODE=disabled), so it "
+            "cannot prove it belongs to this cluster; this process exchanges no data with it. Set "
+            "RAY_AUTH_MODE=disabled here too to connect to such a cluster.")
+    server_nonce = bytes(hello[6:SERVER_HELLO_LEN])
+    nonce = os.urandom(NONCE_LEN)
+    proof = _proof(token, _CLIENT_LABEL, server_nonce, nonce)
+    return server_nonce, nonce, MAGIC + bytes((VERSION, FLAG_TOKEN if token is not None else 0)) + nonce + proof
+
+
+def check_server_proof(given: bytes, token: bytes | None, server_nonce: bytes, nonce: bytes, where: str) -> None:
+    """Client side: the server's proof that it holds the token (AuthenticationError if not)."""
+    if not hmac.compare_digest(given, _proof(token, _SERVER_LABEL, server_nonce, nonce)):
+        raise AuthenticationError(f"{where} could not prove that it holds this cluster's authentication token; "
+                                  "this process exchanges no data with it.")
+
+
+def client_handshake_blocking(sock: Any, token: bytes | None, where: str) -> None:
+    """The client's side of the handshake on a blocking socket (a thread's own connection, no event loop).
+    Raises as a `framing.Connection` client's handshake fails."""
+    hello = _recv_exactly(sock, SERVER_HELLO_LEN)
+    if hello is None or hello[:len(MAGIC)] != MAGIC[:len(hello)]:
+        raise HandshakeError(f"{where} is not an OpenRay framed endpoint")
+    server_nonce, nonce, client_hello = client_answer(hello, token, where)
+    sock.sendall(client_hello)
+    proof = _recv_exactly(sock, PROOF_LEN)
+    if proof is None:  # the server hung up on our proof
+        raise AuthenticationError(_auth.refused_message(where, sent_token=token is not None))
+    check_server_proof(proof, token, server_nonce, nonce, where)
+
+
+def _recv_exactly(sock: Any, n: int) -> bytes | None:
+    """`n` bytes, or None if the peer closed first."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
 class Handshake:
     """The handshake's steps, mixed into `framing.Connection`, whose state they use: `_hs` (the state),
     `_rview`/`_start`/`_end` (the receive buffer), `_token`, `_nonce`, `_server_nonce`, `_peer`, `_hs_timer`,
@@ -104,35 +158,22 @@ class Handshake:
                 return self._fail(HandshakeError(f"{self._where()} is not an OpenRay framed endpoint"))
             if len(buf) < SERVER_HELLO_LEN:
                 return False
-            version, flags = buf[4], buf[5]
-            if version != VERSION:
-                return self._fail(HandshakeError(f"{self._where()} speaks handshake version {version}, "
-                                                 f"this process {VERSION}"))
-            self._server_nonce = bytes(buf[6:SERVER_HELLO_LEN])
+            hello, buf = buf[:SERVER_HELLO_LEN], buf[SERVER_HELLO_LEN:]
+            try:
+                self._server_nonce, self._nonce, client_hello = client_answer(hello, self._token, self._where())
+            except (ConnectionLost, AuthenticationError) as err:
+                return self._fail(err)
             self._start += SERVER_HELLO_LEN
-            buf = buf[SERVER_HELLO_LEN:]
-            server_uses_token = bool(flags & FLAG_TOKEN)
-            if server_uses_token and self._token is None:
-                return self._fail(AuthenticationError(_auth.refused_message(self._where(), sent_token=False)))
-            if not server_uses_token and self._token is not None:
-                return self._fail(AuthenticationError(
-                    f"{self._where()} does not use token authentication (its cluster runs with "
-                    "RAY_AUTH_MODE=disabled), so it cannot prove it belongs to this cluster; this process "
-                    "exchanges no data with it. Set RAY_AUTH_MODE=disabled here too to connect to such a cluster."))
-            self._nonce = os.urandom(NONCE_LEN)
-            proof = _proof(self._token, _CLIENT_LABEL, self._server_nonce, self._nonce)
-            flags = FLAG_TOKEN if self._token is not None else 0
-            self.transport.write(MAGIC + bytes((VERSION, flags)) + self._nonce + proof)
+            self.transport.write(client_hello)
             self._hs = _CLIENT_WAITS_PROOF
         if self._hs == _CLIENT_WAITS_PROOF:
             if len(buf) < PROOF_LEN:
                 return False
-            given = bytes(buf[:PROOF_LEN])
-            expected = _proof(self._token, _SERVER_LABEL, self._server_nonce, self._nonce)
-            if not hmac.compare_digest(given, expected):
-                return self._fail(AuthenticationError(
-                    f"{self._where()} could not prove that it holds this cluster's authentication token; this "
-                    "process exchanges no data with it."))
+            try:
+                check_server_proof(bytes(buf[:PROOF_LEN]), self._token, self._server_nonce, self._nonce,
+                                   self._where())
+            except (ConnectionLost, AuthenticationError) as err:
+                return self._fail(err)
             self._start += PROOF_LEN
             self._open()
             return True

@@ -7,6 +7,7 @@ user thread pushes a call itself when nothing else of this process is in flight 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from ray import exceptions
 from ray._common import framing
 from ray._common import task_events as te
+from ray._common.config import config
+from ray.core_worker.actor_channels import ActorChannels, Channel
 from ray.core_worker.inbox import Inbox
-from ray.core_worker.memory_store import INLINE, StoredObject, error_object
+from ray.core_worker.memory_store import INLINE, StoredObject, error_object, nested_in_wire
 from ray.core_worker.task_events import ARGUMENT_FAILED, OwnedAttempt, failure
 from ray.protocol import actor_pb2 as apb
 from ray.protocol import messages as msg
@@ -49,6 +52,9 @@ class _ActorState:
     # User threads may push calls themselves: its sender waits on an empty queue with an open connection. Set
     # there; cleared (under the submitter's lock) as soon as anything is queued, fails or ends it.
     direct: bool = False
+    address: str | None = None  # how this process reaches the actor's worker now
+    channel: Channel | None = None  # the channel with a call in flight to it (actor_channels.py)
+    channel_drained: asyncio.Future | None = None  # its sender waits for that call's reply
 
 
 class ActorTaskSubmitter:
@@ -58,6 +64,7 @@ class ActorTaskSubmitter:
         self._actors: dict[bytes, _ActorState] = {}
         self._inbox = Inbox(self.loop, self._enqueue)  # calls made by user threads
         self._direct_lock = threading.Lock()  # a user thread's push, against the io thread queueing a call
+        self.channels = ActorChannels(self, config().actor_call_channels)
 
     def out_of_scope(self, actor_id: bytes) -> None:
         """No handle to the actor is left anywhere (io thread): end it once its calls are done."""
@@ -67,6 +74,7 @@ class ActorTaskSubmitter:
             return
         st.out_of_scope = True
         st.direct = False
+        self.channels.claim_actor(st)
         self._maybe_terminate(st)
 
     def _maybe_terminate(self, st: _ActorState) -> None:
@@ -100,12 +108,17 @@ class ActorTaskSubmitter:
         call = _Call(spec, pinned, max_task_retries)
         st = self._actors.get(actor_id)
         if st is not None and st.direct and not st.inflight and all(a[0] != ArgKind.BY_REF for a in spec.args):
+            channel = self.channels.for_thread(st)
             with self._direct_lock:
                 conn = st.conn
-                if st.direct and conn is not None and self._inbox.idle():  # nothing of ours goes before it
+                if st.direct and conn is not None and not st.inflight and self._inbox.idle():
+                    # Nothing of ours goes before it.
                     self.cw.task_events.submitted_from_thread(call, spec.task_id, spec.options, parent, actor_id)
                     st.inflight[spec.task_id] = call
-                    if conn.request_from_thread(msg.PUSH_ACTOR_TASK, spec.to_wire(), self._on_reply, st, call):
+                    wire = spec.to_wire()
+                    if channel is not None and self.channels.send(channel, call, wire):
+                        return
+                    if conn.request_from_thread(msg.PUSH_ACTOR_TASK, wire, self._on_reply, st, call):
                         return
                     del st.inflight[spec.task_id]
                     self._inbox.put(actor_id, call, parent, True)
@@ -145,6 +158,8 @@ class ActorTaskSubmitter:
                 self.cw.task_events.ended(call, te.FAILED, ARGUMENT_FAILED)
                 self._finish_with(call, error)
                 continue
+            if st.channel is not None:  # a call sent on a channel goes first
+                await self._after_channel_call(st)
             while True:
                 conn = await self._connection(st)
                 if conn is None:  # dead for good
@@ -154,6 +169,15 @@ class ActorTaskSubmitter:
                 self.cw.task_events.pushed(call)
                 conn.request_with_callback(msg.PUSH_ACTOR_TASK, call.spec.to_wire(), self._on_reply, st, call)
                 break
+
+    async def _after_channel_call(self, st: _ActorState) -> None:
+        while st.channel is not None:
+            st.channel_drained = self.loop.create_future()
+            self.channels.claim_actor(st)
+            if st.channel is None:
+                break
+            await st.channel_drained
+        st.channel_drained = None
 
     async def _connection(self, st: _ActorState) -> framing.Connection | None:
         while True:
@@ -167,7 +191,8 @@ class ActorTaskSubmitter:
                 try:
                     address = json.loads(data.address_json)
                     st.worker_id = address.get("worker_id")
-                    st.conn = await self.cw.pool.get(self.cw.conn_address(address))
+                    st.address = self.cw.conn_address(address)
+                    st.conn = await self.cw.pool.get(st.address)
                     return st.conn
                 except OSError:
                     pass  # died meanwhile; wait for the GCS to say what happened
@@ -225,14 +250,42 @@ class ActorTaskSubmitter:
             else:
                 self.loop.create_task(self._fail_after_state(st, call))
             return
-        app_error = reply.get("app_error")
-        if app_error:
+        # The result first: the caller's thread wakes while the io thread books the end.
+        self._finish(call, reply["returns"], reply.get("nested_holder"))
+        if reply.get("app_error"):
             self.cw.task_events.ended(call, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                         "error_message": ""}, st.worker_id, reply.get("ran"))
         else:
             self.cw.task_events.ended(call, te.FINISHED, None, st.worker_id, reply.get("ran"),
                                       reply.get("ran_reported", False))
-        self._finish(call, reply["returns"], reply.get("nested_holder"))
+
+    def channel_reply(self, st: _ActorState, call: _Call, reply: dict | None, err: BaseException | None,
+                      on_loop: bool) -> None:
+        """A call's reply (or failure) from a channel (`actor_channels`), read on the io thread or by a user
+        thread. The common case is stored from that thread; the rest goes to `_on_reply` on the io thread."""
+        if on_loop:
+            self._on_reply(reply, err, st, call)
+        elif (err is not None or st.out_of_scope or reply.get("nested_holder") is not None
+              or any(nested_in_wire(wire) for _, wire in reply["returns"])):
+            with contextlib.suppress(RuntimeError):  # the loop is closed: this process is shutting down
+                self.loop.call_soon_threadsafe(self._on_reply, reply, err, st, call)
+        else:
+            st.inflight.pop(call.spec.task_id, None)
+            self._finish(call, reply["returns"])
+            if reply.get("app_error"):
+                self.cw.task_events.ended_from_thread(call, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
+                                                                        "error_message": ""}, st.worker_id,
+                                                      reply.get("ran"))
+            else:
+                self.cw.task_events.ended_from_thread(call, te.FINISHED, None, st.worker_id, reply.get("ran"),
+                                                      reply.get("ran_reported", False))
+        drained = st.channel_drained
+        if drained is not None:  # its sender waits to push the next call
+            if on_loop:
+                _resolve(drained)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    self.loop.call_soon_threadsafe(_resolve, drained)
 
     async def _retry(self, st: _ActorState, call: _Call) -> None:
         conn = await self._connection(st)
@@ -263,11 +316,13 @@ class ActorTaskSubmitter:
         st = self._state(actor_id)
         st.direct = False
         st.data = apb.ActorTableData(actor_id=actor_id, state=State.DEAD, death_cause=reason, version=2**62)
+        self.channels.end_actor(st)
         if st.conn is not None:
             st.conn.close()
             st.conn = None
 
     def shutdown(self) -> None:
+        self.channels.shutdown()
         for st in self._actors.values():
             if st.sender is not None:
                 st.sender.cancel()
@@ -288,3 +343,8 @@ class ActorTaskSubmitter:
                     st.conn.notify(msg.CANCEL_TASK, {"task_id": task_id})
                 return True
         return False
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -61,6 +61,9 @@ class MemoryStore:
         self._waiters: dict[bytes, list[Callable[[], None]]] = {}
         # Called with every arriving object id: one registration covers a `ray.wait` over many refs.
         self._arrival_listeners: list[Callable[[bytes], None]] = []
+        # Told the ids a waiter registers for before they are here (the actor submitter then has this process's
+        # io thread read an answer that a caller's own channel would otherwise wait for; actor_channels.py).
+        self.on_wanted: Callable[[tuple[bytes, ...]], None] | None = None
 
     def put(self, oid: bytes, value: StoredObject) -> None:
         with self._lock:
@@ -91,13 +94,25 @@ class MemoryStore:
     def contains(self, oid: bytes) -> bool:
         return oid in self._values
 
-    def add_waiter(self, oid: bytes, callback: Callable[[], None]) -> bool:
-        """Register `callback` for when `oid` arrives; returns True (and registers nothing) if it is here."""
+    def add_waiter(self, oid: bytes, callback: Callable[[], None], reads_itself: bool = False) -> bool:
+        """Register `callback` for when `oid` arrives; returns True (and registers nothing) if it is here.
+        `reads_itself`: the waiting thread fetches an answer on its own channel itself (`on_wanted` is not told)."""
         with self._lock:
             if oid in self._values:
                 return True
             self._waiters.setdefault(oid, []).append(callback)
-            return False
+        if self.on_wanted is not None and not reads_itself:
+            self.on_wanted((oid,))
+        return False
+
+    def remove_waiter(self, oid: bytes, callback: Callable[[], None]) -> None:
+        """Forget a waiter registered by `add_waiter` that gave up (a timeout); nothing if it ran already."""
+        with self._lock:
+            callbacks = self._waiters.get(oid)
+            if callbacks is not None and callback in callbacks:
+                callbacks.remove(callback)
+                if not callbacks:
+                    del self._waiters[oid]
 
     def delete(self, oid: bytes) -> StoredObject | None:
         with self._lock:

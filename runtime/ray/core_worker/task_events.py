@@ -89,6 +89,7 @@ class TaskEventBuffer:
         # Attempts a user thread pushed itself (`submitted_from_thread`), with their descriptions, for the io thread
         # to take into the books above (`_adopt`) before it reads them.
         self._from_threads: deque[tuple[OwnedAttempt, Any]] = deque()
+        self._ended_in_threads: deque[tuple] = deque()  # `ended_from_thread`'s arguments, for the io thread
         self.changed_attempts: list[OwnedAttempt] = []  # reported before, changed since
         self.ended_attempts: list[tuple] = []  # ended, not sealed: `te.Attempt` tuples
         # This batch's sealed rows (`te.SEALED_ROW`), their count by (description key, attempt number), a first
@@ -113,7 +114,7 @@ class TaskEventBuffer:
             self.record = _ignore  # type: ignore[method-assign]
             self.submitted = self.submitted_from_thread = _ignore  # type: ignore[method-assign]
             self.assigned = self.pushed = self.resent = _ignore  # type: ignore[method-assign]
-            self.ended = self.run_ended = _ignore  # type: ignore[method-assign]
+            self.ended = self.ended_from_thread = self.run_ended = _ignore  # type: ignore[method-assign]
 
     def record(self, task_id: bytes, attempt: int, state: str, extra: Any = None) -> None:
         """Any thread. The hot path: one length check and one append."""
@@ -151,7 +152,15 @@ class TaskEventBuffer:
         attempt.ev_id = (task_id, 0, id(options), parent or self._driver_task, actor_id)
         self._from_threads.append((attempt, options))
 
+    def ended_from_thread(self, attempt: OwnedAttempt, state: str, extra: Any = None, worker_id: str | None = None,
+                          ran: tuple | None = None, ran_reported: bool = False) -> None:
+        """Any thread: `ended`, for a call whose reply that thread read itself (`actor_channels`); the io thread
+        books it (`_adopt`) before it reads the books."""
+        self._ended_in_threads.append((attempt, state, extra, worker_id, ran, ran_reported, time.time()))
+
     def _adopt(self) -> None:
+        # Ends counted first: each was recorded after its attempt's submission, which is then taken in below.
+        ends = len(self._ended_in_threads)
         arrived = self._from_threads
         while arrived:
             attempt, options = arrived.popleft()
@@ -160,6 +169,10 @@ class TaskEventBuffer:
                 self._pending_new[id(attempt)] = attempt
             else:
                 self.dropped += 1
+        ended = self._ended_in_threads
+        for _ in range(ends):
+            attempt, state, extra, worker_id, ran, ran_reported, end_t = ended.popleft()
+            self._end(attempt, state, extra, worker_id, ran, ran_reported, end_t)
 
     def assigned(self, attempt: OwnedAttempt) -> None:
         """Its arguments are ready: PENDING_NODE_ASSIGNMENT."""
@@ -177,9 +190,12 @@ class TaskEventBuffer:
               ran: tuple | None = None, ran_reported: bool = False) -> None:
         """FINISHED or FAILED (`extra`: the failure's error type and message); `ran`: the reply's account of the
         run by that worker (`te.Attempt`); `ran_reported`: whether that worker reported it running itself."""
-        end_t = time.time()
-        if self._from_threads:
+        if self._from_threads or self._ended_in_threads:
             self._adopt()
+        self._end(attempt, state, extra, worker_id, ran, ran_reported, time.time())
+
+    def _end(self, attempt: OwnedAttempt, state: str, extra: Any, worker_id: str | None, ran: tuple | None,
+             ran_reported: bool, end_t: float) -> None:
         if self._pending_new.pop(id(attempt), None) is None:
             self._pending_old.pop(id(attempt), None)
         # Sealed when no report names this attempt but this one: no earlier batch of this owner, no executor's
@@ -297,7 +313,7 @@ class TaskEventBuffer:
         since the one before too."""
         if self.running:
             self._report_running()
-        if self._from_threads:
+        if self._from_threads or self._ended_in_threads:
             self._adopt()
         if not self.events and not self.dropped and not self.ended_attempts and not self._sealed_counts \
                 and not self._pending_new and not self._pending_old and not self.changed_attempts \

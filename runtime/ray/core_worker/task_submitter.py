@@ -461,13 +461,14 @@ class NormalTaskSubmitter:
             # It failed after `ray.cancel` (e.g. a child it waited on was cancelled): report the cancel.
             self._finish_with_error(task, exceptions.TaskCancelledError(spec.task_id.hex()))
             return
+        # The result first: the caller's thread wakes while the io thread books the end.
+        self._finish(task, reply["returns"], reply.get("nested_holder"))
         if reply.get("app_error"):
             self._events.ended(task, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                  "error_message": ""}, worker.worker_id, reply.get("ran"))
         else:
             self._events.ended(task, te.FINISHED, None, worker.worker_id, reply.get("ran"),
                                reply.get("ran_reported", False))
-        self._finish(task, reply["returns"], reply.get("nested_holder"))
 
     def _next_attempt(self, task: PendingTask, failed: dict, worker_id: str | None = None,
                       ran: tuple | None = None) -> None:

@@ -176,3 +176,61 @@ def test_a_server_proof_is_not_a_client_proof():
     s, c = os.urandom(32), os.urandom(32)
     hs = framing_handshake
     assert hs._proof(TOKEN, hs._CLIENT_LABEL, s, c) != hs._proof(TOKEN, hs._SERVER_LABEL, s, c)
+
+
+def _serve_on(sock: socket.socket, server_token: bytes | None, calls: list) -> tuple[asyncio.AbstractEventLoop, object]:
+    """A framed server on one end of a socket pair, on its own loop thread (the client blocks on this one)."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    def record(conn, method, body):
+        calls.append((method, body))
+        return ("ok", body)
+
+    async def make():
+        _, conn = await loop.create_unix_connection(
+            lambda: framing.Connection(record, handshake="server", token=server_token), sock=sock)
+        return conn
+
+    return loop, asyncio.run_coroutine_threadsafe(make(), loop).result(5)
+
+
+def test_a_thread_s_own_blocking_connection_authenticates_like_any_other():
+    from ray._common.framing_blocking import BlockingConnection
+
+    for client_token, works in ((TOKEN, True), (b"wrong-token", False), (None, False)):
+        a, b = socket.socketpair()
+        calls: list = []
+        loop, _ = _serve_on(a, TOKEN, calls)
+        b.settimeout(5)
+        try:
+            if works:
+                framing_handshake.client_handshake_blocking(b, client_token, "the test server")
+                conn = BlockingConnection(b, "the test server")
+                rid = conn.send_request("m", 3)
+                assert conn.recv_frame(5) == (framing.REPLY, rid, None, ("ok", 3))
+                assert conn.recv_frame(0.05) is None  # nothing more: out of time, not an error
+                assert calls == [("m", 3)]
+            else:
+                with pytest.raises(AuthenticationError) as err:
+                    framing_handshake.client_handshake_blocking(b, client_token, "the test server")
+                assert "RAY_AUTH_TOKEN" in str(err.value)
+                assert calls == []
+        finally:
+            b.close()
+            loop.call_soon_threadsafe(loop.stop)
+
+
+def test_a_blocking_client_never_unpickles_from_a_server_that_cannot_prove_the_token(tmp_path):
+    marker = tmp_path / "exploded"
+    a, b = socket.socketpair()
+    a.sendall(b"ORAY" + bytes((framing.VERSION, framing.FLAG_TOKEN)) + os.urandom(32))
+    a.sendall(os.urandom(32) + _frame((framing.REPLY, 1, None, _Bomb(marker))))  # a made-up proof, then a bomb
+    b.settimeout(5)
+    with pytest.raises(AuthenticationError, match="could not prove"):
+        framing_handshake.client_handshake_blocking(b, TOKEN, "fake")
+    a.close()
+    b.close()
+    assert not marker.exists(), "a pickle from an unauthenticated server was loaded"

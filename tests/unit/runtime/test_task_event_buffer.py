@@ -153,6 +153,34 @@ def test_calls_a_user_thread_pushed_itself_are_booked_by_the_io_thread_before_it
     assert _reported(buffer) == [(b"slow", None, True)]  # ...and reported as it is at the one after
 
 
+def test_calls_a_user_thread_sent_and_read_itself_are_booked_in_order_by_the_io_thread():
+    # A caller's own channel (actor_channels.py): the call's submission and its end are both recorded by user
+    # threads, the end possibly by another thread than the one that sent it. The io thread takes both in, the
+    # submission first, so the end finds its attempt and seals it.
+    buffer = _buffer()
+    options = _Options()
+    read, failed, unread = _Call(), _Call(), _Call()
+
+    def send_then_read() -> None:
+        buffer.submitted_from_thread(read, _id(b"read"), options, None, b"actor")
+        buffer.submitted_from_thread(failed, _id(b"failed"), options, None, b"actor")
+        buffer.submitted_from_thread(unread, _id(b"unread"), options, None, b"actor")
+        buffer.ended_from_thread(read, te.FINISHED, None, "worker-1", (5.0,))
+
+    thread = threading.Thread(target=send_then_read)
+    thread.start()
+    thread.join()
+    reader = threading.Thread(target=buffer.ended_from_thread, args=(failed, te.FAILED, {
+        "error_type": te.TASK_EXECUTION_EXCEPTION, "error_message": ""}, "worker-1", (6.0,)))
+    reader.start()
+    reader.join()
+    assert _sealed(buffer) == []  # nothing booked yet: the io thread has not looked
+    buffer._adopt()  # what the io thread does first at each report
+    assert _sealed(buffer) == [(b"read", 0, "worker-1", (5.0,))]
+    assert _reported(buffer) == [(b"failed", te.FAILED, True)]  # merged, with the time that thread sent it
+    assert _reported(buffer) == [(b"unread", None, True)]  # still pending at the report after
+
+
 def test_with_events_off_nothing_is_kept():
     os.environ["RAY_enable_task_events"] = "0"
     try:
