@@ -98,7 +98,7 @@ class TaskExecutor:
         if self._handing_back:
             return _HANDED_BACK
         responder = framing.Responder()
-        self._not_started[body["spec"][_SPEC_TASK_ID]] = (body, responder)
+        self._not_started[body["spec"][msg.TASK_SPEC_WIRE_TASK_ID]] = (body, responder)
         self.queue.put((msg.PUSH_TASK, body, responder))
         return responder
 
@@ -171,9 +171,7 @@ class TaskExecutor:
         if queued is None:
             return False
         push, responder = queued
-        spec = TaskSpec.from_wire(push["spec"])
-        call = _Invocation(spec.task_id, spec.options.name, spec.args, spec.kwargs_keys, spec.return_ids,
-                           attempt=push.get("attempt", 0))
+        call = _task_invocation(TaskSpec.from_wire(push["spec"]), push)
         responder.send(self._error_reply(call, exceptions.TaskCancelledError(task_id.hex())))
         return True
 
@@ -212,7 +210,7 @@ class TaskExecutor:
             if message == msg.CREATE_ACTOR:
                 reply = self._create_actor(body)
             elif message == msg.PUSH_TASK:
-                if self._not_started.pop(body["spec"][_SPEC_TASK_ID], None) is None:
+                if self._not_started.pop(body["spec"][msg.TASK_SPEC_WIRE_TASK_ID], None) is None:
                     continue  # handed back or cancelled before it started
                 reply = self._execute_task(body)
                 self._handing_back = False  # before its reply: the owner's next push is run
@@ -359,8 +357,7 @@ class TaskExecutor:
             self._last_task_name = options.name
             self._log_position = None  # that line is no task's output: the next start is looked up again
             print(f":task_name:{options.name}", flush=True)
-        call = _Invocation(spec.task_id, options.name, spec.args, spec.kwargs_keys, spec.return_ids,
-                           options.retry_exceptions, push.get("attempt", 0))
+        call = _task_invocation(spec, push)
         function = lambda: self.cw.functions.load(options.function_key)  # noqa: E731
         events = self.cw.task_events
         if events.log_files is None and events.enabled:
@@ -538,8 +535,12 @@ def _log_sizes() -> tuple[int, int]:
     return os.lseek(1, 0, os.SEEK_CUR), os.lseek(2, 0, os.SEEK_CUR)
 
 
-_SPEC_TASK_ID = 8  # TaskSpec.to_wire()'s index of the task id
 _HANDED_BACK: msg.TaskReply = {"returns": [], "handed_back": True}
+
+
+def _task_invocation(spec: TaskSpec, push: msg.PushTask) -> _Invocation:
+    return _Invocation(spec.task_id, spec.options.name, spec.args, spec.kwargs_keys, spec.return_ids,
+                       spec.options.retry_exceptions, push.get("attempt", 0))
 
 
 def _tell_run(reply: msg.TaskReply, ran: tuple, reported: bool) -> None:

@@ -112,6 +112,9 @@ class TaskSpec:
         return cls(TaskOptions(*wire[:8]), *wire[8:])
 
 
+TASK_SPEC_WIRE_TASK_ID = 8  # `TaskSpec.to_wire()`'s index of the task id (read without decoding the rest)
+
+
 @dataclass(slots=True)
 class ActorMethodOptions:
     """One method of an actor class, as its handles call it."""

@@ -10,6 +10,7 @@ import time
 import pytest
 import ray
 from ray.exceptions import RayActorError
+from threads import run_on_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,30 +74,21 @@ def test_calls_keep_each_callers_order_whether_the_caller_or_the_io_thread_pushe
     recorder = Recorder.remote()
     ray.get(recorder.record.remote("warm-up", 0))
     pending_value = ray.put(b"x" * 10)
-    errors: list[BaseException] = []
 
     def caller(name: str) -> None:
-        try:
-            n = 0
-            for round_no in range(30):
+        n = 0
+        for round_no in range(30):
+            n += 1
+            assert ray.get(recorder.record.remote(name, n), timeout=60) == n  # pushed by this thread
+            burst = []
+            for _ in range(3):
                 n += 1
-                assert ray.get(recorder.record.remote(name, n), timeout=60) == n  # pushed by this thread
-                burst = []
-                for _ in range(3):
-                    n += 1
-                    burst.append(recorder.record.remote(name, n))
-                n += 1
-                burst.append(recorder.record.remote(name, n, pending_value if round_no % 2 else None))
-                assert ray.get(burst, timeout=60) == list(range(n - 3, n + 1))
-        except BaseException as e:  # reported below
-            errors.append(e)
+                burst.append(recorder.record.remote(name, n))
+            n += 1
+            burst.append(recorder.record.remote(name, n, pending_value if round_no % 2 else None))
+            assert ray.get(burst, timeout=60) == list(range(n - 3, n + 1))
 
-    threads = [threading.Thread(target=caller, args=(f"caller-{i}",)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not errors
+    run_on_threads(caller, [(f"caller-{i}",) for i in range(3)], timeout=300)
     for i in range(3):
         assert ray.get(recorder.calls_of.remote(f"caller-{i}")) == list(range(1, 151))
 

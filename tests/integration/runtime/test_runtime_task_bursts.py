@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 import ray
 from ray.exceptions import TaskCancelledError
+from threads import run_on_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,23 +33,14 @@ def sleepy(seconds):
 def test_bursts_from_several_threads_all_complete_with_their_own_results():
     base = ray.put(1000)
     results: dict[int, list] = {}
-    errors: list[BaseException] = []
 
     def submit_burst(thread_no: int) -> None:
-        try:
-            # Plain values, a ref owned here (resolved before pushing) and a chained result, interleaved.
-            refs = [add.remote(thread_no * 10_000 + i, base if i % 3 == 0 else 0) for i in range(300)]
-            chained = [add.remote(ref, 1) for ref in refs[:50]]
-            results[thread_no] = ray.get(refs + chained, timeout=300)
-        except BaseException as e:  # reported below; a thread's exception would be lost otherwise
-            errors.append(e)
+        # Plain values, a ref owned here (resolved before pushing) and a chained result, interleaved.
+        refs = [add.remote(thread_no * 10_000 + i, base if i % 3 == 0 else 0) for i in range(300)]
+        chained = [add.remote(ref, 1) for ref in refs[:50]]
+        results[thread_no] = ray.get(refs + chained, timeout=300)
 
-    threads = [threading.Thread(target=submit_burst, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=400)
-    assert not errors
+    run_on_threads(submit_burst, [(n,) for n in range(4)], timeout=400)
     for n in range(4):
         expected = [n * 10_000 + i + (1000 if i % 3 == 0 else 0) for i in range(300)]
         assert results[n] == expected + [v + 1 for v in expected[:50]]
