@@ -43,8 +43,11 @@ class ReplyHandler(Protocol):
     def channel_reply(self, st: Any, call: Any, reply: dict | None, err: BaseException | None,
                       on_loop: bool) -> None: ...
 
+    def actor_gone(self, st: Any) -> bool: ...
+
 READ_BY_THREAD, READ_BY_LOOP = 1, 2
 MIN_DIRECT_CALLS = 2  # a thread's channel to an actor opens at its second direct call: one-off calls never pay
+MAX_OPEN_CHANNELS = 64  # per process (a socket each, here and at the actor): beyond it, calls go the usual way
 CLAIM_AFTER_S = 0.05  # a reply nobody reads for this long is read by the io thread
 SWEEP_S = 0.1
 SWEEP_IDLE_S = 2.0  # the sweep stops after this long without a call on any channel
@@ -105,6 +108,9 @@ class ActorChannels:
         mine[st.actor_id] = calls
         if calls < MIN_DIRECT_CALLS or _get_running_loop() is not None:  # an event loop's thread must not block
             return None
+        if len(self._open) >= MAX_OPEN_CHANNELS:
+            self._start_sweep()  # it closes the channels to actors gone since
+            return None
         try:
             conn = BlockingConnection.connect(st.address)
         except (OSError, ConnectionLost, AuthenticationError):
@@ -132,9 +138,7 @@ class ActorChannels:
             self._close(ch)
             return False
         self._last_sent = ch.sent_at
-        if not self._sweeping:
-            self._sweeping = True
-            self._on_loop(self._sweep)
+        self._start_sweep()
         return True
 
     def read_reply(self, oid: bytes, timeout_s: float | None) -> None:
@@ -217,7 +221,14 @@ class ActorChannels:
             ch.skip = SKIP_AFTER_UNREAD
             self._deliver(ch, frame, on_loop=True)
 
+    def _start_sweep(self) -> None:
+        if not self._sweeping:
+            self._sweeping = True
+            self._on_loop(self._sweep)
+
     def _sweep(self) -> None:
+        """Io thread: reads the answers nobody came for, and closes the idle channels of threads that ended and to
+        actors that are gone (out of scope, dead, restarted elsewhere)."""
         now = time.monotonic()
         with self._lock:
             channels = list(self._open)
@@ -225,7 +236,8 @@ class ActorChannels:
             if ch.call is not None:
                 if not ch.reader and now - ch.sent_at > CLAIM_AFTER_S:
                     self._claim(ch)
-            elif not ch.thread.is_alive() or ch.closed:
+            elif ch.closed or not ch.thread.is_alive() or ch.version != ch.st.address_version \
+                    or self.sub.actor_gone(ch.st):
                 self._close(ch)
         if now - self._last_sent < SWEEP_IDLE_S or any(ch.call is not None for ch in channels):
             self.loop.call_later(SWEEP_S, self._sweep)

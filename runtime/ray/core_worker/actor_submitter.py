@@ -49,6 +49,7 @@ class _ActorState:
     sender: asyncio.Task | None = None
     address_version: int = 0
     out_of_scope: bool = False
+    ended: bool = False  # this process ended the actor once it went out of scope
     # User threads may push calls themselves: its sender waits on an empty queue with an open connection. Set
     # there; cleared (under the submitter's lock) as soon as anything is queued, fails or ends it.
     direct: bool = False
@@ -80,6 +81,7 @@ class ActorTaskSubmitter:
     def _maybe_terminate(self, st: _ActorState) -> None:
         if st.out_of_scope and not st.inflight and st.queue.empty() and not st.busy:
             st.out_of_scope = False
+            st.ended = True
             self._terminate(st.actor_id)
 
     def _terminate(self, actor_id: bytes) -> None:
@@ -286,6 +288,10 @@ class ActorTaskSubmitter:
             else:
                 with contextlib.suppress(RuntimeError):
                     self.loop.call_soon_threadsafe(_resolve, drained)
+
+    def actor_gone(self, st: _ActorState) -> bool:
+        """No more calls from this process will reach this actor's current worker."""
+        return st.out_of_scope or st.ended or (st.data is not None and st.data.state == State.DEAD)
 
     async def _retry(self, st: _ActorState, call: _Call) -> None:
         conn = await self._connection(st)

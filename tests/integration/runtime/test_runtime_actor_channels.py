@@ -158,3 +158,34 @@ def test_a_call_in_flight_on_a_channel_when_the_actor_dies_is_retried_on_the_res
     second = ray.get(actor.die_once.remote(), timeout=60)  # on the channel; read by this thread, then retried
     assert second != first
     assert ray.get(actor.pid.remote(), timeout=60) == second  # a new channel, to the new process
+
+
+def test_a_process_opens_at_most_max_open_channels_and_calls_beyond_go_the_usual_way(monkeypatch):
+    from ray.core_worker import actor_channels
+
+    monkeypatch.setattr(actor_channels, "MAX_OPEN_CHANNELS", _open_channels() + 1)
+    first, second = Log.remote(), Log.remote()
+    _warm(first)
+    _warm(second)
+    assert _open_channels() == actor_channels.MAX_OPEN_CHANNELS
+    for n in range(5):
+        assert ray.get(first.add.remote(n)) == n and ray.get(second.add.remote(n)) == n
+    assert ray.get(second.all.remote()) == [-1, -2, -3, 0, 1, 2, 3, 4]
+
+
+def test_channels_to_actors_that_are_gone_are_closed():
+    channels = ray._private.worker.global_worker.core_worker.actor_submitter.channels
+    gone, killed, kept = Log.remote(), Log.remote(), Log.remote()
+    ids = {gone._actor_id, killed._actor_id, kept._actor_id}
+    for actor in (gone, killed, kept):
+        _warm(actor)
+
+    def open_to() -> set[bytes]:
+        return {ch.st.actor_id for ch in list(channels._open)} & ids
+
+    assert open_to() == ids
+    kept_id = kept._actor_id
+    del gone  # out of scope: the actor ends
+    ray.kill(killed)
+    assert ray.get(kept.add.remote(1)) == 1  # a call on a channel: the io thread sweeps for a while after it
+    assert wait_for(lambda: open_to() == {kept_id} or None, timeout=30, interval=0.1)
