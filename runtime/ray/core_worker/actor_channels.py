@@ -47,6 +47,8 @@ class ReplyHandler(Protocol):
 
 READ_BY_THREAD, READ_BY_LOOP = 1, 2
 MIN_DIRECT_CALLS = 2  # a thread's channel to an actor opens at its second direct call: one-off calls never pay
+CONNECT_TIMEOUT_S = 2.0  # opening one blocks the caller's `.remote()`: never for long
+RETRY_AFTER_CALLS = 100  # after a failed open, this many direct calls go the usual way before the next try
 MAX_OPEN_CHANNELS = 64  # per process (a socket each, here and at the actor): beyond it, calls go the usual way
 CLAIM_AFTER_S = 0.05  # a reply nobody reads for this long is read by the io thread
 SWEEP_S = 0.1
@@ -112,9 +114,10 @@ class ActorChannels:
             self._start_sweep()  # it closes the channels to actors gone since
             return None
         try:
-            conn = BlockingConnection.connect(st.address)
+            conn = BlockingConnection.connect(st.address, timeout_s=CONNECT_TIMEOUT_S)
         except (OSError, ConnectionLost, AuthenticationError):
-            return None  # tried again at its next direct call
+            mine[st.actor_id] = -RETRY_AFTER_CALLS  # the usual way meanwhile
+            return None
         ch = Channel(conn, st, threading.current_thread())
         with self._lock:
             self._open.add(ch)
