@@ -84,9 +84,11 @@ class TaskExecutor:
         self.gcs_conn = None  # the GCS's connection that created our actor
         self._last_task_name = ""
         self._log_position: tuple[int, int] | None = None  # this worker's .out/.err sizes as its last task ended
-        # Normal tasks pushed and not started: task id -> (push, responder). Whichever thread pops an entry first
-        # owns it: the main thread runs it, the io thread hands it back or answers it cancelled.
-        self._not_started: dict[bytes, tuple[msg.PushTask, framing.Responder]] = {}
+        # Normal tasks pushed and not started: the push's responder -> the push. Whichever thread pops an entry
+        # first owns it: the main thread runs it, the io thread hands it back or answers it cancelled. One entry per
+        # push, not per task id: a push handed back stays in `queue` (skipped there), and the same task pushed here
+        # again must not be taken by that stale item (which lost the task: its reply went to the answered push).
+        self._not_started: dict[framing.Responder, msg.PushTask] = {}
         self._handing_back = False  # the running task blocks: pushes are handed back as they come
 
     # ------------------------------------------------------------------ io thread
@@ -98,7 +100,7 @@ class TaskExecutor:
         if self._handing_back:
             return _HANDED_BACK
         responder = framing.Responder()
-        self._not_started[body["spec"][msg.TASK_SPEC_WIRE_TASK_ID]] = (body, responder)
+        self._not_started[responder] = body
         self.queue.put((msg.PUSH_TASK, body, responder))
         return responder
 
@@ -108,10 +110,9 @@ class TaskExecutor:
 
     def _hand_back(self) -> None:
         """Io thread: answer every pushed task that has not started with `handed_back`."""
-        for task_id in list(self._not_started):
-            entry = self._not_started.pop(task_id, None)
-            if entry is not None:
-                entry[1].send(_HANDED_BACK)
+        for responder in list(self._not_started):
+            if self._not_started.pop(responder, None) is not None:
+                responder.send(_HANDED_BACK)
 
     def task_blocked(self) -> None:
         """The running normal task waits in `ray.get`/`ray.wait` (its thread): what is queued behind it goes back
@@ -167,10 +168,11 @@ class TaskExecutor:
         return False
 
     def _cancel_not_started(self, task_id: bytes) -> bool:
-        queued = self._not_started.pop(task_id, None)
-        if queued is None:
+        responder = next((r for r, push in list(self._not_started.items())
+                          if push["spec"][msg.TASK_SPEC_WIRE_TASK_ID] == task_id), None)
+        push = self._not_started.pop(responder, None) if responder is not None else None
+        if push is None:
             return False
-        push, responder = queued
         call = _task_invocation(TaskSpec.from_wire(push["spec"]), push)
         responder.send(self._error_reply(call, exceptions.TaskCancelledError(task_id.hex())))
         return True
@@ -210,7 +212,7 @@ class TaskExecutor:
             if message == msg.CREATE_ACTOR:
                 reply = self._create_actor(body)
             elif message == msg.PUSH_TASK:
-                if self._not_started.pop(body["spec"][msg.TASK_SPEC_WIRE_TASK_ID], None) is None:
+                if not self._starts(responder):
                     continue  # handed back or cancelled before it started
                 reply = self._execute_task(body)
                 self._handing_back = False  # before its reply: the owner's next push is run
@@ -220,6 +222,10 @@ class TaskExecutor:
             if self.exiting:
                 break
         self._flush_and_exit()
+
+    def _starts(self, responder: framing.Responder) -> bool:
+        """Main thread, at a pushed task's queue item: whether it runs it (its push was not answered meanwhile)."""
+        return self._not_started.pop(responder, None) is not None
 
     def _flush_and_exit(self) -> None:
         self.cw.loop.call_soon_threadsafe(self._hand_back)  # tasks queued here run elsewhere

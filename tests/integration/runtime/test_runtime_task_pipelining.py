@@ -94,6 +94,21 @@ def test_tasks_queued_behind_a_long_task_are_asked_back_and_run_elsewhere(tmp_pa
     assert "LONG STILL RUNNING True SHORT RESULTS 8" in out, out
 
 
+def test_a_task_asked_back_and_pushed_again_to_the_same_worker_runs_there(tmp_path):
+    # One CPU: the short tasks wait behind `sleep_then_pid` at the only worker, are asked back after 10 x 2 ms, and
+    # once it is done are pushed to that same worker again, whose queue still holds their first, answered pushes.
+    # Found as a hang of bench/events_paired.py's `ray.wait` row: the stale item took the new push's place.
+    out = run_driver(tmp_path, """
+        for round_no in range(3):
+            warm()
+            long_task = sleep_then_pid.remote(0.5)
+            shorts = [noop.remote() for _ in range(3)]
+            pids = ray.get(shorts, timeout=20)
+            print("ROUND", round_no, "SAME WORKER", set(pids) == {ray.get(long_task, timeout=20)})
+    """, cpus=1)
+    assert out.count("SAME WORKER True") == 3, out
+
+
 def test_cancelling_queued_tasks_leaves_the_task_in_front_alone(tmp_path):
     # `first` cannot be retried: had a force-cancel of a task queued behind it killed their worker, `first`
     # would fail with WorkerCrashedError.
