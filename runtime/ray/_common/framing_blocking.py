@@ -74,30 +74,28 @@ class BlockingConnection:
             if frame is not None:
                 return frame
             self._set_timeout(timeout_s)
-            try:
-                data = self.sock.recv(_RECV)
-            except TimeoutError:
+            if not self._receive():
                 return None
-            except OSError as e:
-                raise ConnectionLost(f"connection to {self.peer} lost: {e}") from e
-            if not data:
-                raise ConnectionLost(f"connection to {self.peer} closed")
-            self._buf += data
 
     def feed(self) -> tuple | None:
         """The event loop's read, when the socket is readable: the next frame once it is whole, else None.
         ConnectionLost when the peer closed."""
         self._timeout = _UNKNOWN
+        return self._take_frame() if self._receive(socket.MSG_DONTWAIT) else None
+
+    def _receive(self, flags: int = 0) -> bool:
+        """Add what the socket has to the buffer; False when nothing came in time (or, non-blocking, nothing is
+        there yet). ConnectionLost when the peer closed."""
         try:
-            data = self.sock.recv(_RECV, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return None
+            data = self.sock.recv(_RECV, flags)
+        except (TimeoutError, BlockingIOError):
+            return False
         except OSError as e:
             raise ConnectionLost(f"connection to {self.peer} lost: {e}") from e
         if not data:
             raise ConnectionLost(f"connection to {self.peer} closed")
         self._buf += data
-        return self._take_frame()
+        return True
 
     def _take_frame(self) -> tuple | None:
         buf = self._buf
