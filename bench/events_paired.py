@@ -25,6 +25,8 @@ import argparse
 import datetime
 import json
 import os
+import selectors
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +42,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 EVENTS_OFF_ENV = {"RAY_enable_task_events": "0"}
 TOLERANCE = 0.95  # on/off at or above this meets the bar
 DRAIN_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 180.0  # a driver's cluster up and its row set up
+SLICE_GRACE_S = DRAIN_TIMEOUT_S + 60.0  # a slice's answer may come this long after its calls end
 
 
 # ---------------------------------------------------------------- the driver (runs under OpenRay)
@@ -166,8 +170,14 @@ class Driver:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      start_new_session=True)
 
-    def answer(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline()
+    def answer(self, timeout_s: float) -> dict[str, Any]:
+        """The driver's next JSON line. A driver that hangs (seen once: a lost task) fails the row after
+        `timeout_s` instead of holding both clusters up for good; `measure_row` then stops them."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout_s):
+                raise TimeoutError(f"the driver sent nothing for {timeout_s:.0f} s; see {self.log.name}")
+        line = self.proc.stdout.readline()  # one line per request: nothing waits in the buffer
         if not line:
             raise RuntimeError(f"the driver exited (code {self.proc.wait()}); see {self.log.name}")
         return json.loads(line)
@@ -188,7 +198,7 @@ class Driver:
         before = self.cpu_by_process()
         self.proc.stdin.write(f"run {slice_s}\n")
         self.proc.stdin.flush()
-        got = self.answer()
+        got = self.answer(slice_s + SLICE_GRACE_S)
         after = self.cpu_by_process()
         # CPU microseconds per op, by process kind (a worker that exited during the slice is missed).
         got["cpu_us_per_op"] = {k: (after[k] - before.get(k, 0.0)) * 1e6 / max(1, got["ops"]) for k in after}
@@ -222,8 +232,8 @@ def measure_row(python: str, row: str, pairs: int, slice_s: float, log_dir: Path
     on = Driver(python, row, {}, log_dir, "events-on")
     off = Driver(python, row, EVENTS_OFF_ENV, log_dir, "events-off")
     try:
-        on.answer()
-        off.answer()
+        on.answer(START_TIMEOUT_S)
+        off.answer(START_TIMEOUT_S)
         slices: dict[str, list[dict]] = {"on": [], "off": []}
         ratios = []
         for pair in range(pairs):
@@ -254,6 +264,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| row | events on (ops/s) | events off (ops/s) | on/off, median of pairs | quartiles | meets |",
              "|---|---|---|---|---|---|"]
     for r in results:
+        if "error" in r:
+            lines.append(f"| {r['row']} | | | failed: {r['error']} | | **no** |")
+            continue
         q = r["quartiles"]
         quartiles = f"{q[0]:.3f}–{q[2]:.3f}" if q else ""
         meets = "yes" if r["ratio"] >= TOLERANCE else "**no**"
@@ -275,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.driver:
         return driver_main(args.driver)
     sys.path.insert(0, str(BENCH_DIR))
+    # A SIGTERM unwinds like Ctrl-C, so that `measure_row` stops both clusters on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     patterns = [p for p in args.only.split(",") if p]
     rows = [r for r in HOT_ROWS if not patterns or any(p in r for p in patterns)]
     if not rows:
@@ -293,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
           f"python loop {meta['python_loop_s_at_start']} s", flush=True)
     results = []
     for row in rows:
-        result = measure_row(args.python, row, args.pairs, args.slice, log_dir)
+        try:
+            result = measure_row(args.python, row, args.pairs, args.slice, log_dir)
+        except (TimeoutError, RuntimeError) as error:  # the clusters are gone; the other rows still run
+            results.append({"row": row, "error": str(error)})
+            print(f"{row:<26} failed: {error}", flush=True)
+            continue
         results.append(result)
         print(f"{row:<26} on/off {result['ratio']:.3f} (quartiles {result['quartiles']}); "
               f"on {result['on_per_s']:,.0f}/s, off {result['off_per_s']:,.0f}/s", flush=True)
@@ -305,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
     (results_dir / f"events-paired-{stamp}.md").write_text(table + "\n")
     print(f"results: {out}")
-    return 0 if all(r["ratio"] >= TOLERANCE for r in results) else 1
+    return 0 if all(r.get("ratio", 0.0) >= TOLERANCE for r in results) else 1
 
 
 if __name__ == "__main__":
