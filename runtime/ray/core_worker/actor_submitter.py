@@ -258,8 +258,7 @@ class ActorTaskSubmitter:
             self.cw.task_events.ended(call, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                         "error_message": ""}, st.worker_id, reply.get("ran"))
         else:
-            self.cw.task_events.ended(call, te.FINISHED, None, st.worker_id, reply.get("ran"),
-                                      reply.get("ran_reported", False))
+            self.cw.task_events.finished(call, st.worker_id, reply.get("ran"), reply.get("ran_reported", False))
 
     def channel_reply(self, st: _ActorState, call: _Call, reply: dict | None, err: BaseException | None,
                       on_loop: bool) -> None:

@@ -4,10 +4,11 @@ or runs, recorded on the hot path and reported off it.
 An owner notes each attempt it submits on the submitter's own object for it (`OwnedAttempt`: `submitted`,
 `assigned`, `pushed` and `ended` set its times): a task that starts and ends between two reports travels once, not
 as one event per state change. An attempt that finished before any report named it, and that its executor did not
-report running, is sealed: `ended` packs it into the batch's rows at once (`ray._common.task_events.SEALED_ROW`),
-which the GCS stores as they came. Everything else is reported as a record (`te.Attempt`) that the GCS merges: an
-attempt still pending one full interval after it was submitted (again when it changes, and when it ends), and any
-that failed, was retried or was reported running by its executor. The rest (a worker's RUNNING, a failure's
+report running, is sealed: `ended` (or `finished`, the same for the hot path's case, inline) packs it into the
+batch's rows at once (`ray._common.task_events.SEALED_ROW`), which the GCS stores as they came. Everything else is
+reported as a record (`te.Attempt`) that the GCS merges: an attempt still pending one full interval after it was
+submitted (again when it changes, and when it ends), and any that failed, was retried or was reported running by
+its executor. The rest (a worker's RUNNING, a failure's
 traceback, actor creation, the driver) is an event: one `list.append` of a tuple (`record`).
 
 Every `task_events_report_interval_ms` the io thread swaps the buffers for empty ones, encodes them once
@@ -114,7 +115,8 @@ class TaskEventBuffer:
             self.record = _ignore  # type: ignore[method-assign]
             self.submitted = self.submitted_from_thread = _ignore  # type: ignore[method-assign]
             self.assigned = self.pushed = self.resent = _ignore  # type: ignore[method-assign]
-            self.ended = self.ended_from_thread = self.run_ended = _ignore  # type: ignore[method-assign]
+            self.ended = self.finished = _ignore  # type: ignore[method-assign]
+            self.ended_from_thread = self.run_ended = _ignore  # type: ignore[method-assign]
 
     def record(self, task_id: bytes, attempt: int, state: str, extra: Any = None) -> None:
         """Any thread. The hot path: one length check and one append."""
@@ -193,6 +195,39 @@ class TaskEventBuffer:
         if self._from_threads or self._ended_in_threads:
             self._adopt()
         self._end(attempt, state, extra, worker_id, ran, ran_reported, time.time())
+
+    def finished(self, attempt: OwnedAttempt, worker_id: str | None, ran: tuple | None,
+                 ran_reported: bool) -> None:
+        """`ended(attempt, FINISHED, None, worker_id, ran, ran_reported)`, the hot path's case: an attempt that
+        finished and that no report named is sealed right here (the same steps as `_end`'s, inline: this runs
+        once per call)."""
+        if self._from_threads or self._ended_in_threads:
+            self._adopt()
+        end_t = time.time()
+        key_of = id(attempt)
+        if self._pending_new.pop(key_of, None) is None:
+            self._pending_old.pop(key_of, None)
+        sealed = self._sealed
+        if attempt.ev_reported or ran_reported or len(sealed) >= self._sealed_limit:  # UNREPORTED is 0
+            self._end(attempt, te.FINISHED, None, worker_id, ran, ran_reported, end_t)
+            return
+        task_id, number, key, parent, actor_id = attempt.ev_id
+        worker = self._sealed_workers.get(worker_id)
+        if worker is None:
+            workers = self._sealed_workers
+            worker = workers[worker_id] = len(workers)
+        if ran is None or len(ran) == 1:
+            sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
+                                   attempt.ev_node_t, attempt.ev_pushed_t, ran[0] if ran else _NO_TIME, end_t,
+                                   worker, -1, -1, -1, -1)
+        else:
+            run_t, out_start, err_start, out_end, err_end = ran
+            sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
+                                   attempt.ev_node_t, attempt.ev_pushed_t, run_t, end_t, worker, out_start,
+                                   err_start, out_end, err_end)
+        counts = self._sealed_counts
+        series = (key, number) if number else key  # no tuple for a first attempt
+        counts[series] = counts.get(series, 0) + 1
 
     def _end(self, attempt: OwnedAttempt, state: str, extra: Any, worker_id: str | None, ran: tuple | None,
              ran_reported: bool, end_t: float) -> None:
@@ -357,7 +392,8 @@ class TaskEventBuffer:
 
 _pack_sealed = te.SEALED_ROW.pack
 _NO_ACTOR = te.NO_ACTOR
-_NOT_RUN = (te.NO_TIME,)
+_NO_TIME = te.NO_TIME
+_NOT_RUN = (_NO_TIME,)
 _NO_LOG = (-1, -1, -1, -1)
 
 

@@ -467,8 +467,7 @@ class NormalTaskSubmitter:
             self._events.ended(task, te.FAILED, {"error_type": te.TASK_EXECUTION_EXCEPTION,
                                                  "error_message": ""}, worker.worker_id, reply.get("ran"))
         else:
-            self._events.ended(task, te.FINISHED, None, worker.worker_id, reply.get("ran"),
-                               reply.get("ran_reported", False))
+            self._events.finished(task, worker.worker_id, reply.get("ran"), reply.get("ran_reported", False))
 
     def _next_attempt(self, task: PendingTask, failed: dict, worker_id: str | None = None,
                       ran: tuple | None = None) -> None:

@@ -109,6 +109,41 @@ def test_only_a_finished_attempt_that_no_other_report_names_is_sealed():
     assert _sealed(buffer) == [] and _reported(buffer) == []
 
 
+def test_finished_books_an_attempt_as_ended_finished_does():
+    # `finished` is the hot path's inline copy of `ended(attempt, FINISHED, ...)`: both must book every case alike.
+    def scenario(end) -> tuple[list, list, dict]:
+        buffer = _buffer()
+        options = _Options()
+        reported_before = _submit(buffer, b"reported-before", options)
+        _reported(buffer)
+        _reported(buffer)  # names it (pending a full interval): its end is merged, not sealed
+        calls = [_submit(buffer, name, options) for name in (b"with-log", b"no-log", b"never-ran", b"seen-running")]
+        buffer.pushed(calls[0])
+        _submit(buffer, b"with-log", options, 1, call=calls[0])  # a retry: counted by attempt number
+        end(buffer, calls[0], "w1", (5.0, 10, 20, 15, 20), False)
+        end(buffer, calls[1], "w2", (6.0,), False)
+        end(buffer, calls[2], None, None, False)
+        end(buffer, calls[3], "w1", (7.0,), True)
+        end(buffer, reported_before, "w1", (8.0,), False)
+        rows, counts, workers = buffer._sealed_to_report()
+        times = (te.A_ARGS_T, te.A_NODE_T, te.A_PUSHED_T, te.A_END_T)
+        sealed = [tuple((t is not None) if i in times else t[1:] if i == te.A_SUBMITTED else t for i, t in enumerate(r))
+                  for r in te.decode_sealed(rows, workers)]  # which times were set; the description but its key
+        reported = [(r[te.A_TASK_ID].rstrip(b"."), r[te.A_END_STATE], r[te.A_RAN])
+                    for r in buffer._attempts_to_report()]
+        return sealed, reported, {number: n for (_key, number), n in counts.items()}
+
+    by_ended = scenario(lambda b, call, worker, ran, seen: b.ended(call, te.FINISHED, None, worker, ran, seen))
+    by_finished = scenario(lambda b, call, worker, ran, seen: b.finished(call, worker, ran, seen))
+    sealed, reported, counts = by_finished
+    assert [(r[te.A_TASK_ID].rstrip(b"."), r[te.A_ATTEMPT], r[te.A_WORKER], r[te.A_RAN]) for r in sealed] == [
+        (b"with-log", 1, "w1", (5.0, 10, 20, 15, 20)), (b"no-log", 0, "w2", (6.0,)),
+        (b"never-ran", 0, None, None)]
+    assert reported == [(b"seen-running", te.FINISHED, (7.0,)), (b"reported-before", te.FINISHED, (8.0,))]
+    assert counts == {0: 2, 1: 1}
+    assert by_finished == by_ended
+
+
 def test_sealed_rows_name_each_worker_once_and_count_by_function_and_attempt():
     buffer = _buffer()
     f, g = _Options(), _Options()
