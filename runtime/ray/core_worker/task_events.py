@@ -198,18 +198,39 @@ class TaskEventBuffer:
 
     def finished(self, attempt: OwnedAttempt, worker_id: str | None, ran: tuple | None,
                  ran_reported: bool) -> None:
-        """`ended(attempt, FINISHED, None, worker_id, ran, ran_reported)`, the hot path's case: an attempt that
-        finished and that no report named is sealed right here (the same steps as `_end`'s, inline: this runs
-        once per call)."""
+        """`ended(attempt, FINISHED, None, worker_id, ran, ran_reported)`, for the hot path: one call per reply
+        with only what a FINISHED one needs."""
         if self._from_threads or self._ended_in_threads:
             self._adopt()
         end_t = time.time()
         key_of = id(attempt)
         if self._pending_new.pop(key_of, None) is None:
             self._pending_old.pop(key_of, None)
-        sealed = self._sealed
-        if attempt.ev_reported or ran_reported or len(sealed) >= self._sealed_limit:  # UNREPORTED is 0
+        if attempt.ev_reported or ran_reported:  # UNREPORTED is 0
             self._end(attempt, te.FINISHED, None, worker_id, ran, ran_reported, end_t)
+            return
+        self._seal(attempt, worker_id, ran, end_t)
+
+    def _end(self, attempt: OwnedAttempt, state: str, extra: Any, worker_id: str | None, ran: tuple | None,
+             ran_reported: bool, end_t: float) -> None:
+        if self._pending_new.pop(id(attempt), None) is None:
+            self._pending_old.pop(id(attempt), None)
+        # Sealed when no report names this attempt but this one: no earlier batch of this owner, no executor's
+        # RUNNING, no failure (whose executor reports its traceback).
+        if state != te.FINISHED or attempt.ev_reported != te.UNREPORTED or ran_reported:
+            attempt.ev_reported = te.ENDED
+            if len(self.ended_attempts) < self.max_buffered:
+                self.ended_attempts.append(_as_record(attempt, state, end_t, extra, worker_id, ran))
+            else:
+                self.dropped += 1
+            return
+        self._seal(attempt, worker_id, ran, end_t)
+
+    def _seal(self, attempt: OwnedAttempt, worker_id: str | None, ran: tuple | None, end_t: float) -> None:
+        """Packs a FINISHED attempt that no report named into this batch's rows, counted per (function, attempt)."""
+        sealed = self._sealed
+        if len(sealed) >= self._sealed_limit:
+            self.dropped += 1
             return
         task_id, number, key, parent, actor_id = attempt.ev_id
         worker = self._sealed_workers.get(worker_id)
@@ -227,36 +248,6 @@ class TaskEventBuffer:
                                    err_start, out_end, err_end)
         counts = self._sealed_counts
         series = (key, number) if number else key  # no tuple for a first attempt
-        counts[series] = counts.get(series, 0) + 1
-
-    def _end(self, attempt: OwnedAttempt, state: str, extra: Any, worker_id: str | None, ran: tuple | None,
-             ran_reported: bool, end_t: float) -> None:
-        if self._pending_new.pop(id(attempt), None) is None:
-            self._pending_old.pop(id(attempt), None)
-        # Sealed when no report names this attempt but this one: no earlier batch of this owner, no executor's
-        # RUNNING, no failure (whose executor reports its traceback).
-        if state != te.FINISHED or attempt.ev_reported != te.UNREPORTED or ran_reported:
-            attempt.ev_reported = te.ENDED
-            if len(self.ended_attempts) < self.max_buffered:
-                self.ended_attempts.append(_as_record(attempt, state, end_t, extra, worker_id, ran))
-            else:
-                self.dropped += 1
-            return
-        sealed = self._sealed
-        if len(sealed) >= self._sealed_limit:
-            self.dropped += 1
-            return
-        task_id, number, key, parent, actor_id = attempt.ev_id
-        workers = self._sealed_workers
-        worker = workers.get(worker_id)
-        if worker is None:
-            worker = workers[worker_id] = len(workers)
-        if ran is None:
-            ran = _NOT_RUN
-        log = _NO_LOG if len(ran) == 1 else ran[1:]  # where its output is in the worker's log files, if known
-        sealed += _pack_sealed(task_id, number, key, parent, actor_id or _NO_ACTOR, attempt.ev_args_t,
-                               attempt.ev_node_t, attempt.ev_pushed_t, ran[0], end_t, worker, *log)
-        counts, series = self._sealed_counts, (key, number) if number else key  # no tuple for a first attempt
         counts[series] = counts.get(series, 0) + 1
 
     def resent(self, attempt: OwnedAttempt) -> None:
