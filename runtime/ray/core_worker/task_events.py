@@ -147,10 +147,14 @@ class TaskEventBuffer:
             self.dropped += 1
 
     def submitted_from_thread(self, attempt: OwnedAttempt, task_id: bytes, options: Any, parent: bytes | None,
-                              actor_id: bytes) -> None:
-        """Any thread: a new actor call that this thread pushes to the actor itself, so PENDING_ARGS_AVAIL and
-        SUBMITTED_TO_WORKER at once. The io thread books it (`_adopt`) before it reads the books."""
-        attempt.ev_args_t = attempt.ev_pushed_t = time.time()
+                              actor_id: bytes | None = None) -> None:
+        """Any thread: a new actor call, or a normal task with no argument to wait for, that this thread pushes to
+        its worker itself, so PENDING_ARGS_AVAIL (a task's PENDING_NODE_ASSIGNMENT) and SUBMITTED_TO_WORKER at
+        once. The io thread books it (`_adopt`) before it reads the books."""
+        if actor_id is None:
+            attempt.ev_node_t = attempt.ev_pushed_t = time.time()
+        else:
+            attempt.ev_args_t = attempt.ev_pushed_t = time.time()
         attempt.ev_id = (task_id, 0, id(options), parent or self._driver_task, actor_id)
         self._from_threads.append((attempt, options))
 

@@ -1,5 +1,9 @@
 """Submitting normal tasks from their owner: dependency resolution, leases per scheduling class, direct
-pushes to leased workers (lease reuse), spillback, retries and cancellation. Runs on the io thread.
+pushes to leased workers (lease reuse), spillback, retries and cancellation. Runs on the io thread, except that
+a user thread pushes a task itself to an idle leased worker of its class when nothing of this process waits
+before it (`submit_threadsafe`): a caller who blocks on the result next then costs the io thread one wakeup,
+for the reply, not two (tasks sync in bench/ is bound by wakeups). `_lock` keeps which workers are idle, and
+what is in flight where, consistent between that thread and the io thread.
 
 Pipelining: a leased worker whose last task was short (`pipelined_task_max_s`) gets up to
 `max_tasks_in_flight_per_worker` retryable tasks at once (not SPREAD ones, which must spread); they wait in
@@ -22,6 +26,7 @@ import contextlib
 import itertools
 import json
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -69,7 +74,8 @@ class LeasedWorker:
     last_task_s: float = float("inf")  # how long its last task took, as its owner saw it (unknown: not short)
     queue_paused: bool = False  # it handed tasks back: queue nothing more there until it is free
     lost_head: PendingTask | None = None  # the task it ran when its connection was lost (the others had not started)
-    idle_handle: asyncio.TimerHandle | None = None
+    idle_handle: asyncio.TimerHandle | None = None  # checks it once it may have idled long enough; never cancelled
+    idle_since: float = 0.0  # monotonic: when it last became idle
     functions: set = field(default_factory=set)  # function keys pushed to this worker process (any lease)
 
 
@@ -104,6 +110,9 @@ class NormalTaskSubmitter:
         self._lease_tasks: set[asyncio.Task] = set()  # lease requests in flight (ended at shutdown)
         self._closed = False
         self._inbox = Inbox(self.loop, self.submit)  # tasks submitted by user threads
+        # Held to take a worker from a class's idle ones, or to change its tasks in flight or what is queueable: a
+        # user thread does so too (`_push_from_thread`). Reentrant: `_make_idle` pumps.
+        self._lock = threading.RLock()
         self._events = core_worker.task_events
         # Worker id -> the function keys whose pickles went to it with a task (see function_manager).
         self._functions_sent: dict[str, set[bytes]] = {}
@@ -113,11 +122,46 @@ class NormalTaskSubmitter:
 
     # ------------------------------------------------------------------ entry
     def submit_threadsafe(self, spec: TaskSpec, pinned: list[bytes]) -> None:
-        """From a user thread: `submit` on the io thread, one wakeup per burst of submissions."""
-        self._inbox.put(spec, pinned)
+        """From a user thread. Pushed by this thread to an idle leased worker of its class when nothing of this
+        process waits before it and no argument waits for a value (a sync caller's usual case); otherwise submitted
+        on the io thread, one wakeup per burst of submissions."""
+        if not self._push_from_thread(spec, pinned):
+            self._inbox.put(spec, pinned)
 
-    def submit(self, spec: TaskSpec, pinned: list[bytes]) -> None:
-        """On the io thread."""
+    def _push_from_thread(self, spec: TaskSpec, pinned: list[bytes]) -> bool:
+        options = spec.options
+        known = self._class_of_options.get(id(options))
+        if known is None or known[0] is not options:
+            return False
+        cls = known[1]
+        if not cls.idle or cls.tasks or self._closed or any(arg[0] == ArgKind.BY_REF for arg in spec.args):
+            return False
+        with self._lock:
+            if not cls.idle or cls.tasks or not self._inbox.idle():
+                return False
+            worker = cls.idle[-1]
+            if options.function_key not in worker.functions:  # its pickle goes with the first push, from the loop
+                return False
+            cls.idle.pop()
+            task = PendingTask(spec, options.max_retries, pinned)
+            self._tasks[spec.task_id] = task
+            self._events.submitted_from_thread(task, spec.task_id, options, spec.parent_task_id)
+            body = self._start(cls, worker, task)
+            if worker.conn.request_from_thread(msg.PUSH_TASK, body, self._on_push_reply, cls, worker, task):
+                return True
+            # Something waits to be written there first: the io thread sends it, as a task it was given.
+            task.worker = None
+            worker.inflight.remove(task)
+            self._update_queueable(cls, worker)
+            cls.idle.append(worker)
+        self._inbox.put(spec, pinned, task)
+        return True
+
+    def submit(self, spec: TaskSpec, pinned: list[bytes], task: PendingTask | None = None) -> None:
+        """On the io thread. `task`: booked already by a thread that could not push it."""
+        if task is not None:
+            self._queue(task, recorded=True)
+            return
         task = PendingTask(spec, spec.options.max_retries, pinned)
         self._tasks[spec.task_id] = task
         if any(arg[0] == ArgKind.BY_REF for arg in spec.args):
@@ -181,22 +225,8 @@ class NormalTaskSubmitter:
 
     # ------------------------------------------------------------------ scheduling
     def _pump(self, cls: SchedulingClass) -> None:
-        while cls.tasks:
-            task = cls.tasks[0]
-            if task.cancelled:
-                cls.tasks.popleft()
-                continue
-            if cls.idle:
-                worker = cls.idle.pop()
-                if worker.idle_handle is not None:
-                    worker.idle_handle.cancel()
-                    worker.idle_handle = None
-            elif cls.queueable and task.retries_left != 0:  # a queued task may be handed back or retried
-                worker = cls.queueable[-1]
-            else:
-                break
-            cls.tasks.popleft()
-            self._push(cls, worker, task)
+        with self._lock:
+            self._push_queued(cls)
         if not cls.tasks:
             # Nothing left to lease for (Ray's CancelWorkerLeaseIfNeeded): once that has lasted as long as an idle
             # lease is kept (the next batch of a loop reuses them), outstanding requests are withdrawn, so the
@@ -214,6 +244,22 @@ class NormalTaskSubmitter:
             task = self.loop.create_task(self._request_lease(cls))
             self._lease_tasks.add(task)
             task.add_done_callback(self._lease_tasks.discard)
+
+    def _push_queued(self, cls: SchedulingClass) -> None:
+        """The class's queued tasks go to its idle workers, then into the queues of busy ones that may take more."""
+        while cls.tasks:
+            task = cls.tasks[0]
+            if task.cancelled:
+                cls.tasks.popleft()
+                continue
+            if cls.idle:
+                worker = cls.idle.pop()
+            elif cls.queueable and task.retries_left != 0:  # a queued task may be handed back or retried
+                worker = cls.queueable[-1]
+            else:
+                break
+            cls.tasks.popleft()
+            self._push(cls, worker, task)
 
     async def _request_lease(self, cls: SchedulingClass) -> None:
         request_id = next(self._request_ids)
@@ -308,6 +354,10 @@ class NormalTaskSubmitter:
 
     def _make_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
         """A task of the worker is done (or it was just leased): it takes the next one; idle once it has none."""
+        with self._lock:
+            self._make_idle_locked(cls, worker)
+
+    def _make_idle_locked(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
         if worker not in cls.workers:  # dropped (exiting, lost) while tasks queued there were answered
             if cls.tasks:
                 self._pump(cls)
@@ -320,6 +370,7 @@ class NormalTaskSubmitter:
         worker.queue_paused = False
         if worker in cls.queueable:
             cls.queueable.remove(worker)
+        worker.idle_since = time.monotonic()
         cls.idle.append(worker)
         if cls.tasks:
             self._pump(cls)
@@ -351,48 +402,52 @@ class NormalTaskSubmitter:
         limit = self._short_task_s * PIPELINE_STUCK_FACTOR
         now = time.monotonic()
         waiting = False
-        for worker in cls.workers:
-            if len(worker.inflight) < 2 or worker.queue_paused:
-                continue
-            if now - worker.head_since >= limit:
-                worker.queue_paused = True
-                self._update_queueable(cls, worker)
-                if not worker.conn.closed:
-                    worker.conn.notify(msg.HAND_BACK_QUEUED)
-            else:
-                waiting = True
+        with self._lock:
+            for worker in cls.workers:
+                if len(worker.inflight) < 2 or worker.queue_paused:
+                    continue
+                if now - worker.head_since >= limit:
+                    worker.queue_paused = True
+                    self._update_queueable(cls, worker)
+                    if not worker.conn.closed:
+                        worker.conn.notify(msg.HAND_BACK_QUEUED)
+                else:
+                    waiting = True
         if waiting and not self._closed:
             cls.stuck_check = self.loop.call_later(limit, self._hand_back_stuck, cls)
 
     def _return_if_idle(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
-        worker.idle_handle = None
-        if worker.inflight or worker not in cls.idle:
-            return
-        cls.idle.remove(worker)
-        cls.workers.discard(worker)
+        """Its idle timer: the lease goes back once the worker has been idle `LEASE_IDLE_TIMEOUT_S`. The timer is
+        not cancelled when the worker is taken (a user thread may take it): it looks again, later if need be."""
+        with self._lock:
+            worker.idle_handle = None
+            if worker.inflight or worker not in cls.idle:
+                return
+            idle_for = time.monotonic() - worker.idle_since
+            if idle_for < LEASE_IDLE_TIMEOUT_S:
+                worker.idle_handle = self.loop.call_later(LEASE_IDLE_TIMEOUT_S - idle_for, self._return_if_idle,
+                                                          cls, worker)
+                return
+            cls.idle.remove(worker)
+            cls.workers.discard(worker)
         if not worker.raylet.closed:
             worker.raylet.notify(msg.RETURN_LEASE, {"lease_id": worker.lease_id})
 
     def _drop_worker(self, cls: SchedulingClass, worker: LeasedWorker) -> None:
-        cls.workers.discard(worker)
-        if worker in cls.idle:
-            cls.idle.remove(worker)
-        if worker in cls.queueable:
-            cls.queueable.remove(worker)
+        with self._lock:
+            cls.workers.discard(worker)
+            if worker in cls.idle:
+                cls.idle.remove(worker)
+            if worker in cls.queueable:
+                cls.queueable.remove(worker)
 
     def _push(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> None:
-        task.worker = worker
-        task.pushed_at = time.monotonic()
-        if not worker.inflight:
-            worker.head_since = task.pushed_at
-        worker.inflight.append(task)
-        self._update_queueable(cls, worker)
+        """Io thread, under `_lock`."""
+        body = self._start(cls, worker, task)
         if len(worker.inflight) > 1 and cls.stuck_check is None:
             cls.stuck_check = self.loop.call_later(self._short_task_s * PIPELINE_STUCK_FACTOR,
                                                    self._hand_back_stuck, cls)
         self._events.pushed(task)
-        body: msg.PushTask = {"spec": task.spec.to_wire(), "lease_id": worker.lease_id, "gpu_ids": worker.gpu_ids,
-                              "attempt": task.attempt}
         key = task.spec.options.function_key
         if key not in worker.functions:  # its first task of this function: the function goes along
             worker.functions.add(key)
@@ -401,6 +456,17 @@ class NormalTaskSubmitter:
                 body["function"] = (key, pickled)
         # A callback, not a coroutine: the next task goes out as this reply is read.
         worker.conn.request_with_callback(msg.PUSH_TASK, body, self._on_push_reply, cls, worker, task)
+
+    def _start(self, cls: SchedulingClass, worker: LeasedWorker, task: PendingTask) -> msg.PushTask:
+        """Any thread, under `_lock`: `task` joins what is in flight to `worker`; its push."""
+        task.worker = worker
+        task.pushed_at = time.monotonic()
+        if not worker.inflight:
+            worker.head_since = task.pushed_at
+        worker.inflight.append(task)
+        self._update_queueable(cls, worker)
+        return {"spec": task.spec.to_wire(), "lease_id": worker.lease_id, "gpu_ids": worker.gpu_ids,
+                "attempt": task.attempt}
 
     def _on_push_reply(self, reply: dict | None, error: BaseException | None, cls: SchedulingClass,
                        worker: LeasedWorker, task: PendingTask) -> None:
@@ -500,6 +566,10 @@ class NormalTaskSubmitter:
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, task_id: bytes, force: bool, recursive: bool = True) -> bool:
+        with self._lock:  # not while a user thread pushes it
+            return self._cancel(task_id, force, recursive)
+
+    def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> bool:
         task = self._tasks.get(task_id)
         if task is None:
             return False
@@ -548,13 +618,14 @@ class NormalTaskSubmitter:
                 cls.stuck_check = None
         for task in list(self._lease_tasks):  # the raylets drop their requests with our connection
             task.cancel()
-        for cls in self._classes.values():
-            for worker in list(cls.idle):
-                if worker.idle_handle is not None:
-                    worker.idle_handle.cancel()
-                if not worker.raylet.closed:
-                    worker.raylet.notify(msg.RETURN_LEASE, {"lease_id": worker.lease_id})
-            cls.idle.clear()
+        with self._lock:
+            for cls in self._classes.values():
+                for worker in list(cls.idle):
+                    if worker.idle_handle is not None:
+                        worker.idle_handle.cancel()
+                    if not worker.raylet.closed:
+                        worker.raylet.notify(msg.RETURN_LEASE, {"lease_id": worker.lease_id})
+                cls.idle.clear()
 
 
 def scheduling_key(resources: dict, runtime_env: dict, strategy: dict) -> tuple:
