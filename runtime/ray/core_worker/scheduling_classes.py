@@ -39,7 +39,7 @@ class LeasedWorker:
     last_task_s: float = float("inf")  # how long its last task took, as its owner saw it (unknown: not short)
     queue_paused: bool = False  # it handed tasks back: queue nothing more there until it is free
     lost_head: PendingTask | None = None  # the task it ran when its connection was lost (the others had not started)
-    idle_handle: asyncio.TimerHandle | None = None  # checks it once it may have idled long enough; never cancelled
+    idle_handle: asyncio.TimerHandle | None = None  # looks once it may have idled long enough; kept when it is taken
     idle_since: float = 0.0  # monotonic: when it last became idle
     functions: set = field(default_factory=set)  # function keys pushed to this worker process (any lease)
 
