@@ -102,11 +102,13 @@ def test_a_stranger_gets_nothing_and_no_pickle_is_loaded(cli, port, tmp_path):
         # With the token the same garbage is parsed, and fails as such: it was not parsed before.
         assert result["grpc"]["gcs CheckAlive"]["right, garbage"] not in ("OK", "UNAUTHENTICATED")
 
-        # Framed sockets: a bomb, a wrong proof, random bytes: all dropped; the token opens them.
+        # Framed sockets: a bomb, a wrong proof, random bytes: all dropped; the token opens them; with the token,
+        # a frame that does not decode ends that connection only.
         for name, got in result["framed"].items():
             assert got["server_hello_magic"] == "ORAY", (name, got)
             assert (got["bomb_first"], got["wrong_token"], got["random_bytes"]) == ("closed",) * 3, (name, got)
             assert got["server_proved_token"] is True, (name, got)
+            assert got["malformed"] == ["closed"] * len(got["malformed"]), (name, got)
             assert got["with_token"]["kind"] == "ERROR" and got["with_token"]["rid"] == 7, (name, got)
             assert "no_such_message" in got["with_token"]["body"], (name, got)
 
