@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import ray
+from local_ray import local_ray_with_dashboard
 from polling import wait_for
 from ray._common import auth
-from ray._common.net import free_port
 from ray.util import state
 from ray.util.state.exception import RayStateApiException
 
@@ -27,14 +27,8 @@ RAY_CLI = [sys.executable, "-m", "ray.scripts.scripts"]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    temp_dir = tmp_path_factory.mktemp("state") / "ray"
-    port = free_port()
-    ctx = ray.init(num_cpus=2, dashboard_port=port, _temp_dir=str(temp_dir))
-    try:
-        wait_for(lambda: _serving(f"http://127.0.0.1:{port}"), timeout=60, interval=0.3)
-        yield {"url": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["gcs_address"]}
-    finally:
-        ray.shutdown()
+    with local_ray_with_dashboard(tmp_path_factory.mktemp("state") / "ray") as c:
+        yield c
 
 
 @ray.remote

@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 import ray
+from local_ray import local_ray_with_dashboard
 from polling import wait_for
 from ray._common import auth
-from ray._common.net import free_port
 from ray.protocol import actor_pb2 as apb
 from ray.util import state
 from ray.util.state.exception import RayStateApiException
@@ -29,32 +29,18 @@ MAX_DEAD_ACTORS_IN_DASHBOARD = 4
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    temp_dir = tmp_path_factory.mktemp("bounds") / "ray"
-    port = free_port()
     old = os.environ.get("RAY_DASHBOARD_MAX_ACTORS_TO_CACHE")
     os.environ["RAY_DASHBOARD_MAX_ACTORS_TO_CACHE"] = str(MAX_DEAD_ACTORS_IN_DASHBOARD)  # the dashboard inherits it
-    ctx = ray.init(num_cpus=2, dashboard_port=port, _temp_dir=str(temp_dir), _system_config={
-        "task_events_max_num_task_in_gcs": MAX_TASKS,
-        "maximum_gcs_destroyed_actor_cached_count": MAX_DEAD_ACTORS_IN_GCS})
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _serving(url), 60, interval=0.3)
-        yield {"url": url, "gcs": ctx.address_info["gcs_address"]}
+        with local_ray_with_dashboard(tmp_path_factory.mktemp("bounds") / "ray", _system_config={
+                "task_events_max_num_task_in_gcs": MAX_TASKS,
+                "maximum_gcs_destroyed_actor_cached_count": MAX_DEAD_ACTORS_IN_GCS}) as c:
+            yield c
     finally:
-        ray.shutdown()
         if old is None:
             os.environ.pop("RAY_DASHBOARD_MAX_ACTORS_TO_CACHE", None)
         else:
             os.environ["RAY_DASHBOARD_MAX_ACTORS_TO_CACHE"] = old
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url + "/api/version", headers=auth.http_headers()),
-                                    timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @ray.remote

@@ -10,38 +10,19 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 
 import psutil
 import pytest
-import ray
+from local_ray import local_ray_with_dashboard
 from polling import wait_for
-from ray._common import auth
-from ray._common.net import free_port
 from ray.util import state
 from ray.util.state.api import StateApiClient
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    temp_dir = tmp_path_factory.mktemp("job_end") / "ray"
-    port = free_port()
-    ctx = ray.init(num_cpus=2, dashboard_port=port, _temp_dir=str(temp_dir))
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _serving(url), 60, interval=0.3)
-        yield {"url": url, "gcs": ctx.address_info["gcs_address"]}
-    finally:
-        ray.shutdown()
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url + "/api/version", headers=auth.http_headers()),
-                                    timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
+    with local_ray_with_dashboard(tmp_path_factory.mktemp("job_end") / "ray") as c:
+        yield c
 
 
 def _alive(pids: set[int]) -> list[str]:

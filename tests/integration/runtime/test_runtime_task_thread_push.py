@@ -11,20 +11,16 @@ import time
 
 import pytest
 import ray
+from local_ray import local_ray_with_dashboard
 from polling import wait_for
-from ray._common.net import free_port
 from ray.exceptions import TaskCancelledError
 from ray.util import state
 
 
 @pytest.fixture(scope="module", autouse=True)
 def dashboard(tmp_path_factory):
-    port = free_port()
-    ray.init(num_cpus=2, dashboard_port=port, _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        ray.shutdown()
+    with local_ray_with_dashboard(tmp_path_factory.mktemp("ray"), num_cpus=2) as c:
+        yield c["url"]
 
 
 @ray.remote
