@@ -27,8 +27,9 @@ lint: setup
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
 
+# The slowest tests are listed at the end (the place to look when CI grows past its time goal).
 test-integration: setup
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q --durations=15 tests/integration
 
 # tools before test-integration: its Helm chart tests need the helm binary that `tools` builds.
 test: lint test-unit tools test-integration test-e2e
@@ -60,7 +61,7 @@ cluster-down:
 
 # cluster-up, pytest tests/e2e, cluster-down (always; unless the cluster was already up).
 test-e2e: setup images
-	$(E2E_CLUSTER)/run-e2e $(PY)
+	$(E2E_CLUSTER)/run-e2e $(PY) --durations=10
 
 bench: setup
 	$(PY) bench/run.py
