@@ -7,7 +7,7 @@ a RAW frame `(RAW, request_id, None, n)` followed by the n bytes as they are, an
 a buffer with `request_into`, receives them straight into that buffer (the receive side is an
 `asyncio.BufferedProtocol`: the kernel copies the payload into the destination, and nothing else does).
 Frames themselves are received into one preallocated buffer, grown once to a frame's length when a frame
-is larger than it.
+is larger than it (anonymous memory for a large one, whose pages exist only once its bytes arrive).
 A frame sent while nothing is queued is written at once; frames sent after it in the same event-loop turn
 are joined into one `write()` at the next turn (batching without added latency, and no extra loop turn
 for a lone reply or push). Another thread may write a request itself (`request_from_thread`) while nothing
@@ -38,6 +38,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import mmap
 import os
 import pickle
 import socket
@@ -74,6 +75,10 @@ _LEN = struct.Struct("<I")
 # The receive buffer: frames up to this size are decoded from it in place; a larger frame gets a buffer of
 # its own length once its header has arrived.
 _RECV_BUF = 256 * 1024
+# A frame's buffer above this size is anonymous memory (mmap), not a bytearray: `bytearray(n)` writes n zeros
+# at once, so a frame's length header alone (up to 4 GiB, from a faulty peer) would cost that much memory and
+# time; the kernel hands out a mapping's pages only as the frame's bytes arrive.
+_ZEROED_BUF_MAX = 4 * 1024 * 1024
 # Raw bytes nobody waits for any more (a request that timed out) are read into this much scratch space.
 _SINK_BYTES = 1024 * 1024
 # A raw payload is handed to the transport this much at a time, the next piece once the transport has room
@@ -228,7 +233,8 @@ class Connection(Handshake, asyncio.BufferedProtocol):
     def _make_room(self, need: int) -> None:
         """Move the bytes not decoded yet to the front of a fresh buffer of at least `need` bytes."""
         pending = self._end - self._start
-        rbuf = bytearray(max(_RECV_BUF, need))
+        size = max(_RECV_BUF, need)
+        rbuf: bytearray | mmap.mmap = bytearray(size) if size <= _ZEROED_BUF_MAX else mmap.mmap(-1, size)
         rbuf[:pending] = self._rview[self._start:self._end]
         self._rbuf, self._rview = rbuf, memoryview(rbuf)
         self._start, self._end = 0, pending

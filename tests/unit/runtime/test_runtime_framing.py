@@ -7,6 +7,7 @@ import pickle
 import socket
 import struct
 
+import psutil
 import pytest
 from ray._common import framing
 
@@ -170,7 +171,9 @@ def test_frames_larger_than_the_receive_buffer_and_split_headers_decode_whole():
         got: list = []
         _, conn = await loop.create_unix_connection(
             lambda: framing.Connection(lambda c, m, body: got.append(body)), sock=a)
-        bodies = [b"x" * n for n in (0, 1, framing._RECV_BUF - 60, framing._RECV_BUF, 3 * framing._RECV_BUF, 7)]
+        sizes = (0, 1, framing._RECV_BUF - 60, framing._RECV_BUF, 3 * framing._RECV_BUF, 7,
+                 framing._ZEROED_BUF_MAX + 1, 5)  # the last but one is received into anonymous memory
+        bodies = [b"x" * n for n in sizes]
         stream = b"".join(_frame((framing.NOTIFY, 0, "m", body)) for body in bodies)
         b.setblocking(False)
         for i in range(0, len(stream), 4093):  # odd-sized pieces: headers split across reads
@@ -181,6 +184,30 @@ def test_frames_larger_than_the_receive_buffer_and_split_headers_decode_whole():
                 break
             await asyncio.sleep(0.01)
         assert got == bodies
+        conn.close()
+        b.close()
+
+    asyncio.run(main())
+
+
+def test_a_frames_length_header_alone_costs_no_memory():
+    """A peer that declares a 1 GiB frame and sends a few bytes of it: the receiver's memory stays put (a buffer
+    of that length is reserved, not written), and the connection goes on waiting for the rest."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        _, conn = await loop.create_unix_connection(lambda: framing.Connection(lambda c, m, body: None), sock=a)
+        rss_before = psutil.Process().memory_info().rss
+        b.setblocking(False)
+        await loop.sock_sendall(b, struct.pack("<I", 1 << 30) + b"\x80\x05" + b"x" * 1000)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(conn._rview) >= 1 << 30:
+                break
+        assert len(conn._rview) >= 1 << 30  # room made for the declared frame
+        grown = psutil.Process().memory_info().rss - rss_before
+        assert grown < 64 * 2**20, f"declaring a 1 GiB frame cost {grown / 2**20:.0f} MiB"
+        assert not conn.closed
         conn.close()
         b.close()
 
