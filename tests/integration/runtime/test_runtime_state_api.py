@@ -61,13 +61,6 @@ def _http(url: str, path: str, **params) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def _serving(url: str) -> bool:
-    try:
-        return _http(url, "/api/version")[0] == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def _ray(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([*RAY_CLI, *args], capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
