@@ -51,7 +51,7 @@ tools:
 # into the cluster right away when it is up.
 images: tools
 	$(E2E_CLUSTER)/build-images
-	@if [ -S "$${OPENRAY_E2E_DIR:-/var/tmp/openray-e2e}/containerd/containerd.sock" ]; then $(E2E_CLUSTER)/load-images; fi
+	$(E2E_CLUSTER)/load-images --if-running
 
 cluster-up: images
 	$(E2E_CLUSTER)/cluster-up
