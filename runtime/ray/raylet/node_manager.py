@@ -172,9 +172,9 @@ class NodeManager:
                 # with Redis it knows this node again); then the raylet gives up, as Ray's does.
                 reply = await self.gcs.call(self.gcs.stubs.node.ReportResourceUsage, req,
                                             timeout_s=cfg.gcs_rpc_server_reconnect_timeout_s)
-            except ConnectionError:
-                logger.error("Lost the GCS at %s for %d s (gcs_rpc_server_reconnect_timeout_s); the raylet exits.",
-                             self.gcs_address, cfg.gcs_rpc_server_reconnect_timeout_s)
+            except ConnectionError as e:
+                logger.error("Lost the GCS at %s for %d s (gcs_rpc_server_reconnect_timeout_s); the raylet exits. %s",
+                             self.gcs_address, cfg.gcs_rpc_server_reconnect_timeout_s, e)
                 await self.shutdown(unregister=False)
                 return
             if reply.node_is_dead:
