@@ -2,6 +2,7 @@
 
     python bench/events_paired.py                        # every hot row, 15 pairs of 2 s slices
     python bench/events_paired.py --only tasks --pairs 30 --slice 3
+    python bench/events_paired.py --ray-python "$(bash .ci/real-ray-venv)"   # the real Ray's own task events
 
 `run.py --events-cost` runs each configuration in its own fresh interpreter, one after the other. On this
 2-core VM the same code runs up to 2.8x faster or slower from one run to the next, so a 5% difference drowns.
@@ -17,6 +18,12 @@ counts every task it ran as FINISHED (the `ray_tasks` counts). The events-off dr
 
 Each driver is this file run with `--driver ROW` under OpenRay's interpreter; the coordinator talks to it through
 its stdin and stdout, one JSON line per slice.
+
+`--ray-python PATH` measures the real Ray's own task events the same way (Ray's `RAY_enable_task_events=0` is the
+off side), each cluster in its own pid and network namespace. Ray offers no call that reports a driver's events
+at once, so a Ray slice ends with an untimed settle instead of a drain: both sides idle for
+`RAY_SETTLE_S` (more than Ray's 1 s report interval) before the next slice, so the GCS takes in one slice's events
+before the other cluster's slice starts. What Ray's GCS does with a slice's last second of events is left out.
 """
 
 from __future__ import annotations
@@ -44,9 +51,10 @@ TOLERANCE = 0.95  # on/off at or above this meets the bar
 DRAIN_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 180.0  # a driver's cluster up and its row set up
 SLICE_GRACE_S = DRAIN_TIMEOUT_S + 60.0  # a slice's answer may come this long after its calls end
+RAY_SETTLE_S = 1.5  # the real Ray's untimed pause after a slice: its events reach its GCS meanwhile
 
 
-# ---------------------------------------------------------------- the driver (runs under OpenRay)
+# ---------------------------------------------------------------- the driver (runs under OpenRay, or the real Ray)
 
 @dataclass
 class HotRow:
@@ -126,7 +134,8 @@ def driver_main(row: str) -> int:
     while time.perf_counter() < warm_until:
         hot.call()
         tasks_run += hot.tasks_per_call
-    _drain(core_worker, tasks_run)
+    if hasattr(core_worker, "task_events"):
+        _drain(core_worker, tasks_run)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command = line.split()
@@ -140,8 +149,12 @@ def driver_main(row: str) -> int:
             calls += 1
         calls_s = time.perf_counter() - start
         tasks_run += calls * hot.tasks_per_call
-        _drain(core_worker, tasks_run)
-        elapsed = time.perf_counter() - start
+        if hasattr(core_worker, "task_events"):  # OpenRay
+            _drain(core_worker, tasks_run)
+            elapsed = time.perf_counter() - start
+        else:  # the real Ray: see RAY_SETTLE_S
+            elapsed = calls_s
+            time.sleep(RAY_SETTLE_S)
         print(json.dumps({"ops": calls * hot.ops_per_call, "s": elapsed, "drain_s": elapsed - calls_s}), flush=True)
     ray.shutdown()
     from workloads import _shutdown_cluster
@@ -159,14 +172,16 @@ HOT_ROWS = ("tasks_sync", "tasks_async", "actor_calls_sync", "actor_calls_async"
 class Driver:
     """One driver process and the cluster it starts, in its own temp dir; everything it started goes at close."""
 
-    def __init__(self, python: str, row: str, extra_env: dict[str, str], log_dir: Path, label: str):
-        from runner import Runtime, workload_env
+    def __init__(self, python: str, row: str, extra_env: dict[str, str], log_dir: Path, label: str,
+                 isolated: bool = False):
+        from runner import ISOLATE, Runtime, workload_env
 
         self.tmp_root = tempfile.mkdtemp(prefix="orp", dir="/tmp")  # short: socket paths stay under 108 bytes
         self.token = uuid.uuid4().hex
         env = workload_env(Runtime(label, python, extra_env), self.tmp_root, self.token)
         self.log = open(log_dir / f"{row}-{label}.log", "w")
-        self.proc = subprocess.Popen([python, __file__, "--driver", row], cwd=self.tmp_root, env=env,
+        command = [python, __file__, "--driver", row]
+        self.proc = subprocess.Popen((ISOLATE if isolated else []) + command, cwd=self.tmp_root, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      start_new_session=True)
 
@@ -221,16 +236,19 @@ class Driver:
 
 def process_kind(info: Any) -> str:
     name = info.short_name
+    if name.startswith("ray::"):  # the real Ray's workers name themselves after what they run
+        return "worker"
     for kind in ("gcs", "raylet", "agent", "dashboard", "log_monitor", "worker"):
         if kind in name:
             return kind
     return "driver" if name == "events_paired.py" else name
 
 
-def measure_row(python: str, row: str, pairs: int, slice_s: float, log_dir: Path) -> dict[str, Any]:
+def measure_row(python: str, row: str, pairs: int, slice_s: float, log_dir: Path,
+                isolated: bool = False) -> dict[str, Any]:
     """`pairs` pairs of slices, events on and off in turns; the figure is the median of the pairs' on/off ratios."""
-    on = Driver(python, row, {}, log_dir, "events-on")
-    off = Driver(python, row, EVENTS_OFF_ENV, log_dir, "events-off")
+    on = Driver(python, row, {}, log_dir, "events-on", isolated)
+    off = Driver(python, row, EVENTS_OFF_ENV, log_dir, "events-off", isolated)
     try:
         on.answer(START_TIMEOUT_S)
         off.answer(START_TIMEOUT_S)
@@ -283,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice", type=float, default=2.0, help="seconds of calls per slice (the drain adds on)")
     parser.add_argument("--python", default=str(BENCH_DIR.parent / ".venv" / "bin" / "python"),
                         help="OpenRay's interpreter")
+    parser.add_argument("--ray-python", help="measure the real Ray's task events instead, with this interpreter "
+                                             "(.ci/real-ray-venv prints it)")
     parser.add_argument("--results-dir", default=str(BENCH_DIR / "results"))
     args = parser.parse_args(argv)
     if args.driver:
@@ -296,20 +316,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only {args.only!r} matches none of {', '.join(HOT_ROWS)}")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     results_dir = Path(args.results_dir)
-    log_dir = results_dir / "logs" / f"events-paired-{stamp}"
+    run_name = f"events-paired{'-ray' if args.ray_python else ''}-{stamp}"
+    log_dir = results_dir / "logs" / run_name
     log_dir.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     from procs import python_loop_seconds
 
-    meta = {"commit": commit, "started": stamp, "load_at_start": os.getloadavg(), "pairs": args.pairs,
+    meta = {"runtime": "Ray" if args.ray_python else "OpenRay", "commit": commit, "started": stamp, "load_at_start": os.getloadavg(), "pairs": args.pairs,
             "slice_s": args.slice, "python_loop_s_at_start": python_loop_seconds()}
-    print(f"events cost in lockstep at {commit}, load {os.getloadavg()[0]:.2f}, "
+    print(f"{meta['runtime']}'s task events cost in lockstep at {commit}, load {os.getloadavg()[0]:.2f}, "
           f"python loop {meta['python_loop_s_at_start']} s", flush=True)
     results = []
     for row in rows:
         try:
-            result = measure_row(args.python, row, args.pairs, args.slice, log_dir)
+            result = measure_row(args.ray_python or args.python, row, args.pairs, args.slice, log_dir,
+                                 isolated=bool(args.ray_python))
         except (TimeoutError, RuntimeError) as error:  # the clusters are gone; the other rows still run
             results.append({"row": row, "error": str(error)})
             print(f"{row:<26} failed: {error}", flush=True)
@@ -321,9 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    CPU us per op, events {name}: {cpu}", flush=True)
     table = markdown(results)
     print(table)
-    out = results_dir / f"events-paired-{stamp}.json"
+    out = results_dir / f"{run_name}.json"
     out.write_text(json.dumps({"meta": meta, "rows": results}, indent=1))
-    (results_dir / f"events-paired-{stamp}.md").write_text(table + "\n")
+    (results_dir / f"{run_name}.md").write_text(table + "\n")
     print(f"results: {out}")
     return 0 if all(r.get("ratio", 0.0) >= TOLERANCE for r in results) else 1
 
