@@ -78,12 +78,26 @@ def kill_tree(procs: list[psutil.Process], force: bool, grace_period_s: float) -
     for p in everyone.values():
         with contextlib.suppress(psutil.Error):
             p.send_signal(sig)
-    _, alive = psutil.wait_procs(list(everyone.values()), timeout=grace_period_s)
+    alive = wait_exited(list(everyone.values()), grace_period_s)
     for p in alive:
         with contextlib.suppress(psutil.Error):
             p.kill()
-    psutil.wait_procs(alive, timeout=5)
+    wait_exited(alive, 5)
     return len(everyone)
+
+
+def wait_exited(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Waits up to `timeout_s` for the processes to exit; returns those still running.
+
+    A zombie has exited. `psutil.wait_procs` waits until a process that is not our child is reaped too, which is
+    its parent's business: where PID 1 reaps orphans every few seconds (this VM's init: about 2 s), or never (a
+    container whose PID 1 is a shell), every `ray stop` waited that long for each group it stopped."""
+    deadline = time.monotonic() + timeout_s
+    alive = [p for p in procs if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if _alive(p)]
+    return alive
 
 
 def shm_dir_for_node(session_dir: str, node_id_hex: str) -> Path:
@@ -114,7 +128,7 @@ def stop_all(temp_dir: str, force: bool = False, grace_period_s: float = 16) -> 
     for entry, _ in entries:
         remove_session_shm(entry["session_dir"])
         forget(temp_dir, entry["pid"])
-    _wait_gone([p for _, p in live])
+    wait_exited([p for _, p in live], 5)
     with contextlib.suppress(FileNotFoundError):
         current_cluster_file(temp_dir).unlink()
     return count
@@ -129,22 +143,25 @@ def _terminate_alone(procs: list[psutil.Process], grace_period_s: float) -> int:
         with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGUSR2)
             signalled.append(p)
-    psutil.wait_procs(signalled, timeout=grace_period_s)
+    wait_exited(signalled, grace_period_s)
     return 0
 
 
-def _wait_gone(procs: list[psutil.Process], timeout_s: float = 5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(_alive(p) for p in procs):
-        time.sleep(0.05)
-
-
 def _alive(p: psutil.Process) -> bool:
+    """Running and not a zombie (our own child's zombie is reaped here)."""
     import psutil
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        if not p.is_running():
+            return False
+        if p.status() != psutil.STATUS_ZOMBIE:
+            return True
+        ours = p.ppid() == os.getpid()
     except psutil.Error:
         return False
+    if ours:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(p.pid, os.WNOHANG)
+    return False
 
 
 def current_cluster_file(temp_dir: str) -> Path:

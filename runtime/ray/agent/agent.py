@@ -46,6 +46,7 @@ DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = 52365
 # On shutdown, how long the agent waits for this node's jobs to stop (SIGTERM, then the supervisor's
 # own SIGKILL after RAY_JOB_STOP_WAIT_TIME_S) before it exits.
 _JOB_STOP_BUDGET_S = 6.0
+_GCS_PROBE_TIMEOUT_S = 1.0  # on shutdown: whether the GCS is there to hear about this node's jobs and agent
 RAYLET_CHECK_PERIOD_S = 1.0
 RAYLET_GONE_GRACE_S = 2.0
 
@@ -236,18 +237,32 @@ class NodeAgent:
         await stop.wait()
         watcher.cancel()
         register_task.cancel()
-        try:
-            await asyncio.wait_for(self.job_agent.stop_node_jobs(self.args.node_id, _JOB_STOP_BUDGET_S),
-                                   _JOB_STOP_BUDGET_S + 2)
-        except Exception as e:
-            logger.warning("Stopping this node's jobs on shutdown failed: %s", e)
-        reaper.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.to_thread(unregister_agent, self.gcs_client(), address), 3)
+        if await self._gcs_reachable():
+            try:
+                await asyncio.wait_for(self.job_agent.stop_node_jobs(self.args.node_id, _JOB_STOP_BUDGET_S),
+                                       _JOB_STOP_BUDGET_S + 2)
+            except Exception as e:
+                logger.warning("Stopping this node's jobs on shutdown failed: %r", e)
+            reaper.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(unregister_agent, self.gcs_client(), address), 3)
+        else:
+            # Its calls would retry for as long as the GCS may come back, in threads that hold up the exit until
+            # `ray stop` kills the agent at the end of its grace period (`ray down` stops the head first).
+            logger.warning("Stopping with the GCS at %s unreachable: this node's jobs are left to their supervisors, "
+                           "which stop them once they lose the GCS too.", self.args.gcs_address)
+            reaper.cancel()
         await runner.cleanup()
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await server.stop(grace=1)
+
+    async def _gcs_reachable(self) -> bool:
+        try:
+            await asyncio.to_thread(self.gcs_client().check_alive, _GCS_PROBE_TIMEOUT_S)
+        except Exception:
+            return False
+        return True
 
     async def _serve_metrics(self, token: str | None, hosts: list[str]) -> web.AppRunner | None:
         """Prometheus' endpoint: `/metrics` is open (Ray's metrics port takes no credentials, and Prometheus

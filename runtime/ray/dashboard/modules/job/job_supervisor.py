@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from ray._common import auth
+from ray._common import auth, process_registry
 from ray._common.config import config
 from ray._common.runtime_env.agent_client import RuntimeEnvAgentClient
 from ray._common.runtime_env.context import RuntimeEnvContext, needs_agent
@@ -163,7 +163,7 @@ class JobSupervisor:
         procs = kill_process_tree(process.pid, signal.SIGTERM)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        _, alive = await asyncio.to_thread(psutil.wait_procs, procs, wait_s)
+        alive = await asyncio.to_thread(process_registry.wait_exited, procs, wait_s)  # a zombie counts as gone
         if alive:
             logger.warning("Job %s did not exit %.0fs after SIGTERM; sending SIGKILL.", self.submission_id, wait_s)
             for proc in alive:
